@@ -1,0 +1,91 @@
+//! The application's codec: domain events to store rows and back.
+
+use std::fmt;
+
+use crate::{EventType, NewEvent, Recorded, StoredEvent, ValidationError};
+
+/// A stored row after decoding: the row's metadata with its domain event.
+pub type Decoded<E> = Recorded<E>;
+
+/// Turns domain events into [`NewEvent`]s (type, version, tags, metadata,
+/// payload bytes) and stored rows back into domain events.
+///
+/// The store persists bytes and query metadata only; the codec owns the format.
+/// [`json::JsonCodec`](crate::json::JsonCodec) is a ready implementation.
+pub trait Codec: Send + Sync {
+    /// The domain event type.
+    type Event;
+    /// Encodes one event for appending.
+    fn encode(&self, event: &Self::Event) -> Result<NewEvent, EncodeError>;
+    /// Decodes one stored row.
+    fn decode(&self, stored: &StoredEvent) -> Result<Self::Event, DecodeError>;
+}
+
+/// Why a stored row could not be decoded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DecodeError {
+    /// The codec does not know this type (or this version of it).
+    UnknownEvent {
+        /// The stored type.
+        event_type: EventType,
+        /// The stored version.
+        version: u32,
+    },
+    /// The type is known but the payload does not parse.
+    InvalidData {
+        /// The stored type.
+        event_type: EventType,
+        /// The stored version.
+        version: u32,
+        /// What the parser said.
+        message: String,
+    },
+}
+
+impl fmt::Display for DecodeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DecodeError::UnknownEvent { event_type, version } => {
+                write!(f, "unknown event type {event_type} (version {version})")
+            }
+            DecodeError::InvalidData { event_type, version, message } => {
+                write!(f, "invalid data for event type {event_type} (version {version}): {message}")
+            }
+        }
+    }
+}
+
+impl std::error::Error for DecodeError {}
+
+/// Why a domain event could not be encoded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EncodeError {
+    /// A type, tag or metadata value broke the limits.
+    Invalid(ValidationError),
+    /// The payload could not be serialized.
+    Serialize(String),
+}
+
+impl fmt::Display for EncodeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            EncodeError::Invalid(e) => write!(f, "cannot encode event: {e}"),
+            EncodeError::Serialize(message) => write!(f, "cannot serialize event: {message}"),
+        }
+    }
+}
+
+impl std::error::Error for EncodeError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            EncodeError::Invalid(e) => Some(e),
+            EncodeError::Serialize(_) => None,
+        }
+    }
+}
+
+impl From<ValidationError> for EncodeError {
+    fn from(e: ValidationError) -> Self {
+        EncodeError::Invalid(e)
+    }
+}

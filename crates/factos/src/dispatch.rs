@@ -1,0 +1,415 @@
+//! Command handling over any [`EventStore`]: read a context, decide, append if
+//! the context is still stable, and hand back the committed events.
+
+use std::fmt;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+
+use crate::store::{Committed, ConditionFailure, DecisionError, DecisionProcess};
+use crate::{
+    AppendCondition, Codec, DecodeError, Decider, EncodeError, EventStore, NewEvent, Position,
+    Query, ReadOptions, Recorded, Revision, StoreError, StoredEvent, StreamId,
+};
+
+/// Where a dispatch's events landed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Append {
+    /// The stream's revision after the dispatch (its current one when nothing was appended).
+    pub current_revision: Revision,
+    /// The position of the last appended event; `None` when nothing was appended.
+    pub position: Option<Position>,
+}
+
+/// The result of a successful dispatch: where the events landed and the
+/// committed events themselves, ready for [`react_all`](crate::react_all).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Dispatch<E> {
+    /// Append metadata.
+    pub append: Append,
+    /// The committed events, in position order.
+    pub events: Vec<Recorded<E>>,
+}
+
+/// A decision context: the matching events folded into the decider's state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Context<E, S> {
+    /// The query the context was read with.
+    pub query: Query,
+    /// The folded state.
+    pub state: S,
+    /// The matching events, decoded, in position order.
+    pub events: Vec<Recorded<E>>,
+    /// The position of the last matching event (`None`: none matched).
+    pub position: Option<Position>,
+    /// `FailIfEventsMatch(query, position)`: the condition that keeps a decision
+    /// on this context honest.
+    pub append_condition: AppendCondition,
+}
+
+/// A stream loaded and folded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoadedStream<E, S> {
+    /// The stream.
+    pub stream: StreamId,
+    /// The folded state.
+    pub state: S,
+    /// The stream's events, decoded, in revision order.
+    pub events: Vec<Recorded<E>>,
+    /// The stream's revision.
+    pub revision: Revision,
+}
+
+/// Why a dispatch failed. Nothing was written in every case.
+#[derive(Debug)]
+pub enum DispatchError<E> {
+    /// The decider refused the command.
+    Domain(E),
+    /// The store failed; see [`StoreError::is_retry_safe`].
+    Store(StoreError),
+    /// The context changed between the read and the commit (or the stream moved).
+    /// Dispatching again decides on the new context.
+    AppendConditionFailed(ConditionFailure),
+    /// A stored event of the context could not be decoded.
+    Decode(DecodeError),
+    /// A decided event could not be encoded or breaks the limits.
+    Encode(EncodeError),
+    /// The decider or the codec panicked; the panic was caught and nothing was written.
+    Panicked {
+        /// Which part panicked.
+        during: &'static str,
+        /// The panic message.
+        message: String,
+    },
+}
+
+impl<E: fmt::Display> fmt::Display for DispatchError<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DispatchError::Domain(e) => write!(f, "command refused: {e}"),
+            DispatchError::Store(e) => write!(f, "store error: {e}"),
+            DispatchError::AppendConditionFailed(c) => {
+                write!(f, "append condition failed: {c}")
+            }
+            DispatchError::Decode(e) => write!(f, "decode error: {e}"),
+            DispatchError::Encode(e) => write!(f, "encode error: {e}"),
+            DispatchError::Panicked { during, message } => {
+                write!(f, "{during} panicked: {message}")
+            }
+        }
+    }
+}
+
+impl<E: fmt::Debug + fmt::Display> std::error::Error for DispatchError<E> {}
+
+impl<E> DispatchError<E> {
+    /// Whether dispatching the same command again may succeed and cannot
+    /// duplicate a write: a condition failure or a retry-safe store error.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            DispatchError::AppendConditionFailed(_) => true,
+            DispatchError::Store(e) => e.is_retry_safe(),
+            _ => false,
+        }
+    }
+}
+
+/// Why a context read failed.
+#[derive(Debug)]
+pub enum ReadError {
+    /// The store failed.
+    Store(StoreError),
+    /// A matching event could not be decoded.
+    Decode(DecodeError),
+}
+
+impl fmt::Display for ReadError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ReadError::Store(e) => write!(f, "store error: {e}"),
+            ReadError::Decode(e) => write!(f, "decode error: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for ReadError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            ReadError::Store(e) => Some(e),
+            ReadError::Decode(e) => Some(e),
+        }
+    }
+}
+
+/// The failures of the core's decision process.
+#[derive(Debug)]
+enum ProcessError<E> {
+    Domain(E),
+    Decode(DecodeError),
+    Encode(EncodeError),
+    Panicked { during: &'static str, message: String },
+}
+
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_string()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "non-string panic payload".to_string()
+    }
+}
+
+fn guarded<T, E>(during: &'static str, f: impl FnOnce() -> T) -> Result<T, ProcessError<E>> {
+    catch_unwind(AssertUnwindSafe(f))
+        .map_err(|payload| ProcessError::Panicked { during, message: panic_message(&*payload) })
+}
+
+/// The decision process the dispatch functions hand to the store: decode,
+/// evolve, decide and encode, catching panics of application code.
+struct CommandProcess<'a, D: Decider, C> {
+    decider: &'a D,
+    codec: &'a C,
+    command: &'a D::Command,
+    /// `None` only after a panic left the state unusable.
+    state: Option<D::State>,
+    decided: Vec<D::Event>,
+}
+
+impl<'a, D, C> CommandProcess<'a, D, C>
+where
+    D: Decider,
+    C: Codec<Event = D::Event>,
+{
+    fn new(decider: &'a D, codec: &'a C, command: &'a D::Command) -> Result<Self, ProcessError<D::Error>> {
+        let state = guarded("decider initial state", || decider.initial())?;
+        Ok(Self { decider, codec, command, state: Some(state), decided: Vec::new() })
+    }
+}
+
+fn lost_state<E>() -> ProcessError<E> {
+    ProcessError::Panicked {
+        during: "decider",
+        message: "state lost after an earlier panic".to_string(),
+    }
+}
+
+impl<D, C> DecisionProcess for CommandProcess<'_, D, C>
+where
+    D: Decider + Sync,
+    D::State: Send,
+    D::Event: Send,
+    D::Command: Sync,
+    D::Error: Send,
+    C: Codec<Event = D::Event>,
+{
+    type Error = ProcessError<D::Error>;
+
+    fn evolve(&mut self, stored: &StoredEvent) -> Result<(), Self::Error> {
+        let codec = self.codec;
+        let event = guarded("codec decode", || codec.decode(stored))?.map_err(ProcessError::Decode)?;
+        let state = self.state.take().ok_or_else(lost_state)?;
+        let decider = self.decider;
+        self.state = Some(guarded("decider evolve", || decider.evolve(state, &event))?);
+        Ok(())
+    }
+
+    fn decide(&mut self) -> Result<Vec<NewEvent>, Self::Error> {
+        let state = self.state.as_ref().ok_or_else(lost_state)?;
+        let (decider, command, codec) = (self.decider, self.command, self.codec);
+        let events = guarded("decider decide", || decider.decide(state, command))?
+            .map_err(ProcessError::Domain)?;
+        let encoded = guarded("codec encode", || {
+            events.iter().map(|e| codec.encode(e)).collect::<Result<Vec<_>, _>>()
+        })?
+        .map_err(ProcessError::Encode)?;
+        self.decided = events;
+        Ok(encoded)
+    }
+}
+
+fn into_dispatch<E, X>(committed: Committed, decided: Vec<E>) -> Result<Dispatch<E>, DispatchError<X>> {
+    if committed.events.len() != decided.len() {
+        return Err(DispatchError::Store(StoreError::new(
+            crate::StoreErrorKind::Corrupt,
+            format!(
+                "the store committed {} events for {} decided",
+                committed.events.len(),
+                decided.len()
+            ),
+        )));
+    }
+    let events = committed
+        .events
+        .into_iter()
+        .zip(decided)
+        .map(|(stored, event)| Recorded::from_stored(stored, event))
+        .collect();
+    Ok(Dispatch {
+        append: Append { current_revision: committed.current_revision, position: committed.position },
+        events,
+    })
+}
+
+fn from_decision_error<E>(error: DecisionError<ProcessError<E>>) -> DispatchError<E> {
+    match error {
+        DecisionError::Process(ProcessError::Domain(e)) => DispatchError::Domain(e),
+        DecisionError::Process(ProcessError::Decode(e)) => DispatchError::Decode(e),
+        DecisionError::Process(ProcessError::Encode(e)) => DispatchError::Encode(e),
+        DecisionError::Process(ProcessError::Panicked { during, message }) => {
+            DispatchError::Panicked { during, message }
+        }
+        DecisionError::Invalid(e) => DispatchError::Encode(EncodeError::Invalid(e)),
+        DecisionError::ConditionFailed(c) => DispatchError::AppendConditionFailed(c),
+        DecisionError::Store(e) => DispatchError::Store(e),
+    }
+}
+
+fn from_process_error<E>(error: ProcessError<E>) -> DispatchError<E> {
+    from_decision_error(DecisionError::Process(error))
+}
+
+/// Handles `command` on the context selected by `query`: reads the matching
+/// events, folds them with `decider`, decides, and appends the new events to
+/// `stream` only if no event matching `query` appeared since the read.
+///
+/// Returns the committed events so reactors can turn them into effects.
+///
+/// ```
+/// # use factos::*;
+/// # use factos::json::{JsonCodec, JsonEvent};
+/// # #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+/// # struct Registered { username: String }
+/// # impl JsonEvent for Registered {
+/// #     const EVENT_TYPES: &'static [&'static str] = &["UserRegistered"];
+/// #     fn event_type(&self) -> &'static str { "UserRegistered" }
+/// #     fn tags(&self) -> Vec<String> { vec![format!("username:{}", self.username)] }
+/// # }
+/// struct RegisterOnce;
+/// impl Decider for RegisterOnce {
+///     type State = bool; // taken?
+///     type Command = String;
+///     type Event = Registered;
+///     type Error = String;
+///     fn initial(&self) -> bool { false }
+///     fn decide(&self, taken: &bool, name: &String) -> Result<Vec<Registered>, String> {
+///         if *taken { Err(format!("{name} is taken")) }
+///         else { Ok(vec![Registered { username: name.clone() }]) }
+///     }
+///     fn evolve(&self, _: bool, _: &Registered) -> bool { true }
+/// }
+///
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// let store = InMemoryStore::new();
+/// let codec = JsonCodec::<Registered>::new();
+/// let query = Query::tags([Tag::new("username:renata")?]);
+/// let stream = StreamId::new("user-1")?;
+/// let first = dispatch_with_query(&store, &stream, &query, &RegisterOnce, &codec, &"renata".to_string()).await?;
+/// assert_eq!(first.events.len(), 1);
+/// let again = dispatch_with_query(&store, &stream, &query, &RegisterOnce, &codec, &"renata".to_string()).await;
+/// assert!(matches!(again, Err(DispatchError::Domain(_))));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// # }).unwrap();
+/// ```
+pub async fn dispatch_with_query<S, D, C>(
+    store: &S,
+    stream: &StreamId,
+    query: &Query,
+    decider: &D,
+    codec: &C,
+    command: &D::Command,
+) -> Result<Dispatch<D::Event>, DispatchError<D::Error>>
+where
+    S: EventStore,
+    D: Decider + Sync,
+    D::State: Send,
+    D::Event: Send,
+    D::Command: Sync,
+    D::Error: Send,
+    C: Codec<Event = D::Event>,
+{
+    let mut process = CommandProcess::new(decider, codec, command).map_err(from_process_error)?;
+    let committed = store
+        .decide_with_query(stream, query, &mut process)
+        .await
+        .map_err(from_decision_error)?;
+    into_dispatch(committed, process.decided)
+}
+
+/// Handles `command` on one stream: the stream's events are the context and the
+/// append expects the stream's revision to be unchanged.
+///
+/// A stream revision is the right boundary only when one stream really is the
+/// consistency boundary; [`dispatch_with_query`] is the general form.
+pub async fn dispatch<S, D, C>(
+    store: &S,
+    stream: &StreamId,
+    decider: &D,
+    codec: &C,
+    command: &D::Command,
+) -> Result<Dispatch<D::Event>, DispatchError<D::Error>>
+where
+    S: EventStore,
+    D: Decider + Sync,
+    D::State: Send,
+    D::Event: Send,
+    D::Command: Sync,
+    D::Error: Send,
+    C: Codec<Event = D::Event>,
+{
+    let mut process = CommandProcess::new(decider, codec, command).map_err(from_process_error)?;
+    let committed =
+        store.decide_on_stream(stream, &mut process).await.map_err(from_decision_error)?;
+    into_dispatch(committed, process.decided)
+}
+
+fn decode_all<C: Codec>(codec: &C, stored: Vec<StoredEvent>) -> Result<Vec<Recorded<C::Event>>, ReadError> {
+    stored
+        .into_iter()
+        .map(|row| {
+            let event = codec.decode(&row).map_err(ReadError::Decode)?;
+            Ok(Recorded::from_stored(row, event))
+        })
+        .collect()
+}
+
+/// Reads and folds the context of `query` (without deciding).
+pub async fn read_context<S, D, C>(
+    store: &S,
+    query: &Query,
+    decider: &D,
+    codec: &C,
+) -> Result<Context<D::Event, D::State>, ReadError>
+where
+    S: EventStore,
+    D: Decider,
+    C: Codec<Event = D::Event>,
+{
+    let read = store.read(query, ReadOptions::default()).await.map_err(ReadError::Store)?;
+    let events = decode_all(codec, read.events)?;
+    let position = events.last().map(|e| e.position);
+    let state = crate::fold_decider(decider, events.iter().map(|r| &r.event));
+    Ok(Context {
+        query: query.clone(),
+        state,
+        events,
+        position,
+        append_condition: AppendCondition::fail_if_events_match(query.clone(), position),
+    })
+}
+
+/// Reads and folds one stream.
+pub async fn load_stream<S, D, C>(
+    store: &S,
+    stream: &StreamId,
+    decider: &D,
+    codec: &C,
+) -> Result<LoadedStream<D::Event, D::State>, ReadError>
+where
+    S: EventStore,
+    D: Decider,
+    C: Codec<Event = D::Event>,
+{
+    let read = store.read_stream(stream).await.map_err(ReadError::Store)?;
+    let events = decode_all(codec, read.events)?;
+    let state = crate::fold_decider(decider, events.iter().map(|r| &r.event));
+    Ok(LoadedStream { stream: read.stream, state, events, revision: read.revision })
+}

@@ -1,0 +1,249 @@
+//! An in-memory event store with the same semantics and the same guarantee as
+//! the database backends, for unit tests, examples and prototypes.
+//!
+//! Every write and every decision runs under one mutex, so decisions are
+//! serialized exactly like the table-lock strategy of the PostgreSQL backend:
+//! a decision's context cannot change between its read and its commit. The
+//! mutex is never held across an `.await`. Reads copy the matching events out.
+//!
+//! Cloning an [`InMemoryStore`] shares the log, so one store can be handed to
+//! many tasks.
+//!
+//! ```
+//! use factos::{AppendCondition, EventStore, EventType, InMemoryStore, NewEvent, Query, ReadOptions, StreamId};
+//! # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+//! let store = InMemoryStore::new();
+//! let stream = StreamId::new("s")?;
+//! let event = NewEvent::new(EventType::new("Happened")?, b"{}".to_vec());
+//! store.append(&stream, vec![event], AppendCondition::None).await?;
+//! let read = store.read(&Query::all(), ReadOptions::default()).await?;
+//! assert_eq!(read.events.len(), 1);
+//! assert_eq!(read.head.map(|p| p.get()), Some(1));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! # }).unwrap();
+//! ```
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use crate::store::{
+    AppendError, Committed, ConditionFailure, DecisionError, DecisionProcess, ReadResult,
+    StoreErrorKind, StreamEvents,
+};
+use crate::{
+    AppendCondition, EventStore, NewEvent, Position, Query, ReadOptions, Revision, StoreError,
+    StoreLimits, StoredEvent, StreamId,
+};
+
+#[derive(Debug, Default)]
+struct Log {
+    /// `events[i].position == i + 1`.
+    events: Vec<StoredEvent>,
+    /// Indexes into `events` per stream, in revision order.
+    streams: HashMap<StreamId, Vec<usize>>,
+}
+
+impl Log {
+    fn head(&self) -> Option<Position> {
+        self.events.last().map(|e| e.position)
+    }
+
+    fn revision(&self, stream: &StreamId) -> Revision {
+        match self.streams.get(stream).map(Vec::len) {
+            None | Some(0) => Revision::NoEvents,
+            Some(n) => Revision::Current(n as u64 - 1),
+        }
+    }
+
+    fn any_match_after(&self, query: &Query, after: Option<Position>) -> bool {
+        let start = after.map_or(0, |p| usize::try_from(p.get()).unwrap_or(usize::MAX));
+        self.events.iter().skip(start).any(|e| e.matches(query))
+    }
+
+    fn check(&self, condition: &AppendCondition) -> Result<(), ConditionFailure> {
+        match condition {
+            AppendCondition::FailIfEventsMatch { query, after } if self.any_match_after(query, *after) => {
+                Err(ConditionFailure::EventsMatched { query: query.clone(), after: *after })
+            }
+            _ => Ok(()),
+        }
+    }
+
+    fn append(&mut self, stream: &StreamId, events: Vec<NewEvent>) -> Result<Committed, StoreError> {
+        let before = self.revision(stream);
+        let mut committed = Vec::with_capacity(events.len());
+        for (offset, event) in events.into_iter().enumerate() {
+            let index = self.events.len();
+            let position = Position::new(index as u64 + 1)
+                .ok_or_else(|| StoreError::new(StoreErrorKind::Rejected, "the log is full"))?;
+            let stored = StoredEvent {
+                position,
+                stream: stream.clone(),
+                revision: before.next() + offset as u64,
+                id: event.id,
+                event_type: event.event_type,
+                version: event.version,
+                tags: event.tags,
+                metadata: event.metadata,
+                data: event.data,
+            };
+            committed.push(stored.clone());
+            self.events.push(stored);
+            self.streams.entry(stream.clone()).or_default().push(index);
+        }
+        Ok(Committed {
+            stream: stream.clone(),
+            current_revision: before.advanced_by(committed.len()),
+            position: committed.last().map(|e| e.position),
+            events: committed,
+        })
+    }
+}
+
+/// An in-memory [`EventStore`]; see the [module docs](self).
+#[derive(Debug, Clone, Default)]
+pub struct InMemoryStore {
+    log: Arc<Mutex<Log>>,
+    limits: StoreLimits,
+}
+
+impl InMemoryStore {
+    /// An empty store with default [`StoreLimits`].
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// An empty store with these limits.
+    pub fn with_limits(limits: StoreLimits) -> Self {
+        Self { log: Arc::default(), limits }
+    }
+
+    /// How many events the store holds.
+    pub fn len(&self) -> usize {
+        self.lock().events.len()
+    }
+
+    /// Whether the store holds no event.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// A copy of every stored event, in position order.
+    pub fn all_events(&self) -> Vec<StoredEvent> {
+        self.lock().events.clone()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Log> {
+        // The log is only changed after every check passed and user code ran, so
+        // a panic elsewhere while the lock was held cannot leave it half-written.
+        self.log.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn read_now(&self, query: &Query, options: ReadOptions) -> ReadResult {
+        let log = self.lock();
+        let limit = options.limit.unwrap_or(usize::MAX);
+        let in_range = |e: &&StoredEvent| match (options.from, options.backwards) {
+            (None, _) => true,
+            (Some(from), false) => e.position >= from,
+            (Some(from), true) => e.position <= from,
+        };
+        let matching = |e: &&StoredEvent| e.matches(query);
+        let events: Vec<StoredEvent> = if options.backwards {
+            log.events.iter().rev().filter(in_range).filter(matching).take(limit).cloned().collect()
+        } else {
+            log.events.iter().filter(in_range).filter(matching).take(limit).cloned().collect()
+        };
+        ReadResult { events, head: log.head() }
+    }
+
+    fn decide_locked<P: DecisionProcess>(
+        &self,
+        stream: &StreamId,
+        context: Context<'_>,
+        process: &mut P,
+    ) -> Result<Committed, DecisionError<P::Error>> {
+        let mut log = self.lock();
+        let mut seen = 0usize;
+        let mut after = None;
+        for event in &log.events {
+            let relevant = match &context {
+                Context::Query(query) => event.matches(query),
+                Context::Stream => &event.stream == stream,
+            };
+            if relevant {
+                seen += 1;
+                if seen > self.limits.max_context_events {
+                    return Err(DecisionError::Store(StoreError::new(
+                        StoreErrorKind::Rejected,
+                        format!(
+                            "the decision context holds more than {} events",
+                            self.limits.max_context_events
+                        ),
+                    )));
+                }
+                process.evolve(event).map_err(DecisionError::Process)?;
+                after = Some(event.position);
+            }
+        }
+        let events = process.decide().map_err(DecisionError::Process)?;
+        self.limits.check(&events).map_err(DecisionError::Invalid)?;
+        // Under the lock nothing can have changed since the read; the check is
+        // kept so the in-memory store fails exactly where a database would.
+        if let Context::Query(query) = context {
+            let condition = AppendCondition::fail_if_events_match(query.clone(), after);
+            log.check(&condition).map_err(DecisionError::ConditionFailed)?;
+        }
+        Ok(log.append(stream, events)?)
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Context<'a> {
+    Query(&'a Query),
+    Stream,
+}
+
+impl EventStore for InMemoryStore {
+    async fn read(&self, query: &Query, options: ReadOptions) -> Result<ReadResult, StoreError> {
+        Ok(self.read_now(query, options))
+    }
+
+    async fn read_stream(&self, stream: &StreamId) -> Result<StreamEvents, StoreError> {
+        let log = self.lock();
+        let events = log
+            .streams
+            .get(stream)
+            .map(|indexes| indexes.iter().map(|&i| log.events[i].clone()).collect())
+            .unwrap_or_default();
+        Ok(StreamEvents { stream: stream.clone(), events, revision: log.revision(stream) })
+    }
+
+    async fn append(
+        &self,
+        stream: &StreamId,
+        events: Vec<NewEvent>,
+        condition: AppendCondition,
+    ) -> Result<Committed, AppendError> {
+        self.limits.check(&events).map_err(AppendError::Invalid)?;
+        let mut log = self.lock();
+        log.check(&condition).map_err(AppendError::ConditionFailed)?;
+        Ok(log.append(stream, events)?)
+    }
+
+    async fn decide_with_query<P: DecisionProcess>(
+        &self,
+        stream: &StreamId,
+        query: &Query,
+        process: &mut P,
+    ) -> Result<Committed, DecisionError<P::Error>> {
+        self.decide_locked(stream, Context::Query(query), process)
+    }
+
+    async fn decide_on_stream<P: DecisionProcess>(
+        &self,
+        stream: &StreamId,
+        process: &mut P,
+    ) -> Result<Committed, DecisionError<P::Error>> {
+        self.decide_locked(stream, Context::Stream, process)
+    }
+}

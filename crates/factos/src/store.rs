@@ -1,0 +1,403 @@
+//! The store-level API every backend implements, shaped like the DCB specification,
+//! plus the decision primitive that dispatch is built on.
+
+use std::error::Error as StdError;
+use std::fmt;
+use std::future::Future;
+
+use crate::{
+    AppendCondition, NewEvent, Position, Query, Revision, StoredEvent, StreamId, ValidationError,
+};
+
+/// Default for [`StoreLimits::max_payload_bytes`]: 1 MiB.
+pub const DEFAULT_MAX_PAYLOAD_BYTES: usize = 1 << 20;
+/// Default for [`StoreLimits::max_events_per_append`].
+pub const DEFAULT_MAX_EVENTS_PER_APPEND: usize = 1000;
+/// Default for [`StoreLimits::max_context_events`]: a decision that reads more
+/// events than this fails instead of exhausting memory.
+pub const DEFAULT_MAX_CONTEXT_EVENTS: usize = 1_000_000;
+
+/// Bounds a store enforces on every write and decision.
+///
+/// ```
+/// let limits = factos::StoreLimits::default().with_max_payload_bytes(64 * 1024);
+/// assert_eq!(limits.max_payload_bytes, 64 * 1024);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoreLimits {
+    /// Largest payload of one event, in bytes.
+    pub max_payload_bytes: usize,
+    /// Most events in one append or one decision.
+    pub max_events_per_append: usize,
+    /// Most events one context read may hold.
+    pub max_context_events: usize,
+}
+
+impl Default for StoreLimits {
+    fn default() -> Self {
+        Self {
+            max_payload_bytes: DEFAULT_MAX_PAYLOAD_BYTES,
+            max_events_per_append: DEFAULT_MAX_EVENTS_PER_APPEND,
+            max_context_events: DEFAULT_MAX_CONTEXT_EVENTS,
+        }
+    }
+}
+
+impl StoreLimits {
+    /// Sets [`StoreLimits::max_payload_bytes`].
+    #[must_use]
+    pub fn with_max_payload_bytes(mut self, max: usize) -> Self {
+        self.max_payload_bytes = max;
+        self
+    }
+
+    /// Sets [`StoreLimits::max_events_per_append`].
+    #[must_use]
+    pub fn with_max_events_per_append(mut self, max: usize) -> Self {
+        self.max_events_per_append = max;
+        self
+    }
+
+    /// Checks a batch of events against these limits.
+    pub fn check(&self, events: &[NewEvent]) -> Result<(), ValidationError> {
+        if events.len() > self.max_events_per_append {
+            return Err(ValidationError::TooManyEvents {
+                count: events.len(),
+                max: self.max_events_per_append,
+            });
+        }
+        if let Some(event) = events.iter().find(|e| e.data.len() > self.max_payload_bytes) {
+            return Err(ValidationError::PayloadTooLarge {
+                len_bytes: event.data.len(),
+                max_bytes: self.max_payload_bytes,
+            });
+        }
+        Ok(())
+    }
+}
+
+/// Options of a [`EventStore::read`].
+///
+/// ```
+/// use factos::{Position, ReadOptions};
+/// let newest_ten = ReadOptions::default().backwards().limit(10);
+/// let since = ReadOptions::default().from(Position::new(42).unwrap());
+/// # let _ = (newest_ten, since);
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ReadOptions {
+    /// First position to return (inclusive): the lowest one forwards, the highest one backwards.
+    pub from: Option<Position>,
+    /// Newest first.
+    pub backwards: bool,
+    /// Most events to return.
+    pub limit: Option<usize>,
+}
+
+impl ReadOptions {
+    /// Starts at `position` (inclusive).
+    #[must_use]
+    pub fn from(mut self, position: Position) -> Self {
+        self.from = Some(position);
+        self
+    }
+
+    /// Reads newest first.
+    #[must_use]
+    pub fn backwards(mut self) -> Self {
+        self.backwards = true;
+        self
+    }
+
+    /// Returns at most `limit` events.
+    #[must_use]
+    pub fn limit(mut self, limit: usize) -> Self {
+        self.limit = Some(limit);
+        self
+    }
+}
+
+/// What a [`EventStore::read`] returns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReadResult {
+    /// The matching events, in the requested order.
+    pub events: Vec<StoredEvent>,
+    /// The store's head when the read was taken: a settled position, so no event
+    /// can later appear at or below it. `None` for an empty store.
+    pub head: Option<Position>,
+}
+
+/// The events of one stream, in revision order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamEvents {
+    /// The stream.
+    pub stream: StreamId,
+    /// Its events.
+    pub events: Vec<StoredEvent>,
+    /// Its revision.
+    pub revision: Revision,
+}
+
+/// What a successful append or decision committed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Committed {
+    /// The stream appended to.
+    pub stream: StreamId,
+    /// The stream's revision after the append (unchanged when nothing was appended).
+    pub current_revision: Revision,
+    /// The position of the last appended event; `None` when nothing was appended.
+    pub position: Option<Position>,
+    /// The committed events, in position order.
+    pub events: Vec<StoredEvent>,
+}
+
+/// Which condition an append failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConditionFailure {
+    /// Events matching the query exist after `after`.
+    EventsMatched {
+        /// The condition's query.
+        query: Query,
+        /// The condition's position.
+        after: Option<Position>,
+    },
+    /// The stream is no longer at the expected revision.
+    StreamRevision {
+        /// The stream.
+        stream: StreamId,
+        /// The revision the decision saw.
+        expected: Revision,
+    },
+}
+
+impl ConditionFailure {
+    /// The failure of an [`AppendCondition`]; `None` for [`AppendCondition::None`].
+    pub fn from_condition(condition: &AppendCondition) -> Option<Self> {
+        match condition {
+            AppendCondition::None => None,
+            AppendCondition::FailIfEventsMatch { query, after } => {
+                Some(ConditionFailure::EventsMatched { query: query.clone(), after: *after })
+            }
+        }
+    }
+}
+
+impl fmt::Display for ConditionFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConditionFailure::EventsMatched { query, after: None } => {
+                write!(f, "events matching {query} exist")
+            }
+            ConditionFailure::EventsMatched { query, after: Some(after) } => {
+                write!(f, "events matching {query} were appended after position {after}")
+            }
+            ConditionFailure::StreamRevision { stream, expected } => {
+                write!(f, "stream {stream} is no longer at {expected}")
+            }
+        }
+    }
+}
+
+/// What kind of store failure happened, and so whether a retry is safe.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum StoreErrorKind {
+    /// The store could not be reached or the connection broke before the
+    /// commit was sent: nothing was written, retrying is safe.
+    Unavailable,
+    /// The connection broke while the commit was in flight: the write may or may
+    /// not have landed. Retry only with the same event ids.
+    CommitOutcomeUnknown,
+    /// A lock wait or statement took longer than configured; nothing was written.
+    Timeout,
+    /// The store's schema is missing or too old (run the migration).
+    Schema,
+    /// A row in the store does not hold what factos wrote (corruption or a foreign writer).
+    Corrupt,
+    /// The store refused because of a transient concurrency failure and the
+    /// retry budget ran out; nothing was written.
+    Contention,
+    /// The store refused the input (a limit of the database itself).
+    Rejected,
+    /// Anything else.
+    Other,
+}
+
+/// A failure of the store itself (not of the decision or of its condition).
+///
+/// It never exposes a driver type; the driver's error is available as the
+/// [`source`](std::error::Error::source).
+#[derive(Debug)]
+pub struct StoreError {
+    kind: StoreErrorKind,
+    message: String,
+    source: Option<Box<dyn StdError + Send + Sync + 'static>>,
+}
+
+impl StoreError {
+    /// A store error of `kind` with a message.
+    pub fn new(kind: StoreErrorKind, message: impl Into<String>) -> Self {
+        Self { kind, message: message.into(), source: None }
+    }
+
+    /// Attaches the underlying error.
+    #[must_use]
+    pub fn with_source(mut self, source: impl StdError + Send + Sync + 'static) -> Self {
+        self.source = Some(Box::new(source));
+        self
+    }
+
+    /// The kind of failure.
+    pub fn kind(&self) -> StoreErrorKind {
+        self.kind
+    }
+
+    /// The message, without the source.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
+    /// Whether running the same operation again cannot duplicate a write.
+    pub fn is_retry_safe(&self) -> bool {
+        matches!(
+            self.kind,
+            StoreErrorKind::Unavailable | StoreErrorKind::Timeout | StoreErrorKind::Contention
+        )
+    }
+}
+
+impl fmt::Display for StoreError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)?;
+        if let Some(source) = &self.source {
+            write!(f, ": {source}")?;
+        }
+        Ok(())
+    }
+}
+
+impl StdError for StoreError {
+    fn source(&self) -> Option<&(dyn StdError + 'static)> {
+        self.source.as_deref().map(|e| e as &(dyn StdError + 'static))
+    }
+}
+
+/// Why an [`EventStore::append`] failed. Nothing was written in every case.
+#[derive(Debug)]
+pub enum AppendError {
+    /// The events break the store's limits.
+    Invalid(ValidationError),
+    /// The append condition failed.
+    ConditionFailed(ConditionFailure),
+    /// The store failed.
+    Store(StoreError),
+}
+
+impl fmt::Display for AppendError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            AppendError::Invalid(e) => write!(f, "append refused: {e}"),
+            AppendError::ConditionFailed(c) => write!(f, "append condition failed: {c}"),
+            AppendError::Store(e) => write!(f, "store error: {e}"),
+        }
+    }
+}
+
+impl StdError for AppendError {
+    fn source(&self) -> Option<&(dyn StdError + 'static)> {
+        match self {
+            AppendError::Invalid(e) => Some(e),
+            AppendError::ConditionFailed(_) => None,
+            AppendError::Store(e) => Some(e),
+        }
+    }
+}
+
+impl From<StoreError> for AppendError {
+    fn from(e: StoreError) -> Self {
+        AppendError::Store(e)
+    }
+}
+
+/// One decision run by a store: it feeds the context's events to [`evolve`](Self::evolve)
+/// in position order, then asks [`decide`](Self::decide) for the events to append.
+///
+/// A store may call `evolve` with more events and `decide` again (for example
+/// after a conflict, with the events that appeared since); the latest `decide`
+/// is the one committed. Application code rarely implements this: the
+/// [`dispatch`](crate::dispatch) functions do, over a [`Decider`](crate::Decider) and a
+/// [`Codec`](crate::Codec).
+pub trait DecisionProcess: Send {
+    /// Why the decision failed.
+    type Error: Send;
+    /// Applies one event of the context.
+    fn evolve(&mut self, event: &StoredEvent) -> Result<(), Self::Error>;
+    /// Decides on the state built so far.
+    fn decide(&mut self) -> Result<Vec<NewEvent>, Self::Error>;
+}
+
+/// Why a decision run by a store failed. Nothing was written in every case.
+#[derive(Debug)]
+pub enum DecisionError<E> {
+    /// The decision process itself failed (domain, codec).
+    Process(E),
+    /// The decided events break the store's limits.
+    Invalid(ValidationError),
+    /// The context changed (or the stream moved) before the commit.
+    ConditionFailed(ConditionFailure),
+    /// The store failed.
+    Store(StoreError),
+}
+
+impl<E> From<StoreError> for DecisionError<E> {
+    fn from(e: StoreError) -> Self {
+        DecisionError::Store(e)
+    }
+}
+
+/// An event store: DCB-shaped reads and conditional appends, plus the decision
+/// primitives that [`dispatch_with_query`](crate::dispatch_with_query) and
+/// [`dispatch`](crate::dispatch()) use.
+///
+/// Every backend must pass the `factos-testkit` conformance suite.
+pub trait EventStore: Send + Sync {
+    /// Reads the events matching `query`.
+    fn read(
+        &self,
+        query: &Query,
+        options: ReadOptions,
+    ) -> impl Future<Output = Result<ReadResult, StoreError>> + Send;
+
+    /// Reads one stream's events in revision order.
+    fn read_stream(
+        &self,
+        stream: &StreamId,
+    ) -> impl Future<Output = Result<StreamEvents, StoreError>> + Send;
+
+    /// Appends `events` to `stream` at its next revisions if `condition` holds.
+    /// An empty `events` still checks the condition.
+    fn append(
+        &self,
+        stream: &StreamId,
+        events: Vec<NewEvent>,
+        condition: AppendCondition,
+    ) -> impl Future<Output = Result<Committed, AppendError>> + Send;
+
+    /// Runs a decision on the context of `query` and appends its events to
+    /// `stream` only if no event matching `query` appeared after the context's
+    /// last matching event. The condition is checked even when no event is decided.
+    fn decide_with_query<P: DecisionProcess>(
+        &self,
+        stream: &StreamId,
+        query: &Query,
+        process: &mut P,
+    ) -> impl Future<Output = Result<Committed, DecisionError<P::Error>>> + Send;
+
+    /// Runs a decision on one stream's events and appends to it only if the
+    /// stream is still at the revision the decision saw.
+    fn decide_on_stream<P: DecisionProcess>(
+        &self,
+        stream: &StreamId,
+        process: &mut P,
+    ) -> impl Future<Output = Result<Committed, DecisionError<P::Error>>> + Send;
+}
