@@ -1,0 +1,16 @@
+//! The in-memory store passes the whole conformance suite.
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn in_memory_store_passes_the_conformance_suite() {
+    factos_testkit::assert_conformance(|| async { factos::InMemoryStore::new() }).await;
+}
+
+#[test]
+fn the_suite_has_at_least_forty_cases() {
+    let names = factos_testkit::case_names();
+    assert!(names.len() >= 40, "only {} cases", names.len());
+    let mut unique = names.clone();
+    unique.sort_unstable();
+    unique.dedup();
+    assert_eq!(unique.len(), names.len(), "case names must be unique");
+}
