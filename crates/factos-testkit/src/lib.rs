@@ -55,7 +55,10 @@ where
 
 /// The names of every case.
 pub fn case_names() -> Vec<&'static str> {
-    cases::<factos::InMemoryStore>().into_iter().map(|c| c.name).collect()
+    cases::<factos::InMemoryStore>()
+        .into_iter()
+        .map(|c| c.name)
+        .collect()
 }
 
 /// What a conformance run found.
@@ -76,7 +79,12 @@ impl Report {
 
 impl std::fmt::Display for Report {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        writeln!(f, "{} passed, {} failed", self.passed.len(), self.failed.len())?;
+        writeln!(
+            f,
+            "{} passed, {} failed",
+            self.passed.len(),
+            self.failed.len()
+        )?;
         for (name, why) in &self.failed {
             writeln!(f, "  FAILED {name}: {why}")?;
         }

@@ -2,7 +2,7 @@
 //! tags are data, a codec for them, and a few deciders.
 
 use factos::{
-    Codec, DecodeError, Decider, EncodeError, EventType, Metadata, NewEvent, StoredEvent, Tags,
+    Codec, Decider, DecodeError, EncodeError, EventType, Metadata, NewEvent, StoredEvent, Tags,
 };
 use serde::{Deserialize, Serialize};
 
@@ -49,7 +49,9 @@ impl KitCodec {
 
     /// A codec that refuses [`KitCodec::UNDECODABLE`].
     pub fn strict() -> Self {
-        Self { unknown_types: vec![Self::UNDECODABLE.to_string()] }
+        Self {
+            unknown_types: vec![Self::UNDECODABLE.to_string()],
+        }
     }
 }
 
@@ -58,13 +60,19 @@ impl Codec for KitCodec {
 
     fn encode(&self, event: &KitEvent) -> Result<NewEvent, EncodeError> {
         let data = serde_json::to_vec(event).map_err(|e| EncodeError::Serialize(e.to_string()))?;
-        Ok(NewEvent::new(EventType::new(event.event_type.clone())?, data)
-            .with_tags(Tags::parse(event.tags.iter().cloned())?)
-            .with_metadata(Metadata::new().with("source", "factos-testkit")?))
+        Ok(
+            NewEvent::new(EventType::new(event.event_type.clone())?, data)
+                .with_tags(Tags::parse(event.tags.iter().cloned())?)
+                .with_metadata(Metadata::new().with("source", "factos-testkit")?),
+        )
     }
 
     fn decode(&self, stored: &StoredEvent) -> Result<KitEvent, DecodeError> {
-        if self.unknown_types.iter().any(|t| t == stored.event_type.as_str()) {
+        if self
+            .unknown_types
+            .iter()
+            .any(|t| t == stored.event_type.as_str())
+        {
             return Err(DecodeError::UnknownEvent {
                 event_type: stored.event_type.clone(),
                 version: stored.version,
@@ -103,7 +111,10 @@ impl Decider for Bounded {
         if *seen >= self.limit {
             return Err(LIMIT_REACHED);
         }
-        Ok(command.iter().map(|e| e.clone().with_body(seen.to_string())).collect())
+        Ok(command
+            .iter()
+            .map(|e| e.clone().with_body(seen.to_string()))
+            .collect())
     }
 
     fn evolve(&self, seen: usize, _: &KitEvent) -> usize {

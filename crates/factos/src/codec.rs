@@ -45,11 +45,21 @@ pub enum DecodeError {
 impl fmt::Display for DecodeError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            DecodeError::UnknownEvent { event_type, version } => {
+            DecodeError::UnknownEvent {
+                event_type,
+                version,
+            } => {
                 write!(f, "unknown event type {event_type} (version {version})")
             }
-            DecodeError::InvalidData { event_type, version, message } => {
-                write!(f, "invalid data for event type {event_type} (version {version}): {message}")
+            DecodeError::InvalidData {
+                event_type,
+                version,
+                message,
+            } => {
+                write!(
+                    f,
+                    "invalid data for event type {event_type} (version {version}): {message}"
+                )
             }
         }
     }

@@ -52,7 +52,9 @@ where
     D: Decider,
     D::Event: 'a,
 {
-    events.into_iter().fold(decider.initial(), |state, event| decider.evolve(state, event))
+    events.into_iter().fold(decider.initial(), |state, event| {
+        decider.evolve(state, event)
+    })
 }
 
 /// Folds `events`, then decides: a whole command handler without a store, for unit tests.
@@ -103,7 +105,9 @@ where
     V: View,
     V::Event: 'a,
 {
-    events.into_iter().fold(view.initial(), |state, event| view.evolve(state, event))
+    events
+        .into_iter()
+        .fold(view.initial(), |state, event| view.evolve(state, event))
 }
 
 /// Two views over the same events, kept side by side; see [`merge_views`].
@@ -166,7 +170,10 @@ pub trait Reactor {
 
 /// The effects of every event, in event order.
 pub fn react_all<R: Reactor>(reactor: &R, events: &[Recorded<R::Event>]) -> Vec<R::Effect> {
-    events.iter().flat_map(|recorded| reactor.react(recorded)).collect()
+    events
+        .iter()
+        .flat_map(|recorded| reactor.react(recorded))
+        .collect()
 }
 
 type ReactFn<E, X> = fn(&Recorded<E>) -> Vec<X>;
@@ -182,7 +189,10 @@ pub fn reactor_fn<E, X, F>(react: F) -> FnReactor<E, X, F>
 where
     F: Fn(&Recorded<E>) -> Vec<X>,
 {
-    FnReactor { react, marker: std::marker::PhantomData }
+    FnReactor {
+        react,
+        marker: std::marker::PhantomData,
+    }
 }
 
 impl<E, X, F> Reactor for FnReactor<E, X, F>

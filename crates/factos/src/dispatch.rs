@@ -6,7 +6,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use crate::store::{Committed, ConditionFailure, DecisionError, DecisionProcess};
 use crate::{
-    AppendCondition, Codec, DecodeError, Decider, EncodeError, EventStore, NewEvent, Position,
+    AppendCondition, Codec, Decider, DecodeError, EncodeError, EventStore, NewEvent, Position,
     Query, ReadOptions, Recorded, Revision, StoreError, StoredEvent, StreamId,
 };
 
@@ -145,7 +145,10 @@ enum ProcessError<E> {
     Domain(E),
     Decode(DecodeError),
     Encode(EncodeError),
-    Panicked { during: &'static str, message: String },
+    Panicked {
+        during: &'static str,
+        message: String,
+    },
 }
 
 fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
@@ -159,8 +162,10 @@ fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
 }
 
 fn guarded<T, E>(during: &'static str, f: impl FnOnce() -> T) -> Result<T, ProcessError<E>> {
-    catch_unwind(AssertUnwindSafe(f))
-        .map_err(|payload| ProcessError::Panicked { during, message: panic_message(&*payload) })
+    catch_unwind(AssertUnwindSafe(f)).map_err(|payload| ProcessError::Panicked {
+        during,
+        message: panic_message(&*payload),
+    })
 }
 
 /// The decision process the dispatch functions hand to the store: decode,
@@ -179,9 +184,19 @@ where
     D: Decider,
     C: Codec<Event = D::Event>,
 {
-    fn new(decider: &'a D, codec: &'a C, command: &'a D::Command) -> Result<Self, ProcessError<D::Error>> {
+    fn new(
+        decider: &'a D,
+        codec: &'a C,
+        command: &'a D::Command,
+    ) -> Result<Self, ProcessError<D::Error>> {
         let state = guarded("decider initial state", || decider.initial())?;
-        Ok(Self { decider, codec, command, state: Some(state), decided: Vec::new() })
+        Ok(Self {
+            decider,
+            codec,
+            command,
+            state: Some(state),
+            decided: Vec::new(),
+        })
     }
 }
 
@@ -205,7 +220,8 @@ where
 
     fn evolve(&mut self, stored: &StoredEvent) -> Result<(), Self::Error> {
         let codec = self.codec;
-        let event = guarded("codec decode", || codec.decode(stored))?.map_err(ProcessError::Decode)?;
+        let event =
+            guarded("codec decode", || codec.decode(stored))?.map_err(ProcessError::Decode)?;
         let state = self.state.take().ok_or_else(lost_state)?;
         let decider = self.decider;
         self.state = Some(guarded("decider evolve", || decider.evolve(state, &event))?);
@@ -218,7 +234,10 @@ where
         let events = guarded("decider decide", || decider.decide(state, command))?
             .map_err(ProcessError::Domain)?;
         let encoded = guarded("codec encode", || {
-            events.iter().map(|e| codec.encode(e)).collect::<Result<Vec<_>, _>>()
+            events
+                .iter()
+                .map(|e| codec.encode(e))
+                .collect::<Result<Vec<_>, _>>()
         })?
         .map_err(ProcessError::Encode)?;
         self.decided = events;
@@ -226,7 +245,10 @@ where
     }
 }
 
-fn into_dispatch<E, X>(committed: Committed, decided: Vec<E>) -> Result<Dispatch<E>, DispatchError<X>> {
+fn into_dispatch<E, X>(
+    committed: Committed,
+    decided: Vec<E>,
+) -> Result<Dispatch<E>, DispatchError<X>> {
     if committed.events.len() != decided.len() {
         return Err(DispatchError::Store(StoreError::new(
             crate::StoreErrorKind::Corrupt,
@@ -244,7 +266,10 @@ fn into_dispatch<E, X>(committed: Committed, decided: Vec<E>) -> Result<Dispatch
         .map(|(stored, event)| Recorded::from_stored(stored, event))
         .collect();
     Ok(Dispatch {
-        append: Append { current_revision: committed.current_revision, position: committed.position },
+        append: Append {
+            current_revision: committed.current_revision,
+            position: committed.position,
+        },
         events,
     })
 }
@@ -356,12 +381,17 @@ where
     C: Codec<Event = D::Event>,
 {
     let mut process = CommandProcess::new(decider, codec, command).map_err(from_process_error)?;
-    let committed =
-        store.decide_on_stream(stream, &mut process).await.map_err(from_decision_error)?;
+    let committed = store
+        .decide_on_stream(stream, &mut process)
+        .await
+        .map_err(from_decision_error)?;
     into_dispatch(committed, process.decided)
 }
 
-fn decode_all<C: Codec>(codec: &C, stored: Vec<StoredEvent>) -> Result<Vec<Recorded<C::Event>>, ReadError> {
+fn decode_all<C: Codec>(
+    codec: &C,
+    stored: Vec<StoredEvent>,
+) -> Result<Vec<Recorded<C::Event>>, ReadError> {
     stored
         .into_iter()
         .map(|row| {
@@ -383,7 +413,10 @@ where
     D: Decider,
     C: Codec<Event = D::Event>,
 {
-    let read = store.read(query, ReadOptions::default()).await.map_err(ReadError::Store)?;
+    let read = store
+        .read(query, ReadOptions::default())
+        .await
+        .map_err(ReadError::Store)?;
     let events = decode_all(codec, read.events)?;
     let position = events.last().map(|e| e.position);
     let state = crate::fold_decider(decider, events.iter().map(|r| &r.event));
@@ -411,5 +444,10 @@ where
     let read = store.read_stream(stream).await.map_err(ReadError::Store)?;
     let events = decode_all(codec, read.events)?;
     let state = crate::fold_decider(decider, events.iter().map(|r| &r.event));
-    Ok(LoadedStream { stream: read.stream, state, events, revision: read.revision })
+    Ok(LoadedStream {
+        stream: read.stream,
+        state,
+        events,
+        revision: read.revision,
+    })
 }

@@ -62,14 +62,23 @@ impl Log {
 
     fn check(&self, condition: &AppendCondition) -> Result<(), ConditionFailure> {
         match condition {
-            AppendCondition::FailIfEventsMatch { query, after } if self.any_match_after(query, *after) => {
-                Err(ConditionFailure::EventsMatched { query: query.clone(), after: *after })
+            AppendCondition::FailIfEventsMatch { query, after }
+                if self.any_match_after(query, *after) =>
+            {
+                Err(ConditionFailure::EventsMatched {
+                    query: query.clone(),
+                    after: *after,
+                })
             }
             _ => Ok(()),
         }
     }
 
-    fn append(&mut self, stream: &StreamId, events: Vec<NewEvent>) -> Result<Committed, StoreError> {
+    fn append(
+        &mut self,
+        stream: &StreamId,
+        events: Vec<NewEvent>,
+    ) -> Result<Committed, StoreError> {
         let before = self.revision(stream);
         let mut committed = Vec::with_capacity(events.len());
         for (offset, event) in events.into_iter().enumerate() {
@@ -115,7 +124,10 @@ impl InMemoryStore {
 
     /// An empty store with these limits.
     pub fn with_limits(limits: StoreLimits) -> Self {
-        Self { log: Arc::default(), limits }
+        Self {
+            log: Arc::default(),
+            limits,
+        }
     }
 
     /// How many events the store holds.
@@ -149,11 +161,27 @@ impl InMemoryStore {
         };
         let matching = |e: &&StoredEvent| e.matches(query);
         let events: Vec<StoredEvent> = if options.backwards {
-            log.events.iter().rev().filter(in_range).filter(matching).take(limit).cloned().collect()
+            log.events
+                .iter()
+                .rev()
+                .filter(in_range)
+                .filter(matching)
+                .take(limit)
+                .cloned()
+                .collect()
         } else {
-            log.events.iter().filter(in_range).filter(matching).take(limit).cloned().collect()
+            log.events
+                .iter()
+                .filter(in_range)
+                .filter(matching)
+                .take(limit)
+                .cloned()
+                .collect()
         };
-        ReadResult { events, head: log.head() }
+        ReadResult {
+            events,
+            head: log.head(),
+        }
     }
 
     fn decide_locked<P: DecisionProcess>(
@@ -191,7 +219,8 @@ impl InMemoryStore {
         // kept so the in-memory store fails exactly where a database would.
         if let Context::Query(query) = context {
             let condition = AppendCondition::fail_if_events_match(query.clone(), after);
-            log.check(&condition).map_err(DecisionError::ConditionFailed)?;
+            log.check(&condition)
+                .map_err(DecisionError::ConditionFailed)?;
         }
         Ok(log.append(stream, events)?)
     }
@@ -215,7 +244,11 @@ impl EventStore for InMemoryStore {
             .get(stream)
             .map(|indexes| indexes.iter().map(|&i| log.events[i].clone()).collect())
             .unwrap_or_default();
-        Ok(StreamEvents { stream: stream.clone(), events, revision: log.revision(stream) })
+        Ok(StreamEvents {
+            stream: stream.clone(),
+            events,
+            revision: log.revision(stream),
+        })
     }
 
     async fn append(
@@ -226,7 +259,8 @@ impl EventStore for InMemoryStore {
     ) -> Result<Committed, AppendError> {
         self.limits.check(&events).map_err(AppendError::Invalid)?;
         let mut log = self.lock();
-        log.check(&condition).map_err(AppendError::ConditionFailed)?;
+        log.check(&condition)
+            .map_err(AppendError::ConditionFailed)?;
         Ok(log.append(stream, events)?)
     }
 

@@ -124,10 +124,21 @@ impl fmt::Display for ValidationError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             ValidationError::Empty { kind } => write!(f, "{kind} must not be empty"),
-            ValidationError::TooLong { kind, len_bytes, max_bytes } => {
-                write!(f, "{kind} is {len_bytes} bytes long, the limit is {max_bytes} bytes")
+            ValidationError::TooLong {
+                kind,
+                len_bytes,
+                max_bytes,
+            } => {
+                write!(
+                    f,
+                    "{kind} is {len_bytes} bytes long, the limit is {max_bytes} bytes"
+                )
             }
-            ValidationError::ForbiddenCharacter { kind, character, offset_bytes } => write!(
+            ValidationError::ForbiddenCharacter {
+                kind,
+                character,
+                offset_bytes,
+            } => write!(
                 f,
                 "{kind} contains the control character {character:?} at byte {offset_bytes}, which is not allowed"
             ),
@@ -137,11 +148,20 @@ impl fmt::Display for ValidationError {
             ValidationError::TooManyMetadataEntries { count, max } => {
                 write!(f, "metadata has {count} entries, the limit is {max}")
             }
-            ValidationError::PayloadTooLarge { len_bytes, max_bytes } => {
-                write!(f, "event payload is {len_bytes} bytes, the store accepts at most {max_bytes}")
+            ValidationError::PayloadTooLarge {
+                len_bytes,
+                max_bytes,
+            } => {
+                write!(
+                    f,
+                    "event payload is {len_bytes} bytes, the store accepts at most {max_bytes}"
+                )
             }
             ValidationError::TooManyEvents { count, max } => {
-                write!(f, "{count} events in one append, the store accepts at most {max}")
+                write!(
+                    f,
+                    "{count} events in one append, the store accepts at most {max}"
+                )
             }
         }
     }
@@ -160,10 +180,18 @@ fn check(
         return Err(ValidationError::Empty { kind });
     }
     if value.len() > max_bytes {
-        return Err(ValidationError::TooLong { kind, len_bytes: value.len(), max_bytes });
+        return Err(ValidationError::TooLong {
+            kind,
+            len_bytes: value.len(),
+            max_bytes,
+        });
     }
     if let Some((offset_bytes, character)) = value.char_indices().find(|(_, c)| forbid(*c)) {
-        return Err(ValidationError::ForbiddenCharacter { kind, character, offset_bytes });
+        return Err(ValidationError::ForbiddenCharacter {
+            kind,
+            character,
+            offset_bytes,
+        });
     }
     Ok(())
 }
@@ -297,7 +325,10 @@ impl Tags {
         tags.sort();
         tags.dedup();
         if tags.len() > MAX_TAGS_PER_EVENT {
-            return Err(ValidationError::TooManyTags { count: tags.len(), max: MAX_TAGS_PER_EVENT });
+            return Err(ValidationError::TooManyTags {
+                count: tags.len(),
+                max: MAX_TAGS_PER_EVENT,
+            });
         }
         Ok(Self(tags))
     }
@@ -314,7 +345,10 @@ impl Tags {
         I: IntoIterator<Item = S>,
         S: Into<String>,
     {
-        let tags = tags.into_iter().map(Tag::new).collect::<Result<Vec<_>, _>>()?;
+        let tags = tags
+            .into_iter()
+            .map(Tag::new)
+            .collect::<Result<Vec<_>, _>>()?;
         Self::new(tags)
     }
 
@@ -393,8 +427,20 @@ impl Metadata {
     ) -> Result<(), ValidationError> {
         let key = key.into();
         let value = value.into();
-        check(NameKind::MetadataKey, &key, 1, MAX_METADATA_KEY_BYTES, char::is_control)?;
-        check(NameKind::MetadataValue, &value, 0, MAX_METADATA_VALUE_BYTES, |c| c == '\0')?;
+        check(
+            NameKind::MetadataKey,
+            &key,
+            1,
+            MAX_METADATA_KEY_BYTES,
+            char::is_control,
+        )?;
+        check(
+            NameKind::MetadataValue,
+            &value,
+            0,
+            MAX_METADATA_VALUE_BYTES,
+            |c| c == '\0',
+        )?;
         if !self.0.contains_key(&key) && self.0.len() >= MAX_METADATA_ENTRIES {
             return Err(ValidationError::TooManyMetadataEntries {
                 count: self.0.len() + 1,
@@ -496,7 +542,9 @@ mod tests {
         assert!(Metadata::new().with("", "x").is_err());
         let mut metadata = Metadata::new();
         for i in 0..MAX_METADATA_ENTRIES {
-            metadata.insert(format!("k{i}"), "v").expect("within limits");
+            metadata
+                .insert(format!("k{i}"), "v")
+                .expect("within limits");
         }
         assert!(metadata.insert("k0", "replaced").is_ok());
         assert!(matches!(

@@ -37,7 +37,10 @@ impl QueryItem {
         types: impl IntoIterator<Item = EventType>,
         tags: impl IntoIterator<Item = Tag>,
     ) -> Self {
-        let mut item = Self { types: types.into_iter().collect(), tags: tags.into_iter().collect() };
+        let mut item = Self {
+            types: types.into_iter().collect(),
+            tags: tags.into_iter().collect(),
+        };
         item.normalize();
         item
     }
@@ -57,8 +60,14 @@ impl QueryItem {
         T: Into<String>,
         G: Into<String>,
     {
-        let types = types.into_iter().map(EventType::new).collect::<Result<Vec<_>, _>>()?;
-        let tags = tags.into_iter().map(Tag::new).collect::<Result<Vec<_>, _>>()?;
+        let types = types
+            .into_iter()
+            .map(EventType::new)
+            .collect::<Result<Vec<_>, _>>()?;
+        let tags = tags
+            .into_iter()
+            .map(Tag::new)
+            .collect::<Result<Vec<_>, _>>()?;
         Ok(Self::from_parts(types, tags))
     }
 
@@ -200,7 +209,12 @@ impl fmt::Display for Query {
             let types: Vec<&str> = item.types.iter().map(EventType::as_str).collect();
             let tags: Vec<&str> = item.tags.iter().map(Tag::as_str).collect();
             match (types.is_empty(), tags.is_empty()) {
-                (false, false) => write!(f, "type in [{}] and tags [{}]", types.join(", "), tags.join(", "))?,
+                (false, false) => write!(
+                    f,
+                    "type in [{}] and tags [{}]",
+                    types.join(", "),
+                    tags.join(", ")
+                )?,
                 (false, true) => write!(f, "type in [{}]", types.join(", "))?,
                 (true, false) => write!(f, "tags [{}]", tags.join(", "))?,
                 (true, true) => f.write_str("any event")?,
@@ -249,7 +263,10 @@ impl fmt::Display for AppendCondition {
             AppendCondition::FailIfEventsMatch { query, after: None } => {
                 write!(f, "fail if events match {query}")
             }
-            AppendCondition::FailIfEventsMatch { query, after: Some(after) } => {
+            AppendCondition::FailIfEventsMatch {
+                query,
+                after: Some(after),
+            } => {
                 write!(f, "fail if events match {query} after position {after}")
             }
         }

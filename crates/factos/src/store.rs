@@ -66,7 +66,10 @@ impl StoreLimits {
                 max: self.max_events_per_append,
             });
         }
-        if let Some(event) = events.iter().find(|e| e.data.len() > self.max_payload_bytes) {
+        if let Some(event) = events
+            .iter()
+            .find(|e| e.data.len() > self.max_payload_bytes)
+        {
             return Err(ValidationError::PayloadTooLarge {
                 len_bytes: event.data.len(),
                 max_bytes: self.max_payload_bytes,
@@ -176,7 +179,10 @@ impl ConditionFailure {
         match condition {
             AppendCondition::None => None,
             AppendCondition::FailIfEventsMatch { query, after } => {
-                Some(ConditionFailure::EventsMatched { query: query.clone(), after: *after })
+                Some(ConditionFailure::EventsMatched {
+                    query: query.clone(),
+                    after: *after,
+                })
             }
         }
     }
@@ -188,8 +194,14 @@ impl fmt::Display for ConditionFailure {
             ConditionFailure::EventsMatched { query, after: None } => {
                 write!(f, "events matching {query} exist")
             }
-            ConditionFailure::EventsMatched { query, after: Some(after) } => {
-                write!(f, "events matching {query} were appended after position {after}")
+            ConditionFailure::EventsMatched {
+                query,
+                after: Some(after),
+            } => {
+                write!(
+                    f,
+                    "events matching {query} were appended after position {after}"
+                )
             }
             ConditionFailure::StreamRevision { stream, expected } => {
                 write!(f, "stream {stream} is no longer at {expected}")
@@ -237,7 +249,11 @@ pub struct StoreError {
 impl StoreError {
     /// A store error of `kind` with a message.
     pub fn new(kind: StoreErrorKind, message: impl Into<String>) -> Self {
-        Self { kind, message: message.into(), source: None }
+        Self {
+            kind,
+            message: message.into(),
+            source: None,
+        }
     }
 
     /// Attaches the underlying error.
@@ -278,7 +294,9 @@ impl fmt::Display for StoreError {
 
 impl StdError for StoreError {
     fn source(&self) -> Option<&(dyn StdError + 'static)> {
-        self.source.as_deref().map(|e| e as &(dyn StdError + 'static))
+        self.source
+            .as_deref()
+            .map(|e| e as &(dyn StdError + 'static))
     }
 }
 

@@ -1,0 +1,48 @@
+//! The DCB course subscription: course capacity and a per-student course limit
+//! in one decision, with students subscribing concurrently.
+//!
+//! Run it with `cargo run -p factos-examples --example courses`.
+
+use factos::InMemoryStore;
+use factos_examples::courses::{CourseCommand, handle};
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    let store = InMemoryStore::new();
+    println!("store: in-memory");
+    for course in ["math", "physics", "art", "music"] {
+        handle(
+            &store,
+            &CourseCommand::Define {
+                course: course.into(),
+                capacity: 5,
+            },
+        )
+        .await?;
+    }
+    let mut tasks = Vec::new();
+    for student in 0..10 {
+        for course in ["math", "physics", "art", "music"] {
+            let store = store.clone();
+            let command = CourseCommand::Subscribe {
+                student: format!("s{student}"),
+                course: course.into(),
+            };
+            tasks.push(tokio::spawn(async move {
+                (command.clone(), handle(&store, &command).await)
+            }));
+        }
+    }
+    let (mut accepted, mut refused) = (0, std::collections::BTreeMap::<String, usize>::new());
+    for task in tasks {
+        match task.await? {
+            (_, Ok(())) => accepted += 1,
+            (_, Err(e)) => *refused.entry(e.to_string()).or_default() += 1,
+        }
+    }
+    println!("subscriptions accepted: {accepted}");
+    for (why, count) in refused {
+        println!("refused ({why}): {count}");
+    }
+    Ok(())
+}
