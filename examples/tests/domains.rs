@@ -1,5 +1,7 @@
 //! The example domains behave as documented, on the in-memory store.
 
+#![allow(clippy::unwrap_used, clippy::panic)]
+
 use factos::json::JsonCodec;
 use factos::{Codec, InMemoryStore, compute_events};
 use factos_examples::courses::{self, CourseCommand, CourseDecider, CourseError, CourseEvent};
@@ -64,7 +66,7 @@ async fn a_username_is_claimed_once() {
     register(&store, &first).await.unwrap();
     match register(&store, &second).await {
         Err(factos::DispatchError::Domain(RegisterError::UsernameTaken(name))) => {
-            assert_eq!(name, "renata")
+            assert_eq!(name, "renata");
         }
         other => panic!("expected the username to be taken, got {other:?}"),
     }

@@ -1,1 +1,42 @@
+//! # factos-postgres: the PostgreSQL backend of factos
+//!
+//! Facts live in an append-only table `factos_events` (opaque payload bytes
+//! plus the store-visible type and tags); tags are mirrored into
+//! `factos_event_tags`, a b-tree over `(tag, position)`, so context reads and
+//! condition checks are indexed SQL predicates. Rows that do not match a
+//! query never reach the codec.
+//!
+//! [`PostgresStore`] implements [`factos::EventStore`], so
+//! [`factos::dispatch_with_query`], [`factos::dispatch()`],
+//! [`factos::read_context`] and [`factos::load_stream`] work on it, and it
+//! passes the `factos-testkit` conformance suite.
+//!
+//! ```no_run
+//! use factos_postgres::{PostgresStore, StoreOptions};
+//! # async fn demo() -> Result<(), factos::StoreError> {
+//! let store = PostgresStore::connect("postgresql://app@localhost/app", StoreOptions::default())?;
+//! store.migrate().await?;
+//! # Ok(()) }
+//! ```
+//!
+//! The SQL lives in `.sql` files in this crate (`sql/migrations` for the
+//! schema, `sql/statements` for the statements), reviewable on their own;
+//! users with their own migration tool can apply [`MIGRATIONS`] with
+//! `search_path` set to their schema.
 
+mod error;
+mod migrate;
+mod rows;
+mod sql;
+mod store;
+#[cfg(feature = "throwaway")]
+pub mod throwaway;
+
+pub use migrate::{MigrationReport, SCHEMA_VERSION};
+pub use sql::{InvalidSchemaName, MIGRATIONS, SchemaName};
+pub use store::{DEFAULT_POOL_SIZE, LockingStrategy, PostgresStore, StoreOptions};
+
+/// The driver crates, re-exported so users can build pools and configurations
+/// with matching versions.
+pub use deadpool_postgres;
+pub use tokio_postgres;

@@ -1,0 +1,21 @@
+-- Positions of events matching a query of items, in (lower, upper].
+-- Items come as two parallel arrays: item i accepts the types in
+-- {types}[i] and requires the tags in {tags}[i], each list joined with the
+-- unit separator (U+001F, a control character no type or tag may contain);
+-- an empty string means "no constraint". Items with tags start from the
+-- mirror's (tag, position) index on their first tag; type-only items use the
+-- (type, position) index.
+SELECT g.position
+FROM unnest({types}::text[], {tags}::text[]) AS q(types, tags)
+JOIN {schema}.factos_event_tags g
+  ON g.tag = split_part(q.tags, E'\x1f', 1) AND g.position > {lower} AND g.position <= {upper}
+JOIN {schema}.factos_events m ON m.position = g.position
+WHERE q.tags <> ''
+  AND m.tags @> string_to_array(q.tags, E'\x1f')
+  AND (q.types = '' OR m.type = ANY (string_to_array(q.types, E'\x1f')))
+UNION
+SELECT m.position
+FROM unnest({types}::text[], {tags}::text[]) AS q(types, tags)
+JOIN {schema}.factos_events m
+  ON m.type = ANY (string_to_array(q.types, E'\x1f')) AND m.position > {lower} AND m.position <= {upper}
+WHERE q.tags = ''

@@ -1,0 +1,88 @@
+//! Mapping driver errors to the core's store errors, without leaking driver types.
+
+use factos::{StoreError, StoreErrorKind};
+use tokio_postgres::error::SqlState;
+
+/// Where in a transaction an error happened: a broken connection during the
+/// commit leaves the outcome unknown, anywhere else nothing was written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Phase {
+    BeforeCommit,
+    Commit,
+}
+
+pub(crate) fn db_error(context: &str, error: tokio_postgres::Error, phase: Phase) -> StoreError {
+    let kind = match error.code() {
+        Some(code)
+            if *code == SqlState::LOCK_NOT_AVAILABLE || *code == SqlState::QUERY_CANCELED =>
+        {
+            StoreErrorKind::Timeout
+        }
+        Some(code)
+            if *code == SqlState::T_R_SERIALIZATION_FAILURE
+                || *code == SqlState::T_R_DEADLOCK_DETECTED =>
+        {
+            StoreErrorKind::Contention
+        }
+        Some(code)
+            if *code == SqlState::UNDEFINED_TABLE || *code == SqlState::INVALID_SCHEMA_NAME =>
+        {
+            StoreErrorKind::Schema
+        }
+        Some(code)
+            if *code == SqlState::PROGRAM_LIMIT_EXCEEDED
+                || *code == SqlState::CHARACTER_NOT_IN_REPERTOIRE
+                || *code == SqlState::UNTRANSLATABLE_CHARACTER =>
+        {
+            StoreErrorKind::Rejected
+        }
+        Some(code)
+            if *code == SqlState::ADMIN_SHUTDOWN
+                || *code == SqlState::CRASH_SHUTDOWN
+                || *code == SqlState::CANNOT_CONNECT_NOW =>
+        {
+            closed_kind(phase)
+        }
+        Some(_) => StoreErrorKind::Other,
+        None if error.is_closed() || phase == Phase::Commit => closed_kind(phase),
+        None => StoreErrorKind::Unavailable,
+    };
+    let hint = if kind == StoreErrorKind::Schema {
+        " (has the schema been migrated? run `PostgresStore::migrate` or `factos migrate`)"
+    } else {
+        ""
+    };
+    StoreError::new(kind, format!("{context}{hint}")).with_source(error)
+}
+
+fn closed_kind(phase: Phase) -> StoreErrorKind {
+    match phase {
+        Phase::BeforeCommit => StoreErrorKind::Unavailable,
+        Phase::Commit => StoreErrorKind::CommitOutcomeUnknown,
+    }
+}
+
+pub(crate) fn pool_error(error: deadpool_postgres::PoolError) -> StoreError {
+    match error {
+        deadpool_postgres::PoolError::Backend(e) => {
+            db_error("cannot connect to PostgreSQL", e, Phase::BeforeCommit)
+        }
+        other => StoreError::new(
+            StoreErrorKind::Unavailable,
+            "no PostgreSQL connection available",
+        )
+        .with_source(other),
+    }
+}
+
+pub(crate) fn corrupt(message: impl Into<String>) -> StoreError {
+    StoreError::new(StoreErrorKind::Corrupt, message)
+}
+
+/// Whether a driver error is the unique violation of (stream, revision).
+pub(crate) fn is_stream_revision_violation(error: &tokio_postgres::Error) -> bool {
+    error.as_db_error().is_some_and(|db| {
+        *db.code() == SqlState::UNIQUE_VIOLATION
+            && db.constraint() == Some("factos_events_stream_revision")
+    })
+}

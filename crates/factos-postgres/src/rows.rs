@@ -1,0 +1,152 @@
+//! Rows to stored events and events to statement parameters.
+
+use factos::{
+    EventType, Metadata, NewEvent, Position, Query, StoreError, StoredEvent, StreamId, Tag, Tags,
+};
+use tokio_postgres::Row;
+use uuid::Uuid;
+
+use crate::error::corrupt;
+
+/// Separates list elements inside one text parameter. It is a control
+/// character, which no type or tag may contain.
+pub(crate) const SEPARATOR: char = '\u{1f}';
+
+/// A query's items as two parallel arrays of joined types and joined tags.
+pub(crate) fn query_items(query: &Query) -> (Vec<String>, Vec<String>) {
+    let join = |values: &mut dyn Iterator<Item = &str>| {
+        let mut out = String::new();
+        for (i, v) in values.enumerate() {
+            if i > 0 {
+                out.push(SEPARATOR);
+            }
+            out.push_str(v);
+        }
+        out
+    };
+    query
+        .items()
+        .iter()
+        .map(|item| {
+            (
+                join(&mut item.types().iter().map(EventType::as_str)),
+                join(&mut item.tags().iter().map(Tag::as_str)),
+            )
+        })
+        .unzip()
+}
+
+/// The parameters of a batch of events, as parallel arrays.
+pub(crate) struct EventColumns<'a> {
+    pub(crate) ids: Vec<Uuid>,
+    pub(crate) types: Vec<&'a str>,
+    pub(crate) versions: Vec<i32>,
+    pub(crate) tags: Vec<String>,
+    pub(crate) metadata: Vec<serde_json::Value>,
+    pub(crate) data: Vec<&'a [u8]>,
+}
+
+impl<'a> EventColumns<'a> {
+    pub(crate) fn new(events: &'a [NewEvent]) -> Result<Self, StoreError> {
+        let mut columns = Self {
+            ids: Vec::with_capacity(events.len()),
+            types: Vec::with_capacity(events.len()),
+            versions: Vec::with_capacity(events.len()),
+            tags: Vec::with_capacity(events.len()),
+            metadata: Vec::with_capacity(events.len()),
+            data: Vec::with_capacity(events.len()),
+        };
+        for event in events {
+            let version = i32::try_from(event.version).map_err(|_| {
+                StoreError::new(
+                    factos::StoreErrorKind::Rejected,
+                    format!("event version {} exceeds {}", event.version, i32::MAX),
+                )
+            })?;
+            columns.ids.push(event.id);
+            columns.types.push(event.event_type.as_str());
+            columns.versions.push(version);
+            let mut joined = String::new();
+            for (i, tag) in event.tags.iter().enumerate() {
+                if i > 0 {
+                    joined.push(SEPARATOR);
+                }
+                joined.push_str(tag.as_str());
+            }
+            columns.tags.push(joined);
+            columns.metadata.push(serde_json::Value::Object(
+                event
+                    .metadata
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), serde_json::Value::String(v.to_string())))
+                    .collect(),
+            ));
+            columns.data.push(&event.data);
+        }
+        Ok(columns)
+    }
+}
+
+pub(crate) fn position(value: i64) -> Result<Position, StoreError> {
+    u64::try_from(value)
+        .ok()
+        .and_then(Position::new)
+        .ok_or_else(|| corrupt(format!("invalid position {value} in the event table")))
+}
+
+pub(crate) fn revision(value: i64) -> Result<u64, StoreError> {
+    u64::try_from(value)
+        .map_err(|_| corrupt(format!("invalid revision {value} in the event table")))
+}
+
+fn column<'a, T: tokio_postgres::types::FromSql<'a>>(
+    row: &'a Row,
+    index: usize,
+) -> Result<T, StoreError> {
+    row.try_get(index).map_err(|e| {
+        corrupt(format!(
+            "unexpected value in column {index} of an event row"
+        ))
+        .with_source(e)
+    })
+}
+
+/// Builds a stored event from the columns `position, id, stream, revision,
+/// type, version, tags, metadata, data` starting at `first`.
+pub(crate) fn stored_event(row: &Row, first: usize) -> Result<StoredEvent, StoreError> {
+    let invalid = |what: &str, e: factos::ValidationError| {
+        corrupt(format!("invalid {what} in the event table: {e}"))
+    };
+    let metadata_json: serde_json::Value = column(row, first + 7)?;
+    let mut metadata = Metadata::new();
+    if let serde_json::Value::Object(map) = metadata_json {
+        for (key, value) in map {
+            let serde_json::Value::String(value) = value else {
+                return Err(corrupt(format!(
+                    "metadata value of {key:?} is not a string"
+                )));
+            };
+            metadata
+                .insert(key, value)
+                .map_err(|e| invalid("metadata", e))?;
+        }
+    } else {
+        return Err(corrupt("metadata is not a JSON object"));
+    }
+    let tags: Vec<String> = column(row, first + 6)?;
+    let version: i32 = column(row, first + 5)?;
+    Ok(StoredEvent {
+        position: position(column(row, first)?)?,
+        id: column(row, first + 1)?,
+        stream: StreamId::new(column::<String>(row, first + 2)?)
+            .map_err(|e| invalid("stream", e))?,
+        revision: revision(column(row, first + 3)?)?,
+        event_type: EventType::new(column::<String>(row, first + 4)?)
+            .map_err(|e| invalid("type", e))?,
+        version: u32::try_from(version)
+            .map_err(|_| corrupt(format!("negative version {version}")))?,
+        tags: Tags::parse(tags).map_err(|e| invalid("tags", e))?,
+        metadata,
+        data: column(row, first + 8)?,
+    })
+}

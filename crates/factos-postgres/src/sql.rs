@@ -1,0 +1,159 @@
+//! The SQL texts, read from the `.sql` files beside this crate and bound to a
+//! schema once per store, so every statement is a fixed text prepared once per
+//! connection.
+
+use std::fmt;
+
+/// The migrations, in order: (version, name, SQL). The SQL uses unqualified
+/// names; apply it with `search_path` set to the target schema.
+pub const MIGRATIONS: &[(i32, &str, &str)] = &[(
+    1,
+    "events and tag mirror",
+    include_str!("../sql/migrations/0001_events.sql"),
+)];
+
+const MATCHING_POSITIONS: &str = include_str!("../sql/statements/matching_positions.sql");
+const READ_QUERY: &str = include_str!("../sql/statements/read_query.sql");
+const READ_ALL: &str = include_str!("../sql/statements/read_all.sql");
+const READ_STREAM: &str = include_str!("../sql/statements/read_stream.sql");
+const APPEND: &str = include_str!("../sql/statements/append.sql");
+
+/// The largest position, as an SQL literal (`bigint` maximum).
+const MAX_POSITION_LITERAL: &str = "9223372036854775807";
+
+/// A schema name that is safe to interpolate: lowercase ASCII letters, digits
+/// and `_`, not starting with a digit, at most 63 bytes (PostgreSQL's limit).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct SchemaName(String);
+
+/// A schema name that does not follow [`SchemaName`]'s rules.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InvalidSchemaName(pub String);
+
+impl fmt::Display for InvalidSchemaName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "invalid schema name {:?}: use 1 to 63 lowercase ASCII letters, digits or '_', not starting with a digit",
+            self.0
+        )
+    }
+}
+
+impl std::error::Error for InvalidSchemaName {}
+
+impl SchemaName {
+    /// Validates a schema name.
+    ///
+    /// ```
+    /// use factos_postgres::SchemaName;
+    /// assert!(SchemaName::new("factos").is_ok());
+    /// assert!(SchemaName::new("tenant_42").is_ok());
+    /// assert!(SchemaName::new("Robert'); DROP").is_err());
+    /// ```
+    pub fn new(name: impl Into<String>) -> Result<Self, InvalidSchemaName> {
+        let name = name.into();
+        let valid_chars = name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+        let starts_ok = name.bytes().next().is_some_and(|b| !b.is_ascii_digit());
+        if valid_chars && starts_ok && name.len() <= 63 {
+            Ok(Self(name))
+        } else {
+            Err(InvalidSchemaName(name))
+        }
+    }
+
+    /// The name.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The name quoted as an SQL identifier.
+    pub fn quoted(&self) -> String {
+        format!("\"{}\"", self.0)
+    }
+}
+
+impl Default for SchemaName {
+    fn default() -> Self {
+        Self("public".to_string())
+    }
+}
+
+impl fmt::Display for SchemaName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Every statement a store runs, bound to its schema.
+#[derive(Debug)]
+pub(crate) struct Statements {
+    pub(crate) lock_table: String,
+    pub(crate) read_query_forwards: String,
+    pub(crate) read_query_backwards: String,
+    pub(crate) read_all_forwards: String,
+    pub(crate) read_all_backwards: String,
+    pub(crate) read_stream: String,
+    /// Append with a condition on all events after `$9` (also used without a
+    /// condition, with `$9` at the maximum position).
+    pub(crate) append_if_all: String,
+    /// Append with a condition on a query (`$10` types, `$11` tags) after `$9`.
+    pub(crate) append_if_query: String,
+}
+
+/// The statement without its comment lines, so placeholders mentioned in
+/// comments are never expanded into code.
+fn code(sql: &str) -> String {
+    sql.lines()
+        .filter(|line| !line.trim_start().starts_with("--"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn matching(schema: &str, types: &str, tags: &str, lower: &str, upper: &str) -> String {
+    code(MATCHING_POSITIONS)
+        .replace("{schema}", schema)
+        .replace("{types}", types)
+        .replace("{tags}", tags)
+        .replace("{lower}", lower)
+        .replace("{upper}", upper)
+}
+
+impl Statements {
+    pub(crate) fn new(schema: &SchemaName) -> Self {
+        let s = schema.quoted();
+        let read_query = |direction: &str| {
+            code(READ_QUERY)
+                .replace("{matching}", &matching(&s, "$1", "$2", "$3", "$4"))
+                .replace("{schema}", &s)
+                .replace("{direction}", direction)
+        };
+        let read_all = |direction: &str| {
+            code(READ_ALL)
+                .replace("{schema}", &s)
+                .replace("{direction}", direction)
+        };
+        let append = |conflict: &str| {
+            code(APPEND)
+                .replace("{conflict}", conflict)
+                .replace("{schema}", &s)
+        };
+        let conflict_all = format!("EXISTS (SELECT 1 FROM {s}.factos_events WHERE position > $9)");
+        let conflict_query = format!(
+            "EXISTS ({})",
+            matching(&s, "$10", "$11", "$9", MAX_POSITION_LITERAL)
+        );
+        Self {
+            lock_table: format!("LOCK TABLE {s}.factos_events IN EXCLUSIVE MODE"),
+            read_query_forwards: read_query("ASC"),
+            read_query_backwards: read_query("DESC"),
+            read_all_forwards: read_all("ASC"),
+            read_all_backwards: read_all("DESC"),
+            read_stream: code(READ_STREAM).replace("{schema}", &s),
+            append_if_all: append(&conflict_all),
+            append_if_query: append(&conflict_query),
+        }
+    }
+}

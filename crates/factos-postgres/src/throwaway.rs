@@ -1,0 +1,535 @@
+//! A throwaway PostgreSQL cluster for tests, examples, benchmarks and the CLI.
+//!
+//! [`TempCluster::start`] finds the server binaries (`PATH`, `pg_config
+//! --bindir`, `/usr/lib/postgresql/*/bin`), runs `initdb` into a temporary
+//! directory (as the `postgres` user when running as root, since PostgreSQL
+//! refuses to run as root), and starts a server that listens only on a unix
+//! socket in that directory: no TCP port to collide with. Dropping the cluster
+//! stops it and removes the directory; a watchdog process does the same if the
+//! owning process dies without dropping it (a panic that aborts, a kill).
+//!
+//! [`TestServer::shared`] is what tests use: one server per test process
+//! (the throwaway cluster, or the server named by `FACTOS_TEST_DATABASE_URL`),
+//! and a fresh database per test from [`TestServer::create_database`].
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! use factos_postgres::throwaway::TestServer;
+//! let server = TestServer::shared()?;
+//! let database = server.create_database().await?;
+//! let store = database.store(Default::default())?;
+//! store.migrate().await?;
+//! # Ok(()) }
+//! ```
+
+use std::fmt;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::{PostgresStore, StoreOptions};
+
+/// The environment variable naming an existing server for tests to use
+/// instead of a throwaway cluster. Tests create (and drop) their own databases on it.
+pub const TEST_DATABASE_URL_VAR: &str = "FACTOS_TEST_DATABASE_URL";
+
+/// Why a throwaway server could not be provided.
+#[derive(Debug)]
+pub enum ThrowawayError {
+    /// No PostgreSQL server binaries were found.
+    NoServerBinaries {
+        /// Where they were looked for.
+        searched: Vec<String>,
+    },
+    /// A server command failed.
+    Command {
+        /// The command.
+        command: String,
+        /// What it printed (the tail of its output or log).
+        output: String,
+    },
+    /// A file-system operation failed.
+    Io(std::io::Error),
+    /// The server could not be used (connect, create database).
+    Database(String),
+}
+
+impl fmt::Display for ThrowawayError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ThrowawayError::NoServerBinaries { searched } => write!(
+                f,
+                "PostgreSQL server binaries (initdb, pg_ctl, postgres) were not found in {}. \
+                 Install them (Debian/Ubuntu: `apt-get install postgresql`), or set \
+                 {TEST_DATABASE_URL_VAR} (tests) or DATABASE_URL (examples, CLI) to a server to use instead.",
+                searched.join(", ")
+            ),
+            ThrowawayError::Command { command, output } => {
+                write!(f, "`{command}` failed: {output}")
+            }
+            ThrowawayError::Io(e) => write!(f, "throwaway cluster: {e}"),
+            ThrowawayError::Database(e) => write!(f, "throwaway server: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for ThrowawayError {}
+
+impl From<std::io::Error> for ThrowawayError {
+    fn from(e: std::io::Error) -> Self {
+        ThrowawayError::Io(e)
+    }
+}
+
+/// Settings of a [`TempCluster`].
+#[derive(Debug, Clone)]
+pub struct ClusterOptions {
+    /// Keep `fsync` and synchronous commit on (benchmarks that claim
+    /// durability need it); off by default, which is fine for tests.
+    pub durable: bool,
+    /// `max_connections` of the server.
+    pub max_connections: u32,
+    /// Extra `postgresql.conf` settings, as (name, value) pairs.
+    pub settings: Vec<(String, String)>,
+}
+
+impl Default for ClusterOptions {
+    fn default() -> Self {
+        Self {
+            durable: false,
+            max_connections: 300,
+            settings: Vec::new(),
+        }
+    }
+}
+
+/// Finds the directory holding `initdb`, `pg_ctl` and `postgres`.
+pub fn find_server_binaries() -> Result<PathBuf, ThrowawayError> {
+    let has_server = |dir: &Path| {
+        ["initdb", "pg_ctl", "postgres"]
+            .iter()
+            .all(|b| dir.join(b).is_file())
+    };
+    let mut searched = Vec::new();
+    if let Some(path) = std::env::var_os("PATH") {
+        for dir in std::env::split_paths(&path) {
+            if has_server(&dir) {
+                return Ok(dir);
+            }
+        }
+    }
+    searched.push("PATH".to_string());
+    if let Ok(output) = Command::new("pg_config").arg("--bindir").output()
+        && output.status.success()
+    {
+        let dir = PathBuf::from(String::from_utf8_lossy(&output.stdout).trim());
+        if has_server(&dir) {
+            return Ok(dir);
+        }
+    }
+    searched.push("`pg_config --bindir`".to_string());
+    let mut versions: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|entry| {
+            let version = entry
+                .file_name()
+                .to_string_lossy()
+                .split('.')
+                .next()?
+                .parse()
+                .ok()?;
+            Some((version, entry.path().join("bin")))
+        })
+        .filter(|(_, dir)| has_server(dir))
+        .collect();
+    versions.sort();
+    searched.push("/usr/lib/postgresql/*/bin".to_string());
+    versions
+        .pop()
+        .map(|(_, dir)| dir)
+        .ok_or(ThrowawayError::NoServerBinaries { searched })
+}
+
+fn running_as_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            let line = status.lines().find(|l| l.starts_with("Uid:"))?;
+            line.split_whitespace().nth(2).map(|euid| euid == "0")
+        })
+        .unwrap_or(false)
+}
+
+/// A private PostgreSQL server in a temporary directory; see the [module docs](self).
+#[derive(Debug)]
+pub struct TempCluster {
+    root: PathBuf,
+    bin: PathBuf,
+    as_postgres: bool,
+    watchdog: Option<Child>,
+    stopped: bool,
+}
+
+/// The port number in the socket file name; nothing listens on TCP.
+const SOCKET_PORT: u16 = 5432;
+
+impl TempCluster {
+    /// Starts a cluster with default [`ClusterOptions`].
+    pub fn start() -> Result<Self, ThrowawayError> {
+        Self::start_with(&ClusterOptions::default())
+    }
+
+    /// Starts a cluster.
+    pub fn start_with(options: &ClusterOptions) -> Result<Self, ThrowawayError> {
+        static COUNTER: AtomicU64 = AtomicU64::new(0);
+        let bin = find_server_binaries()?;
+        let as_postgres = running_as_root();
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
+        let root = std::env::temp_dir().join(format!(
+            "factos-pg-{}-{}-{nanos}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::Relaxed)
+        ));
+        std::fs::create_dir(&root)?;
+        let mut cluster = Self {
+            root,
+            bin,
+            as_postgres,
+            watchdog: None,
+            stopped: false,
+        };
+        if as_postgres {
+            Self::run(
+                "chown",
+                Command::new("chown").arg("postgres:").arg(&cluster.root),
+            )?;
+        }
+        cluster.start_watchdog()?;
+        let data = cluster.data_dir();
+        let mut initdb = cluster.server_command("initdb");
+        initdb.arg("-D").arg(&data).args([
+            "-U",
+            "postgres",
+            "-A",
+            "trust",
+            "-E",
+            "UTF8",
+            "--locale=C",
+            "--no-sync",
+        ]);
+        Self::run("initdb", &mut initdb)?;
+        let mut conf = format!(
+            "\nlisten_addresses = ''\nunix_socket_directories = '{}'\nport = {SOCKET_PORT}\nmax_connections = {}\nshared_buffers = '256MB'\n",
+            cluster.root.display(),
+            options.max_connections
+        );
+        if !options.durable {
+            conf.push_str("fsync = off\nsynchronous_commit = off\nfull_page_writes = off\n");
+        }
+        for (name, value) in &options.settings {
+            let _ = writeln!(conf, "{name} = '{value}'");
+        }
+        let conf_path = data.join("postgresql.conf");
+        let mut existing = std::fs::read_to_string(&conf_path)?;
+        existing.push_str(&conf);
+        std::fs::write(&conf_path, existing)?;
+        let mut start = cluster.server_command("pg_ctl");
+        start
+            .arg("-D")
+            .arg(&data)
+            .arg("-l")
+            .arg(cluster.root.join("server.log"))
+            .args(["-w", "-t", "60", "start"]);
+        if let Err(e) = Self::run("pg_ctl start", &mut start) {
+            let log = std::fs::read_to_string(cluster.root.join("server.log")).unwrap_or_default();
+            return Err(ThrowawayError::Command {
+                command: "pg_ctl start".into(),
+                output: format!("{e}\n{log}"),
+            });
+        }
+        Ok(cluster)
+    }
+
+    fn data_dir(&self) -> PathBuf {
+        self.root.join("data")
+    }
+
+    /// The directory holding the server's unix socket.
+    pub fn socket_dir(&self) -> &Path {
+        &self.root
+    }
+
+    /// The directory of the server binaries used (also holds `pgbench`, `psql`).
+    pub fn bin_dir(&self) -> &Path {
+        &self.bin
+    }
+
+    fn server_command(&self, program: &str) -> Command {
+        let path = self.bin.join(program);
+        if self.as_postgres {
+            let mut command = Command::new("runuser");
+            command.args(["-u", "postgres", "--"]).arg(path);
+            command
+        } else {
+            Command::new(path)
+        }
+    }
+
+    fn run(what: &str, command: &mut Command) -> Result<(), ThrowawayError> {
+        let output =
+            command
+                .stdin(Stdio::null())
+                .output()
+                .map_err(|e| ThrowawayError::Command {
+                    command: what.to_string(),
+                    output: e.to_string(),
+                })?;
+        if output.status.success() {
+            return Ok(());
+        }
+        let mut text = String::from_utf8_lossy(&output.stderr).into_owned();
+        text.push_str(&String::from_utf8_lossy(&output.stdout));
+        let tail: String = text
+            .lines()
+            .rev()
+            .take(20)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .collect::<Vec<_>>()
+            .join("\n");
+        Err(ThrowawayError::Command {
+            command: what.to_string(),
+            output: tail,
+        })
+    }
+
+    /// A detached shell that stops the server and removes the directory once
+    /// this process is gone, however it ended.
+    fn start_watchdog(&mut self) -> Result<(), ThrowawayError> {
+        let stop = {
+            let pg_ctl = self.bin.join("pg_ctl");
+            let prefix = if self.as_postgres {
+                "runuser -u postgres -- "
+            } else {
+                ""
+            };
+            format!(
+                "{prefix}'{}' -D '{}' -m immediate -w stop",
+                pg_ctl.display(),
+                self.data_dir().display()
+            )
+        };
+        let script = format!(
+            "while kill -0 {pid} 2>/dev/null; do sleep 1; done; {stop} >/dev/null 2>&1; rm -rf '{root}'",
+            pid = std::process::id(),
+            root = self.root.display()
+        );
+        let child = Command::new("setsid")
+            .args(["sh", "-c", &script])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()?;
+        self.watchdog = Some(child);
+        Ok(())
+    }
+
+    /// A libpq-style connection string for `database`, as user `postgres`.
+    pub fn connection_string(&self, database: &str) -> String {
+        format!(
+            "host={} port={SOCKET_PORT} user=postgres dbname={database}",
+            self.root.display()
+        )
+    }
+
+    /// The driver configuration for `database`.
+    pub fn config(&self, database: &str) -> tokio_postgres::Config {
+        let mut config = tokio_postgres::Config::new();
+        config
+            .host_path(&self.root)
+            .port(SOCKET_PORT)
+            .user("postgres")
+            .dbname(database);
+        config
+    }
+
+    /// Stops the server and removes its directory.
+    pub fn stop(mut self) {
+        self.shutdown();
+    }
+
+    fn shutdown(&mut self) {
+        if self.stopped {
+            return;
+        }
+        self.stopped = true;
+        let mut stop = self.server_command("pg_ctl");
+        stop.arg("-D")
+            .arg(self.data_dir())
+            .args(["-m", "immediate", "-w", "stop"]);
+        let _ = stop
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+        let _ = std::fs::remove_dir_all(&self.root);
+        if let Some(mut watchdog) = self.watchdog.take() {
+            let _ = watchdog.kill();
+            let _ = watchdog.wait();
+        }
+    }
+}
+
+impl Drop for TempCluster {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+/// A server tests can create databases on: an existing one named by
+/// [`TEST_DATABASE_URL_VAR`], or a [`TempCluster`].
+#[derive(Debug)]
+pub enum TestServer {
+    /// An existing server.
+    External {
+        /// Its configuration (the database in it is used for administration).
+        config: tokio_postgres::Config,
+    },
+    /// A throwaway cluster.
+    Throwaway(TempCluster),
+}
+
+impl TestServer {
+    /// Uses the server named by `var` when set, else starts a throwaway cluster.
+    pub fn from_env_or_start(var: &str, options: &ClusterOptions) -> Result<Self, ThrowawayError> {
+        match std::env::var(var) {
+            Ok(url) if !url.trim().is_empty() => {
+                let config = url.parse().map_err(|e| {
+                    ThrowawayError::Database(format!("{var} is not a valid connection string: {e}"))
+                })?;
+                Ok(TestServer::External { config })
+            }
+            _ => Ok(TestServer::Throwaway(TempCluster::start_with(options)?)),
+        }
+    }
+
+    /// One server for the whole process, started on first use.
+    pub fn shared() -> Result<&'static TestServer, ThrowawayError> {
+        static SERVER: OnceLock<Result<TestServer, String>> = OnceLock::new();
+        SERVER
+            .get_or_init(|| {
+                TestServer::from_env_or_start(TEST_DATABASE_URL_VAR, &ClusterOptions::default())
+                    .map_err(|e| e.to_string())
+            })
+            .as_ref()
+            .map_err(|e| ThrowawayError::Database(e.clone()))
+    }
+
+    /// The driver configuration for `database` on this server.
+    pub fn config(&self, database: &str) -> tokio_postgres::Config {
+        match self {
+            TestServer::External { config } => {
+                let mut config = config.clone();
+                config.dbname(database);
+                config
+            }
+            TestServer::Throwaway(cluster) => cluster.config(database),
+        }
+    }
+
+    fn admin_database(&self) -> String {
+        match self {
+            TestServer::External { config } => {
+                config.get_dbname().unwrap_or("postgres").to_string()
+            }
+            TestServer::Throwaway(_) => "postgres".to_string(),
+        }
+    }
+
+    /// Creates a fresh, empty database.
+    pub async fn create_database(&self) -> Result<TestDatabase, ThrowawayError> {
+        static COUNTER: AtomicU64 = AtomicU64::new(0);
+        let name = format!(
+            "factos_test_{}_{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::Relaxed)
+        );
+        let admin = self.config(&self.admin_database());
+        let (client, connection) = admin
+            .connect(tokio_postgres::NoTls)
+            .await
+            .map_err(|e| ThrowawayError::Database(format!("cannot connect: {e}")))?;
+        let driver = tokio::spawn(connection);
+        client
+            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .await
+            .map_err(|e| ThrowawayError::Database(format!("cannot create database {name}: {e}")))?;
+        drop(client);
+        let _ = driver.await;
+        Ok(TestDatabase {
+            name: name.clone(),
+            config: self.config(&name),
+            admin: matches!(self, TestServer::External { .. }).then_some(admin),
+        })
+    }
+}
+
+/// A database created for one test. On an external server it is dropped
+/// with the handle; on a throwaway cluster it goes with the cluster.
+#[derive(Debug)]
+pub struct TestDatabase {
+    name: String,
+    config: tokio_postgres::Config,
+    admin: Option<tokio_postgres::Config>,
+}
+
+impl TestDatabase {
+    /// The database name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The driver configuration.
+    pub fn config(&self) -> tokio_postgres::Config {
+        self.config.clone()
+    }
+
+    /// A store on this database with a pool of 16 connections.
+    pub fn store(&self, options: StoreOptions) -> Result<PostgresStore, factos::StoreError> {
+        PostgresStore::from_config(self.config(), crate::DEFAULT_POOL_SIZE, options)
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        let Some(admin) = self.admin.take() else {
+            return;
+        };
+        let name = self.name.clone();
+        // Drop runs outside any runtime guarantee: use a private one on a thread.
+        let _ = std::thread::spawn(move || {
+            let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
+            runtime.block_on(async move {
+                if let Ok((client, connection)) = admin.connect(tokio_postgres::NoTls).await {
+                    tokio::spawn(connection);
+                    let _ = client
+                        .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                        .await;
+                }
+            });
+        })
+        .join();
+    }
+}
