@@ -1,18 +1,16 @@
 //! The DCB course subscription: course capacity and a per-student course limit
 //! in one decision, with students subscribing concurrently.
 //!
-//! Run it with `cargo run -p factos-examples --example courses`.
+//! Run it with `cargo run -p factos-examples --example courses` (add `-- --memory`
+//! for the in-memory store).
 
-use factos::InMemoryStore;
 use factos_examples::courses::{CourseCommand, handle};
+use factos_examples::{ExampleStore, backend, with_backend};
 
-#[tokio::main]
-async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
-    let store = InMemoryStore::new();
-    println!("store: in-memory");
+async fn run<S: ExampleStore>(store: &S) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     for course in ["math", "physics", "art", "music"] {
         handle(
-            &store,
+            store,
             &CourseCommand::Define {
                 course: course.into(),
                 capacity: 5,
@@ -28,16 +26,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
                 student: format!("s{student}"),
                 course: course.into(),
             };
-            tasks.push(tokio::spawn(async move {
-                (command.clone(), handle(&store, &command).await)
-            }));
+            tasks.push(tokio::spawn(async move { handle(&store, &command).await }));
         }
     }
     let (mut accepted, mut refused) = (0, std::collections::BTreeMap::<String, usize>::new());
     for task in tasks {
         match task.await? {
-            (_, Ok(())) => accepted += 1,
-            (_, Err(e)) => *refused.entry(e.to_string()).or_default() += 1,
+            Ok(()) => accepted += 1,
+            Err(e) => *refused.entry(e.to_string()).or_default() += 1,
         }
     }
     println!("subscriptions accepted: {accepted}");
@@ -45,4 +41,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
         println!("refused ({why}): {count}");
     }
     Ok(())
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    let backend = backend::from_environment().await?;
+    with_backend!(&backend, |store| run(store).await)
 }

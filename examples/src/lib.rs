@@ -3,6 +3,7 @@
 //! over the [`EventStore`](factos::EventStore), so the same code runs on the
 //! in-memory store and on PostgreSQL.
 
+pub mod backend;
 pub mod courses;
 pub mod tickets;
 pub mod usernames;
