@@ -33,7 +33,7 @@ mod store;
 pub mod throwaway;
 
 pub use migrate::{MigrationReport, SCHEMA_VERSION};
-pub use sql::{InvalidSchemaName, MIGRATIONS, SchemaName};
+pub use sql::{InvalidSchemaName, MIGRATIONS, SchemaName, statement_texts};
 pub use store::{DEFAULT_POOL_SIZE, LockingStrategy, PostgresStore, StoreOptions};
 
 /// The driver crates, re-exported so users can build pools and configurations

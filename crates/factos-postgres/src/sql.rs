@@ -18,9 +18,6 @@ const READ_ALL: &str = include_str!("../sql/statements/read_all.sql");
 const READ_STREAM: &str = include_str!("../sql/statements/read_stream.sql");
 const APPEND: &str = include_str!("../sql/statements/append.sql");
 
-/// The largest position, as an SQL literal (`bigint` maximum).
-const MAX_POSITION_LITERAL: &str = "9223372036854775807";
-
 /// A schema name that is safe to interpolate: lowercase ASCII letters, digits
 /// and `_`, not starting with a digit, at most 63 bytes (PostgreSQL's limit).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -112,28 +109,46 @@ fn code(sql: &str) -> String {
         .join("\n")
 }
 
-fn matching(schema: &str, types: &str, tags: &str, lower: &str, upper: &str) -> String {
+fn matching(schema: &str, types: &str, tags: &str, bound: &str) -> String {
     code(MATCHING_POSITIONS)
         .replace("{schema}", schema)
         .replace("{types}", types)
         .replace("{tags}", tags)
-        .replace("{lower}", lower)
-        .replace("{upper}", upper)
+        .replace("{bound}", bound)
+}
+
+/// Every statement text a store with this schema runs, by name, for
+/// reviewing plans (`EXPLAIN`) and for tests. Not a stable interface.
+#[doc(hidden)]
+pub fn statement_texts(schema: &SchemaName) -> Vec<(&'static str, String)> {
+    let s = Statements::new(schema);
+    vec![
+        ("lock_table", s.lock_table),
+        ("read_query_forwards", s.read_query_forwards),
+        ("read_query_backwards", s.read_query_backwards),
+        ("read_all_forwards", s.read_all_forwards),
+        ("read_all_backwards", s.read_all_backwards),
+        ("read_stream", s.read_stream),
+        ("append_if_all", s.append_if_all),
+        ("append_if_query", s.append_if_query),
+    ]
 }
 
 impl Statements {
     pub(crate) fn new(schema: &SchemaName) -> Self {
         let s = schema.quoted();
-        let read_query = |direction: &str| {
+        // Forwards reads are bounded below (exclusive), backwards reads above (inclusive).
+        let read_query = |direction: &str, bound: &str| {
             code(READ_QUERY)
-                .replace("{matching}", &matching(&s, "$1", "$2", "$3", "$4"))
+                .replace("{matching}", &matching(&s, "$1", "$2", bound))
                 .replace("{schema}", &s)
                 .replace("{direction}", direction)
         };
-        let read_all = |direction: &str| {
+        let read_all = |direction: &str, bound: &str| {
             code(READ_ALL)
                 .replace("{schema}", &s)
                 .replace("{direction}", direction)
+                .replace("{bound}", bound)
         };
         let append = |conflict: &str| {
             code(APPEND)
@@ -141,16 +156,13 @@ impl Statements {
                 .replace("{schema}", &s)
         };
         let conflict_all = format!("EXISTS (SELECT 1 FROM {s}.factos_events WHERE position > $9)");
-        let conflict_query = format!(
-            "EXISTS ({})",
-            matching(&s, "$10", "$11", "$9", MAX_POSITION_LITERAL)
-        );
+        let conflict_query = format!("EXISTS ({})", matching(&s, "$10", "$11", "> $9"));
         Self {
             lock_table: format!("LOCK TABLE {s}.factos_events IN EXCLUSIVE MODE"),
-            read_query_forwards: read_query("ASC"),
-            read_query_backwards: read_query("DESC"),
-            read_all_forwards: read_all("ASC"),
-            read_all_backwards: read_all("DESC"),
+            read_query_forwards: read_query("ASC", "> $3"),
+            read_query_backwards: read_query("DESC", "<= $3"),
+            read_all_forwards: read_all("ASC", "> $1"),
+            read_all_backwards: read_all("DESC", "<= $1"),
             read_stream: code(READ_STREAM).replace("{schema}", &s),
             append_if_all: append(&conflict_all),
             append_if_query: append(&conflict_query),

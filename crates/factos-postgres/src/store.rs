@@ -116,13 +116,15 @@ impl From<StoreError> for AppendFailure {
     }
 }
 
-/// `lower < position <= upper` bounds of a read.
-fn bounds(options: ReadOptions) -> (i64, i64) {
+/// The position bound of a read: exclusive lower bound forwards, inclusive
+/// upper bound backwards.
+fn bound(options: ReadOptions) -> i64 {
     let at = |p: Position| i64::try_from(p.get()).unwrap_or(i64::MAX);
     match (options.from, options.backwards) {
-        (None, _) => (0, i64::MAX),
-        (Some(from), false) => (at(from) - 1, i64::MAX),
-        (Some(from), true) => (0, at(from)),
+        (None, false) => 0,
+        (None, true) => i64::MAX,
+        (Some(from), false) => at(from) - 1,
+        (Some(from), true) => at(from),
     }
 }
 
@@ -227,17 +229,15 @@ impl PostgresStore {
             Context::Stream => (Vec::new(), Vec::new()),
         };
         let no_limit: Option<i64> = None;
-        let (lower, upper) = (0i64, i64::MAX);
+        let lower = 0i64;
         let stream_name = stream.as_str();
         let (text, params, first): (&str, Vec<&(dyn ToSql + Sync)>, usize) = match context {
-            Context::Query(query) if query.is_all() => (
-                &self.sql().read_all_forwards,
-                vec![&lower, &upper, &no_limit],
-                1,
-            ),
+            Context::Query(query) if query.is_all() => {
+                (&self.sql().read_all_forwards, vec![&lower, &no_limit], 1)
+            }
             Context::Query(_) => (
                 &self.sql().read_query_forwards,
-                vec![&types, &tags, &lower, &upper, &no_limit],
+                vec![&types, &tags, &lower, &no_limit],
                 1,
             ),
             Context::Stream => (&self.sql().read_stream, vec![&stream_name], 0),
@@ -498,20 +498,20 @@ impl EventStore for PostgresStore {
         let span = tracing::debug_span!("factos.read", query = %query, events = tracing::field::Empty, head = tracing::field::Empty);
         async {
             let client = self.client().await?;
-            let (lower, upper) = bounds(options);
+            let bound = bound(options);
             let limit: Option<i64> = options.limit.map(|l| i64::try_from(l).unwrap_or(i64::MAX));
             let (types, tags) = query_items(query);
             let (text, params): (&str, Vec<&(dyn ToSql + Sync)>) =
                 match (query.is_all(), options.backwards) {
-                    (true, false) => (&self.sql().read_all_forwards, vec![&lower, &upper, &limit]),
-                    (true, true) => (&self.sql().read_all_backwards, vec![&lower, &upper, &limit]),
+                    (true, false) => (&self.sql().read_all_forwards, vec![&bound, &limit]),
+                    (true, true) => (&self.sql().read_all_backwards, vec![&bound, &limit]),
                     (false, false) => (
                         &self.sql().read_query_forwards,
-                        vec![&types, &tags, &lower, &upper, &limit],
+                        vec![&types, &tags, &bound, &limit],
                     ),
                     (false, true) => (
                         &self.sql().read_query_backwards,
-                        vec![&types, &tags, &lower, &upper, &limit],
+                        vec![&types, &tags, &bound, &limit],
                     ),
                 };
             let statement = client

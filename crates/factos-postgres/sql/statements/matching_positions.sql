@@ -1,4 +1,7 @@
--- Positions of events matching a query of items, in (lower, upper].
+-- Positions of events matching a query of items, within a one-sided
+-- position bound ({bound}: `> $n` or `<= $n`). One-sided on purpose: a
+-- generic plan estimates a two-sided parameter range as tiny and would scan
+-- the position index over it instead of the type and tag indexes.
 -- Items come as two parallel arrays: item i accepts the types in
 -- {types}[i] and requires the tags in {tags}[i], each list joined with the
 -- unit separator (U+001F, a control character no type or tag may contain);
@@ -8,7 +11,7 @@
 SELECT g.position
 FROM unnest({types}::text[], {tags}::text[]) AS q(types, tags)
 JOIN {schema}.factos_event_tags g
-  ON g.tag = split_part(q.tags, E'\x1f', 1) AND g.position > {lower} AND g.position <= {upper}
+  ON g.tag = split_part(q.tags, E'\x1f', 1) AND g.position {bound}
 JOIN {schema}.factos_events m ON m.position = g.position
 WHERE q.tags <> ''
   AND m.tags @> string_to_array(q.tags, E'\x1f')
@@ -16,6 +19,12 @@ WHERE q.tags <> ''
 UNION
 SELECT m.position
 FROM unnest({types}::text[], {tags}::text[]) AS q(types, tags)
-JOIN {schema}.factos_events m
-  ON m.type = ANY (string_to_array(q.types, E'\x1f')) AND m.position > {lower} AND m.position <= {upper}
+CROSS JOIN LATERAL unnest(string_to_array(q.types, E'\x1f')) AS t(type)
+CROSS JOIN LATERAL (
+    -- OFFSET 0 keeps this a per-type (type, position) index scan: without it
+    -- the planner may flatten it into a hash join over a position range.
+    SELECT m.position FROM {schema}.factos_events m
+    WHERE m.type = t.type AND m.position {bound}
+    OFFSET 0
+) m
 WHERE q.tags = ''

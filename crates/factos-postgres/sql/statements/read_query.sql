@@ -1,12 +1,21 @@
 -- Events matching a query, with the head taken in the same snapshot. Always
 -- returns at least one row: (head, NULL...) when no event matches.
--- $1 types, $2 tags, $3 lower (exclusive), $4 upper (inclusive), $5 limit.
+-- $1 types, $2 tags, $3 the position bound, $4 limit (NULL: none).
+-- Matching positions are sorted and limited first, then each row is fetched
+-- by its primary key, so the plan never walks the log in position order.
 SELECT h.head, e.position, e.id, e.stream, e.revision, e.type, e.version, e.tags, e.metadata, e.data
 FROM (SELECT max(position) AS head FROM {schema}.factos_events) h
 LEFT JOIN LATERAL (
-    SELECT * FROM {schema}.factos_events
-    WHERE position IN ({matching})
-    ORDER BY position {direction}
-    LIMIT $5
+    SELECT ev.*
+    FROM (
+        SELECT p.position FROM ({matching}) p
+        ORDER BY p.position {direction}
+        LIMIT $4
+    ) p
+    CROSS JOIN LATERAL (
+        -- OFFSET 0: one primary-key lookup per matching position, never a
+        -- hash of the whole table.
+        SELECT * FROM {schema}.factos_events x WHERE x.position = p.position OFFSET 0
+    ) ev
 ) e ON true
 ORDER BY e.position {direction}
