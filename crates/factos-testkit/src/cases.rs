@@ -11,7 +11,7 @@ use factos::{
 };
 use tokio::sync::Barrier;
 
-use crate::model::{Bounded, KitCodec, KitEvent, LIMIT_REACHED, Panicking};
+use crate::model::{Bounded, CountingCodec, KitCodec, KitEvent, LIMIT_REACHED, Panicking};
 use crate::{Case, CaseResult};
 
 macro_rules! ensure {
@@ -86,6 +86,7 @@ pub(crate) fn all<S: EventStore + Clone + 'static>() -> Vec<Case<S>> {
         dispatch_with_query_without_events,
         dispatch_with_query_many_events,
         dispatch_decode_error_on_matching_row,
+        codec_sees_only_matching_rows,
         dispatch_panic_is_caught,
         dispatch_encode_error_writes_nothing,
         read_context_folds_matching_events,
@@ -972,6 +973,40 @@ async fn dispatch_decode_error_on_matching_row<S: EventStore>(store: S) -> CaseR
         "expected an unknown-event decode error, got {outcome:?}"
     );
     ensure_eq!(count(&store).await?, 1, "events after a failed decode");
+    Ok(())
+}
+
+async fn codec_sees_only_matching_rows<S: EventStore>(store: S) -> CaseResult {
+    seed(&store, LOG).await?;
+    store
+        .append(
+            &stream("foreign"),
+            vec![raw(KitCodec::UNDECODABLE, &["x:1"])?],
+            AppendCondition::None,
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+    let codec = CountingCodec {
+        inner: KitCodec::strict(),
+        ..CountingCodec::default()
+    };
+    let q = query(&["A"], &["y:1"])?;
+    dispatch_with_query(
+        &store,
+        &stream("s"),
+        &q,
+        &Bounded { limit: 10 },
+        &codec,
+        &vec![KitEvent::new("A", &["y:1"])],
+    )
+    .await
+    .map_err(|e| format!("{e:?}"))?;
+    // Type A with y:1 matches indexes 2 and 4 of the log: two rows decoded, no more.
+    ensure_eq!(
+        codec.decoded.load(std::sync::atomic::Ordering::SeqCst),
+        2,
+        "rows decoded"
+    );
     Ok(())
 }
 

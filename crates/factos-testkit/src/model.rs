@@ -141,3 +141,27 @@ impl Decider for Panicking {
 
     fn evolve(&self, (): (), _: &KitEvent) {}
 }
+
+/// A [`KitCodec`] that counts the rows it decodes, to check that rows
+/// outside a query never reach the codec.
+#[derive(Debug, Clone, Default)]
+pub struct CountingCodec {
+    /// The codec doing the work.
+    pub inner: KitCodec,
+    /// How many rows were decoded.
+    pub decoded: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl Codec for CountingCodec {
+    type Event = KitEvent;
+
+    fn encode(&self, event: &KitEvent) -> Result<NewEvent, EncodeError> {
+        self.inner.encode(event)
+    }
+
+    fn decode(&self, stored: &StoredEvent) -> Result<KitEvent, DecodeError> {
+        self.decoded
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.inner.decode(stored)
+    }
+}
