@@ -21,6 +21,7 @@
 
 mod cases;
 pub mod model;
+pub mod oracle;
 
 use std::future::Future;
 use std::pin::Pin;

@@ -14,3 +14,24 @@ fn the_suite_has_at_least_forty_cases() {
     unique.dedup();
     assert_eq!(unique.len(), names.len(), "case names must be unique");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn in_memory_store_passes_the_concurrency_oracle() {
+    use factos_testkit::oracle;
+    let store = factos::InMemoryStore::new();
+    let report = oracle::random_decisions(&store, oracle::OracleConfig::from_env()).await;
+    println!("random decisions: {report}");
+    assert!(report.violations.is_empty(), "{report}");
+    assert!(report.committed >= 800, "{report}");
+    let store = factos::InMemoryStore::new();
+    let report = oracle::racers(&store, 16, 200).await;
+    println!("racers: {report}");
+    assert!(report.violations.is_empty(), "{report}");
+    let store = factos::InMemoryStore::new();
+    let report = oracle::disjoint_writers(&store, 16, 20).await;
+    println!("disjoint: {report}");
+    assert!(
+        report.violations.is_empty() && report.condition_failures == 0,
+        "{report}"
+    );
+}

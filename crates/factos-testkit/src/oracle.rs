@@ -1,0 +1,516 @@
+//! The concurrency oracle: many writers make conditional decisions on
+//! overlapping contexts at once; afterwards the log is replayed and every
+//! decision is checked against what it read.
+//!
+//! Each decision records in its first event the positions of the matching
+//! events it was fed. The guarantee holds when, for every committed
+//! decision, the events matching its query *before its first event* are
+//! exactly those it read. This also catches an event that committed late
+//! with a lower position (a context that "changed in the past"), which
+//! checking only for events after `after` misses.
+//!
+//! [`random_decisions`], [`racers`] and [`disjoint_writers`] each return an
+//! [`OracleReport`]; `violations` must be empty.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use factos::store::{ConditionFailure, DecisionError, DecisionProcess};
+use factos::{
+    EventStore, EventType, NewEvent, Position, Query, QueryItem, ReadOptions, StoreErrorKind,
+    StoredEvent, StreamId, Tags, dispatch_with_query,
+};
+use serde::{Deserialize, Serialize};
+use tokio::sync::Barrier;
+
+use crate::model::{Bounded, KitCodec, KitEvent};
+
+/// Types the random decisions use.
+const TYPES: &[&str] = &["A", "B", "C"];
+/// Tags the random decisions use: few, so contexts overlap often.
+const TAGS: &[&str] = &["x:1", "x:2", "y:1", "y:2"];
+/// Stream labels shared by all writers, so revisions race too.
+const STREAMS: &[&str] = &["s0", "s1", "s2", "s3"];
+/// Most attempts of one decision before the oracle gives up on it.
+const MAX_ATTEMPTS: usize = 200;
+
+/// What an oracle run saw.
+#[derive(Debug, Default)]
+pub struct OracleReport {
+    /// Decisions committed.
+    pub committed: usize,
+    /// Attempts that failed their condition and were decided again.
+    pub condition_failures: usize,
+    /// Attempts refused by the store for contention (serialization, deadlock) and retried.
+    pub contention_retries: usize,
+    /// Everything that broke the guarantee, readable.
+    pub violations: Vec<String>,
+    /// Wall time of the run.
+    pub elapsed: Duration,
+}
+
+impl std::fmt::Display for OracleReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} committed, {} condition failures retried, {} contention retries, {} violations in {:.1} s",
+            self.committed,
+            self.condition_failures,
+            self.contention_retries,
+            self.violations.len(),
+            self.elapsed.as_secs_f64()
+        )?;
+        for violation in self.violations.iter().take(20) {
+            write!(f, "\n  {violation}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Sizes of a [`random_decisions`] run.
+#[derive(Debug, Clone, Copy)]
+pub struct OracleConfig {
+    /// Concurrent writers.
+    pub writers: usize,
+    /// Decisions each writer commits.
+    pub decisions_per_writer: usize,
+    /// Seed of the pseudo-random choices.
+    pub seed: u64,
+}
+
+impl OracleConfig {
+    /// The CI size (32 writers × 25 decisions), or, when the environment
+    /// variable `FACTOS_ORACLE_SOAK` holds a number, that many decisions in total.
+    pub fn from_env() -> Self {
+        let total: Option<usize> = std::env::var("FACTOS_ORACLE_SOAK")
+            .ok()
+            .and_then(|v| v.parse().ok());
+        let writers = 32;
+        Self {
+            writers,
+            decisions_per_writer: total.map_or(25, |t| t.div_ceil(writers)),
+            seed: 0x5eed,
+        }
+    }
+}
+
+/// A small deterministic generator (xorshift64*), so failures reproduce by seed.
+#[derive(Debug, Clone)]
+struct Rng(u64);
+
+impl Rng {
+    fn new(seed: u64) -> Self {
+        Self(seed.max(1))
+    }
+
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    fn below(&mut self, n: usize) -> usize {
+        usize::try_from(self.next() % n as u64).unwrap_or(0)
+    }
+
+    fn pick<'a>(&mut self, from: &[&'a str]) -> &'a str {
+        from[self.below(from.len())]
+    }
+
+    fn some<'a>(&mut self, from: &[&'a str], most: usize) -> Vec<&'a str> {
+        let count = 1 + self.below(most);
+        let mut chosen: Vec<&str> = (0..count).map(|_| self.pick(from)).collect();
+        chosen.sort_unstable();
+        chosen.dedup();
+        chosen
+    }
+}
+
+fn parse_item(types: &[&str], tags: &[&str]) -> QueryItem {
+    QueryItem::parse(types.iter().copied(), tags.iter().copied())
+        .unwrap_or_else(|e| unreachable!("oracle vocabulary is valid: {e}"))
+}
+
+fn random_query(rng: &mut Rng) -> Query {
+    match rng.below(20) {
+        0 => Query::all(),
+        1..=4 => Query::item(parse_item(&rng.some(TYPES, 2), &[])),
+        5..=8 => Query::item(parse_item(&[], &rng.some(TAGS, 2))),
+        9..=14 => Query::item(parse_item(&rng.some(TYPES, 2), &rng.some(TAGS, 2))),
+        _ => Query::from_items([
+            parse_item(&rng.some(TYPES, 1), &rng.some(TAGS, 1)),
+            parse_item(&[], &rng.some(TAGS, 2)),
+        ]),
+    }
+}
+
+/// What the oracle writes in each event's payload.
+#[derive(Debug, Serialize, Deserialize)]
+struct Mark {
+    decision: u64,
+    index: usize,
+    /// Positions the decision was fed (first event only).
+    seen: Option<Vec<u64>>,
+}
+
+/// A decision that remembers what it was fed and writes it down.
+struct Recording {
+    decision: u64,
+    seen: Vec<u64>,
+    events: Vec<(EventType, Tags)>,
+}
+
+impl DecisionProcess for Recording {
+    type Error = String;
+
+    fn evolve(&mut self, event: &StoredEvent) -> Result<(), String> {
+        self.seen.push(event.position.get());
+        Ok(())
+    }
+
+    fn decide(&mut self) -> Result<Vec<NewEvent>, String> {
+        self.events
+            .iter()
+            .enumerate()
+            .map(|(index, (event_type, tags))| {
+                let mark = Mark {
+                    decision: self.decision,
+                    index,
+                    seen: (index == 0).then(|| self.seen.clone()),
+                };
+                let data = serde_json::to_vec(&mark).map_err(|e| e.to_string())?;
+                Ok(NewEvent::new(event_type.clone(), data).with_tags(tags.clone()))
+            })
+            .collect()
+    }
+}
+
+fn random_events(rng: &mut Rng) -> Result<Vec<(EventType, Tags)>, String> {
+    (0..1 + rng.below(2))
+        .map(|_| {
+            let event_type = EventType::new(rng.pick(TYPES)).map_err(|e| e.to_string())?;
+            let tag_count = rng.below(3);
+            let tags = if tag_count == 0 {
+                Tags::empty()
+            } else {
+                Tags::parse(rng.some(TAGS, tag_count)).map_err(|e| e.to_string())?
+            };
+            Ok((event_type, tags))
+        })
+        .collect()
+}
+
+#[derive(Default)]
+struct Counters {
+    condition_failures: AtomicU64,
+    contention_retries: AtomicU64,
+}
+
+/// Runs the random-decisions oracle on `store`, which must start empty.
+pub async fn random_decisions<S>(store: &S, config: OracleConfig) -> OracleReport
+where
+    S: EventStore + Clone + 'static,
+{
+    let started = Instant::now();
+    let counters = Arc::new(Counters::default());
+    let barrier = Arc::new(Barrier::new(config.writers));
+    let mut tasks = Vec::with_capacity(config.writers);
+    for writer in 0..config.writers {
+        let (store, counters, barrier) = (store.clone(), counters.clone(), barrier.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut rng =
+                Rng::new(config.seed ^ (writer as u64 + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15));
+            let mut committed: Vec<(u64, Query, usize)> = Vec::new();
+            barrier.wait().await;
+            for n in 0..config.decisions_per_writer {
+                let decision = (writer as u64) << 32 | n as u64;
+                let query = random_query(&mut rng);
+                let events = random_events(&mut rng)?;
+                let stream = StreamId::new(rng.pick(STREAMS)).map_err(|e| e.to_string())?;
+                let mut attempts = 0;
+                loop {
+                    attempts += 1;
+                    let mut process = Recording {
+                        decision,
+                        seen: Vec::new(),
+                        events: events.clone(),
+                    };
+                    match store.decide_with_query(&stream, &query, &mut process).await {
+                        Ok(done) => {
+                            committed.push((decision, query.clone(), done.events.len()));
+                            break;
+                        }
+                        Err(DecisionError::ConditionFailed(_)) => {
+                            counters.condition_failures.fetch_add(1, Ordering::Relaxed);
+                        }
+                        Err(DecisionError::Store(e)) if e.kind() == StoreErrorKind::Contention => {
+                            counters.contention_retries.fetch_add(1, Ordering::Relaxed);
+                        }
+                        Err(DecisionError::Store(e)) => {
+                            return Err(format!("decision {decision}: store error: {e}"));
+                        }
+                        Err(DecisionError::Invalid(e)) => {
+                            return Err(format!("decision {decision}: invalid: {e}"));
+                        }
+                        Err(DecisionError::Process(e)) => {
+                            return Err(format!("decision {decision}: {e}"));
+                        }
+                    }
+                    if attempts >= MAX_ATTEMPTS {
+                        return Err(format!("decision {decision} failed {attempts} times"));
+                    }
+                }
+            }
+            Ok::<_, String>(committed)
+        }));
+    }
+    let mut report = OracleReport::default();
+    let mut decisions: HashMap<u64, (Query, usize)> = HashMap::new();
+    for task in tasks {
+        match task.await {
+            Ok(Ok(committed)) => {
+                for (decision, query, count) in committed {
+                    decisions.insert(decision, (query, count));
+                }
+            }
+            Ok(Err(e)) => report.violations.push(e),
+            Err(e) => report.violations.push(format!("writer task failed: {e}")),
+        }
+    }
+    report.committed = decisions.len();
+    report.condition_failures =
+        usize::try_from(counters.condition_failures.load(Ordering::Relaxed)).unwrap_or(usize::MAX);
+    report.contention_retries =
+        usize::try_from(counters.contention_retries.load(Ordering::Relaxed)).unwrap_or(usize::MAX);
+    match store.read(&Query::all(), ReadOptions::default()).await {
+        Ok(log) => replay(&log.events, &decisions, &mut report.violations),
+        Err(e) => report.violations.push(format!("cannot read the log: {e}")),
+    }
+    report.elapsed = started.elapsed();
+    report
+}
+
+/// Checks the log against the committed decisions.
+fn replay(
+    log: &[StoredEvent],
+    decisions: &HashMap<u64, (Query, usize)>,
+    violations: &mut Vec<String>,
+) {
+    if log.windows(2).any(|w| w[0].position >= w[1].position) {
+        violations.push("positions are not strictly increasing".to_string());
+    }
+    let mut found: HashMap<u64, Vec<(usize, Position)>> = HashMap::new();
+    let mut firsts: Vec<(u64, Position, Vec<u64>)> = Vec::new();
+    for event in log {
+        let mark: Mark = match serde_json::from_slice(&event.data) {
+            Ok(mark) => mark,
+            Err(e) => {
+                violations.push(format!(
+                    "event at {} is not the oracle's: {e}",
+                    event.position
+                ));
+                continue;
+            }
+        };
+        if !decisions.contains_key(&mark.decision) {
+            violations.push(format!(
+                "event at {} belongs to decision {} that did not commit",
+                event.position, mark.decision
+            ));
+        }
+        found
+            .entry(mark.decision)
+            .or_default()
+            .push((mark.index, event.position));
+        if let Some(seen) = mark.seen {
+            firsts.push((mark.decision, event.position, seen));
+        }
+    }
+    for (decision, (_, count)) in decisions {
+        let indexes: Vec<usize> = found
+            .get(decision)
+            .map(|v| v.iter().map(|(i, _)| *i).collect())
+            .unwrap_or_default();
+        if indexes != (0..*count).collect::<Vec<_>>() {
+            violations.push(format!(
+                "decision {decision} committed {count} events, the log holds indexes {indexes:?}"
+            ));
+        }
+    }
+    for (decision, first, seen) in firsts {
+        let Some((query, _)) = decisions.get(&decision) else {
+            continue;
+        };
+        let before: Vec<u64> = log
+            .iter()
+            .take_while(|e| e.position < first)
+            .filter(|e| e.matches(query))
+            .map(|e| e.position.get())
+            .collect();
+        if before != seen {
+            let missed: Vec<u64> = before
+                .iter()
+                .filter(|p| !seen.contains(p))
+                .copied()
+                .collect();
+            let extra: Vec<u64> = seen
+                .iter()
+                .filter(|p| !before.contains(p))
+                .copied()
+                .collect();
+            violations.push(format!(
+                "decision {decision} at {first} on {query}: missed {missed:?}, read events that are not before it {extra:?}"
+            ));
+        }
+    }
+    let mut streams: BTreeMap<&str, Vec<u64>> = BTreeMap::new();
+    for event in log {
+        streams
+            .entry(event.stream.as_str())
+            .or_default()
+            .push(event.revision);
+    }
+    for (stream, mut revisions) in streams {
+        revisions.sort_unstable();
+        if revisions != (0..revisions.len() as u64).collect::<Vec<_>>() {
+            violations.push(format!(
+                "stream {stream} revisions are not 0..n: {revisions:?}"
+            ));
+        }
+    }
+}
+
+/// `racers` dispatches start together on one boundary, round after round;
+/// exactly one may win each round.
+pub async fn racers<S>(store: &S, racers: usize, rounds: usize) -> OracleReport
+where
+    S: EventStore + Clone + 'static,
+{
+    let started = Instant::now();
+    let mut report = OracleReport::default();
+    for round in 0..rounds {
+        let boundary = format!("race:{round}");
+        let Ok(item) = QueryItem::parse(["Claimed"], [boundary.as_str()]) else {
+            report.violations.push("invalid boundary".into());
+            break;
+        };
+        let query = Query::item(item);
+        let barrier = Arc::new(Barrier::new(racers));
+        let tasks: Vec<_> = (0..racers)
+            .map(|racer| {
+                let (store, query, barrier, boundary) = (
+                    store.clone(),
+                    query.clone(),
+                    barrier.clone(),
+                    boundary.clone(),
+                );
+                tokio::spawn(async move {
+                    let stream =
+                        StreamId::new(format!("racer-{racer}")).map_err(|e| e.to_string())?;
+                    barrier.wait().await;
+                    let command = vec![KitEvent::new("Claimed", &[&boundary])];
+                    match dispatch_with_query(
+                        &store,
+                        &stream,
+                        &query,
+                        &Bounded { limit: 1 },
+                        &KitCodec::default(),
+                        &command,
+                    )
+                    .await
+                    {
+                        Ok(_) => Ok((true, false)),
+                        Err(factos::DispatchError::Domain(_)) => Ok((false, false)),
+                        Err(factos::DispatchError::AppendConditionFailed(
+                            ConditionFailure::EventsMatched { .. },
+                        )) => Ok((false, true)),
+                        Err(e) => Err(format!("round {round}, racer {racer}: {e}")),
+                    }
+                })
+            })
+            .collect();
+        let mut winners = 0;
+        for task in tasks {
+            match task.await {
+                Ok(Ok((won, conflicted))) => {
+                    winners += usize::from(won);
+                    report.condition_failures += usize::from(conflicted);
+                }
+                Ok(Err(e)) => report.violations.push(e),
+                Err(e) => report.violations.push(e.to_string()),
+            }
+        }
+        report.committed += winners;
+        if winners != 1 {
+            report
+                .violations
+                .push(format!("round {round}: {winners} winners"));
+        }
+        match store.read(&query, ReadOptions::default()).await {
+            Ok(read) if read.events.len() == 1 => {}
+            Ok(read) => report.violations.push(format!(
+                "round {round}: {} events on the boundary",
+                read.events.len()
+            )),
+            Err(e) => report.violations.push(e.to_string()),
+        }
+    }
+    report.elapsed = started.elapsed();
+    report
+}
+
+/// Writers on disjoint boundaries (shared types and stream labels, own tags)
+/// must never see a condition failure or a contention error.
+pub async fn disjoint_writers<S>(
+    store: &S,
+    writers: usize,
+    decisions_per_writer: usize,
+) -> OracleReport
+where
+    S: EventStore + Clone + 'static,
+{
+    let started = Instant::now();
+    let barrier = Arc::new(Barrier::new(writers));
+    let tasks: Vec<_> = (0..writers)
+        .map(|writer| {
+            let (store, barrier) = (store.clone(), barrier.clone());
+            tokio::spawn(async move {
+                let own = format!("own:{writer}");
+                let event_type = TYPES[writer % TYPES.len()];
+                let query = Query::item(
+                    QueryItem::parse([event_type], [own.as_str()]).map_err(|e| e.to_string())?,
+                );
+                let stream =
+                    StreamId::new(STREAMS[writer % STREAMS.len()]).map_err(|e| e.to_string())?;
+                barrier.wait().await;
+                for step in 0..decisions_per_writer {
+                    let command = vec![KitEvent::new(event_type, &[&own])];
+                    dispatch_with_query(
+                        &store,
+                        &stream,
+                        &query,
+                        &Bounded { limit: usize::MAX },
+                        &KitCodec::default(),
+                        &command,
+                    )
+                    .await
+                    .map_err(|e| format!("writer {writer}, step {step}: {e}"))?;
+                }
+                Ok::<usize, String>(decisions_per_writer)
+            })
+        })
+        .collect();
+    let mut report = OracleReport::default();
+    for task in tasks {
+        match task.await {
+            Ok(Ok(n)) => report.committed += n,
+            Ok(Err(e)) => report.violations.push(e),
+            Err(e) => report.violations.push(e.to_string()),
+        }
+    }
+    report.elapsed = started.elapsed();
+    report
+}
