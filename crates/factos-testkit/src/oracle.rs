@@ -189,7 +189,7 @@ impl DecisionProcess for Recording {
 }
 
 fn random_events(rng: &mut Rng) -> Result<Vec<(EventType, Tags)>, String> {
-    (0..1 + rng.below(2))
+    (0..=rng.below(2))
         .map(|_| {
             let event_type = EventType::new(rng.pick(TYPES)).map_err(|e| e.to_string())?;
             let tag_count = rng.below(3);
