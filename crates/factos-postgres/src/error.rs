@@ -52,7 +52,12 @@ pub(crate) fn db_error(context: &str, error: tokio_postgres::Error, phase: Phase
     } else {
         ""
     };
-    StoreError::new(kind, format!("{context}{hint}")).with_source(error)
+    // The driver's Display says only "db error"; the server's message is the useful part.
+    let detail = error
+        .as_db_error()
+        .map(|db| format!(" ({}: {})", db.code().code(), db.message()))
+        .unwrap_or_default();
+    StoreError::new(kind, format!("{context}{detail}{hint}")).with_source(error)
 }
 
 fn closed_kind(phase: Phase) -> StoreErrorKind {

@@ -25,6 +25,7 @@
 //! `search_path` set to their schema.
 
 mod error;
+mod locks;
 mod migrate;
 mod rows;
 mod sql;
@@ -34,7 +35,9 @@ pub mod throwaway;
 
 pub use migrate::{MigrationReport, SCHEMA_VERSION};
 pub use sql::{InvalidSchemaName, MIGRATIONS, SchemaName, statement_texts};
-pub use store::{DEFAULT_POOL_SIZE, LockingStrategy, PostgresStore, StoreOptions};
+pub use store::{
+    DEFAULT_MAX_DECISION_ATTEMPTS, DEFAULT_POOL_SIZE, LockingStrategy, PostgresStore, StoreOptions,
+};
 
 /// The driver crates, re-exported so users can build pools and configurations
 /// with matching versions.

@@ -6,16 +6,24 @@ use std::fmt;
 
 /// The migrations, in order: (version, name, SQL). The SQL uses unqualified
 /// names; apply it with `search_path` set to the target schema.
-pub const MIGRATIONS: &[(i32, &str, &str)] = &[(
-    1,
-    "events and tag mirror",
-    include_str!("../sql/migrations/0001_events.sql"),
-)];
+pub const MIGRATIONS: &[(i32, &str, &str)] = &[
+    (
+        1,
+        "events and tag mirror",
+        include_str!("../sql/migrations/0001_events.sql"),
+    ),
+    (
+        2,
+        "scoped locking functions",
+        include_str!("../sql/migrations/0002_locks.sql"),
+    ),
+];
 
 const MATCHING_POSITIONS: &str = include_str!("../sql/statements/matching_positions.sql");
 const READ_QUERY: &str = include_str!("../sql/statements/read_query.sql");
 const READ_ALL: &str = include_str!("../sql/statements/read_all.sql");
 const READ_STREAM: &str = include_str!("../sql/statements/read_stream.sql");
+const READ_STREAM_AFTER: &str = include_str!("../sql/statements/read_stream_after.sql");
 const APPEND: &str = include_str!("../sql/statements/append.sql");
 
 /// A schema name that is safe to interpolate: lowercase ASCII letters, digits
@@ -88,6 +96,10 @@ impl fmt::Display for SchemaName {
 #[derive(Debug)]
 pub(crate) struct Statements {
     pub(crate) lock_table: String,
+    pub(crate) lock_table_for_writing: String,
+    pub(crate) lock_keys: String,
+    pub(crate) settled_position: String,
+    pub(crate) read_stream_after: String,
     pub(crate) read_query_forwards: String,
     pub(crate) read_query_backwards: String,
     pub(crate) read_all_forwards: String,
@@ -96,7 +108,7 @@ pub(crate) struct Statements {
     /// Append with a condition on all events after `$9` (also used without a
     /// condition, with `$9` at the maximum position).
     pub(crate) append_if_all: String,
-    /// Append with a condition on a query (`$10` types, `$11` tags) after `$9`.
+    /// Append with a condition on a query (`$13` types, `$14` tags) after `$9`.
     pub(crate) append_if_query: String,
 }
 
@@ -124,6 +136,10 @@ pub fn statement_texts(schema: &SchemaName) -> Vec<(&'static str, String)> {
     let s = Statements::new(schema);
     vec![
         ("lock_table", s.lock_table),
+        ("lock_table_for_writing", s.lock_table_for_writing),
+        ("lock_keys", s.lock_keys),
+        ("settled_position", s.settled_position),
+        ("read_stream_after", s.read_stream_after),
         ("read_query_forwards", s.read_query_forwards),
         ("read_query_backwards", s.read_query_backwards),
         ("read_all_forwards", s.read_all_forwards),
@@ -156,9 +172,13 @@ impl Statements {
                 .replace("{schema}", &s)
         };
         let conflict_all = format!("EXISTS (SELECT 1 FROM {s}.factos_events WHERE position > $9)");
-        let conflict_query = format!("EXISTS ({})", matching(&s, "$10", "$11", "> $9"));
+        let conflict_query = format!("EXISTS ({})", matching(&s, "$13", "$14", "> $9"));
         Self {
             lock_table: format!("LOCK TABLE {s}.factos_events IN EXCLUSIVE MODE"),
+            lock_table_for_writing: format!("LOCK TABLE {s}.factos_events IN ROW EXCLUSIVE MODE"),
+            lock_keys: format!("SELECT {s}.factos_lock_keys($1::bigint[], $2::boolean[])"),
+            settled_position: format!("SELECT {s}.factos_settled_position($1::bigint)"),
+            read_stream_after: code(READ_STREAM_AFTER).replace("{schema}", &s),
             read_query_forwards: read_query("ASC", "> $3"),
             read_query_backwards: read_query("DESC", "<= $3"),
             read_all_forwards: read_all("ASC", "> $1"),

@@ -16,20 +16,34 @@ use tokio_postgres::types::ToSql;
 use tracing::Instrument;
 
 use crate::error::{Phase, db_error, is_stream_revision_violation, pool_error};
+use crate::locks::{KeyLock, LockKeys, arrays, normalize};
 use crate::rows::{EventColumns, position, query_items, revision, stored_event};
 use crate::sql::{SchemaName, Statements};
 
-/// How a dispatch keeps its context stable until it commits.
+/// How a dispatch keeps its context stable until it commits. Every strategy
+/// keeps the same guarantee and passes the same concurrency oracle; they can
+/// be mixed across processes sharing one schema. See `DESIGN.md`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
 pub enum LockingStrategy {
-    /// The seed's strategy: every write locks the event table
+    /// The seed's strategy: every dispatch locks the event table
     /// (`LOCK TABLE ... IN EXCLUSIVE MODE`) before it reads, checks and
-    /// appends, so writers run one at a time and commit in position order.
-    /// Readers are never blocked.
-    #[default]
+    /// appends, so dispatches run one at a time. Readers are never blocked.
     TableLock,
+    /// Pessimistic and scoped: a dispatch locks advisory keys derived from
+    /// its query before it reads, so only dispatches whose contexts can
+    /// overlap wait for each other. Queries on all events take the table lock.
+    #[default]
+    Scoped,
+    /// Read without locks (at a settled position), decide, then a short
+    /// transaction locks the query's keys, checks that nothing matching
+    /// appeared, and appends. On conflict the decision catches up on the new
+    /// events and decides again, at most [`StoreOptions::max_decision_attempts`] times.
+    Optimistic,
 }
+
+/// Default of [`StoreOptions::max_decision_attempts`].
+pub const DEFAULT_MAX_DECISION_ATTEMPTS: u32 = 16;
 
 /// Options of a [`PostgresStore`].
 ///
@@ -39,7 +53,7 @@ pub enum LockingStrategy {
 /// assert_eq!(options.schema.as_str(), "tenant_a");
 /// # Ok::<(), factos_postgres::InvalidSchemaName>(())
 /// ```
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct StoreOptions {
     /// The schema holding the tables (default `public`). Several stores can
     /// share a database with different schemas.
@@ -48,6 +62,21 @@ pub struct StoreOptions {
     pub limits: StoreLimits,
     /// How dispatches keep their context stable.
     pub locking: LockingStrategy,
+    /// How often one dispatch may start over inside the store (an optimistic
+    /// conflict, or another dispatch holding a key its events need) before it
+    /// fails with a retry-safe error.
+    pub max_decision_attempts: u32,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        Self {
+            schema: SchemaName::default(),
+            limits: StoreLimits::default(),
+            locking: LockingStrategy::default(),
+            max_decision_attempts: DEFAULT_MAX_DECISION_ATTEMPTS,
+        }
+    }
 }
 
 impl StoreOptions {
@@ -62,6 +91,13 @@ impl StoreOptions {
     #[must_use]
     pub fn limits(mut self, limits: StoreLimits) -> Self {
         self.limits = limits;
+        self
+    }
+
+    /// Sets [`StoreOptions::max_decision_attempts`] (at least 1).
+    #[must_use]
+    pub fn max_decision_attempts(mut self, attempts: u32) -> Self {
+        self.max_decision_attempts = attempts.max(1);
         self
     }
 
@@ -85,6 +121,7 @@ pub struct PostgresStore {
 struct Inner {
     pool: Pool,
     sql: Statements,
+    keys: LockKeys,
     options: StoreOptions,
 }
 
@@ -106,7 +143,10 @@ enum Context<'a> {
 
 /// Why an append inside a transaction did not happen.
 enum AppendFailure {
+    /// The condition (or the expected stream revision) failed.
     Condition(ConditionFailure),
+    /// A decision holds a key these events need: roll back and retry.
+    LocksBusy,
     Store(StoreError),
 }
 
@@ -115,6 +155,16 @@ impl From<StoreError> for AppendFailure {
         AppendFailure::Store(e)
     }
 }
+
+/// How a transaction protects a context until it commits.
+enum Guard {
+    /// `LOCK TABLE ... IN EXCLUSIVE MODE`.
+    Table,
+    /// `ROW EXCLUSIVE` on the table, then these advisory keys in key order.
+    Keys(Vec<KeyLock>),
+}
+
+type Tx<'a> = deadpool_postgres::Transaction<'a>;
 
 /// The position bound of a read: exclusive lower bound forwards, inclusive
 /// upper bound backwards.
@@ -128,8 +178,8 @@ fn bound(options: ReadOptions) -> i64 {
     }
 }
 
-fn after_value(after: Option<Position>) -> i64 {
-    after.map_or(0, |p| i64::try_from(p.get()).unwrap_or(i64::MAX))
+fn position_value(position: Option<Position>) -> i64 {
+    position.map_or(0, |p| i64::try_from(p.get()).unwrap_or(i64::MAX))
 }
 
 fn params_iter<'a>(
@@ -138,17 +188,46 @@ fn params_iter<'a>(
     params.iter().map(|p| *p as &dyn ToSql)
 }
 
+fn unexpected(what: &'static str) -> impl Fn(tokio_postgres::Error) -> StoreError {
+    move |e| crate::error::corrupt(format!("unexpected {what} result")).with_source(e)
+}
+
+/// A short pause before starting a decision over, growing with the attempt
+/// and jittered so racing retries spread out.
+async fn backoff(attempt: u32) {
+    let jitter = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::from(d.subsec_nanos()) % 500);
+    let micros = 200 * u64::from(attempt.min(20)) + jitter;
+    tokio::time::sleep(std::time::Duration::from_micros(micros)).await;
+}
+
+fn contention(attempts: u32) -> StoreError {
+    StoreError::new(
+        StoreErrorKind::Contention,
+        format!(
+            "gave up after {attempts} attempts: other dispatches kept holding keys these events need"
+        ),
+    )
+}
+
 impl PostgresStore {
     /// A store on an existing pool.
     pub fn new(pool: Pool, options: StoreOptions) -> Self {
         let sql = Statements::new(&options.schema);
+        let keys = LockKeys::new(&options.schema);
         Self {
-            inner: Arc::new(Inner { pool, sql, options }),
+            inner: Arc::new(Inner {
+                pool,
+                sql,
+                keys,
+                options,
+            }),
         }
     }
 
     /// A store with its own pool of at most `pool_size` connections, from a
-    /// driver configuration (no TLS; see the crate docs for TLS).
+    /// driver configuration (no TLS).
     pub fn from_config(
         config: tokio_postgres::Config,
         pool_size: usize,
@@ -208,28 +287,122 @@ impl PostgresStore {
         &self.inner.options.limits
     }
 
-    /// Streams the rows of a context read into `on_event`, enforcing the
-    /// context limit. Returns how many events were read.
-    async fn read_context_rows<F, E>(
+    fn attempts(&self) -> u32 {
+        self.inner.options.max_decision_attempts.max(1)
+    }
+
+    /// The guard of a context: the table lock for the table-lock strategy and
+    /// for queries on all events, else the query's keys (or the stream's for a
+    /// stream decision) plus the stream's key plus `extra`.
+    fn guard(&self, stream: &StreamId, context: Context<'_>, extra: &[KeyLock]) -> Guard {
+        let keys = &self.inner.keys;
+        let stream_lock = KeyLock {
+            key: keys.stream(stream),
+            exclusive: true,
+        };
+        let mut locks = match (self.inner.options.locking, context) {
+            (LockingStrategy::TableLock, _) => return Guard::Table,
+            (_, Context::Query(query)) => match keys.query(query) {
+                Some(locks) => locks,
+                None => return Guard::Table,
+            },
+            (_, Context::Stream) => Vec::new(),
+        };
+        locks.push(stream_lock);
+        locks.extend_from_slice(extra);
+        Guard::Keys(normalize(locks))
+    }
+
+    /// The guard of a plain append: a condition's query is guarded like a
+    /// decision's context; without a condition only the stream is locked.
+    fn append_guard(
         &self,
-        client: &deadpool_postgres::Transaction<'_>,
+        stream: &StreamId,
+        condition: &AppendCondition,
+        extra: &[KeyLock],
+    ) -> Guard {
+        match condition {
+            AppendCondition::FailIfEventsMatch { query, .. } => {
+                self.guard(stream, Context::Query(query), extra)
+            }
+            AppendCondition::None if self.inner.options.locking == LockingStrategy::TableLock => {
+                Guard::Table
+            }
+            AppendCondition::None => self.guard(stream, Context::Stream, extra),
+        }
+    }
+
+    async fn take_guard(&self, tx: &Tx<'_>, guard: &Guard) -> Result<(), StoreError> {
+        let fail = |what: &'static str| move |e| db_error(what, e, Phase::BeforeCommit);
+        match guard {
+            Guard::Table => {
+                let statement = tx
+                    .prepare_cached(&self.sql().lock_table)
+                    .await
+                    .map_err(fail("cannot prepare the table lock"))?;
+                tx.execute(&statement, &[])
+                    .await
+                    .map_err(fail("cannot lock the event table"))?;
+            }
+            Guard::Keys(locks) => {
+                let (keys, modes) = arrays(locks);
+                let (table, keyed) = futures_util::join!(
+                    async {
+                        let statement = tx
+                            .prepare_cached(&self.sql().lock_table_for_writing)
+                            .await?;
+                        tx.execute(&statement, &[]).await
+                    },
+                    async {
+                        let statement = tx.prepare_cached(&self.sql().lock_keys).await?;
+                        tx.execute(&statement, &[&keys, &modes]).await
+                    }
+                );
+                // Report the first failure: a later statement of the pipeline
+                // only says that the transaction was aborted.
+                match (table, keyed) {
+                    (Err(e), _)
+                        if e.code()
+                            != Some(
+                                &tokio_postgres::error::SqlState::IN_FAILED_SQL_TRANSACTION,
+                            ) =>
+                    {
+                        return Err(fail("cannot lock the event table for writing")(e));
+                    }
+                    (_, Err(e)) => return Err(fail("cannot lock the context's keys")(e)),
+                    (Err(e), Ok(_)) => {
+                        return Err(fail("cannot lock the event table for writing")(e));
+                    }
+                    (Ok(_), Ok(_)) => {}
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Streams the context's events after `after` into `on_event`, enforcing
+    /// the context limit.
+    async fn feed<F, E>(
+        &self,
+        tx: &Tx<'_>,
         context: Context<'_>,
         stream: &StreamId,
+        after: Option<Position>,
+        fed_so_far: usize,
         mut on_event: F,
-    ) -> Result<(), DecisionError<E>>
+    ) -> Result<usize, DecisionError<E>>
     where
         F: FnMut(StoredEvent) -> Result<(), DecisionError<E>> + Send,
     {
-        let before = |what: &str| {
-            let what = what.to_string();
-            move |e| DecisionError::Store(db_error(&what, e, Phase::BeforeCommit))
+        let fail = |what: &'static str| {
+            move |e| DecisionError::Store(db_error(what, e, Phase::BeforeCommit))
         };
         let (types, tags) = match context {
             Context::Query(query) => query_items(query),
             Context::Stream => (Vec::new(), Vec::new()),
         };
         let no_limit: Option<i64> = None;
-        let lower = 0i64;
+        let lower = position_value(after);
         let stream_name = stream.as_str();
         let (text, params, first): (&str, Vec<&(dyn ToSql + Sync)>, usize) = match context {
             Context::Query(query) if query.is_all() => {
@@ -240,24 +413,24 @@ impl PostgresStore {
                 vec![&types, &tags, &lower, &no_limit],
                 1,
             ),
-            Context::Stream => (&self.sql().read_stream, vec![&stream_name], 0),
+            Context::Stream => (&self.sql().read_stream_after, vec![&stream_name, &lower], 0),
         };
-        let statement = client
+        let statement = tx
             .prepare_cached(text)
             .await
-            .map_err(before("cannot prepare the context read"))?;
-        let rows = client
+            .map_err(fail("cannot prepare the context read"))?;
+        let rows = tx
             .query_raw(&statement, params_iter(&params))
             .await
-            .map_err(before("cannot read the context"))?;
+            .map_err(fail("cannot read the context"))?;
         pin_mut!(rows);
-        let mut count = 0usize;
+        let mut count = fed_so_far;
         while let Some(row) = rows
             .try_next()
             .await
-            .map_err(before("cannot read the context"))?
+            .map_err(fail("cannot read the context"))?
         {
-            // A read-all/read-query row with a NULL position is the "no match" row.
+            // Query reads return one (head, NULL...) row when nothing matches.
             if first == 1 && row.try_get::<_, Option<i64>>(1).ok().flatten().is_none() {
                 continue;
             }
@@ -273,30 +446,46 @@ impl PostgresStore {
             }
             on_event(stored_event(&row, first).map_err(DecisionError::Store)?)?;
         }
-        Ok(())
+        Ok(count)
     }
 
-    /// Checks `condition` (and `expected` stream revision) and appends `events`
-    /// inside the caller's transaction, which holds the lock that keeps the
-    /// check valid until commit.
+    /// Checks `condition` (and the `expected` stream revision), takes the
+    /// events' keys and the barrier, and appends, inside the caller's
+    /// transaction, which holds the guard that keeps the check valid.
     async fn append_in_transaction(
         &self,
-        client: &deadpool_postgres::Transaction<'_>,
+        tx: &Tx<'_>,
+        guard: &Guard,
         stream: &StreamId,
         events: Vec<NewEvent>,
         condition: &AppendCondition,
         expected: Option<Revision>,
     ) -> Result<Committed, AppendFailure> {
         let columns = EventColumns::new(&events)?;
-        let stream_name = stream.as_str();
-        let expected_value: i64 = match expected {
-            None => -2,
-            Some(revision) => revision.as_i64(),
+        // Keys the guard already holds in a mode at least as strong are left
+        // out: asking again in another mode would queue behind waiters of our
+        // own lock and fail.
+        let held = |lock: &KeyLock| match guard {
+            Guard::Table => false,
+            Guard::Keys(locks) => locks
+                .iter()
+                .any(|l| l.key == lock.key && (l.exclusive || !lock.exclusive)),
         };
+        let needed: Vec<KeyLock> = self
+            .inner
+            .keys
+            .events(&events)
+            .into_iter()
+            .filter(|l| !held(l))
+            .collect();
+        let (lock_keys, lock_modes) = arrays(&needed);
+        let barrier = self.inner.keys.barrier();
+        let stream_name = stream.as_str();
+        let expected_value: i64 = expected.map_or(-2, Revision::as_i64);
         let (after, query) = match condition {
             AppendCondition::None => (i64::MAX, None),
             AppendCondition::FailIfEventsMatch { query, after } => {
-                (after_value(*after), (!query.is_all()).then_some(query))
+                (position_value(*after), (!query.is_all()).then_some(query))
             }
         };
         let mut params: Vec<&(dyn ToSql + Sync)> = vec![
@@ -309,6 +498,9 @@ impl PostgresStore {
             &columns.data,
             &expected_value,
             &after,
+            &lock_keys,
+            &lock_modes,
+            &barrier,
         ];
         let items = query.map(query_items);
         let text = if let Some((types, tags)) = &items {
@@ -318,11 +510,11 @@ impl PostgresStore {
         } else {
             &self.sql().append_if_all
         };
-        let statement = client
+        let statement = tx
             .prepare_cached(text)
             .await
             .map_err(|e| db_error("cannot prepare the append", e, Phase::BeforeCommit))?;
-        let rows = match client.query(&statement, &params).await {
+        let rows = match tx.query(&statement, &params).await {
             Ok(rows) => rows,
             Err(e) if is_stream_revision_violation(&e) => {
                 return Err(AppendFailure::Condition(ConditionFailure::StreamRevision {
@@ -335,74 +527,274 @@ impl PostgresStore {
         committed_from_rows(&rows, stream, events, condition, expected)
     }
 
-    async fn lock(
-        &self,
-        transaction: &deadpool_postgres::Transaction<'_>,
-    ) -> Result<(), StoreError> {
-        match self.inner.options.locking {
-            LockingStrategy::TableLock => {
-                let statement = transaction
-                    .prepare_cached(&self.sql().lock_table)
-                    .await
-                    .map_err(|e| {
-                        db_error("cannot prepare the table lock", e, Phase::BeforeCommit)
-                    })?;
-                transaction
-                    .execute(&statement, &[])
-                    .await
-                    .map_err(|e| db_error("cannot lock the event table", e, Phase::BeforeCommit))?;
-                Ok(())
-            }
-        }
-    }
-
-    async fn decide<P: DecisionProcess>(
+    /// A pessimistic decision: guard, read, decide, append, commit. When
+    /// another decision holds a key the events need, it rolls back and starts
+    /// over, catching up on new events and taking those keys up front.
+    async fn decide_locked<P: DecisionProcess>(
         &self,
         stream: &StreamId,
         context: Context<'_>,
         process: &mut P,
     ) -> Result<Committed, DecisionError<P::Error>> {
-        let mut client = self.client().await?;
-        let transaction = client
-            .transaction()
+        let mut fed = None;
+        let mut fed_count = 0;
+        let mut revision = Revision::NoEvents;
+        let mut extra: Vec<KeyLock> = Vec::new();
+        for attempt in 1..=self.attempts() {
+            let mut client = self.client().await?;
+            let tx = client
+                .transaction()
+                .await
+                .map_err(|e| db_error("cannot begin a transaction", e, Phase::BeforeCommit))?;
+            let guard = self.guard(stream, context, &extra);
+            self.take_guard(&tx, &guard).await?;
+            fed_count = self
+                .feed(&tx, context, stream, fed, fed_count, |event| {
+                    fed = Some(event.position);
+                    revision = Revision::Current(event.revision);
+                    process.evolve(&event).map_err(DecisionError::Process)
+                })
+                .await?;
+            let events = process.decide().map_err(DecisionError::Process)?;
+            self.limits()
+                .check(&events)
+                .map_err(DecisionError::Invalid)?;
+            let next_extra: Vec<KeyLock> = self.inner.keys.events(&events);
+            let (condition, expected) = match context {
+                Context::Query(query) => (
+                    AppendCondition::fail_if_events_match(query.clone(), fed),
+                    None,
+                ),
+                Context::Stream => (AppendCondition::None, Some(revision)),
+            };
+            match self
+                .append_in_transaction(&tx, &guard, stream, events, &condition, expected)
+                .await
+            {
+                Ok(committed) => {
+                    tx.commit()
+                        .await
+                        .map_err(|e| db_error("cannot commit", e, Phase::Commit))?;
+                    return Ok(committed);
+                }
+                Err(AppendFailure::LocksBusy) => {
+                    drop(tx);
+                    extra = next_extra;
+                    backoff(attempt).await;
+                }
+                Err(AppendFailure::Condition(c)) => return Err(DecisionError::ConditionFailed(c)),
+                Err(AppendFailure::Store(e)) => return Err(DecisionError::Store(e)),
+            }
+        }
+        Err(DecisionError::Store(contention(self.attempts())))
+    }
+
+    /// The settled position: every position at or below it belongs to a
+    /// finished transaction. Runs as its own (autocommit) statement.
+    async fn settled_position(
+        &self,
+        client: &deadpool_postgres::Object,
+    ) -> Result<i64, StoreError> {
+        let statement = self.prepare_settled(client).await?;
+        let row = client
+            .query_one(&statement, &[&self.inner.keys.barrier()])
             .await
-            .map_err(|e| db_error("cannot begin a transaction", e, Phase::BeforeCommit))?;
-        self.lock(&transaction).await?;
-        let mut last_position = None;
-        let mut stream_revision = Revision::NoEvents;
-        self.read_context_rows(&transaction, context, stream, |event| {
-            last_position = Some(event.position);
-            stream_revision = Revision::Current(event.revision);
-            process.evolve(&event).map_err(DecisionError::Process)
-        })
-        .await?;
-        let events = process.decide().map_err(DecisionError::Process)?;
-        self.limits()
-            .check(&events)
-            .map_err(DecisionError::Invalid)?;
-        let (condition, expected) = match context {
-            Context::Query(query) => (
-                AppendCondition::fail_if_events_match(query.clone(), last_position),
-                None,
-            ),
-            Context::Stream => (AppendCondition::None, Some(stream_revision)),
+            .map_err(|e| db_error("cannot read the settled position", e, Phase::BeforeCommit))?;
+        row.try_get(0).map_err(unexpected("settled position"))
+    }
+
+    async fn prepare_settled(
+        &self,
+        client: &deadpool_postgres::Object,
+    ) -> Result<tokio_postgres::Statement, StoreError> {
+        client
+            .prepare_cached(&self.sql().settled_position)
+            .await
+            .map_err(|e| {
+                db_error(
+                    "cannot prepare the settled position",
+                    e,
+                    Phase::BeforeCommit,
+                )
+            })
+    }
+
+    /// Reads `query` forwards after `after` at a settled position: the
+    /// barrier and the read go out together (one round trip); rows above the
+    /// settled mark are dropped. Returns (mark, events, head).
+    async fn settled_forward_read(
+        &self,
+        client: &deadpool_postgres::Object,
+        query: &Query,
+        after: i64,
+        limit: Option<i64>,
+    ) -> Result<(i64, Vec<StoredEvent>, Option<Position>), StoreError> {
+        let (types, tags) = query_items(query);
+        let (text, params): (&str, Vec<&(dyn ToSql + Sync)>) = if query.is_all() {
+            (&self.sql().read_all_forwards, vec![&after, &limit])
+        } else {
+            (
+                &self.sql().read_query_forwards,
+                vec![&types, &tags, &after, &limit],
+            )
         };
-        let committed = self
-            .append_in_transaction(&transaction, stream, events, &condition, expected)
+        let statement = client
+            .prepare_cached(text)
             .await
-            .map_err(|failure| match failure {
-                AppendFailure::Condition(c) => DecisionError::ConditionFailed(c),
-                AppendFailure::Store(e) => DecisionError::Store(e),
-            })?;
-        transaction
-            .commit()
-            .await
-            .map_err(|e| db_error("cannot commit", e, Phase::Commit))?;
-        Ok(committed)
+            .map_err(|e| db_error("cannot prepare the read", e, Phase::BeforeCommit))?;
+        let settled = self.prepare_settled(client).await?;
+        let barrier = self.inner.keys.barrier();
+        // Both statements are prepared, so polling the barrier first sends it
+        // first: the read runs after it, on a snapshot taken once every
+        // in-flight writer has committed.
+        let barrier_params: [&(dyn ToSql + Sync); 1] = [&barrier];
+        let (mark, rows) = futures_util::join!(
+            client.query_one(&settled, &barrier_params),
+            client.query(&statement, &params)
+        );
+        let mark: i64 = mark
+            .map_err(|e| db_error("cannot read the settled position", e, Phase::BeforeCommit))?
+            .try_get(0)
+            .map_err(unexpected("settled position"))?;
+        let rows = rows.map_err(|e| db_error("cannot read events", e, Phase::BeforeCommit))?;
+        let (events, head) = read_rows(&rows, mark)?;
+        Ok((mark, events, head))
+    }
+
+    /// An optimistic decision: a settled read without locks, a decision, and
+    /// a short transaction that locks, checks and appends. On a conflict it
+    /// catches up on the new matching events and decides again.
+    async fn decide_optimistic<P: DecisionProcess>(
+        &self,
+        stream: &StreamId,
+        query: &Query,
+        process: &mut P,
+    ) -> Result<Committed, DecisionError<P::Error>> {
+        let mut seen_upto: i64 = 0;
+        let mut fed_count = 0usize;
+        let mut extra: Vec<KeyLock> = Vec::new();
+        let mut last_conflict = None;
+        for attempt in 1..=self.attempts() {
+            let mut client = self.client().await?;
+            let (mark, events, _) = self
+                .settled_forward_read(&client, query, seen_upto, None)
+                .await?;
+            fed_count += events.len();
+            if fed_count > self.limits().max_context_events {
+                return Err(DecisionError::Store(StoreError::new(
+                    StoreErrorKind::Rejected,
+                    format!(
+                        "the decision context holds more than {} events",
+                        self.limits().max_context_events
+                    ),
+                )));
+            }
+            for event in &events {
+                process.evolve(event).map_err(DecisionError::Process)?;
+            }
+            // Everything matching at or below the settled mark has been fed.
+            seen_upto = seen_upto.max(mark);
+            let decided = process.decide().map_err(DecisionError::Process)?;
+            self.limits()
+                .check(&decided)
+                .map_err(DecisionError::Invalid)?;
+            let next_extra = self.inner.keys.events(&decided);
+            let after = u64::try_from(seen_upto).ok().and_then(Position::new);
+            let condition = AppendCondition::fail_if_events_match(query.clone(), after);
+            let tx = client
+                .transaction()
+                .await
+                .map_err(|e| db_error("cannot begin a transaction", e, Phase::BeforeCommit))?;
+            let guard = self.guard(stream, Context::Query(query), &extra);
+            self.take_guard(&tx, &guard).await?;
+            match self
+                .append_in_transaction(&tx, &guard, stream, decided, &condition, None)
+                .await
+            {
+                Ok(committed) => {
+                    tx.commit()
+                        .await
+                        .map_err(|e| db_error("cannot commit", e, Phase::Commit))?;
+                    return Ok(committed);
+                }
+                Err(AppendFailure::LocksBusy) => {
+                    drop(tx);
+                    extra = next_extra;
+                    backoff(attempt).await;
+                }
+                Err(AppendFailure::Condition(c)) => {
+                    drop(tx);
+                    last_conflict = Some(c);
+                }
+                Err(AppendFailure::Store(e)) => return Err(DecisionError::Store(e)),
+            }
+        }
+        Err(last_conflict.map_or_else(
+            || DecisionError::Store(contention(self.attempts())),
+            DecisionError::ConditionFailed,
+        ))
+    }
+
+    async fn append_with_retries(
+        &self,
+        stream: &StreamId,
+        events: Vec<NewEvent>,
+        condition: &AppendCondition,
+    ) -> Result<Committed, AppendError> {
+        let mut extra: Vec<KeyLock> = Vec::new();
+        for attempt in 1..=self.attempts() {
+            let mut client = self.client().await?;
+            let tx = client
+                .transaction()
+                .await
+                .map_err(|e| db_error("cannot begin a transaction", e, Phase::BeforeCommit))?;
+            let guard = self.append_guard(stream, condition, &extra);
+            self.take_guard(&tx, &guard).await?;
+            let next_extra = self.inner.keys.events(&events);
+            match self
+                .append_in_transaction(&tx, &guard, stream, events.clone(), condition, None)
+                .await
+            {
+                Ok(committed) => {
+                    tx.commit()
+                        .await
+                        .map_err(|e| db_error("cannot commit", e, Phase::Commit))?;
+                    return Ok(committed);
+                }
+                Err(AppendFailure::LocksBusy) => {
+                    drop(tx);
+                    extra = next_extra;
+                    backoff(attempt).await;
+                }
+                Err(AppendFailure::Condition(c)) => return Err(AppendError::ConditionFailed(c)),
+                Err(AppendFailure::Store(e)) => return Err(AppendError::Store(e)),
+            }
+        }
+        Err(AppendError::Store(contention(self.attempts())))
     }
 }
 
-/// Reads the append statement's result: a failed condition, or the committed events.
+/// Events and head from read rows `(head, event columns...)`, keeping only
+/// events at or below the settled `mark`; the head is the last event at or
+/// below it.
+fn read_rows(
+    rows: &[tokio_postgres::Row],
+    mark: i64,
+) -> Result<(Vec<StoredEvent>, Option<Position>), StoreError> {
+    let mut head: Option<i64> = None;
+    let mut events = Vec::with_capacity(rows.len());
+    for row in rows {
+        let row_head: Option<i64> = row.try_get(0).map_err(unexpected("read"))?;
+        head = row_head.map(|h| h.min(mark));
+        let at: Option<i64> = row.try_get(1).map_err(unexpected("read"))?;
+        if at.is_some_and(|at| at <= mark) {
+            events.push(stored_event(row, 1)?);
+        }
+    }
+    let head = head.filter(|h| *h > 0).map(position).transpose()?;
+    Ok((events, head))
+}
+
 fn committed_from_rows(
     rows: &[tokio_postgres::Row],
     stream: &StreamId,
@@ -415,23 +807,26 @@ fn committed_from_rows(
     let first = rows
         .first()
         .ok_or_else(|| crate::error::corrupt("the append returned no row"))?;
-    if first.try_get::<_, bool>(0).map_err(unexpected)? {
+    if !first.try_get::<_, bool>(0).map_err(unexpected)? {
+        return Err(AppendFailure::LocksBusy);
+    }
+    if first.try_get::<_, bool>(1).map_err(unexpected)? {
         return Err(AppendFailure::Condition(
             ConditionFailure::from_condition(condition)
                 .ok_or_else(|| crate::error::corrupt("a condition failed without a condition"))?,
         ));
     }
-    if first.try_get::<_, bool>(1).map_err(unexpected)? {
+    if first.try_get::<_, bool>(2).map_err(unexpected)? {
         return Err(AppendFailure::Condition(ConditionFailure::StreamRevision {
             stream: stream.clone(),
             expected: expected.unwrap_or_default(),
         }));
     }
-    let before: i64 = first.try_get(2).map_err(unexpected)?;
+    let before: i64 = first.try_get(3).map_err(unexpected)?;
     let mut committed = Vec::with_capacity(events.len());
     for (row, event) in rows.iter().zip(events) {
-        let at: Option<i64> = row.try_get(3).map_err(unexpected)?;
-        let rev: Option<i64> = row.try_get(4).map_err(unexpected)?;
+        let at: Option<i64> = row.try_get(4).map_err(unexpected)?;
+        let rev: Option<i64> = row.try_get(5).map_err(unexpected)?;
         let (Some(at), Some(rev)) = (at, rev) else {
             return Err(crate::error::corrupt("the append stored fewer events than given").into());
         };
@@ -498,44 +893,36 @@ impl EventStore for PostgresStore {
         let span = tracing::debug_span!("factos.read", query = %query, events = tracing::field::Empty, head = tracing::field::Empty);
         async {
             let client = self.client().await?;
-            let bound = bound(options);
             let limit: Option<i64> = options.limit.map(|l| i64::try_from(l).unwrap_or(i64::MAX));
-            let (types, tags) = query_items(query);
-            let (text, params): (&str, Vec<&(dyn ToSql + Sync)>) =
-                match (query.is_all(), options.backwards) {
-                    (true, false) => (&self.sql().read_all_forwards, vec![&bound, &limit]),
-                    (true, true) => (&self.sql().read_all_backwards, vec![&bound, &limit]),
-                    (false, false) => (
-                        &self.sql().read_query_forwards,
-                        vec![&types, &tags, &bound, &limit],
-                    ),
-                    (false, true) => (
+            let (events, head) = if options.backwards {
+                // The settled mark bounds the read from above, so the limit
+                // counts only settled events.
+                let mark = self.settled_position(&client).await?;
+                let upper = bound(options).min(mark);
+                let (types, tags) = query_items(query);
+                let (text, params): (&str, Vec<&(dyn ToSql + Sync)>) = if query.is_all() {
+                    (&self.sql().read_all_backwards, vec![&upper, &limit])
+                } else {
+                    (
                         &self.sql().read_query_backwards,
-                        vec![&types, &tags, &bound, &limit],
-                    ),
+                        vec![&types, &tags, &upper, &limit],
+                    )
                 };
-            let statement = client
-                .prepare_cached(text)
-                .await
-                .map_err(|e| db_error("cannot prepare the read", e, Phase::BeforeCommit))?;
-            let rows = client
-                .query(&statement, &params)
-                .await
-                .map_err(|e| db_error("cannot read events", e, Phase::BeforeCommit))?;
-            let mut head = None;
-            let mut events = Vec::with_capacity(rows.len());
-            for row in &rows {
-                let row_head: Option<i64> = row
-                    .try_get(0)
-                    .map_err(|e| crate::error::corrupt("unexpected read result").with_source(e))?;
-                head = row_head.map(position).transpose()?;
-                let at: Option<i64> = row
-                    .try_get(1)
-                    .map_err(|e| crate::error::corrupt("unexpected read result").with_source(e))?;
-                if at.is_some() {
-                    events.push(stored_event(row, 1)?);
-                }
-            }
+                let statement = client
+                    .prepare_cached(text)
+                    .await
+                    .map_err(|e| db_error("cannot prepare the read", e, Phase::BeforeCommit))?;
+                let rows = client
+                    .query(&statement, &params)
+                    .await
+                    .map_err(|e| db_error("cannot read events", e, Phase::BeforeCommit))?;
+                read_rows(&rows, mark)?
+            } else {
+                let (_, events, head) = self
+                    .settled_forward_read(&client, query, bound(options), limit)
+                    .await?;
+                (events, head)
+            };
             let span = tracing::Span::current();
             span.record("events", events.len());
             if let Some(h) = head {
@@ -580,24 +967,7 @@ impl EventStore for PostgresStore {
         let span = tracing::info_span!("factos.append", stream = %stream, outcome = tracing::field::Empty, events = tracing::field::Empty, position = tracing::field::Empty);
         let outcome = async {
             self.limits().check(&events).map_err(AppendError::Invalid)?;
-            let mut client = self.client().await?;
-            let transaction = client
-                .transaction()
-                .await
-                .map_err(|e| db_error("cannot begin a transaction", e, Phase::BeforeCommit))?;
-            self.lock(&transaction).await?;
-            let committed = self
-                .append_in_transaction(&transaction, stream, events, &condition, None)
-                .await
-                .map_err(|failure| match failure {
-                    AppendFailure::Condition(c) => AppendError::ConditionFailed(c),
-                    AppendFailure::Store(e) => AppendError::Store(e),
-                })?;
-            transaction
-                .commit()
-                .await
-                .map_err(|e| db_error("cannot commit", e, Phase::Commit))?;
-            Ok(committed)
+            self.append_with_retries(stream, events, &condition).await
         }
         .instrument(span.clone())
         .await;
@@ -616,10 +986,18 @@ impl EventStore for PostgresStore {
         process: &mut P,
     ) -> Result<Committed, DecisionError<P::Error>> {
         let span = tracing::info_span!("factos.dispatch", kind = "query", stream = %stream, query = %query, outcome = tracing::field::Empty, events = tracing::field::Empty, position = tracing::field::Empty);
-        let outcome = self
-            .decide(stream, Context::Query(query), process)
-            .instrument(span.clone())
-            .await;
+        let outcome = match self.inner.options.locking {
+            LockingStrategy::Optimistic => {
+                self.decide_optimistic(stream, query, process)
+                    .instrument(span.clone())
+                    .await
+            }
+            _ => {
+                self.decide_locked(stream, Context::Query(query), process)
+                    .instrument(span.clone())
+                    .await
+            }
+        };
         record_outcome(&span, &outcome, describe_decision);
         outcome
     }
@@ -631,7 +1009,7 @@ impl EventStore for PostgresStore {
     ) -> Result<Committed, DecisionError<P::Error>> {
         let span = tracing::info_span!("factos.dispatch", kind = "stream", stream = %stream, outcome = tracing::field::Empty, events = tracing::field::Empty, position = tracing::field::Empty);
         let outcome = self
-            .decide(stream, Context::Stream, process)
+            .decide_locked(stream, Context::Stream, process)
             .instrument(span.clone())
             .await;
         record_outcome(&span, &outcome, describe_decision);

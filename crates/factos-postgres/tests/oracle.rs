@@ -40,3 +40,13 @@ async fn passes_the_oracle(locking: LockingStrategy) {
 async fn table_lock_passes_the_oracle() {
     passes_the_oracle(LockingStrategy::TableLock).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn scoped_locking_passes_the_oracle() {
+    passes_the_oracle(LockingStrategy::Scoped).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn optimistic_mode_passes_the_oracle() {
+    passes_the_oracle(LockingStrategy::Optimistic).await;
+}

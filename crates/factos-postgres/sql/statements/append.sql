@@ -1,16 +1,32 @@
--- Checks a condition and appends a batch to a stream in one statement. The
--- caller holds the lock that makes the check valid until commit (taken in an
--- earlier statement: a lock taken inside this one would not protect its own
--- snapshot).
+-- Checks a condition and appends a batch to a stream in one statement.
+--
+-- The caller already holds the locks that make the check valid until commit
+-- (taken in earlier statements: a lock taken inside this statement would not
+-- protect this statement's own snapshot), including the stream's lock, so
+-- the revision read here cannot move before the commit.
+--
+-- Here the writer side of the protocol happens: the events' advisory keys
+-- are tried without waiting (a decision holding one exclusively is reading a
+-- context these events belong to: the caller rolls back and retries rather
+-- than risk a deadlock), and the barrier key is held shared from position
+-- allocation to commit, so settled reads can wait for in-flight writers.
 --
 -- $1 stream; $2..$7 the events as parallel arrays (id, type, version, tags
 -- joined with U+001F, metadata, data); $8 expected revision (-2: any, -1: no
--- events yet); $9 condition after (exclusive); then the condition's query:
--- {conflict} is an EXISTS over matching positions after $9.
+-- events yet); $9 condition after (exclusive); $10, $11 the events' lock keys
+-- and modes; $12 the barrier key; the condition's query (if any) is in the
+-- conflict expression.
 --
 -- Returns one row per appended event, or a single row with NULL position when
--- nothing was appended: (conflict, revision_conflict, current_revision, position, revision).
-WITH current AS (
+-- nothing was appended: (locked, conflict, revision_conflict,
+-- current_revision, position, revision).
+WITH locked AS (
+    SELECT {schema}.factos_try_lock_keys($10::bigint[], $11::boolean[]) AS ok
+),
+barrier AS (
+    SELECT pg_advisory_xact_lock_shared($12::bigint)
+),
+current AS (
     SELECT coalesce(
         (SELECT revision FROM {schema}.factos_events WHERE stream = $1 ORDER BY revision DESC LIMIT 1),
         -1) AS revision
@@ -23,10 +39,10 @@ inserted AS (
     INSERT INTO {schema}.factos_events (id, stream, revision, type, version, tags, metadata, data)
     SELECT u.id, $1, current.revision + u.n, u.type, u.version,
            string_to_array(u.tags, E'\x1f'), u.metadata, u.data
-    FROM current, checked,
+    FROM locked, barrier, current, checked,
          unnest($2::uuid[], $3::text[], $4::int[], $5::text[], $6::jsonb[], $7::bytea[])
              WITH ORDINALITY AS u(id, type, version, tags, metadata, data, n)
-    WHERE NOT checked.conflict AND NOT checked.revision_conflict
+    WHERE locked.ok AND NOT checked.conflict AND NOT checked.revision_conflict
     ORDER BY u.n
     RETURNING position, revision, tags
 ),
@@ -34,7 +50,7 @@ mirrored AS (
     INSERT INTO {schema}.factos_event_tags (tag, position)
     SELECT unnest(inserted.tags), inserted.position FROM inserted
 )
-SELECT checked.conflict, checked.revision_conflict, current.revision AS current_revision,
+SELECT locked.ok, checked.conflict, checked.revision_conflict, current.revision AS current_revision,
        inserted.position, inserted.revision
-FROM checked CROSS JOIN current LEFT JOIN inserted ON true
+FROM locked CROSS JOIN checked CROSS JOIN current LEFT JOIN inserted ON true
 ORDER BY inserted.revision
