@@ -275,6 +275,13 @@ impl PostgresStore {
         &self.inner.options
     }
 
+    /// The advisory key writers hold shared from position allocation to
+    /// commit (see `DESIGN.md`); for tests that play an in-flight writer.
+    #[doc(hidden)]
+    pub fn barrier_key(&self) -> i64 {
+        self.inner.keys.barrier()
+    }
+
     pub(crate) async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
         self.inner.pool.get().await.map_err(pool_error)
     }
