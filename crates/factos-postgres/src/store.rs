@@ -156,6 +156,22 @@ impl From<StoreError> for AppendFailure {
     }
 }
 
+/// What a decision reads: its context after a position.
+struct Read<'a> {
+    context: Context<'a>,
+    stream: &'a StreamId,
+    after: Option<Position>,
+    fed_so_far: usize,
+}
+
+/// What an append writes and under which condition.
+struct Write<'a> {
+    stream: &'a StreamId,
+    events: Vec<NewEvent>,
+    condition: &'a AppendCondition,
+    expected: Option<Revision>,
+}
+
 /// How a transaction protects a context until it commits.
 enum Guard {
     /// `LOCK TABLE ... IN EXCLUSIVE MODE`.
@@ -164,7 +180,72 @@ enum Guard {
     Keys(Vec<KeyLock>),
 }
 
-type Tx<'a> = deadpool_postgres::Transaction<'a>;
+/// A pooled connection whose transaction factos drives by hand, so BEGIN,
+/// locks and reads share one round trip. Dropped while a transaction is open
+/// (a cancelled future, a panic), it discards the connection rather than
+/// return it to the pool mid-transaction.
+struct Session {
+    client: Option<deadpool_postgres::Object>,
+    /// Whether a transaction may be open (atomic only so a shared borrow can set it).
+    open: std::sync::atomic::AtomicBool,
+}
+
+impl Session {
+    fn new(client: deadpool_postgres::Object) -> Self {
+        Self {
+            client: Some(client),
+            open: std::sync::atomic::AtomicBool::new(false),
+        }
+    }
+
+    fn client(&self) -> Result<&deadpool_postgres::Object, StoreError> {
+        self.client
+            .as_ref()
+            .ok_or_else(|| StoreError::new(StoreErrorKind::Other, "the session has no connection"))
+    }
+
+    fn set_open(&self, open: bool) {
+        self.open.store(open, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Ends an open transaction without writing anything.
+    async fn rollback(self) {
+        if let Some(client) = &self.client
+            && self.open.load(std::sync::atomic::Ordering::Relaxed)
+            && client.batch_execute("ROLLBACK").await.is_ok()
+        {
+            self.set_open(false);
+        }
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        if *self.open.get_mut()
+            && let Some(client) = self.client.take()
+        {
+            drop(deadpool_postgres::Object::take(client));
+        }
+    }
+}
+
+/// The first error of a pipeline that is not "transaction aborted" (later
+/// statements of a failed pipeline only report that), else the first error.
+fn first_failure<const N: usize>(
+    errors: [Option<(&'static str, tokio_postgres::Error)>; N],
+) -> Option<(&'static str, tokio_postgres::Error)> {
+    let aborted = |e: &tokio_postgres::Error| {
+        e.code() == Some(&tokio_postgres::error::SqlState::IN_FAILED_SQL_TRANSACTION)
+    };
+    let mut fallback = None;
+    for (what, e) in errors.into_iter().flatten() {
+        if !aborted(&e) {
+            return Some((what, e));
+        }
+        fallback.get_or_insert((what, e));
+    }
+    fallback
+}
 
 /// The position bound of a read: exclusive lower bound forwards, inclusive
 /// upper bound backwards.
@@ -339,71 +420,29 @@ impl PostgresStore {
         }
     }
 
-    async fn take_guard(&self, tx: &Tx<'_>, guard: &Guard) -> Result<(), StoreError> {
-        let fail = |what: &'static str| move |e| db_error(what, e, Phase::BeforeCommit);
-        match guard {
-            Guard::Table => {
-                let statement = tx
-                    .prepare_cached(&self.sql().lock_table)
-                    .await
-                    .map_err(fail("cannot prepare the table lock"))?;
-                tx.execute(&statement, &[])
-                    .await
-                    .map_err(fail("cannot lock the event table"))?;
-            }
-            Guard::Keys(locks) => {
-                let (keys, modes) = arrays(locks);
-                let (table, keyed) = futures_util::join!(
-                    async {
-                        let statement = tx
-                            .prepare_cached(&self.sql().lock_table_for_writing)
-                            .await?;
-                        tx.execute(&statement, &[]).await
-                    },
-                    async {
-                        let statement = tx.prepare_cached(&self.sql().lock_keys).await?;
-                        tx.execute(&statement, &[&keys, &modes]).await
-                    }
-                );
-                // Report the first failure: a later statement of the pipeline
-                // only says that the transaction was aborted.
-                match (table, keyed) {
-                    (Err(e), _)
-                        if e.code()
-                            != Some(
-                                &tokio_postgres::error::SqlState::IN_FAILED_SQL_TRANSACTION,
-                            ) =>
-                    {
-                        return Err(fail("cannot lock the event table for writing")(e));
-                    }
-                    (_, Err(e)) => return Err(fail("cannot lock the context's keys")(e)),
-                    (Err(e), Ok(_)) => {
-                        return Err(fail("cannot lock the event table for writing")(e));
-                    }
-                    (Ok(_), Ok(_)) => {}
-                }
-            }
-        }
-        Ok(())
-    }
-
-    /// Streams the context's events after `after` into `on_event`, enforcing
-    /// the context limit.
-    async fn feed<F, E>(
+    /// Opens a transaction, takes `guard` and starts reading the context
+    /// after `after`: one round trip (the statements are pipelined). Rows come
+    /// back through `on_event`, with the context limit enforced.
+    async fn open_and_feed<F, E>(
         &self,
-        tx: &Tx<'_>,
-        context: Context<'_>,
-        stream: &StreamId,
-        after: Option<Position>,
-        fed_so_far: usize,
+        session: &Session,
+        guard: &Guard,
+        read: Read<'_>,
         mut on_event: F,
     ) -> Result<usize, DecisionError<E>>
     where
         F: FnMut(StoredEvent) -> Result<(), DecisionError<E>> + Send,
     {
+        let Read {
+            context,
+            stream,
+            after,
+            fed_so_far,
+        } = read;
         let fail = |what: &'static str| {
             move |e| DecisionError::Store(db_error(what, e, Phase::BeforeCommit))
         };
+        let client = session.client()?;
         let (types, tags) = match context {
             Context::Query(query) => query_items(query),
             Context::Stream => (Vec::new(), Vec::new()),
@@ -422,14 +461,48 @@ impl PostgresStore {
             ),
             Context::Stream => (&self.sql().read_stream_after, vec![&stream_name, &lower], 0),
         };
-        let statement = tx
+        let (table_text, keys, modes) = match guard {
+            Guard::Table => (&self.sql().lock_table, Vec::new(), Vec::new()),
+            Guard::Keys(locks) => {
+                let (keys, modes) = arrays(locks);
+                (&self.sql().lock_table_for_writing, keys, modes)
+            }
+        };
+        let lock_table = client
+            .prepare_cached(table_text)
+            .await
+            .map_err(fail("cannot prepare the table lock"))?;
+        let lock_keys = client
+            .prepare_cached(&self.sql().lock_keys)
+            .await
+            .map_err(fail("cannot prepare the key locks"))?;
+        let read = client
             .prepare_cached(text)
             .await
             .map_err(fail("cannot prepare the context read"))?;
-        let rows = tx
-            .query_raw(&statement, params_iter(&params))
-            .await
-            .map_err(fail("cannot read the context"))?;
+        session.set_open(true);
+        let key_params: [&(dyn ToSql + Sync); 2] = [&keys, &modes];
+        // Polled in this order, so sent in this order, in one round trip.
+        let (begin, table, keyed, rows) = futures_util::join!(
+            client.batch_execute("BEGIN"),
+            client.execute(&lock_table, &[]),
+            async {
+                if keys.is_empty() {
+                    Ok(0)
+                } else {
+                    client.execute(&lock_keys, &key_params).await
+                }
+            },
+            client.query_raw(&read, params_iter(&params)),
+        );
+        // The first failure is the cause; later statements only report an aborted transaction.
+        first_failure([
+            begin.err().map(|e| ("cannot begin a transaction", e)),
+            table.err().map(|e| ("cannot lock the event table", e)),
+            keyed.err().map(|e| ("cannot lock the context's keys", e)),
+        ])
+        .map_or(Ok(()), |(what, e)| Err(fail(what)(e)))?;
+        let rows = rows.map_err(fail("cannot read the context"))?;
         pin_mut!(rows);
         let mut count = fed_so_far;
         while let Some(row) = rows
@@ -459,15 +532,26 @@ impl PostgresStore {
     /// Checks `condition` (and the `expected` stream revision), takes the
     /// events' keys and the barrier, and appends, inside the caller's
     /// transaction, which holds the guard that keeps the check valid.
-    async fn append_in_transaction(
+    /// Checks `condition` (and the `expected` stream revision), takes the
+    /// events' keys and the barrier, appends and commits. With `open`, the
+    /// transaction is begun and the guard taken in the same round trip first;
+    /// without, the session's transaction already holds the guard.
+    // One pipeline from parameters to commit; splitting it would scatter the
+    // statement order that the round-trip count depends on.
+    #[allow(clippy::too_many_lines)]
+    async fn append_and_commit(
         &self,
-        tx: &Tx<'_>,
+        session: &Session,
         guard: &Guard,
-        stream: &StreamId,
-        events: Vec<NewEvent>,
-        condition: &AppendCondition,
-        expected: Option<Revision>,
+        open: bool,
+        write: Write<'_>,
     ) -> Result<Committed, AppendFailure> {
+        let Write {
+            stream,
+            events,
+            condition,
+            expected,
+        } = write;
         let columns = EventColumns::new(&events)?;
         // Keys the guard already holds in a mode at least as strong are left
         // out: asking again in another mode would queue behind waiters of our
@@ -517,26 +601,95 @@ impl PostgresStore {
         } else {
             &self.sql().append_if_all
         };
-        let statement = tx
+        let before = |what: &'static str| move |e| db_error(what, e, Phase::BeforeCommit);
+        let client = session.client()?;
+        let statement = client
             .prepare_cached(text)
             .await
-            .map_err(|e| db_error("cannot prepare the append", e, Phase::BeforeCommit))?;
-        let rows = match tx.query(&statement, &params).await {
-            Ok(rows) => rows,
+            .map_err(before("cannot prepare the append"))?;
+        let (table_text, guard_keys, guard_modes) = match guard {
+            Guard::Table => (&self.sql().lock_table, Vec::new(), Vec::new()),
+            Guard::Keys(locks) => {
+                let (keys, modes) = arrays(locks);
+                (&self.sql().lock_table_for_writing, keys, modes)
+            }
+        };
+        let (lock_table, lock_guard_keys) = if open {
+            (
+                Some(
+                    client
+                        .prepare_cached(table_text)
+                        .await
+                        .map_err(before("cannot prepare the table lock"))?,
+                ),
+                Some(
+                    client
+                        .prepare_cached(&self.sql().lock_keys)
+                        .await
+                        .map_err(before("cannot prepare the key locks"))?,
+                ),
+            )
+        } else {
+            (None, None)
+        };
+        let guard_params: [&(dyn ToSql + Sync); 2] = [&guard_keys, &guard_modes];
+        session.set_open(true);
+        // Everything goes out together, in this order. If a statement fails,
+        // the server answers the COMMIT by rolling back; if the append wrote
+        // nothing (condition, busy keys), the COMMIT commits nothing.
+        let (begin, table, keyed, rows, commit) = futures_util::join!(
+            async {
+                if open {
+                    client.batch_execute("BEGIN").await
+                } else {
+                    Ok(())
+                }
+            },
+            async {
+                match &lock_table {
+                    Some(statement) => client.execute(statement, &[]).await.map(|_| ()),
+                    None => Ok(()),
+                }
+            },
+            async {
+                match &lock_guard_keys {
+                    Some(statement) if !guard_keys.is_empty() => {
+                        client.execute(statement, &guard_params).await.map(|_| ())
+                    }
+                    _ => Ok(()),
+                }
+            },
+            client.query(&statement, &params),
+            client.batch_execute("COMMIT"),
+        );
+        session.set_open(false);
+        if let Some((what, e)) = first_failure([
+            begin.err().map(|e| ("cannot begin a transaction", e)),
+            table.err().map(|e| ("cannot lock the event table", e)),
+            keyed.err().map(|e| ("cannot lock the context's keys", e)),
+        ]) {
+            return Err(before(what)(e).into());
+        }
+        let rows = match rows {
+            Ok(rows) => {
+                commit.map_err(|e| db_error("cannot commit", e, Phase::Commit))?;
+                rows
+            }
             Err(e) if is_stream_revision_violation(&e) => {
                 return Err(AppendFailure::Condition(ConditionFailure::StreamRevision {
                     stream: stream.clone(),
                     expected: expected.unwrap_or_default(),
                 }));
             }
-            Err(e) => return Err(db_error("cannot append", e, Phase::BeforeCommit).into()),
+            Err(e) => return Err(before("cannot append")(e).into()),
         };
         committed_from_rows(&rows, stream, events, condition, expected)
     }
 
-    /// A pessimistic decision: guard, read, decide, append, commit. When
-    /// another decision holds a key the events need, it rolls back and starts
-    /// over, catching up on new events and taking those keys up front.
+    /// A pessimistic decision: guard and read (one round trip), decide,
+    /// append and commit (one round trip). When another decision holds a key
+    /// the events need, it starts over, catching up on new events only and
+    /// taking those keys up front.
     async fn decide_locked<P: DecisionProcess>(
         &self,
         stream: &StreamId,
@@ -548,24 +701,47 @@ impl PostgresStore {
         let mut revision = Revision::NoEvents;
         let mut extra: Vec<KeyLock> = Vec::new();
         for attempt in 1..=self.attempts() {
-            let mut client = self.client().await?;
-            let tx = client
-                .transaction()
-                .await
-                .map_err(|e| db_error("cannot begin a transaction", e, Phase::BeforeCommit))?;
+            let session = Session::new(self.client().await?);
             let guard = self.guard(stream, context, &extra);
-            self.take_guard(&tx, &guard).await?;
-            fed_count = self
-                .feed(&tx, context, stream, fed, fed_count, |event| {
-                    fed = Some(event.position);
-                    revision = Revision::Current(event.revision);
-                    process.evolve(&event).map_err(DecisionError::Process)
-                })
-                .await?;
-            let events = process.decide().map_err(DecisionError::Process)?;
-            self.limits()
-                .check(&events)
-                .map_err(DecisionError::Invalid)?;
+            let read = self
+                .open_and_feed(
+                    &session,
+                    &guard,
+                    Read {
+                        context,
+                        stream,
+                        after: fed,
+                        fed_so_far: fed_count,
+                    },
+                    |event| {
+                        fed = Some(event.position);
+                        revision = Revision::Current(event.revision);
+                        process.evolve(&event).map_err(DecisionError::Process)
+                    },
+                )
+                .await;
+            fed_count = match read {
+                Ok(count) => count,
+                Err(e) => {
+                    session.rollback().await;
+                    return Err(e);
+                }
+            };
+            let decided = match process.decide() {
+                Ok(events) => self
+                    .limits()
+                    .check(&events)
+                    .map(|()| events)
+                    .map_err(DecisionError::Invalid),
+                Err(e) => Err(DecisionError::Process(e)),
+            };
+            let events = match decided {
+                Ok(events) => events,
+                Err(e) => {
+                    session.rollback().await;
+                    return Err(e);
+                }
+            };
             let next_extra: Vec<KeyLock> = self.inner.keys.events(&events);
             let (condition, expected) = match context {
                 Context::Query(query) => (
@@ -575,17 +751,21 @@ impl PostgresStore {
                 Context::Stream => (AppendCondition::None, Some(revision)),
             };
             match self
-                .append_in_transaction(&tx, &guard, stream, events, &condition, expected)
+                .append_and_commit(
+                    &session,
+                    &guard,
+                    false,
+                    Write {
+                        stream,
+                        events,
+                        condition: &condition,
+                        expected,
+                    },
+                )
                 .await
             {
-                Ok(committed) => {
-                    tx.commit()
-                        .await
-                        .map_err(|e| db_error("cannot commit", e, Phase::Commit))?;
-                    return Ok(committed);
-                }
+                Ok(committed) => return Ok(committed),
                 Err(AppendFailure::LocksBusy) => {
-                    drop(tx);
                     extra = next_extra;
                     backoff(attempt).await;
                 }
@@ -682,7 +862,7 @@ impl PostgresStore {
         let mut extra: Vec<KeyLock> = Vec::new();
         let mut last_conflict = None;
         for attempt in 1..=self.attempts() {
-            let mut client = self.client().await?;
+            let client = self.client().await?;
             let (mark, events, _) = self
                 .settled_forward_read(&client, query, seen_upto, None)
                 .await?;
@@ -708,29 +888,28 @@ impl PostgresStore {
             let next_extra = self.inner.keys.events(&decided);
             let after = u64::try_from(seen_upto).ok().and_then(Position::new);
             let condition = AppendCondition::fail_if_events_match(query.clone(), after);
-            let tx = client
-                .transaction()
-                .await
-                .map_err(|e| db_error("cannot begin a transaction", e, Phase::BeforeCommit))?;
             let guard = self.guard(stream, Context::Query(query), &extra);
-            self.take_guard(&tx, &guard).await?;
+            let session = Session::new(client);
             match self
-                .append_in_transaction(&tx, &guard, stream, decided, &condition, None)
+                .append_and_commit(
+                    &session,
+                    &guard,
+                    true,
+                    Write {
+                        stream,
+                        events: decided,
+                        condition: &condition,
+                        expected: None,
+                    },
+                )
                 .await
             {
-                Ok(committed) => {
-                    tx.commit()
-                        .await
-                        .map_err(|e| db_error("cannot commit", e, Phase::Commit))?;
-                    return Ok(committed);
-                }
+                Ok(committed) => return Ok(committed),
                 Err(AppendFailure::LocksBusy) => {
-                    drop(tx);
                     extra = next_extra;
                     backoff(attempt).await;
                 }
                 Err(AppendFailure::Condition(c)) => {
-                    drop(tx);
                     last_conflict = Some(c);
                 }
                 Err(AppendFailure::Store(e)) => return Err(DecisionError::Store(e)),
@@ -750,26 +929,25 @@ impl PostgresStore {
     ) -> Result<Committed, AppendError> {
         let mut extra: Vec<KeyLock> = Vec::new();
         for attempt in 1..=self.attempts() {
-            let mut client = self.client().await?;
-            let tx = client
-                .transaction()
-                .await
-                .map_err(|e| db_error("cannot begin a transaction", e, Phase::BeforeCommit))?;
+            let session = Session::new(self.client().await?);
             let guard = self.append_guard(stream, condition, &extra);
-            self.take_guard(&tx, &guard).await?;
             let next_extra = self.inner.keys.events(&events);
             match self
-                .append_in_transaction(&tx, &guard, stream, events.clone(), condition, None)
+                .append_and_commit(
+                    &session,
+                    &guard,
+                    true,
+                    Write {
+                        stream,
+                        events: events.clone(),
+                        condition,
+                        expected: None,
+                    },
+                )
                 .await
             {
-                Ok(committed) => {
-                    tx.commit()
-                        .await
-                        .map_err(|e| db_error("cannot commit", e, Phase::Commit))?;
-                    return Ok(committed);
-                }
+                Ok(committed) => return Ok(committed),
                 Err(AppendFailure::LocksBusy) => {
-                    drop(tx);
                     extra = next_extra;
                     backoff(attempt).await;
                 }

@@ -1,0 +1,375 @@
+//! `factos-bench`: dispatch throughput of each locking strategy as a ratio to
+//! pgbench's simple-update script (`-N`) measured in the same run, on a
+//! throwaway PostgreSQL cluster with `fsync` on.
+//!
+//! ```sh
+//! cargo run --release -p factos-bench            # the full run (about 10 minutes)
+//! FACTOS_BENCH_SECONDS=2 FACTOS_BENCH_CLIENTS=1,16 cargo run --release -p factos-bench
+//! ```
+//!
+//! For each client count, the baseline and every subject run interleaved
+//! (pgbench, strategies, pgbench, strategies, ...) `FACTOS_BENCH_REPEATS`
+//! times; each figure is the median. Prints a table and writes
+//! `target/factos-bench.json`.
+
+use std::collections::BTreeMap;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use factos::{
+    Decider, DispatchError, EventStore, NewEvent, Query, QueryItem, StreamId, dispatch_with_query,
+};
+use factos_postgres::throwaway::{ClusterOptions, TempCluster};
+use factos_postgres::{LockingStrategy, PostgresStore, SchemaName, StoreOptions};
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Counts the events of its context and always books one more: the
+/// dispatch itself is what is measured, not the domain.
+struct Booking;
+
+impl Decider for Booking {
+    type State = usize;
+    type Command = String; // the boundary tag
+    type Event = String;
+    type Error = std::convert::Infallible;
+
+    fn initial(&self) -> usize {
+        0
+    }
+
+    fn decide(&self, _: &usize, tag: &String) -> Result<Vec<String>, Self::Error> {
+        Ok(vec![tag.clone()])
+    }
+
+    fn evolve(&self, count: usize, _: &String) -> usize {
+        count + 1
+    }
+}
+
+/// Stores the boundary tag as the only tag and as the payload.
+struct TagCodec {
+    event_type: &'static str,
+}
+
+impl factos::Codec for TagCodec {
+    type Event = String;
+
+    fn encode(&self, tag: &String) -> Result<NewEvent, factos::EncodeError> {
+        Ok(NewEvent::new(
+            factos::EventType::new(self.event_type)?,
+            tag.as_bytes().to_vec(),
+        )
+        .with_tags(factos::Tags::parse([tag.as_str()])?))
+    }
+
+    fn decode(&self, stored: &factos::StoredEvent) -> Result<String, factos::DecodeError> {
+        String::from_utf8(stored.data.clone()).map_err(|e| factos::DecodeError::InvalidData {
+            event_type: stored.event_type.clone(),
+            version: stored.version,
+            message: e.to_string(),
+        })
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
+enum Workload {
+    /// Every client on its own boundaries (50 each), small contexts.
+    Disjoint,
+    /// Every client on one shared boundary.
+    Hot,
+}
+
+#[derive(Debug, Default, Clone, serde::Serialize)]
+struct Sample {
+    dispatches_per_s: f64,
+    latency_ms_p50: f64,
+    latency_ms_p99: f64,
+    failed_conditions: u64,
+    errors: u64,
+}
+
+fn percentile(sorted: &[u32], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    #[allow(
+        clippy::cast_possible_truncation,
+        clippy::cast_sign_loss,
+        clippy::cast_precision_loss
+    )]
+    let index = ((sorted.len() - 1) as f64 * p).round() as usize;
+    f64::from(sorted[index]) / 1000.0
+}
+
+async fn run_workload(
+    store: &PostgresStore,
+    workload: Workload,
+    clients: usize,
+    duration: Duration,
+    round: usize,
+) -> Sample {
+    let deadline = Instant::now() + duration;
+    let tasks: Vec<_> = (0..clients)
+        .map(|client| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let mut latencies_us: Vec<u32> = Vec::new();
+                let (mut failed, mut errors) = (0u64, 0u64);
+                let mut n: usize = client * 7919;
+                let event_type = match workload {
+                    Workload::Disjoint => "Booked",
+                    Workload::Hot => "Sold",
+                };
+                let (decider, codec) = (Booking, TagCodec { event_type });
+                while Instant::now() < deadline {
+                    n = n.wrapping_mul(1_103_515_245).wrapping_add(12345);
+                    let tag = match workload {
+                        Workload::Disjoint => format!("b:{round}:{client}:{}", (n >> 16) % 50),
+                        Workload::Hot => format!("hot:{round}"),
+                    };
+                    let Ok(item) = QueryItem::parse([event_type], [tag.as_str()]) else {
+                        break;
+                    };
+                    let query = Query::item(item);
+                    let Ok(stream) = StreamId::new(format!("client-{client}")) else {
+                        break;
+                    };
+                    let started = Instant::now();
+                    match dispatch_with_query(&store, &stream, &query, &decider, &codec, &tag).await
+                    {
+                        Ok(_) => latencies_us
+                            .push(u32::try_from(started.elapsed().as_micros()).unwrap_or(u32::MAX)),
+                        Err(DispatchError::AppendConditionFailed(_)) => failed += 1,
+                        Err(e) => {
+                            errors += 1;
+                            if errors == 1 {
+                                eprintln!("dispatch error: {e}");
+                            }
+                        }
+                    }
+                }
+                (latencies_us, failed, errors)
+            })
+        })
+        .collect();
+    let mut all = Vec::new();
+    let mut sample = Sample::default();
+    for task in tasks {
+        if let Ok((latencies, failed, errors)) = task.await {
+            all.extend(latencies);
+            sample.failed_conditions += failed;
+            sample.errors += errors;
+        }
+    }
+    all.sort_unstable();
+    #[allow(clippy::cast_precision_loss)]
+    {
+        sample.dispatches_per_s = all.len() as f64 / duration.as_secs_f64();
+    }
+    sample.latency_ms_p50 = percentile(&all, 0.5);
+    sample.latency_ms_p99 = percentile(&all, 0.99);
+    sample
+}
+
+fn pgbench(cluster: &TempCluster, clients: usize, duration: Duration) -> Result<f64, BoxError> {
+    let output = Command::new(cluster.bin_dir().join("pgbench"))
+        .args(["-h"])
+        .arg(cluster.socket_dir())
+        .args(["-U", "postgres", "-N", "-n", "-j", "2"])
+        .args([
+            "-c",
+            &clients.to_string(),
+            "-T",
+            &duration.as_secs().max(1).to_string(),
+            "pgbench",
+        ])
+        .output()?;
+    let text = String::from_utf8_lossy(&output.stdout);
+    text.lines()
+        .find_map(|line| {
+            line.strip_prefix("tps = ")
+                .and_then(|rest| rest.split_whitespace().next())
+                .and_then(|v| v.parse().ok())
+        })
+        .ok_or_else(|| {
+            format!(
+                "pgbench printed no tps: {text} {}",
+                String::from_utf8_lossy(&output.stderr)
+            )
+            .into()
+        })
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values.get(values.len() / 2).copied().unwrap_or(0.0)
+}
+
+fn env_list(name: &str, default: &[usize]) -> Vec<usize> {
+    std::env::var(name)
+        .ok()
+        .map(|v| v.split(',').filter_map(|s| s.trim().parse().ok()).collect())
+        .filter(|v: &Vec<usize>| !v.is_empty())
+        .unwrap_or_else(|| default.to_vec())
+}
+
+async fn seed_background(store: &PostgresStore) -> Result<(), BoxError> {
+    // 100,000 events over 1,000 tags, so the indexes are not trivially small.
+    let stream = StreamId::new("background")?;
+    for batch in 0..100 {
+        let events: Vec<NewEvent> = (0..1000)
+            .map(|i| {
+                let tag = format!("bg:{}", (batch * 1000 + i) % 1000);
+                TagCodec {
+                    event_type: "Background",
+                }
+                .encode_tag(&tag)
+            })
+            .collect::<Result<_, _>>()?;
+        store
+            .append(&stream, events, factos::AppendCondition::None)
+            .await?;
+    }
+    Ok(())
+}
+
+impl TagCodec {
+    fn encode_tag(&self, tag: &str) -> Result<NewEvent, factos::EncodeError> {
+        factos::Codec::encode(self, &tag.to_string())
+    }
+}
+
+#[tokio::main]
+async fn main() -> Result<(), BoxError> {
+    let seconds = env_list("FACTOS_BENCH_SECONDS", &[5])[0];
+    let duration = Duration::from_secs(u64::try_from(seconds).unwrap_or(5));
+    let clients_list = env_list("FACTOS_BENCH_CLIENTS", &[1, 4, 16, 64]);
+    let repeats = env_list("FACTOS_BENCH_REPEATS", &[3])[0];
+    let machine = format!(
+        "{} cores, {}",
+        std::thread::available_parallelism().map_or(0, std::num::NonZero::get),
+        std::fs::read_to_string("/proc/meminfo")
+            .ok()
+            .and_then(|m| m.lines().next().map(str::to_string))
+            .unwrap_or_default()
+    );
+    println!("machine: {machine}");
+    println!("starting a throwaway PostgreSQL cluster with fsync on...");
+    let cluster = TempCluster::start_with(&ClusterOptions {
+        durable: true,
+        ..ClusterOptions::default()
+    })?;
+    let status = Command::new(cluster.bin_dir().join("createdb"))
+        .arg("-h")
+        .arg(cluster.socket_dir())
+        .args(["-U", "postgres", "pgbench"])
+        .status()?;
+    if !status.success() {
+        return Err("createdb failed".into());
+    }
+    let status = Command::new(cluster.bin_dir().join("pgbench"))
+        .arg("-h")
+        .arg(cluster.socket_dir())
+        .args(["-U", "postgres", "-i", "-q", "-s", "10", "pgbench"])
+        .output()?;
+    if !status.status.success() {
+        return Err(format!(
+            "pgbench -i failed: {}",
+            String::from_utf8_lossy(&status.stderr)
+        )
+        .into());
+    }
+    let strategies = [
+        LockingStrategy::TableLock,
+        LockingStrategy::Scoped,
+        LockingStrategy::Optimistic,
+    ];
+    let mut stores = Vec::new();
+    for strategy in strategies {
+        let schema = SchemaName::new(format!("{strategy:?}").to_lowercase())?;
+        let store = PostgresStore::from_config(
+            cluster.config("postgres"),
+            80,
+            StoreOptions::default().schema(schema).locking(strategy),
+        )?;
+        store.migrate().await?;
+        seed_background(&store).await?;
+        let client = store.pool().get().await?;
+        client
+            .batch_execute(&format!(
+                "ANALYZE {0}.factos_events; ANALYZE {0}.factos_event_tags;",
+                store.options().schema.quoted()
+            ))
+            .await?;
+        stores.push((strategy, store));
+    }
+    println!(
+        "seeded 100,000 background events per strategy, analyzed; {repeats} repeats of {seconds} s per point\n"
+    );
+
+    let mut baseline: BTreeMap<usize, Vec<f64>> = BTreeMap::new();
+    let mut samples: BTreeMap<(Workload, String, usize), Vec<Sample>> = BTreeMap::new();
+    let mut round = 0;
+    for &clients in &clients_list {
+        for _ in 0..repeats {
+            baseline
+                .entry(clients)
+                .or_default()
+                .push(pgbench(&cluster, clients, duration)?);
+            for workload in [Workload::Disjoint, Workload::Hot] {
+                for (strategy, store) in &stores {
+                    round += 1;
+                    let sample = run_workload(store, workload, clients, duration, round).await;
+                    samples
+                        .entry((workload, format!("{strategy:?}"), clients))
+                        .or_default()
+                        .push(sample);
+                }
+            }
+        }
+        baseline
+            .entry(clients)
+            .or_default()
+            .push(pgbench(&cluster, clients, duration)?);
+    }
+
+    let mut json_rows = Vec::new();
+    println!(
+        "| workload | subject | clients | dispatches/s | ratio to pgbench -N | p50 ms | p99 ms | failed conditions | errors |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|");
+    for &clients in &clients_list {
+        let base = median(baseline.get(&clients).cloned().unwrap_or_default());
+        println!("| pgbench -N | tps | {clients} | {base:.0} | 1.00 | | | | |");
+        json_rows.push(serde_json::json!({"workload": "pgbench-N", "clients": clients, "tps_median": base, "tps_all": baseline.get(&clients)}));
+    }
+    for ((workload, subject, clients), runs) in &samples {
+        let base = median(baseline.get(clients).cloned().unwrap_or_default());
+        let rate = median(runs.iter().map(|s| s.dispatches_per_s).collect());
+        let p50 = median(runs.iter().map(|s| s.latency_ms_p50).collect());
+        let p99 = median(runs.iter().map(|s| s.latency_ms_p99).collect());
+        let failed: u64 = runs.iter().map(|s| s.failed_conditions).sum();
+        let errors: u64 = runs.iter().map(|s| s.errors).sum();
+        let ratio = if base > 0.0 { rate / base } else { 0.0 };
+        println!(
+            "| {workload:?} | {subject} | {clients} | {rate:.0} | {ratio:.2} | {p50:.2} | {p99:.2} | {failed} | {errors} |"
+        );
+        json_rows.push(serde_json::json!({
+            "workload": format!("{workload:?}"), "subject": subject, "clients": clients,
+            "dispatches_per_s_median": rate, "ratio_to_pgbench_n": ratio,
+            "latency_ms_p50": p50, "latency_ms_p99": p99,
+            "failed_conditions": failed, "errors": errors, "runs": runs,
+        }));
+    }
+    let out = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/factos-bench.json");
+    std::fs::write(
+        &out,
+        serde_json::to_string_pretty(
+            &serde_json::json!({"machine": machine, "seconds": seconds, "repeats": repeats, "rows": json_rows}),
+        )?,
+    )?;
+    println!("\nwrote {}", out.display());
+    drop(cluster);
+    Ok(())
+}
