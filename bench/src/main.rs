@@ -240,6 +240,8 @@ impl TagCodec {
     }
 }
 
+// The run reads top to bottom: set up, measure interleaved, report.
+#[allow(clippy::too_many_lines)]
 #[tokio::main]
 async fn main() -> Result<(), BoxError> {
     let seconds = env_list("FACTOS_BENCH_SECONDS", &[5])[0];

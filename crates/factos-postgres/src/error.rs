@@ -52,12 +52,41 @@ pub(crate) fn db_error(context: &str, error: tokio_postgres::Error, phase: Phase
     } else {
         ""
     };
-    // The driver's Display says only "db error"; the server's message is the useful part.
-    let detail = error
-        .as_db_error()
-        .map(|db| format!(" ({}: {})", db.code().code(), db.message()))
-        .unwrap_or_default();
-    StoreError::new(kind, format!("{context}{detail}{hint}")).with_source(error)
+    StoreError::new(kind, format!("{context}{hint}")).with_source(DriverError(error))
+}
+
+/// The driver's error, displayed with what the server said: the driver's own
+/// Display is only "db error" for server errors.
+#[derive(Debug)]
+pub(crate) struct DriverError(pub(crate) tokio_postgres::Error);
+
+impl std::fmt::Display for DriverError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if let Some(db) = self.0.as_db_error() {
+            write!(
+                f,
+                "{} {}: {}",
+                db.severity(),
+                db.code().code(),
+                db.message()
+            )?;
+            if let Some(detail) = db.detail() {
+                write!(f, " ({detail})")?;
+            }
+            return Ok(());
+        }
+        write!(f, "{}", self.0)?;
+        if let Some(source) = std::error::Error::source(&self.0) {
+            write!(f, ": {source}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for DriverError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.0)
+    }
 }
 
 fn closed_kind(phase: Phase) -> StoreErrorKind {
@@ -69,8 +98,11 @@ fn closed_kind(phase: Phase) -> StoreErrorKind {
 
 pub(crate) fn pool_error(error: deadpool_postgres::PoolError) -> StoreError {
     match error {
+        // Whatever the server said while connecting (refused, no such
+        // database, authentication), nothing was written.
         deadpool_postgres::PoolError::Backend(e) => {
-            db_error("cannot connect to PostgreSQL", e, Phase::BeforeCommit)
+            StoreError::new(StoreErrorKind::Unavailable, "cannot connect to PostgreSQL")
+                .with_source(DriverError(e))
         }
         other => StoreError::new(
             StoreErrorKind::Unavailable,

@@ -400,7 +400,9 @@ pub enum TestServer {
     /// An existing server.
     External {
         /// Its configuration (the database in it is used for administration).
-        config: tokio_postgres::Config,
+        config: Box<tokio_postgres::Config>,
+        /// The connection string it was given.
+        url: String,
     },
     /// A throwaway cluster.
     Throwaway(TempCluster),
@@ -414,7 +416,10 @@ impl TestServer {
                 let config = url.parse().map_err(|e| {
                     ThrowawayError::Database(format!("{var} is not a valid connection string: {e}"))
                 })?;
-                Ok(TestServer::External { config })
+                Ok(TestServer::External {
+                    config: Box::new(config),
+                    url,
+                })
             }
             _ => Ok(TestServer::Throwaway(TempCluster::start_with(options)?)),
         }
@@ -435,8 +440,8 @@ impl TestServer {
     /// The driver configuration for `database` on this server.
     pub fn config(&self, database: &str) -> tokio_postgres::Config {
         match self {
-            TestServer::External { config } => {
-                let mut config = config.clone();
+            TestServer::External { config, .. } => {
+                let mut config = tokio_postgres::Config::clone(config);
                 config.dbname(database);
                 config
             }
@@ -446,10 +451,19 @@ impl TestServer {
 
     fn admin_database(&self) -> String {
         match self {
-            TestServer::External { config } => {
+            TestServer::External { config, .. } => {
                 config.get_dbname().unwrap_or("postgres").to_string()
             }
             TestServer::Throwaway(_) => "postgres".to_string(),
+        }
+    }
+
+    /// A connection string for `database` on this server (for tools that
+    /// take one, such as the CLI).
+    pub fn connection_string(&self, database: &str) -> String {
+        match self {
+            TestServer::Throwaway(cluster) => cluster.connection_string(database),
+            TestServer::External { url, .. } => with_database(url, database),
         }
     }
 
@@ -475,6 +489,7 @@ impl TestServer {
         let _ = driver.await;
         Ok(TestDatabase {
             name: name.clone(),
+            url: self.connection_string(&name),
             config: self.config(&name),
             admin: matches!(self, TestServer::External { .. }).then_some(admin),
         })
@@ -486,6 +501,7 @@ impl TestServer {
 #[derive(Debug)]
 pub struct TestDatabase {
     name: String,
+    url: String,
     config: tokio_postgres::Config,
     admin: Option<tokio_postgres::Config>,
 }
@@ -494,6 +510,11 @@ impl TestDatabase {
     /// The database name.
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// A connection string for this database.
+    pub fn connection_string(&self) -> &str {
+        &self.url
     }
 
     /// The driver configuration.
@@ -531,5 +552,40 @@ impl Drop for TestDatabase {
             });
         })
         .join();
+    }
+}
+
+/// `url` with its database replaced by `database`: the path of a URL, or a
+/// `dbname=` appended to a key-value string (later keys win).
+fn with_database(url: &str, database: &str) -> String {
+    match url.split_once("://") {
+        Some((scheme, rest)) => {
+            let (authority, tail) = rest.split_once('/').map_or((rest, ""), |(a, t)| (a, t));
+            let query = tail.split_once('?').map_or("", |(_, q)| q);
+            if query.is_empty() {
+                format!("{scheme}://{authority}/{database}")
+            } else {
+                format!("{scheme}://{authority}/{database}?{query}")
+            }
+        }
+        None => format!("{url} dbname={database}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::with_database;
+
+    #[test]
+    fn database_is_replaced_in_both_forms() {
+        assert_eq!(
+            with_database("postgresql://u:p@h:5/app?sslmode=disable", "t1"),
+            "postgresql://u:p@h:5/t1?sslmode=disable"
+        );
+        assert_eq!(with_database("postgres://h", "t1"), "postgres://h/t1");
+        assert_eq!(
+            with_database("host=/tmp user=x", "t1"),
+            "host=/tmp user=x dbname=t1"
+        );
     }
 }

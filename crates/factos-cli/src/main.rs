@@ -1,0 +1,71 @@
+//! `factos`: look into a factos store on PostgreSQL without writing SQL.
+//!
+//! ```text
+//! factos demo                      # the tickets race on a throwaway cluster
+//! factos migrate                   # create or upgrade the schema
+//! factos status                    # version, counts, head, sizes
+//! factos events --tag event:e1     # list events (table, or --json lines)
+//! factos tail --type TicketSold    # follow new events
+//! factos verify                    # check positions, revisions and the tag mirror
+//! ```
+//!
+//! The connection comes from `--database-url` or `DATABASE_URL`.
+
+mod commands;
+mod output;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Look into a factos event store on PostgreSQL.
+#[derive(Debug, Parser)]
+#[command(name = "factos", version, about)]
+struct Cli {
+    /// PostgreSQL connection string (`postgresql://user@host/db` or `host=... dbname=...`).
+    #[arg(long, env = "DATABASE_URL", global = true, hide_env_values = true)]
+    database_url: Option<String>,
+    /// The schema holding the factos tables.
+    #[arg(long, default_value = "public", global = true)]
+    schema: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the tickets example end to end (on a throwaway PostgreSQL when no database is given).
+    Demo,
+    /// Create or upgrade the factos schema.
+    Migrate,
+    /// Show the schema version, event count, head position, streams, tags and table sizes.
+    Status,
+    /// List events.
+    Events(commands::EventsArgs),
+    /// Follow new events as they commit.
+    Tail(commands::TailArgs),
+    /// Check that positions increase, stream revisions are contiguous and the tag mirror matches.
+    Verify(commands::VerifyArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let outcome = runtime.block_on(commands::run(cli.command, cli.database_url, &cli.schema));
+    match outcome {
+        Ok(code) => code,
+        Err(message) => {
+            eprintln!("error: {message}");
+            ExitCode::from(2)
+        }
+    }
+}

@@ -1,0 +1,269 @@
+//! The `factos` binary, run as a user would, against a real server.
+
+#![allow(clippy::unwrap_used, clippy::panic)]
+
+use std::process::Output;
+use std::time::Duration;
+
+use assert_cmd::Command;
+use factos::{AppendCondition, EventStore, EventType, NewEvent, StreamId, Tags};
+use factos_postgres::throwaway::{TestDatabase, TestServer};
+use factos_postgres::{PostgresStore, StoreOptions};
+
+async fn database() -> TestDatabase {
+    TestServer::shared()
+        .unwrap()
+        .create_database()
+        .await
+        .unwrap()
+}
+
+fn factos(url: &str, args: &[&str]) -> Output {
+    Command::cargo_bin("factos")
+        .unwrap()
+        .env("DATABASE_URL", url)
+        .args(args)
+        .timeout(Duration::from_secs(60))
+        .output()
+        .unwrap()
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// A failure is one `error:` sentence on stderr, a non-zero exit, no panic.
+fn assert_human_error(output: &Output, expected: &str) {
+    let err = stderr(output);
+    assert_eq!(output.status.code(), Some(2), "stderr: {err}");
+    assert!(err.starts_with("error: "), "{err}");
+    assert_eq!(
+        err.trim_end().lines().count(),
+        1,
+        "one sentence expected: {err}"
+    );
+    assert!(err.contains(expected), "expected {expected:?} in {err}");
+    assert!(
+        !err.contains("panicked") && !err.contains("backtrace"),
+        "{err}"
+    );
+}
+
+async fn seeded(database: &TestDatabase) -> PostgresStore {
+    let store = database.store(StoreOptions::default()).unwrap();
+    store.migrate().await.unwrap();
+    let stream = StreamId::new("seats").unwrap();
+    for i in 0..5 {
+        let event = NewEvent::new(
+            EventType::new(if i % 2 == 0 { "Booked" } else { "Cancelled" }).unwrap(),
+            format!("{{\"seat\":{i}}}").into_bytes(),
+        )
+        .with_tags(Tags::parse([format!("seat:{i}"), "hall:a".to_string()]).unwrap());
+        store
+            .append(&stream, vec![event], AppendCondition::None)
+            .await
+            .unwrap();
+    }
+    store
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migrate_then_status() {
+    let database = database().await;
+    let url = database.connection_string().to_string();
+    let migrated = factos(&url, &["migrate"]);
+    assert!(migrated.status.success(), "{}", stderr(&migrated));
+    assert!(
+        stdout(&migrated).contains("now at version"),
+        "{}",
+        stdout(&migrated)
+    );
+    let again = factos(&url, &["migrate"]);
+    assert!(
+        stdout(&again).contains("already at version"),
+        "{}",
+        stdout(&again)
+    );
+    let status = factos(&url, &["status"]);
+    assert!(status.status.success(), "{}", stderr(&status));
+    let text = stdout(&status);
+    assert!(text.contains("events:        0"), "{text}");
+    assert!(text.contains("head position: none"), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_as_table_and_json_lines() {
+    let database = database().await;
+    let _store = seeded(&database).await;
+    let url = database.connection_string();
+    let table = factos(url, &["events", "--type", "Booked"]);
+    assert!(table.status.success(), "{}", stderr(&table));
+    assert!(stdout(&table).contains("(3 events)"), "{}", stdout(&table));
+    let json = factos(
+        url,
+        &[
+            "events",
+            "--tag",
+            "hall:a",
+            "--backwards",
+            "--limit",
+            "2",
+            "--json",
+        ],
+    );
+    let lines: Vec<serde_json::Value> = stdout(&json)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2);
+    assert_eq!(lines[0]["position"], 5);
+    assert_eq!(lines[0]["data"]["seat"], 4);
+    assert_eq!(lines[1]["position"], 4);
+    let stream = factos(
+        url,
+        &["events", "--stream", "seats", "--from", "2", "--json"],
+    );
+    assert_eq!(stdout(&stream).lines().count(), 4, "{}", stdout(&stream));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tail_follows_new_events() {
+    let database = database().await;
+    let store = seeded(&database).await;
+    let url = database.connection_string().to_string();
+    let follower = tokio::task::spawn_blocking(move || {
+        factos(
+            &url,
+            &[
+                "tail",
+                "--tag",
+                "hall:b",
+                "--json",
+                "--max-events",
+                "2",
+                "--interval-ms",
+                "50",
+            ],
+        )
+    });
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    for seat in ["seat:7", "seat:8"] {
+        let event = NewEvent::new(EventType::new("Booked").unwrap(), b"{}".to_vec())
+            .with_tags(Tags::parse([seat, "hall:b"]).unwrap());
+        store
+            .append(
+                &StreamId::new("late").unwrap(),
+                vec![event],
+                AppendCondition::None,
+            )
+            .await
+            .unwrap();
+    }
+    let output = follower.await.unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+    let lines: Vec<serde_json::Value> = stdout(&output)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let positions: Vec<u64> = lines
+        .iter()
+        .map(|l| l["position"].as_u64().unwrap())
+        .collect();
+    assert_eq!(positions, vec![6, 7]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verify_reports_a_broken_mirror() {
+    let database = database().await;
+    let store = seeded(&database).await;
+    let url = database.connection_string();
+    let ok = factos(url, &["verify"]);
+    assert!(ok.status.success(), "{}{}", stdout(&ok), stderr(&ok));
+    assert!(
+        stdout(&ok).starts_with("ok: 5 positions checked"),
+        "{}",
+        stdout(&ok)
+    );
+    let client = store.pool().get().await.unwrap();
+    client
+        .batch_execute("DELETE FROM factos_event_tags WHERE position = 3 AND tag = 'seat:2'")
+        .await
+        .unwrap();
+    client
+        .batch_execute("UPDATE factos_events SET revision = 9 WHERE position = 5")
+        .await
+        .unwrap();
+    let broken = factos(url, &["verify"]);
+    assert_eq!(broken.status.code(), Some(1), "{}", stdout(&broken));
+    let report = stdout(&broken);
+    assert!(
+        report.contains("event 3 carries tag \"seat:2\" but the mirror has no row"),
+        "{report}"
+    );
+    assert!(report.contains("stream \"seats\""), "{report}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_without_the_schema_says_to_migrate() {
+    let database = database().await;
+    assert_human_error(
+        &factos(database.connection_string(), &["status"]),
+        "run `factos migrate` first",
+    );
+}
+
+#[test]
+fn a_malformed_url_is_one_sentence() {
+    assert_human_error(
+        &factos("postgresql://u:secret@host:notaport/db", &["status"]),
+        "not a valid PostgreSQL connection string",
+    );
+}
+
+#[test]
+fn a_server_that_is_down_is_one_sentence_without_the_password() {
+    let output = factos(
+        "host=/nonexistent-factos-socket-dir port=5432 user=someone password=hunter2 dbname=x",
+        &["status"],
+    );
+    assert_human_error(&output, "cannot reach PostgreSQL");
+    assert!(!stderr(&output).contains("hunter2"));
+}
+
+#[test]
+fn no_database_says_how_to_give_one() {
+    let output = Command::cargo_bin("factos")
+        .unwrap()
+        .env_remove("DATABASE_URL")
+        .arg("status")
+        .output()
+        .unwrap();
+    assert_human_error(&output, "pass --database-url or set DATABASE_URL");
+}
+
+#[test]
+fn demo_runs_the_tickets_race_on_a_throwaway_cluster() {
+    let output = Command::cargo_bin("factos")
+        .unwrap()
+        .env_remove("DATABASE_URL")
+        .arg("demo")
+        .timeout(Duration::from_secs(120))
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+    let text = stdout(&output);
+    assert!(
+        text.contains("starting a throwaway PostgreSQL cluster"),
+        "{text}"
+    );
+    assert!(
+        text.contains("accepted: 100")
+            && text.contains("sold out: 200")
+            && text.contains("events stored: 100"),
+        "{text}"
+    );
+}
