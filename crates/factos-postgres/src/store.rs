@@ -123,6 +123,54 @@ struct Inner {
     sql: Statements,
     keys: LockKeys,
     options: StoreOptions,
+    hot: HotQueries,
+}
+
+/// Queries whose cached fast path failed recently: they take the
+/// pessimistic path (lock before read) until they cool down.
+#[derive(Default)]
+struct HotQueries {
+    until: std::sync::Mutex<std::collections::HashMap<u64, std::time::Instant>>,
+}
+
+/// How long a query stays hot after its fast path failed.
+const HOT_FOR: std::time::Duration = std::time::Duration::from_millis(500);
+/// Most queries remembered as hot (the map is cleared beyond it).
+const MAX_HOT_QUERIES: usize = 10_000;
+
+impl HotQueries {
+    fn key(query: &Query) -> u64 {
+        use std::hash::{Hash, Hasher};
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        query.hash(&mut hasher);
+        hasher.finish()
+    }
+
+    fn lock(
+        &self,
+    ) -> std::sync::MutexGuard<'_, std::collections::HashMap<u64, std::time::Instant>> {
+        self.until
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn is_hot(&self, query: &Query) -> bool {
+        self.lock()
+            .get(&Self::key(query))
+            .is_some_and(|until| *until > std::time::Instant::now())
+    }
+
+    fn heat(&self, query: &Query) {
+        let mut hot = self.lock();
+        if hot.len() >= MAX_HOT_QUERIES {
+            hot.clear();
+        }
+        hot.insert(Self::key(query), std::time::Instant::now() + HOT_FOR);
+    }
+
+    fn cool(&self, query: &Query) {
+        self.lock().remove(&Self::key(query));
+    }
 }
 
 impl std::fmt::Debug for PostgresStore {
@@ -303,6 +351,7 @@ impl PostgresStore {
                 sql,
                 keys,
                 options,
+                hot: HotQueries::default(),
             }),
         }
     }
@@ -695,8 +744,9 @@ impl PostgresStore {
         stream: &StreamId,
         context: Context<'_>,
         process: &mut P,
+        fed_up_to: Option<Position>,
     ) -> Result<Committed, DecisionError<P::Error>> {
-        let mut fed = None;
+        let mut fed = fed_up_to;
         let mut fed_count = 0;
         let mut revision = Revision::NoEvents;
         let mut extra: Vec<KeyLock> = Vec::new();
@@ -774,6 +824,58 @@ impl PostgresStore {
             }
         }
         Err(DecisionError::Store(contention(self.attempts())))
+    }
+
+    /// A decision on a state already fed up to `after`. Fast path, one round
+    /// trip: decide now, then `BEGIN`, the guard, the append with the
+    /// condition `FailIfEventsMatch(query, after)` and `COMMIT` go out
+    /// together. If the context moved (or the decision failed on a state that
+    /// may be stale), the pessimistic path catches up on the events after
+    /// `after` under the guard and decides again. A query whose fast path
+    /// keeps failing is hot: it goes straight to the pessimistic path for a
+    /// while, so contention never turns into a retry storm.
+    async fn decide_cached<P: DecisionProcess>(
+        &self,
+        stream: &StreamId,
+        query: &Query,
+        process: &mut P,
+        after: Option<Position>,
+    ) -> Result<Committed, DecisionError<P::Error>> {
+        if !self.inner.hot.is_hot(query)
+            && let Ok(decided) = process.decide()
+        {
+            self.limits()
+                .check(&decided)
+                .map_err(DecisionError::Invalid)?;
+            let condition = AppendCondition::fail_if_events_match(query.clone(), after);
+            let guard = self.guard(stream, Context::Query(query), &[]);
+            let session = Session::new(self.client().await?);
+            match self
+                .append_and_commit(
+                    &session,
+                    &guard,
+                    true,
+                    Write {
+                        stream,
+                        events: decided,
+                        condition: &condition,
+                        expected: None,
+                    },
+                )
+                .await
+            {
+                Ok(mut committed) => {
+                    self.inner.hot.cool(query);
+                    committed.context_position = after;
+                    return Ok(committed);
+                }
+                Err(AppendFailure::Condition(_)) => self.inner.hot.heat(query),
+                Err(AppendFailure::LocksBusy) => {}
+                Err(AppendFailure::Store(e)) => return Err(DecisionError::Store(e)),
+            }
+        }
+        self.decide_locked(stream, Context::Query(query), process, after)
+            .await
     }
 
     /// The settled position: every position at or below it belongs to a
@@ -1040,6 +1142,7 @@ fn committed_from_rows(
         current_revision: previous.advanced_by(committed.len()),
         position: committed.last().map(|e| e.position),
         events: committed,
+        context_position: None,
     })
 }
 
@@ -1178,11 +1281,27 @@ impl EventStore for PostgresStore {
                     .await
             }
             _ => {
-                self.decide_locked(stream, Context::Query(query), process)
+                self.decide_locked(stream, Context::Query(query), process, None)
                     .instrument(span.clone())
                     .await
             }
         };
+        record_outcome(&span, &outcome, describe_decision);
+        outcome
+    }
+
+    async fn decide_with_query_after<P: DecisionProcess>(
+        &self,
+        stream: &StreamId,
+        query: &Query,
+        process: &mut P,
+        after: Option<Position>,
+    ) -> Result<Committed, DecisionError<P::Error>> {
+        let span = tracing::info_span!("factos.dispatch", kind = "cached", stream = %stream, query = %query, outcome = tracing::field::Empty, events = tracing::field::Empty, position = tracing::field::Empty);
+        let outcome = self
+            .decide_cached(stream, query, process, after)
+            .instrument(span.clone())
+            .await;
         record_outcome(&span, &outcome, describe_decision);
         outcome
     }
@@ -1194,7 +1313,7 @@ impl EventStore for PostgresStore {
     ) -> Result<Committed, DecisionError<P::Error>> {
         let span = tracing::info_span!("factos.dispatch", kind = "stream", stream = %stream, outcome = tracing::field::Empty, events = tracing::field::Empty, position = tracing::field::Empty);
         let outcome = self
-            .decide_locked(stream, Context::Stream, process)
+            .decide_locked(stream, Context::Stream, process, None)
             .instrument(span.clone())
             .await;
         record_outcome(&span, &outcome, describe_decision);

@@ -19,8 +19,9 @@ use std::time::{Duration, Instant};
 
 use factos::store::{ConditionFailure, DecisionError, DecisionProcess};
 use factos::{
-    EventStore, EventType, NewEvent, Position, Query, QueryItem, ReadOptions, StoreErrorKind,
-    StoredEvent, StreamId, Tags, dispatch_with_query,
+    Codec, Decider, DecodeError, Dispatcher, EncodeError, EventStore, EventType, NewEvent,
+    Position, Query, QueryItem, ReadOptions, StoreErrorKind, StoredEvent, StreamId, Tags,
+    dispatch_with_query,
 };
 use serde::{Deserialize, Serialize};
 use tokio::sync::Barrier;
@@ -31,6 +32,10 @@ use crate::model::{Bounded, KitCodec, KitEvent};
 const TYPES: &[&str] = &["A", "B", "C"];
 /// Tags the random decisions use: few, so contexts overlap often.
 const TAGS: &[&str] = &["x:1", "x:2", "y:1", "y:2"];
+/// Decisions of one writer per epoch. Each epoch has its own vocabulary
+/// (`A.3`, `x:1.3`, ...), so contexts stay small however long a soak runs;
+/// writers move through epochs at about the same pace, so they still overlap.
+const DECISIONS_PER_EPOCH: usize = 10;
 /// Stream labels shared by all writers, so revisions race too.
 const STREAMS: &[&str] = &["s0", "s1", "s2", "s3"];
 /// Most attempts of one decision before the oracle gives up on it.
@@ -129,36 +134,60 @@ impl Rng {
     }
 }
 
-fn parse_item(types: &[&str], tags: &[&str]) -> QueryItem {
-    QueryItem::parse(types.iter().copied(), tags.iter().copied())
+fn in_epoch(names: Vec<&str>, epoch: usize) -> Vec<String> {
+    names.into_iter().map(|n| format!("{n}.{epoch}")).collect()
+}
+
+fn parse_epoch_item(types: Vec<&str>, tags: Vec<&str>, epoch: usize) -> QueryItem {
+    let (types, tags) = (in_epoch(types, epoch), in_epoch(tags, epoch));
+    QueryItem::parse(types, tags)
         .unwrap_or_else(|e| unreachable!("oracle vocabulary is valid: {e}"))
 }
 
-fn random_query(rng: &mut Rng) -> Query {
+/// A random query of the epoch's vocabulary; "all events" only in epoch 0,
+/// where the log is still short.
+fn random_query(rng: &mut Rng, epoch: usize) -> Query {
     match rng.below(20) {
-        0 => Query::all(),
-        1..=4 => Query::item(parse_item(&rng.some(TYPES, 2), &[])),
-        5..=8 => Query::item(parse_item(&[], &rng.some(TAGS, 2))),
-        9..=14 => Query::item(parse_item(&rng.some(TYPES, 2), &rng.some(TAGS, 2))),
+        0 if epoch == 0 => Query::all(),
+        0..=4 => Query::item(parse_epoch_item(rng.some(TYPES, 2), vec![], epoch)),
+        5..=8 => Query::item(parse_epoch_item(vec![], rng.some(TAGS, 2), epoch)),
+        9..=14 => Query::item(parse_epoch_item(
+            rng.some(TYPES, 2),
+            rng.some(TAGS, 2),
+            epoch,
+        )),
         _ => Query::from_items([
-            parse_item(&rng.some(TYPES, 1), &rng.some(TAGS, 1)),
-            parse_item(&[], &rng.some(TAGS, 2)),
+            parse_epoch_item(rng.some(TYPES, 1), rng.some(TAGS, 1), epoch),
+            parse_epoch_item(vec![], rng.some(TAGS, 2), epoch),
         ]),
     }
 }
 
-/// What the oracle writes in each event's payload.
+/// What the oracle writes in each event's payload (fields are private: only
+/// the oracle reads them).
 #[derive(Debug, Serialize, Deserialize)]
-struct Mark {
+pub struct Mark {
     decision: u64,
+    epoch: usize,
     index: usize,
     /// Positions the decision was fed (first event only).
+    #[serde(default)]
     seen: Option<Vec<u64>>,
+    /// Events the decision's state was folded from, as (decision, index), for
+    /// decisions made through a [`Dispatcher`] that cannot see positions (first event only).
+    #[serde(default)]
+    seen_ids: Option<Vec<(u64, usize)>>,
+    /// The store-visible type and tags (written by [`OracleCodec`]).
+    #[serde(default)]
+    event_type: String,
+    #[serde(default)]
+    tags: Vec<String>,
 }
 
 /// A decision that remembers what it was fed and writes it down.
 struct Recording {
     decision: u64,
+    epoch: usize,
     seen: Vec<u64>,
     events: Vec<(EventType, Tags)>,
 }
@@ -178,8 +207,12 @@ impl DecisionProcess for Recording {
             .map(|(index, (event_type, tags))| {
                 let mark = Mark {
                     decision: self.decision,
+                    epoch: self.epoch,
                     index,
                     seen: (index == 0).then(|| self.seen.clone()),
+                    seen_ids: None,
+                    event_type: String::new(),
+                    tags: Vec::new(),
                 };
                 let data = serde_json::to_vec(&mark).map_err(|e| e.to_string())?;
                 Ok(NewEvent::new(event_type.clone(), data).with_tags(tags.clone()))
@@ -188,15 +221,17 @@ impl DecisionProcess for Recording {
     }
 }
 
-fn random_events(rng: &mut Rng) -> Result<Vec<(EventType, Tags)>, String> {
+fn random_events(rng: &mut Rng, epoch: usize) -> Result<Vec<(EventType, Tags)>, String> {
     (0..=rng.below(2))
         .map(|_| {
-            let event_type = EventType::new(rng.pick(TYPES)).map_err(|e| e.to_string())?;
+            let event_type = EventType::new(format!("{}.{epoch}", rng.pick(TYPES)))
+                .map_err(|e| e.to_string())?;
             let tag_count = rng.below(3);
             let tags = if tag_count == 0 {
                 Tags::empty()
             } else {
-                Tags::parse(rng.some(TAGS, tag_count)).map_err(|e| e.to_string())?
+                Tags::parse(in_epoch(rng.some(TAGS, tag_count), epoch))
+                    .map_err(|e| e.to_string())?
             };
             Ok((event_type, tags))
         })
@@ -227,14 +262,16 @@ where
             barrier.wait().await;
             for n in 0..config.decisions_per_writer {
                 let decision = (writer as u64) << 32 | n as u64;
-                let query = random_query(&mut rng);
-                let events = random_events(&mut rng)?;
+                let epoch = n / DECISIONS_PER_EPOCH;
+                let query = random_query(&mut rng, epoch);
+                let events = random_events(&mut rng, epoch)?;
                 let stream = StreamId::new(rng.pick(STREAMS)).map_err(|e| e.to_string())?;
                 let mut attempts = 0;
                 loop {
                     attempts += 1;
                     let mut process = Recording {
                         decision,
+                        epoch,
                         seen: Vec::new(),
                         events: events.clone(),
                     };
@@ -293,7 +330,9 @@ where
     report
 }
 
-/// Checks the log against the committed decisions.
+/// Checks the log against the committed decisions: ownership, completeness,
+/// what each decision read, and stream revisions, in one readable pass.
+#[allow(clippy::too_many_lines)]
 fn replay(
     log: &[StoredEvent],
     decisions: &HashMap<u64, (Query, usize)>,
@@ -303,7 +342,13 @@ fn replay(
         violations.push("positions are not strictly increasing".to_string());
     }
     let mut found: HashMap<u64, Vec<(usize, Position)>> = HashMap::new();
-    let mut firsts: Vec<(u64, Position, Vec<u64>)> = Vec::new();
+    let mut firsts: Vec<(u64, usize, Position, Vec<u64>)> = Vec::new();
+    let mut by_id: HashMap<(u64, usize), u64> = HashMap::new();
+    for event in log {
+        if let Ok(mark) = serde_json::from_slice::<Mark>(&event.data) {
+            by_id.insert((mark.decision, mark.index), event.position.get());
+        }
+    }
     for event in log {
         let mark: Mark = match serde_json::from_slice(&event.data) {
             Ok(mark) => mark,
@@ -326,7 +371,14 @@ fn replay(
             .or_default()
             .push((mark.index, event.position));
         if let Some(seen) = mark.seen {
-            firsts.push((mark.decision, event.position, seen));
+            firsts.push((mark.decision, mark.epoch, event.position, seen));
+        } else if let Some(ids) = mark.seen_ids {
+            // An identity that is not in the log reads as position 0: a miss.
+            let seen = ids
+                .iter()
+                .map(|id| by_id.get(id).copied().unwrap_or(0))
+                .collect();
+            firsts.push((mark.decision, mark.epoch, event.position, seen));
         }
     }
     for (decision, (_, count)) in decisions {
@@ -340,11 +392,24 @@ fn replay(
             ));
         }
     }
-    for (decision, first, seen) in firsts {
+    // Queries only name their epoch's vocabulary (or all events, in epoch 0),
+    // so only events of the same epoch can match: replay per epoch.
+    let mut by_epoch: HashMap<usize, Vec<&StoredEvent>> = HashMap::new();
+    for event in log {
+        if let Ok(mark) = serde_json::from_slice::<Mark>(&event.data) {
+            by_epoch.entry(mark.epoch).or_default().push(event);
+        }
+    }
+    for (decision, epoch, first, seen) in firsts {
         let Some((query, _)) = decisions.get(&decision) else {
             continue;
         };
-        let before: Vec<u64> = log
+        let candidates: Vec<&StoredEvent> = if query.is_all() {
+            log.iter().collect()
+        } else {
+            by_epoch.get(&epoch).cloned().unwrap_or_default()
+        };
+        let before: Vec<u64> = candidates
             .iter()
             .take_while(|e| e.position < first)
             .filter(|e| e.matches(query))
@@ -510,6 +575,188 @@ where
             Ok(Err(e)) => report.violations.push(e),
             Err(e) => report.violations.push(e.to_string()),
         }
+    }
+    report.elapsed = started.elapsed();
+    report
+}
+
+/// The oracle's event as a domain event, for decisions made through a
+/// [`Dispatcher`] (whose deciders see events, not positions).
+pub type OracleEvent = Mark;
+
+/// Encodes [`OracleEvent`]s: type and tags from the fields, JSON payload.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct OracleCodec;
+
+impl Codec for OracleCodec {
+    type Event = OracleEvent;
+
+    fn encode(&self, event: &OracleEvent) -> Result<NewEvent, EncodeError> {
+        let data = serde_json::to_vec(event).map_err(|e| EncodeError::Serialize(e.to_string()))?;
+        Ok(
+            NewEvent::new(EventType::new(event.event_type.clone())?, data)
+                .with_tags(Tags::parse(event.tags.iter().cloned())?),
+        )
+    }
+
+    fn decode(&self, stored: &StoredEvent) -> Result<OracleEvent, DecodeError> {
+        serde_json::from_slice(&stored.data).map_err(|e| DecodeError::InvalidData {
+            event_type: stored.event_type.clone(),
+            version: stored.version,
+            message: e.to_string(),
+        })
+    }
+}
+
+/// Folds the identities of the events it is fed and writes them into the
+/// first event it decides.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Witness;
+
+/// What a [`Witness`] decision appends.
+#[derive(Debug, Clone)]
+pub struct WitnessCommand {
+    decision: u64,
+    epoch: usize,
+    events: Vec<(String, Vec<String>)>,
+}
+
+impl Decider for Witness {
+    type State = Vec<(u64, usize)>;
+    type Command = WitnessCommand;
+    type Event = OracleEvent;
+    type Error = std::convert::Infallible;
+
+    fn initial(&self) -> Self::State {
+        Vec::new()
+    }
+
+    fn decide(
+        &self,
+        seen: &Self::State,
+        command: &WitnessCommand,
+    ) -> Result<Vec<OracleEvent>, Self::Error> {
+        Ok(command
+            .events
+            .iter()
+            .enumerate()
+            .map(|(index, (event_type, tags))| Mark {
+                decision: command.decision,
+                epoch: command.epoch,
+                index,
+                seen: None,
+                seen_ids: (index == 0).then(|| seen.clone()),
+                event_type: event_type.clone(),
+                tags: tags.clone(),
+            })
+            .collect())
+    }
+
+    fn evolve(&self, mut seen: Self::State, event: &OracleEvent) -> Self::State {
+        seen.push((event.decision, event.index));
+        seen
+    }
+}
+
+/// The random-decisions oracle through [`Dispatcher`]s with their context
+/// caches on: writer `w` uses `dispatchers[w % len]`, so several caches (one
+/// per store instance, as in several processes) race on the same contexts.
+pub async fn cached_decisions<S>(
+    dispatchers: Vec<Arc<Dispatcher<S, Witness, OracleCodec>>>,
+    config: OracleConfig,
+) -> OracleReport
+where
+    S: EventStore + Clone + 'static,
+{
+    let started = Instant::now();
+    let counters = Arc::new(Counters::default());
+    let barrier = Arc::new(Barrier::new(config.writers));
+    let mut tasks = Vec::with_capacity(config.writers);
+    for writer in 0..config.writers {
+        let dispatcher = dispatchers[writer % dispatchers.len()].clone();
+        let (counters, barrier) = (counters.clone(), barrier.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut rng =
+                Rng::new(config.seed ^ (writer as u64 + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15));
+            let mut committed: Vec<(u64, Query, usize)> = Vec::new();
+            barrier.wait().await;
+            for n in 0..config.decisions_per_writer {
+                let decision = (writer as u64) << 32 | n as u64;
+                let epoch = n / DECISIONS_PER_EPOCH;
+                let query = random_query(&mut rng, epoch);
+                let events: Vec<(String, Vec<String>)> = random_events(&mut rng, epoch)?
+                    .into_iter()
+                    .map(|(t, tags)| {
+                        (
+                            t.into_string(),
+                            tags.iter().map(|g| g.as_str().to_string()).collect(),
+                        )
+                    })
+                    .collect();
+                let stream = StreamId::new(rng.pick(STREAMS)).map_err(|e| e.to_string())?;
+                let command = WitnessCommand {
+                    decision,
+                    epoch,
+                    events,
+                };
+                let mut attempts = 0;
+                loop {
+                    attempts += 1;
+                    match dispatcher
+                        .dispatch_with_query(&stream, &query, &command)
+                        .await
+                    {
+                        Ok(done) => {
+                            committed.push((decision, query.clone(), done.events.len()));
+                            break;
+                        }
+                        Err(factos::DispatchError::AppendConditionFailed(_)) => {
+                            counters.condition_failures.fetch_add(1, Ordering::Relaxed);
+                        }
+                        Err(factos::DispatchError::Store(e))
+                            if e.kind() == StoreErrorKind::Contention =>
+                        {
+                            counters.contention_retries.fetch_add(1, Ordering::Relaxed);
+                        }
+                        Err(e) => return Err(format!("decision {decision}: {e}")),
+                    }
+                    if attempts >= MAX_ATTEMPTS {
+                        return Err(format!("decision {decision} failed {attempts} times"));
+                    }
+                }
+            }
+            Ok::<_, String>(committed)
+        }));
+    }
+    let mut report = OracleReport::default();
+    let mut decisions: HashMap<u64, (Query, usize)> = HashMap::new();
+    for task in tasks {
+        match task.await {
+            Ok(Ok(committed)) => {
+                for (decision, query, count) in committed {
+                    decisions.insert(decision, (query, count));
+                }
+            }
+            Ok(Err(e)) => report.violations.push(e),
+            Err(e) => report.violations.push(format!("writer task failed: {e}")),
+        }
+    }
+    report.committed = decisions.len();
+    report.condition_failures =
+        usize::try_from(counters.condition_failures.load(Ordering::Relaxed)).unwrap_or(usize::MAX);
+    report.contention_retries =
+        usize::try_from(counters.contention_retries.load(Ordering::Relaxed)).unwrap_or(usize::MAX);
+    let Some(first) = dispatchers.first() else {
+        report.violations.push("no dispatcher".into());
+        return report;
+    };
+    match first
+        .store()
+        .read(&Query::all(), ReadOptions::default())
+        .await
+    {
+        Ok(log) => replay(&log.events, &decisions, &mut report.violations),
+        Err(e) => report.violations.push(format!("cannot read the log: {e}")),
     }
     report.elapsed = started.elapsed();
     report

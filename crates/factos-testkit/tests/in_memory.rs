@@ -35,3 +35,16 @@ async fn in_memory_store_passes_the_concurrency_oracle() {
         "{report}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn cached_dispatchers_pass_the_concurrency_oracle() {
+    use factos_testkit::oracle::{self, OracleCodec, Witness};
+    let store = factos::InMemoryStore::new();
+    let dispatchers = (0..2)
+        .map(|_| std::sync::Arc::new(factos::Dispatcher::new(store.clone(), Witness, OracleCodec)))
+        .collect();
+    let report = oracle::cached_decisions(dispatchers, oracle::OracleConfig::from_env()).await;
+    println!("cached random decisions: {report}");
+    assert!(report.violations.is_empty(), "{report}");
+    assert!(report.committed >= 800, "{report}");
+}

@@ -141,7 +141,7 @@ impl std::error::Error for ReadError {
 
 /// The failures of the core's decision process.
 #[derive(Debug)]
-enum ProcessError<E> {
+pub(crate) enum ProcessError<E> {
     Domain(E),
     Decode(DecodeError),
     Encode(EncodeError),
@@ -170,13 +170,13 @@ fn guarded<T, E>(during: &'static str, f: impl FnOnce() -> T) -> Result<T, Proce
 
 /// The decision process the dispatch functions hand to the store: decode,
 /// evolve, decide and encode, catching panics of application code.
-struct CommandProcess<'a, D: Decider, C> {
+pub(crate) struct CommandProcess<'a, D: Decider, C> {
     decider: &'a D,
     codec: &'a C,
     command: &'a D::Command,
     /// `None` only after a panic left the state unusable.
-    state: Option<D::State>,
-    decided: Vec<D::Event>,
+    pub(crate) state: Option<D::State>,
+    pub(crate) decided: Vec<D::Event>,
 }
 
 impl<'a, D, C> CommandProcess<'a, D, C>
@@ -184,19 +184,29 @@ where
     D: Decider,
     C: Codec<Event = D::Event>,
 {
-    fn new(
+    pub(crate) fn new(
         decider: &'a D,
         codec: &'a C,
         command: &'a D::Command,
     ) -> Result<Self, ProcessError<D::Error>> {
         let state = guarded("decider initial state", || decider.initial())?;
-        Ok(Self {
+        Ok(Self::with_state(decider, codec, command, state))
+    }
+
+    /// A process whose state was already folded (a cached context).
+    pub(crate) fn with_state(
+        decider: &'a D,
+        codec: &'a C,
+        command: &'a D::Command,
+        state: D::State,
+    ) -> Self {
+        Self {
             decider,
             codec,
             command,
             state: Some(state),
             decided: Vec::new(),
-        })
+        }
     }
 }
 
@@ -245,7 +255,7 @@ where
     }
 }
 
-fn into_dispatch<E, X>(
+pub(crate) fn into_dispatch<E, X>(
     committed: Committed,
     decided: Vec<E>,
 ) -> Result<Dispatch<E>, DispatchError<X>> {
@@ -274,7 +284,7 @@ fn into_dispatch<E, X>(
     })
 }
 
-fn from_decision_error<E>(error: DecisionError<ProcessError<E>>) -> DispatchError<E> {
+pub(crate) fn from_decision_error<E>(error: DecisionError<ProcessError<E>>) -> DispatchError<E> {
     match error {
         DecisionError::Process(ProcessError::Domain(e)) => DispatchError::Domain(e),
         DecisionError::Process(ProcessError::Decode(e)) => DispatchError::Decode(e),
@@ -288,7 +298,7 @@ fn from_decision_error<E>(error: DecisionError<ProcessError<E>>) -> DispatchErro
     }
 }
 
-fn from_process_error<E>(error: ProcessError<E>) -> DispatchError<E> {
+pub(crate) fn from_process_error<E>(error: ProcessError<E>) -> DispatchError<E> {
     from_decision_error(DecisionError::Process(error))
 }
 

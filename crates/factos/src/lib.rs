@@ -58,6 +58,7 @@
 //! # }).unwrap();
 //! ```
 
+mod cache;
 mod codec;
 mod decider;
 mod dispatch;
@@ -71,6 +72,7 @@ pub mod store;
 #[cfg(feature = "json")]
 pub mod json;
 
+pub use cache::{DEFAULT_CACHE_ENTRIES, Dispatcher};
 pub use codec::{Codec, DecodeError, Decoded, EncodeError};
 pub use decider::{
     Decider, FnReactor, MergedReactors, MergedViews, Reactor, View, compute_events, fold_decider,

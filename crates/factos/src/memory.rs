@@ -105,6 +105,7 @@ impl Log {
             current_revision: before.advanced_by(committed.len()),
             position: committed.last().map(|e| e.position),
             events: committed,
+            context_position: None,
         })
     }
 }
@@ -189,11 +190,13 @@ impl InMemoryStore {
         stream: &StreamId,
         context: Context<'_>,
         process: &mut P,
+        fed_up_to: Option<Position>,
     ) -> Result<Committed, DecisionError<P::Error>> {
         let mut log = self.lock();
         let mut seen = 0usize;
-        let mut after = None;
-        for event in &log.events {
+        let mut after = fed_up_to;
+        let skip = fed_up_to.map_or(0, |p| usize::try_from(p.get()).unwrap_or(usize::MAX));
+        for event in log.events.iter().skip(skip) {
             let relevant = match &context {
                 Context::Query(query) => event.matches(query),
                 Context::Stream => &event.stream == stream,
@@ -270,7 +273,17 @@ impl EventStore for InMemoryStore {
         query: &Query,
         process: &mut P,
     ) -> Result<Committed, DecisionError<P::Error>> {
-        self.decide_locked(stream, Context::Query(query), process)
+        self.decide_locked(stream, Context::Query(query), process, None)
+    }
+
+    async fn decide_with_query_after<P: DecisionProcess>(
+        &self,
+        stream: &StreamId,
+        query: &Query,
+        process: &mut P,
+        after: Option<Position>,
+    ) -> Result<Committed, DecisionError<P::Error>> {
+        self.decide_locked(stream, Context::Query(query), process, after)
     }
 
     async fn decide_on_stream<P: DecisionProcess>(
@@ -278,6 +291,6 @@ impl EventStore for InMemoryStore {
         stream: &StreamId,
         process: &mut P,
     ) -> Result<Committed, DecisionError<P::Error>> {
-        self.decide_locked(stream, Context::Stream, process)
+        self.decide_locked(stream, Context::Stream, process, None)
     }
 }

@@ -152,6 +152,10 @@ pub struct Committed {
     pub position: Option<Position>,
     /// The committed events, in position order.
     pub events: Vec<StoredEvent>,
+    /// For a decision: the settled position its context was read up to (no
+    /// event matching its query can appear at or below it, other than those
+    /// it was fed). `None` for plain appends and empty contexts.
+    pub context_position: Option<Position>,
 }
 
 /// Which condition an append failed.
@@ -409,6 +413,19 @@ pub trait EventStore: Send + Sync {
         stream: &StreamId,
         query: &Query,
         process: &mut P,
+    ) -> impl Future<Output = Result<Committed, DecisionError<P::Error>>> + Send;
+
+    /// Like [`decide_with_query`](Self::decide_with_query), for a process that
+    /// was already fed every event matching `query` up to the settled position
+    /// `after` (a cached decision state). The store only feeds events after
+    /// `after`; it may first try deciding on the state as it is, relying on the
+    /// append condition to prove it current.
+    fn decide_with_query_after<P: DecisionProcess>(
+        &self,
+        stream: &StreamId,
+        query: &Query,
+        process: &mut P,
+        after: Option<Position>,
     ) -> impl Future<Output = Result<Committed, DecisionError<P::Error>>> + Send;
 
     /// Runs a decision on one stream's events and appends to it only if the

@@ -1,0 +1,241 @@
+//! A [`Dispatcher`] keeps, per query, the folded decision state and the
+//! settled position it is current at, so most dispatches neither read their
+//! context again nor wait for a second round trip.
+//!
+//! A cached state is never trusted on its own: the store appends under the
+//! condition `FailIfEventsMatch(query, cached_position)`, which proves it
+//! current at commit. When it is not, the store feeds the decision only the
+//! events after the cached position and decides again.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Mutex, PoisonError};
+
+use crate::dispatch::{
+    CommandProcess, Dispatch, DispatchError, from_decision_error, from_process_error, into_dispatch,
+};
+use crate::{Codec, Decider, EventStore, Position, Query, StreamId};
+
+/// Default number of contexts a [`Dispatcher`] caches.
+pub const DEFAULT_CACHE_ENTRIES: usize = 10_000;
+
+struct Entry<S> {
+    state: S,
+    position: Option<Position>,
+    used: u64,
+}
+
+/// A bounded least-recently-used map from query to (state, position).
+struct ContextCache<S> {
+    entries: HashMap<Query, Entry<S>>,
+    by_use: BTreeMap<u64, Query>,
+    tick: u64,
+    capacity: usize,
+}
+
+impl<S: Clone> ContextCache<S> {
+    fn new(capacity: usize) -> Self {
+        Self {
+            entries: HashMap::new(),
+            by_use: BTreeMap::new(),
+            tick: 0,
+            capacity,
+        }
+    }
+
+    fn get(&mut self, query: &Query) -> Option<(S, Option<Position>)> {
+        self.tick += 1;
+        let entry = self.entries.get_mut(query)?;
+        self.by_use.remove(&entry.used);
+        entry.used = self.tick;
+        self.by_use.insert(self.tick, query.clone());
+        Some((entry.state.clone(), entry.position))
+    }
+
+    fn put(&mut self, query: &Query, state: S, position: Option<Position>) {
+        if self.capacity == 0 {
+            return;
+        }
+        self.tick += 1;
+        if let Some(entry) = self.entries.get_mut(query) {
+            // Two dispatches on one query may finish out of order: keep the newer state.
+            if entry.position > position {
+                return;
+            }
+            self.by_use.remove(&entry.used);
+            *entry = Entry {
+                state,
+                position,
+                used: self.tick,
+            };
+        } else {
+            while self.entries.len() >= self.capacity {
+                let Some((_, oldest)) = self.by_use.pop_first() else {
+                    break;
+                };
+                self.entries.remove(&oldest);
+            }
+            self.entries.insert(
+                query.clone(),
+                Entry {
+                    state,
+                    position,
+                    used: self.tick,
+                },
+            );
+        }
+        self.by_use.insert(self.tick, query.clone());
+    }
+
+    fn remove(&mut self, query: &Query) {
+        if let Some(entry) = self.entries.remove(query) {
+            self.by_use.remove(&entry.used);
+        }
+    }
+}
+
+/// A command handler bound to a store, a decider and a codec, with a cache
+/// of decision contexts (on by default, [`DEFAULT_CACHE_ENTRIES`] entries).
+///
+/// The cache assumes the decider's `evolve` depends only on the events: use
+/// one dispatcher per decider value. Several dispatchers, in one process or
+/// many, may work on the same store and the same queries: each keeps its
+/// own cache and the append condition keeps every one of them honest.
+///
+/// ```
+/// # use factos::*;
+/// # use factos::json::{JsonCodec, JsonEvent};
+/// # #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+/// # struct Sold;
+/// # impl JsonEvent for Sold {
+/// #     const EVENT_TYPES: &'static [&'static str] = &["Sold"];
+/// #     fn event_type(&self) -> &'static str { "Sold" }
+/// #     fn tags(&self) -> Vec<String> { vec!["concert:c1".into()] }
+/// # }
+/// # struct Capacity(usize);
+/// # impl Decider for Capacity {
+/// #     type State = usize; type Command = (); type Event = Sold; type Error = &'static str;
+/// #     fn initial(&self) -> usize { 0 }
+/// #     fn decide(&self, n: &usize, _: &()) -> Result<Vec<Sold>, &'static str> {
+/// #         if *n >= self.0 { Err("sold out") } else { Ok(vec![Sold]) } }
+/// #     fn evolve(&self, n: usize, _: &Sold) -> usize { n + 1 }
+/// # }
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// let dispatcher = Dispatcher::new(InMemoryStore::new(), Capacity(2), JsonCodec::<Sold>::new());
+/// let query = Query::item(QueryItem::parse(["Sold"], ["concert:c1"])?);
+/// let stream = StreamId::new("box-office")?;
+/// dispatcher.dispatch_with_query(&stream, &query, &()).await?;
+/// dispatcher.dispatch_with_query(&stream, &query, &()).await?; // decided on the cached count
+/// assert!(matches!(dispatcher.dispatch_with_query(&stream, &query, &()).await, Err(DispatchError::Domain("sold out"))));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// # }).unwrap();
+/// ```
+pub struct Dispatcher<S, D: Decider, C> {
+    store: S,
+    decider: D,
+    codec: C,
+    cache: Mutex<ContextCache<D::State>>,
+}
+
+impl<S, D, C> std::fmt::Debug for Dispatcher<S, D, C>
+where
+    D: Decider,
+{
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Dispatcher").finish_non_exhaustive()
+    }
+}
+
+impl<S, D, C> Dispatcher<S, D, C>
+where
+    S: EventStore,
+    D: Decider + Sync,
+    D::State: Clone + Send,
+    D::Event: Send,
+    D::Command: Sync,
+    D::Error: Send,
+    C: Codec<Event = D::Event>,
+{
+    /// A dispatcher with a cache of [`DEFAULT_CACHE_ENTRIES`] contexts.
+    pub fn new(store: S, decider: D, codec: C) -> Self {
+        Self {
+            store,
+            decider,
+            codec,
+            cache: Mutex::new(ContextCache::new(DEFAULT_CACHE_ENTRIES)),
+        }
+    }
+
+    /// Sets how many contexts are cached; 0 turns the cache off.
+    #[must_use]
+    pub fn with_cache_entries(self, entries: usize) -> Self {
+        Self {
+            cache: Mutex::new(ContextCache::new(entries)),
+            ..self
+        }
+    }
+
+    /// The store.
+    pub fn store(&self) -> &S {
+        &self.store
+    }
+
+    fn cache(&self) -> std::sync::MutexGuard<'_, ContextCache<D::State>> {
+        self.cache.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Like [`dispatch_with_query`](crate::dispatch_with_query), starting from
+    /// the cached context of `query` when there is one.
+    pub async fn dispatch_with_query(
+        &self,
+        stream: &StreamId,
+        query: &Query,
+        command: &D::Command,
+    ) -> Result<Dispatch<D::Event>, DispatchError<D::Error>> {
+        let cached = self.cache().get(query);
+        let (mut process, outcome) = if let Some((state, position)) = cached {
+            let mut process =
+                CommandProcess::with_state(&self.decider, &self.codec, command, state);
+            let outcome = self
+                .store
+                .decide_with_query_after(stream, query, &mut process, position)
+                .await;
+            (process, outcome)
+        } else {
+            let mut process = CommandProcess::new(&self.decider, &self.codec, command)
+                .map_err(from_process_error)?;
+            let outcome = self
+                .store
+                .decide_with_query(stream, query, &mut process)
+                .await;
+            (process, outcome)
+        };
+        let committed = match outcome {
+            Ok(committed) => committed,
+            Err(e) => {
+                // The state may have been fed events whose position is not known here.
+                self.cache().remove(query);
+                return Err(from_decision_error(e));
+            }
+        };
+        let decided = std::mem::take(&mut process.decided);
+        if let Some(mut state) = process.state.take() {
+            for (stored, event) in committed.events.iter().zip(&decided) {
+                if stored.matches(query) {
+                    state = self.decider.evolve(state, event);
+                }
+            }
+            let position = committed.context_position.max(committed.position);
+            self.cache().put(query, state, position);
+        }
+        into_dispatch(committed, decided)
+    }
+
+    /// Like [`dispatch`](crate::dispatch()) (stream revision), without the cache.
+    pub async fn dispatch(
+        &self,
+        stream: &StreamId,
+        command: &D::Command,
+    ) -> Result<Dispatch<D::Event>, DispatchError<D::Error>> {
+        crate::dispatch(&self.store, stream, &self.decider, &self.codec, command).await
+    }
+}
