@@ -14,10 +14,12 @@
 
 use std::collections::BTreeMap;
 use std::process::Command;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use factos::{
-    Decider, DispatchError, EventStore, NewEvent, Query, QueryItem, StreamId, dispatch_with_query,
+    Decider, DispatchError, Dispatcher, EventStore, NewEvent, Query, QueryItem, StreamId,
+    dispatch_with_query,
 };
 use factos_postgres::throwaway::{ClusterOptions, TempCluster};
 use factos_postgres::{LockingStrategy, PostgresStore, SchemaName, StoreOptions};
@@ -76,8 +78,44 @@ impl factos::Codec for TagCodec {
 enum Workload {
     /// Every client on its own boundaries (50 each), small contexts.
     Disjoint,
+    /// Every client on one boundary of its own that grows through the run.
+    Growing,
     /// Every client on one shared boundary.
     Hot,
+}
+
+/// Dispatches through the free function (reads the whole context every
+/// time) or through a [`Dispatcher`] with its context cache.
+enum Subject {
+    Plain(PostgresStore),
+    Cached(Dispatcher<PostgresStore, Booking, TagCodec>),
+}
+
+impl Subject {
+    async fn dispatch(
+        &self,
+        stream: &StreamId,
+        query: &Query,
+        tag: &String,
+        event_type: &'static str,
+    ) -> Result<(), DispatchError<std::convert::Infallible>> {
+        match self {
+            Subject::Plain(store) => dispatch_with_query(
+                store,
+                stream,
+                query,
+                &Booking,
+                &TagCodec { event_type },
+                tag,
+            )
+            .await
+            .map(|_| ()),
+            Subject::Cached(dispatcher) => dispatcher
+                .dispatch_with_query(stream, query, tag)
+                .await
+                .map(|_| ()),
+        }
+    }
 }
 
 #[derive(Debug, Default, Clone, serde::Serialize)]
@@ -103,7 +141,7 @@ fn percentile(sorted: &[u32], p: f64) -> f64 {
 }
 
 async fn run_workload(
-    store: &PostgresStore,
+    subject: &Arc<Subject>,
     workload: Workload,
     clients: usize,
     duration: Duration,
@@ -112,20 +150,18 @@ async fn run_workload(
     let deadline = Instant::now() + duration;
     let tasks: Vec<_> = (0..clients)
         .map(|client| {
-            let store = store.clone();
+            let subject = subject.clone();
             tokio::spawn(async move {
                 let mut latencies_us: Vec<u32> = Vec::new();
                 let (mut failed, mut errors) = (0u64, 0u64);
                 let mut n: usize = client * 7919;
-                let event_type = match workload {
-                    Workload::Disjoint => "Booked",
-                    Workload::Hot => "Sold",
-                };
-                let (decider, codec) = (Booking, TagCodec { event_type });
+                // One event type for every workload: the cached subject's codec is fixed.
+                let event_type = "Booked";
                 while Instant::now() < deadline {
                     n = n.wrapping_mul(1_103_515_245).wrapping_add(12345);
                     let tag = match workload {
                         Workload::Disjoint => format!("b:{round}:{client}:{}", (n >> 16) % 50),
+                        Workload::Growing => format!("g:{round}:{client}"),
                         Workload::Hot => format!("hot:{round}"),
                     };
                     let Ok(item) = QueryItem::parse([event_type], [tag.as_str()]) else {
@@ -136,9 +172,8 @@ async fn run_workload(
                         break;
                     };
                     let started = Instant::now();
-                    match dispatch_with_query(&store, &stream, &query, &decider, &codec, &tag).await
-                    {
-                        Ok(_) => latencies_us
+                    match subject.dispatch(&stream, &query, &tag, event_type).await {
+                        Ok(()) => latencies_us
                             .push(u32::try_from(started.elapsed().as_micros()).unwrap_or(u32::MAX)),
                         Err(DispatchError::AppendConditionFailed(_)) => failed += 1,
                         Err(e) => {
@@ -287,7 +322,7 @@ async fn main() -> Result<(), BoxError> {
         LockingStrategy::Scoped,
         LockingStrategy::Optimistic,
     ];
-    let mut stores = Vec::new();
+    let mut stores: Vec<(String, Arc<Subject>)> = Vec::new();
     for strategy in strategies {
         let schema = SchemaName::new(format!("{strategy:?}").to_lowercase())?;
         let store = PostgresStore::from_config(
@@ -304,7 +339,20 @@ async fn main() -> Result<(), BoxError> {
                 store.options().schema.quoted()
             ))
             .await?;
-        stores.push((strategy, store));
+        if strategy == LockingStrategy::Scoped {
+            let cached = Dispatcher::new(
+                store.clone(),
+                Booking,
+                TagCodec {
+                    event_type: "Booked",
+                },
+            );
+            stores.push((
+                "Scoped+cache".to_string(),
+                Arc::new(Subject::Cached(cached)),
+            ));
+        }
+        stores.push((format!("{strategy:?}"), Arc::new(Subject::Plain(store))));
     }
     println!(
         "seeded 100,000 background events per strategy, analyzed; {repeats} repeats of {seconds} s per point\n"
@@ -319,12 +367,12 @@ async fn main() -> Result<(), BoxError> {
                 .entry(clients)
                 .or_default()
                 .push(pgbench(&cluster, clients, duration)?);
-            for workload in [Workload::Disjoint, Workload::Hot] {
-                for (strategy, store) in &stores {
+            for workload in [Workload::Disjoint, Workload::Growing, Workload::Hot] {
+                for (subject_name, subject) in &stores {
                     round += 1;
-                    let sample = run_workload(store, workload, clients, duration, round).await;
+                    let sample = run_workload(subject, workload, clients, duration, round).await;
                     samples
-                        .entry((workload, format!("{strategy:?}"), clients))
+                        .entry((workload, subject_name.clone(), clients))
                         .or_default()
                         .push(sample);
                 }
