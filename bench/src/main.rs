@@ -293,8 +293,20 @@ async fn main() -> Result<(), BoxError> {
     );
     println!("machine: {machine}");
     println!("starting a throwaway PostgreSQL cluster with fsync on...");
+    // FACTOS_BENCH_PG_SETTINGS="name=value,name=value" adds server settings
+    // (e.g. log_min_duration_statement=50 to see slow statements); the server
+    // log is copied to target/factos-bench-server.log at the end.
+    let settings: Vec<(String, String)> = std::env::var("FACTOS_BENCH_PG_SETTINGS")
+        .unwrap_or_default()
+        .split(',')
+        .filter_map(|kv| {
+            kv.split_once('=')
+                .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        })
+        .collect();
     let cluster = TempCluster::start_with(&ClusterOptions {
         durable: true,
+        settings,
         ..ClusterOptions::default()
     })?;
     let status = Command::new(cluster.bin_dir().join("createdb"))
@@ -420,6 +432,10 @@ async fn main() -> Result<(), BoxError> {
         )?,
     )?;
     println!("\nwrote {}", out.display());
+    let _ = std::fs::copy(
+        cluster.socket_dir().join("server.log"),
+        out.with_file_name("factos-bench-server.log"),
+    );
     drop(cluster);
     Ok(())
 }

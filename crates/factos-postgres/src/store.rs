@@ -228,6 +228,14 @@ enum Guard {
     Keys(Vec<KeyLock>),
 }
 
+/// Opens a transaction without JIT compilation: generic plans of these
+/// statements carry large cost estimates on big logs, which would make
+/// PostgreSQL spend hundreds of milliseconds compiling a query that runs in
+/// microseconds.
+const BEGIN: &str = "BEGIN; SET LOCAL jit = off";
+/// The same for statements outside a transaction (it stays set on the connection).
+const NO_JIT: &str = "SET jit = off";
+
 /// A pooled connection whose transaction factos drives by hand, so BEGIN,
 /// locks and reads share one round trip. Dropped while a transaction is open
 /// (a cancelled future, a panic), it discards the connection rather than
@@ -533,7 +541,7 @@ impl PostgresStore {
         let key_params: [&(dyn ToSql + Sync); 2] = [&keys, &modes];
         // Polled in this order, so sent in this order, in one round trip.
         let (begin, table, keyed, rows) = futures_util::join!(
-            client.batch_execute("BEGIN"),
+            client.batch_execute(BEGIN),
             client.execute(&lock_table, &[]),
             async {
                 if keys.is_empty() {
@@ -689,7 +697,7 @@ impl PostgresStore {
         let (begin, table, keyed, rows, commit) = futures_util::join!(
             async {
                 if open {
-                    client.batch_execute("BEGIN").await
+                    client.batch_execute(BEGIN).await
                 } else {
                     Ok(())
                 }
@@ -937,7 +945,8 @@ impl PostgresStore {
         // first: the read runs after it, on a snapshot taken once every
         // in-flight writer has committed.
         let barrier_params: [&(dyn ToSql + Sync); 1] = [&barrier];
-        let (mark, rows) = futures_util::join!(
+        let (_, mark, rows) = futures_util::join!(
+            client.batch_execute(NO_JIT),
             client.query_one(&settled, &barrier_params),
             client.query(&statement, &params)
         );
@@ -1185,7 +1194,11 @@ impl EventStore for PostgresStore {
             let (events, head) = if options.backwards {
                 // The settled mark bounds the read from above, so the limit
                 // counts only settled events.
-                let mark = self.settled_position(&client).await?;
+                let (_, mark) = futures_util::join!(
+                    client.batch_execute(NO_JIT),
+                    self.settled_position(&client)
+                );
+                let mark = mark?;
                 let upper = bound(options).min(mark);
                 let (types, tags) = query_items(query);
                 let (text, params): (&str, Vec<&(dyn ToSql + Sync)>) = if query.is_all() {

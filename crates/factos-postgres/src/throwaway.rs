@@ -105,8 +105,18 @@ impl Default for ClusterOptions {
     }
 }
 
-/// Finds the directory holding `initdb`, `pg_ctl` and `postgres`.
+/// Finds the directory holding `initdb`, `pg_ctl` and `postgres` (following
+/// symbolic links, so the directory also holds the server's other tools,
+/// such as `pgbench` and `createdb`).
 pub fn find_server_binaries() -> Result<PathBuf, ThrowawayError> {
+    let found = find_server_binaries_unresolved()?;
+    Ok(std::fs::canonicalize(found.join("initdb"))
+        .ok()
+        .and_then(|real| real.parent().map(Path::to_path_buf))
+        .unwrap_or(found))
+}
+
+fn find_server_binaries_unresolved() -> Result<PathBuf, ThrowawayError> {
     let has_server = |dir: &Path| {
         ["initdb", "pg_ctl", "postgres"]
             .iter()

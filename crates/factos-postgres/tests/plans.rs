@@ -60,6 +60,11 @@ async fn reads_and_checks_use_indexes_with_generic_plans() {
             "read_query_backwards",
             "ARRAY[''], ARRAY['k:5'], 9223372036854775807, 10".to_string(),
         ),
+        // A tag no event carries, with a type no event has.
+        (
+            "read_query_forwards",
+            "ARRAY['Booked'], ARRAY['b:1:0:3'], 0, NULL".to_string(),
+        ),
     ];
     for (name, args) in shapes {
         let text = &texts[name];
@@ -67,8 +72,14 @@ async fn reads_and_checks_use_indexes_with_generic_plans() {
             .batch_execute(&format!("DEALLOCATE ALL; PREPARE plan_check AS {text}"))
             .await
             .unwrap();
+        // FACTOS_PRINT_PLANS also runs them (EXPLAIN ANALYZE) to show timings.
+        let explain = if std::env::var_os("FACTOS_PRINT_PLANS").is_some() {
+            "EXPLAIN (ANALYZE, BUFFERS)"
+        } else {
+            "EXPLAIN"
+        };
         let rows = client
-            .query(&format!("EXPLAIN EXECUTE plan_check({args})"), &[])
+            .query(&format!("{explain} EXECUTE plan_check({args})"), &[])
             .await
             .unwrap();
         let plan: Vec<String> = rows.iter().map(|r| r.get::<_, String>(0)).collect();
