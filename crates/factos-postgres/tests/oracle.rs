@@ -21,7 +21,7 @@ async fn passes_the_oracle(locking: LockingStrategy) {
     assert!(report.violations.is_empty(), "{locking:?}: {report}");
 
     let store = common::store_in(&database, options.clone()).await;
-    let report = oracle::racers(&store, 16, 200).await;
+    let report = oracle::racers(oracle::Via::Store(store), 16, 200).await;
     println!("{locking:?} racers: {report}");
     assert!(report.violations.is_empty(), "{locking:?}: {report}");
 

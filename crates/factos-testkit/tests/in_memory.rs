@@ -24,7 +24,7 @@ async fn in_memory_store_passes_the_concurrency_oracle() {
     assert!(report.violations.is_empty(), "{report}");
     assert!(report.committed >= 800, "{report}");
     let store = factos::InMemoryStore::new();
-    let report = oracle::racers(&store, 16, 200).await;
+    let report = oracle::racers(oracle::Via::Store(store), 16, 200).await;
     println!("racers: {report}");
     assert!(report.violations.is_empty(), "{report}");
     let store = factos::InMemoryStore::new();
@@ -47,4 +47,17 @@ async fn cached_dispatchers_pass_the_concurrency_oracle() {
     println!("cached random decisions: {report}");
     assert!(report.violations.is_empty(), "{report}");
     assert!(report.committed >= 800, "{report}");
+    let store = factos::InMemoryStore::new();
+    let dispatchers = (0..2)
+        .map(|_| {
+            std::sync::Arc::new(factos::Dispatcher::new(
+                store.clone(),
+                oracle::Quota,
+                factos_testkit::model::KitCodec::default(),
+            ))
+        })
+        .collect();
+    let report = oracle::racers(oracle::Via::Dispatchers(dispatchers), 16, 200).await;
+    println!("cached racers: {report}");
+    assert!(report.violations.is_empty(), "{report}");
 }
