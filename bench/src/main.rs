@@ -275,6 +275,97 @@ impl TagCodec {
     }
 }
 
+/// One client dispatching on one boundary that already holds `size` events:
+/// without the cache every dispatch reads them all; with it, only the first.
+async fn context_sizes(
+    stores: &[(String, Arc<Subject>)],
+    duration: Duration,
+    repeats: usize,
+) -> Result<Vec<serde_json::Value>, BoxError> {
+    let Some(store) = stores
+        .iter()
+        .find_map(|(name, subject)| match subject.as_ref() {
+            Subject::Plain(store) if name == "Scoped" => Some(store.clone()),
+            _ => None,
+        })
+    else {
+        return Ok(Vec::new());
+    };
+    let subjects: Vec<&(String, Arc<Subject>)> = stores
+        .iter()
+        .filter(|(name, _)| name == "Scoped" || name == "Scoped+cache")
+        .collect();
+    let mut rows = Vec::new();
+    println!("\n| context size (events) | subject | dispatches/s (1 client) | p50 ms |");
+    println!("|---|---|---|---|");
+    for size in [100usize, 10_000, 100_000] {
+        let tag = format!("ctx:{size}");
+        let stream = StreamId::new(format!("context-{size}"))?;
+        let mut left = size;
+        while left > 0 {
+            let batch = left.min(1000);
+            let events = (0..batch)
+                .map(|_| {
+                    TagCodec {
+                        event_type: "Booked",
+                    }
+                    .encode_tag(&tag)
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            store
+                .append(&stream, events, factos::AppendCondition::None)
+                .await?;
+            left -= batch;
+        }
+        for (name, subject) in &subjects {
+            let mut rates = Vec::new();
+            let mut p50s = Vec::new();
+            for _ in 0..repeats {
+                let sample = run_fixed(subject, &tag, duration).await;
+                rates.push(sample.dispatches_per_s);
+                p50s.push(sample.latency_ms_p50);
+            }
+            let (rate, p50) = (median(rates), median(p50s));
+            println!("| {size} | {name} | {rate:.0} | {p50:.2} |");
+            rows.push(serde_json::json!({"workload": "context-size", "context_events": size, "subject": name, "dispatches_per_s_median": rate, "latency_ms_p50": p50}));
+        }
+    }
+    Ok(rows)
+}
+
+/// One client dispatching on the boundary `tag` for `duration`.
+async fn run_fixed(subject: &Arc<Subject>, tag: &str, duration: Duration) -> Sample {
+    let deadline = Instant::now() + duration;
+    let mut latencies_us = Vec::new();
+    let mut sample = Sample::default();
+    let (Ok(item), Ok(stream)) = (
+        QueryItem::parse(["Booked"], [tag]),
+        StreamId::new("context-client"),
+    ) else {
+        return sample;
+    };
+    let query = Query::item(item);
+    let tag = tag.to_string();
+    while Instant::now() < deadline {
+        let started = Instant::now();
+        match subject.dispatch(&stream, &query, &tag, "Booked").await {
+            Ok(()) => {
+                latencies_us.push(u32::try_from(started.elapsed().as_micros()).unwrap_or(u32::MAX));
+            }
+            Err(DispatchError::AppendConditionFailed(_)) => sample.failed_conditions += 1,
+            Err(_) => sample.errors += 1,
+        }
+    }
+    latencies_us.sort_unstable();
+    #[allow(clippy::cast_precision_loss)]
+    {
+        sample.dispatches_per_s = latencies_us.len() as f64 / duration.as_secs_f64();
+    }
+    sample.latency_ms_p50 = percentile(&latencies_us, 0.5);
+    sample.latency_ms_p99 = percentile(&latencies_us, 0.99);
+    sample
+}
+
 // The run reads top to bottom: set up, measure interleaved, report.
 #[allow(clippy::too_many_lines)]
 #[tokio::main]
@@ -396,7 +487,9 @@ async fn main() -> Result<(), BoxError> {
             .push(pgbench(&cluster, clients, duration)?);
     }
 
-    let mut json_rows = Vec::new();
+    let context_rows = context_sizes(&stores, duration, repeats).await?;
+
+    let mut json_rows = context_rows;
     println!(
         "| workload | subject | clients | dispatches/s | ratio to pgbench -N | p50 ms | p99 ms | failed conditions | errors |"
     );
