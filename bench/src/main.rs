@@ -3,7 +3,7 @@
 //! throwaway PostgreSQL cluster with `fsync` on.
 //!
 //! ```sh
-//! cargo run --release -p factos-bench            # the full run (about 10 minutes)
+//! cargo run --release -p factos-bench            # the full run (about 11 minutes)
 //! FACTOS_BENCH_SECONDS=2 FACTOS_BENCH_CLIENTS=1,16 cargo run --release -p factos-bench
 //! ```
 //!
@@ -370,7 +370,7 @@ async fn run_fixed(subject: &Arc<Subject>, tag: &str, duration: Duration) -> Sam
 #[allow(clippy::too_many_lines)]
 #[tokio::main]
 async fn main() -> Result<(), BoxError> {
-    let seconds = env_list("FACTOS_BENCH_SECONDS", &[5])[0];
+    let seconds = env_list("FACTOS_BENCH_SECONDS", &[3])[0];
     let duration = Duration::from_secs(u64::try_from(seconds).unwrap_or(5));
     let clients_list = env_list("FACTOS_BENCH_CLIENTS", &[1, 4, 16, 64]);
     let repeats = env_list("FACTOS_BENCH_REPEATS", &[3])[0];
