@@ -281,6 +281,39 @@ impl TagCodec {
     }
 }
 
+/// With `FACTOS_BENCH_STATEMENTS` set (and `pg_stat_statements` preloaded
+/// through `FACTOS_BENCH_PG_SETTINGS=shared_preload_libraries=pg_stat_statements`),
+/// prints where the server spent its time, statement by statement.
+async fn print_statement_profile(cluster: &TempCluster) -> Result<(), BoxError> {
+    let (client, connection) = cluster
+        .config("postgres")
+        .connect(factos_postgres::tokio_postgres::NoTls)
+        .await?;
+    tokio::spawn(connection);
+    client
+        .batch_execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+        .await?;
+    let rows = client
+        .query(
+            "SELECT calls, round(total_exec_time::numeric, 1)::float8, round(mean_exec_time::numeric * 1000, 1)::float8,
+                    round(total_plan_time::numeric, 1)::float8, left(regexp_replace(query, '\\s+', ' ', 'g'), 90)
+             FROM pg_stat_statements ORDER BY total_exec_time DESC LIMIT 15",
+            &[],
+        )
+        .await?;
+    println!("\n| calls | total exec ms | mean exec µs | total plan ms | statement |");
+    println!("|---|---|---|---|---|");
+    for row in rows {
+        let (calls, total, mean, plan, query): (i64, f64, f64, f64, String) =
+            (row.get(0), row.get(1), row.get(2), row.get(3), row.get(4));
+        println!(
+            "| {calls} | {total} | {mean} | {plan} | `{}` |",
+            query.replace('|', "/")
+        );
+    }
+    Ok(())
+}
+
 /// One client dispatching on one boundary that already holds `size` events:
 /// without the cache every dispatch reads them all; with it, only the first.
 async fn context_sizes(
@@ -496,6 +529,9 @@ async fn main() -> Result<(), BoxError> {
     }
 
     let context_rows = context_sizes(&stores, duration, repeats).await?;
+    if std::env::var_os("FACTOS_BENCH_STATEMENTS").is_some() {
+        print_statement_profile(&cluster).await?;
+    }
 
     let mut json_rows = context_rows;
     println!(
