@@ -244,6 +244,36 @@ struct Counters {
     contention_retries: AtomicU64,
 }
 
+/// What every writer task of a random-decisions run returns: its committed
+/// decisions as (decision, query, events appended).
+type WriterResult = Result<Vec<(u64, Query, usize)>, String>;
+
+/// Waits for the writers and starts the report with their decisions and counters.
+async fn gather(
+    tasks: Vec<tokio::task::JoinHandle<WriterResult>>,
+    counters: &Counters,
+) -> (OracleReport, HashMap<u64, (Query, usize)>) {
+    let mut report = OracleReport::default();
+    let mut decisions: HashMap<u64, (Query, usize)> = HashMap::new();
+    for task in tasks {
+        match task.await {
+            Ok(Ok(committed)) => {
+                for (decision, query, count) in committed {
+                    decisions.insert(decision, (query, count));
+                }
+            }
+            Ok(Err(e)) => report.violations.push(e),
+            Err(e) => report.violations.push(format!("writer task failed: {e}")),
+        }
+    }
+    report.committed = decisions.len();
+    report.condition_failures =
+        usize::try_from(counters.condition_failures.load(Ordering::Relaxed)).unwrap_or(usize::MAX);
+    report.contention_retries =
+        usize::try_from(counters.contention_retries.load(Ordering::Relaxed)).unwrap_or(usize::MAX);
+    (report, decisions)
+}
+
 /// Runs the random-decisions oracle on `store`, which must start empty.
 pub async fn random_decisions<S>(store: &S, config: OracleConfig) -> OracleReport
 where
@@ -301,27 +331,10 @@ where
                     }
                 }
             }
-            Ok::<_, String>(committed)
+            WriterResult::Ok(committed)
         }));
     }
-    let mut report = OracleReport::default();
-    let mut decisions: HashMap<u64, (Query, usize)> = HashMap::new();
-    for task in tasks {
-        match task.await {
-            Ok(Ok(committed)) => {
-                for (decision, query, count) in committed {
-                    decisions.insert(decision, (query, count));
-                }
-            }
-            Ok(Err(e)) => report.violations.push(e),
-            Err(e) => report.violations.push(format!("writer task failed: {e}")),
-        }
-    }
-    report.committed = decisions.len();
-    report.condition_failures =
-        usize::try_from(counters.condition_failures.load(Ordering::Relaxed)).unwrap_or(usize::MAX);
-    report.contention_retries =
-        usize::try_from(counters.contention_retries.load(Ordering::Relaxed)).unwrap_or(usize::MAX);
+    let (mut report, decisions) = gather(tasks, &counters).await;
     match store.read(&Query::all(), ReadOptions::default()).await {
         Ok(log) => replay(&log.events, &decisions, &mut report.violations),
         Err(e) => report.violations.push(format!("cannot read the log: {e}")),
@@ -794,27 +807,10 @@ where
                     }
                 }
             }
-            Ok::<_, String>(committed)
+            WriterResult::Ok(committed)
         }));
     }
-    let mut report = OracleReport::default();
-    let mut decisions: HashMap<u64, (Query, usize)> = HashMap::new();
-    for task in tasks {
-        match task.await {
-            Ok(Ok(committed)) => {
-                for (decision, query, count) in committed {
-                    decisions.insert(decision, (query, count));
-                }
-            }
-            Ok(Err(e)) => report.violations.push(e),
-            Err(e) => report.violations.push(format!("writer task failed: {e}")),
-        }
-    }
-    report.committed = decisions.len();
-    report.condition_failures =
-        usize::try_from(counters.condition_failures.load(Ordering::Relaxed)).unwrap_or(usize::MAX);
-    report.contention_retries =
-        usize::try_from(counters.contention_retries.load(Ordering::Relaxed)).unwrap_or(usize::MAX);
+    let (mut report, decisions) = gather(tasks, &counters).await;
     let Some(first) = dispatchers.first() else {
         report.violations.push("no dispatcher".into());
         return report;
