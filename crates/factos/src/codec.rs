@@ -12,6 +12,25 @@ pub type Decoded<E> = Recorded<E>;
 ///
 /// The store persists bytes and query metadata only; the codec owns the format.
 /// [`json::JsonCodec`](crate::json::JsonCodec) is a ready implementation.
+///
+/// ```
+/// use factos::{Codec, DecodeError, EncodeError, EventType, NewEvent, StoredEvent};
+/// /// Stores plain UTF-8 notes.
+/// struct Notes;
+/// impl Codec for Notes {
+///     type Event = String;
+///     fn encode(&self, note: &String) -> Result<NewEvent, EncodeError> {
+///         Ok(NewEvent::new(EventType::new("Noted")?, note.as_bytes().to_vec()))
+///     }
+///     fn decode(&self, stored: &StoredEvent) -> Result<String, DecodeError> {
+///         String::from_utf8(stored.data.clone()).map_err(|e| DecodeError::InvalidData {
+///             event_type: stored.event_type.clone(), version: stored.version, message: e.to_string(),
+///         })
+///     }
+/// }
+/// assert_eq!(Notes.encode(&"hi".to_string())?.data, b"hi");
+/// # Ok::<(), EncodeError>(())
+/// ```
 pub trait Codec: Send + Sync {
     /// The domain event type.
     type Event;

@@ -59,6 +59,15 @@ pub struct LoadedStream<E, S> {
 }
 
 /// Why a dispatch failed. Nothing was written in every case.
+///
+/// ```
+/// use factos::{ConditionFailure, DispatchError, Query};
+/// let refused: DispatchError<&str> = DispatchError::Domain("sold out");
+/// assert_eq!(refused.to_string(), "command refused: sold out");
+/// assert!(!refused.is_retryable());
+/// let moved: DispatchError<&str> = DispatchError::AppendConditionFailed(ConditionFailure::EventsMatched { query: Query::all(), after: None });
+/// assert!(moved.is_retryable());
+/// ```
 #[derive(Debug)]
 pub enum DispatchError<E> {
     /// The decider refused the command.
@@ -374,6 +383,33 @@ where
 ///
 /// A stream revision is the right boundary only when one stream really is the
 /// consistency boundary; [`dispatch_with_query`] is the general form.
+/// ```
+/// # use factos::*;
+/// # use factos::json::{JsonCodec, JsonEvent};
+/// # #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+/// # struct Deposited(u32);
+/// # impl JsonEvent for Deposited {
+/// #     const EVENT_TYPES: &'static [&'static str] = &["Deposited"];
+/// #     fn event_type(&self) -> &'static str { "Deposited" }
+/// #     fn tags(&self) -> Vec<String> { vec!["account:a1".into()] }
+/// # }
+/// # struct Balance;
+/// # impl Decider for Balance {
+/// #     type State = u32; type Command = u32; type Event = Deposited; type Error = &'static str;
+/// #     fn initial(&self) -> u32 { 0 }
+/// #     fn decide(&self, _: &u32, amount: &u32) -> Result<Vec<Deposited>, &'static str> { Ok(vec![Deposited(*amount)]) }
+/// #     fn evolve(&self, total: u32, e: &Deposited) -> u32 { total + e.0 }
+/// # }
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// let store = InMemoryStore::new();
+/// let account = StreamId::new("account-a1")?;
+/// let first = dispatch(&store, &account, &Balance, &JsonCodec::new(), &10).await?;
+/// let second = dispatch(&store, &account, &Balance, &JsonCodec::new(), &5).await?;
+/// assert_eq!((first.events[0].revision, second.events[0].revision), (0, 1));
+/// assert_eq!(second.append.current_revision, Revision::Current(1));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// # }).unwrap();
+/// ```
 pub async fn dispatch<S, D, C>(
     store: &S,
     stream: &StreamId,
@@ -412,6 +448,34 @@ fn decode_all<C: Codec>(
 }
 
 /// Reads and folds the context of `query` (without deciding).
+///
+/// ```
+/// # use factos::*;
+/// # use factos::json::{JsonCodec, JsonEvent};
+/// # #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+/// # struct Deposited(u32);
+/// # impl JsonEvent for Deposited {
+/// #     const EVENT_TYPES: &'static [&'static str] = &["Deposited"];
+/// #     fn event_type(&self) -> &'static str { "Deposited" }
+/// #     fn tags(&self) -> Vec<String> { vec!["account:a1".into()] }
+/// # }
+/// # struct Balance;
+/// # impl Decider for Balance {
+/// #     type State = u32; type Command = u32; type Event = Deposited; type Error = &'static str;
+/// #     fn initial(&self) -> u32 { 0 }
+/// #     fn decide(&self, _: &u32, amount: &u32) -> Result<Vec<Deposited>, &'static str> { Ok(vec![Deposited(*amount)]) }
+/// #     fn evolve(&self, total: u32, e: &Deposited) -> u32 { total + e.0 }
+/// # }
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// let store = InMemoryStore::new();
+/// let query = Query::tags([Tag::new("account:a1")?]);
+/// dispatch_with_query(&store, &StreamId::new("s")?, &query, &Balance, &JsonCodec::new(), &7).await?;
+/// let context = read_context(&store, &query, &Balance, &JsonCodec::new()).await?;
+/// assert_eq!(context.state, 7);
+/// assert_eq!(context.append_condition, AppendCondition::fail_if_events_match(query, context.position));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// # }).unwrap();
+/// ```
 pub async fn read_context<S, D, C>(
     store: &S,
     query: &Query,
@@ -440,6 +504,33 @@ where
 }
 
 /// Reads and folds one stream.
+///
+/// ```
+/// # use factos::*;
+/// # use factos::json::{JsonCodec, JsonEvent};
+/// # #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+/// # struct Deposited(u32);
+/// # impl JsonEvent for Deposited {
+/// #     const EVENT_TYPES: &'static [&'static str] = &["Deposited"];
+/// #     fn event_type(&self) -> &'static str { "Deposited" }
+/// #     fn tags(&self) -> Vec<String> { vec!["account:a1".into()] }
+/// # }
+/// # struct Balance;
+/// # impl Decider for Balance {
+/// #     type State = u32; type Command = u32; type Event = Deposited; type Error = &'static str;
+/// #     fn initial(&self) -> u32 { 0 }
+/// #     fn decide(&self, _: &u32, amount: &u32) -> Result<Vec<Deposited>, &'static str> { Ok(vec![Deposited(*amount)]) }
+/// #     fn evolve(&self, total: u32, e: &Deposited) -> u32 { total + e.0 }
+/// # }
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// let store = InMemoryStore::new();
+/// let account = StreamId::new("account-a1")?;
+/// dispatch(&store, &account, &Balance, &JsonCodec::new(), &3).await?;
+/// let loaded = load_stream(&store, &account, &Balance, &JsonCodec::new()).await?;
+/// assert_eq!((loaded.state, loaded.revision), (3, Revision::Current(0)));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// # }).unwrap();
+/// ```
 pub async fn load_stream<S, D, C>(
     store: &S,
     stream: &StreamId,

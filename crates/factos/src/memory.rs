@@ -111,6 +111,18 @@ impl Log {
 }
 
 /// An in-memory [`EventStore`]; see the [module docs](self).
+///
+/// ```
+/// # use factos::*;
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// let store = InMemoryStore::with_limits(StoreLimits::default().with_max_payload_bytes(4));
+/// let too_big = NewEvent::new(EventType::new("Big")?, vec![0; 5]);
+/// let refused = store.append(&StreamId::new("s")?, vec![too_big], AppendCondition::None).await;
+/// assert!(matches!(refused, Err(AppendError::Invalid(ValidationError::PayloadTooLarge { .. }))));
+/// assert!(store.is_empty());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// # }).unwrap();
+/// ```
 #[derive(Debug, Clone, Default)]
 pub struct InMemoryStore {
     log: Arc<Mutex<Log>>,

@@ -243,6 +243,13 @@ pub enum StoreErrorKind {
 ///
 /// It never exposes a driver type; the driver's error is available as the
 /// [`source`](std::error::Error::source).
+///
+/// ```
+/// use factos::{StoreError, StoreErrorKind};
+/// let error = StoreError::new(StoreErrorKind::CommitOutcomeUnknown, "connection lost during COMMIT");
+/// assert!(!error.is_retry_safe());
+/// assert!(StoreError::new(StoreErrorKind::Unavailable, "refused").is_retry_safe());
+/// ```
 #[derive(Debug)]
 pub struct StoreError {
     kind: StoreErrorKind,
@@ -382,6 +389,22 @@ impl<E> From<StoreError> for DecisionError<E> {
 /// [`dispatch`](crate::dispatch()) use.
 ///
 /// Every backend must pass the `factos-testkit` conformance suite.
+///
+/// ```
+/// # use factos::*;
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// // The DCB shape: read a context, then append only if it did not change.
+/// let store = InMemoryStore::new();
+/// let query = Query::tags([Tag::new("course:c1")?]);
+/// let read = store.read(&query, ReadOptions::default()).await?;
+/// let event = NewEvent::new(EventType::new("CourseDefined")?, b"{}".to_vec()).with_tags(Tags::parse(["course:c1"])?);
+/// let condition = AppendCondition::fail_if_events_match(query.clone(), read.head);
+/// store.append(&StreamId::new("course-c1")?, vec![event.clone()], condition.clone()).await?;
+/// // The same condition now fails: an event matching the query appeared.
+/// assert!(matches!(store.append(&StreamId::new("course-c1")?, vec![event], condition).await, Err(AppendError::ConditionFailed(_))));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// # }).unwrap();
+/// ```
 pub trait EventStore: Send + Sync {
     /// Reads the events matching `query`.
     fn read(
