@@ -500,6 +500,10 @@ async fn main() -> Result<(), BoxError> {
         "seeded 100,000 background events per strategy, analyzed; {repeats} repeats of {seconds} s per point\n"
     );
 
+    let only: Option<(String, String)> = std::env::var("FACTOS_BENCH_ONLY").ok().and_then(|v| {
+        v.split_once('/')
+            .map(|(w, s)| (w.to_string(), s.to_string()))
+    });
     let mut baseline: BTreeMap<usize, Vec<f64>> = BTreeMap::new();
     let mut samples: BTreeMap<(Workload, String, usize), Vec<Sample>> = BTreeMap::new();
     let mut round = 0;
@@ -510,7 +514,17 @@ async fn main() -> Result<(), BoxError> {
                 .or_default()
                 .push(pgbench(&cluster, clients, duration)?);
             for workload in [Workload::Disjoint, Workload::Growing, Workload::Hot] {
+                // FACTOS_BENCH_ONLY=Disjoint/Scoped+cache narrows a run to one cell (for profiling).
+                if only
+                    .as_ref()
+                    .is_some_and(|(w, _)| *w != format!("{workload:?}"))
+                {
+                    continue;
+                }
                 for (subject_name, subject) in &stores {
+                    if only.as_ref().is_some_and(|(_, s)| s != subject_name) {
+                        continue;
+                    }
                     round += 1;
                     let sample =
                         run_workload(subject, subject_name, workload, clients, duration, round)
@@ -528,7 +542,11 @@ async fn main() -> Result<(), BoxError> {
             .push(pgbench(&cluster, clients, duration)?);
     }
 
-    let context_rows = context_sizes(&stores, duration, repeats).await?;
+    let context_rows = if only.is_some() {
+        Vec::new()
+    } else {
+        context_sizes(&stores, duration, repeats).await?
+    };
     if std::env::var_os("FACTOS_BENCH_STATEMENTS").is_some() {
         print_statement_profile(&cluster).await?;
     }
