@@ -1,6 +1,6 @@
 //! Example domains for factos, each a pure [`Decider`](factos::Decider) with its
 //! query, plus the runners the example binaries call. Every runner is generic
-//! over the [`EventStore`](factos::EventStore), so the same code runs on the
+//! over the [`factos::EventStore`], so the same code runs on the
 //! in-memory store and on PostgreSQL.
 
 pub mod backend;

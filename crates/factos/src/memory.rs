@@ -110,7 +110,9 @@ impl Log {
     }
 }
 
-/// An in-memory [`EventStore`]; see the [module docs](self).
+/// An in-memory [`EventStore`] with the same semantics and guarantee as the
+/// database backends: every write and decision runs under one mutex (never
+/// held across an `.await`); clones share the log.
 ///
 /// ```
 /// # use factos::*;

@@ -64,7 +64,23 @@ impl fmt::Display for NameKind {
     }
 }
 
-/// A value that does not respect the documented limits.
+/// A value that does not respect the limits below.
+///
+/// # The limits
+///
+/// | value | length in bytes (UTF-8) | other rules |
+/// |---|---|---|
+/// | [`EventType`] | 1 ..= [`MAX_EVENT_TYPE_BYTES`] | no control characters (this includes NUL) |
+/// | [`Tag`] | 1 ..= [`MAX_TAG_BYTES`] | no control characters |
+/// | [`StreamId`] | 1 ..= [`MAX_STREAM_BYTES`] | no control characters |
+/// | [`Metadata`] key | 1 ..= [`MAX_METADATA_KEY_BYTES`] | no control characters |
+/// | [`Metadata`] value | 0 ..= [`MAX_METADATA_VALUE_BYTES`] | no NUL (other control characters such as newlines are kept) |
+/// | [`Metadata`] entries | at most [`MAX_METADATA_ENTRIES`] | keys are unique |
+/// | [`Tags`] of one event | at most [`MAX_TAGS_PER_EVENT`] | a set: duplicates collapse |
+///
+/// Control characters are refused in names because they are invisible in logs and
+/// CLI output and PostgreSQL refuses NUL in `text`. Everything else, including SQL
+/// metacharacters, quotes and any unicode, is stored and read back verbatim.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ValidationError {
     /// The value is empty but must not be.
@@ -203,7 +219,7 @@ macro_rules! name_type {
         pub struct $name(String);
 
         impl $name {
-            /// Builds the value, checking the limits in the [module docs](self).
+            /// Builds the value, checking the limits listed on [`ValidationError`].
             pub fn new(value: impl Into<String>) -> Result<Self, ValidationError> {
                 let value = value.into();
                 check($kind, &value, 1, $max, char::is_control)?;
