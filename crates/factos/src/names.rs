@@ -3,21 +3,7 @@
 //! Every value is checked when it is built, so an invalid name is a
 //! [`ValidationError`] in the caller's hands, never a database error later.
 //!
-//! # Limits
-//!
-//! | value | length in bytes (UTF-8) | other rules |
-//! |---|---|---|
-//! | [`EventType`] | 1 ..= [`MAX_EVENT_TYPE_BYTES`] | no control characters (this includes NUL) |
-//! | [`Tag`] | 1 ..= [`MAX_TAG_BYTES`] | no control characters |
-//! | [`StreamId`] | 1 ..= [`MAX_STREAM_BYTES`] | no control characters |
-//! | [`Metadata`] key | 1 ..= [`MAX_METADATA_KEY_BYTES`] | no control characters |
-//! | [`Metadata`] value | 0 ..= [`MAX_METADATA_VALUE_BYTES`] | no NUL (other control characters such as newlines are kept) |
-//! | [`Metadata`] entries | at most [`MAX_METADATA_ENTRIES`] | keys are unique |
-//! | [`Tags`] of one event | at most [`MAX_TAGS_PER_EVENT`] | a set: duplicates collapse |
-//!
-//! Control characters are refused in names because they are invisible in logs and
-//! CLI output and PostgreSQL refuses NUL in `text`. Everything else, including SQL
-//! metacharacters, quotes and any unicode, is stored and read back verbatim.
+//! The limits are listed on [`ValidationError`].
 
 use std::collections::BTreeMap;
 use std::fmt;
