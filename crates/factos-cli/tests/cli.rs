@@ -189,12 +189,18 @@ async fn verify_reports_a_broken_mirror() {
         stdout(&ok)
     );
     let client = store.pool().get().await.unwrap();
+    // Corrupt the store behind factos's back (the append-only triggers are
+    // bypassed the way a superuser's repair session would).
+    client
+        .batch_execute("SET session_replication_role = replica")
+        .await
+        .unwrap();
     client
         .batch_execute("DELETE FROM factos_event_tags WHERE position = 3 AND tag = 'seat:2'")
         .await
         .unwrap();
     client
-        .batch_execute("UPDATE factos_events SET revision = 9 WHERE position = 5")
+        .batch_execute("UPDATE factos_events SET revision = 9 WHERE position = 5; RESET session_replication_role")
         .await
         .unwrap();
     let broken = factos(url, &["verify"]);

@@ -19,6 +19,27 @@
 //! # Ok(()) }
 //! ```
 //!
+//! # Security
+//!
+//! The log is append-only by the database: triggers reject `UPDATE`,
+//! `DELETE` and `TRUNCATE` on `factos_events` and `factos_event_tags` for
+//! every role. Run migrations with a role that owns the schema, and the
+//! application with a role that can only read and append:
+//!
+//! ```sql
+//! CREATE ROLE factos_app LOGIN PASSWORD '...';
+//! GRANT USAGE ON SCHEMA app_events TO factos_app;
+//! GRANT SELECT, INSERT ON app_events.factos_events, app_events.factos_event_tags TO factos_app;
+//! GRANT SELECT ON app_events.factos_schema_migrations TO factos_app;
+//! GRANT USAGE, SELECT ON SEQUENCE app_events.factos_events_position_seq TO factos_app;
+//! ```
+//!
+//! (`tests/security.rs` runs factos as exactly such a role.) Lock waits and
+//! statements can be bounded with [`StoreOptions::lock_timeout`] and
+//! [`StoreOptions::statement_timeout`]; a dispatch that waits too long fails
+//! with `StoreErrorKind::Timeout`, which is safe to retry. Errors never
+//! include the connection string.
+//!
 //! The SQL lives in `.sql` files in this crate (`sql/migrations` for the
 //! schema, `sql/statements` for the statements), reviewable on their own;
 //! users with their own migration tool can apply [`MIGRATIONS`] with

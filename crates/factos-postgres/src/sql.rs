@@ -17,6 +17,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "scoped locking functions",
         include_str!("../sql/migrations/0002_locks.sql"),
     ),
+    (
+        3,
+        "append-only triggers",
+        include_str!("../sql/migrations/0003_append_only.sql"),
+    ),
 ];
 
 const MATCHING_POSITIONS: &str = include_str!("../sql/statements/matching_positions.sql");

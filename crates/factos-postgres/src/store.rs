@@ -66,6 +66,13 @@ pub struct StoreOptions {
     /// conflict, or another dispatch holding a key its events need) before it
     /// fails with a retry-safe error.
     pub max_decision_attempts: u32,
+    /// Longest wait for a lock (the table lock, a context's keys, a settled
+    /// read's barrier) before the operation fails with
+    /// [`StoreErrorKind::Timeout`]; `None`: the server's setting.
+    pub lock_timeout: Option<std::time::Duration>,
+    /// Longest any one statement may run before it fails with
+    /// [`StoreErrorKind::Timeout`]; `None`: the server's setting.
+    pub statement_timeout: Option<std::time::Duration>,
 }
 
 impl Default for StoreOptions {
@@ -75,6 +82,8 @@ impl Default for StoreOptions {
             limits: StoreLimits::default(),
             locking: LockingStrategy::default(),
             max_decision_attempts: DEFAULT_MAX_DECISION_ATTEMPTS,
+            lock_timeout: None,
+            statement_timeout: None,
         }
     }
 }
@@ -101,6 +110,20 @@ impl StoreOptions {
         self
     }
 
+    /// Sets [`StoreOptions::lock_timeout`].
+    #[must_use]
+    pub fn lock_timeout(mut self, timeout: std::time::Duration) -> Self {
+        self.lock_timeout = Some(timeout);
+        self
+    }
+
+    /// Sets [`StoreOptions::statement_timeout`].
+    #[must_use]
+    pub fn statement_timeout(mut self, timeout: std::time::Duration) -> Self {
+        self.statement_timeout = Some(timeout);
+        self
+    }
+
     /// Sets the locking strategy.
     #[must_use]
     pub fn locking(mut self, locking: LockingStrategy) -> Self {
@@ -120,6 +143,10 @@ pub struct PostgresStore {
 
 struct Inner {
     pool: Pool,
+    /// `BEGIN` and the transaction's settings, sent as one simple query.
+    begin: String,
+    /// The settings for statements outside a transaction (they stay on the connection).
+    session_settings: String,
     sql: Statements,
     keys: LockKeys,
     options: StoreOptions,
@@ -228,13 +255,32 @@ enum Guard {
     Keys(Vec<KeyLock>),
 }
 
-/// Opens a transaction without JIT compilation: generic plans of these
-/// statements carry large cost estimates on big logs, which would make
-/// PostgreSQL spend hundreds of milliseconds compiling a query that runs in
-/// microseconds.
-const BEGIN: &str = "BEGIN; SET LOCAL jit = off";
-/// The same for statements outside a transaction (it stays set on the connection).
-const NO_JIT: &str = "SET jit = off";
+/// The settings every factos statement runs with, as (`BEGIN` batch for
+/// transactions, batch for statements outside one). JIT is off: generic
+/// plans of these statements carry large cost estimates on big logs, which
+/// made PostgreSQL spend hundreds of milliseconds compiling queries that run
+/// in microseconds. Timeouts come from the options.
+fn settings(options: &StoreOptions) -> (String, String) {
+    let mut chosen = vec!["jit = off".to_string()];
+    for (name, value) in [
+        ("lock_timeout", options.lock_timeout),
+        ("statement_timeout", options.statement_timeout),
+    ] {
+        if let Some(value) = value {
+            chosen.push(format!("{name} = '{}ms'", value.as_millis().max(1)));
+        }
+    }
+    let begin = std::iter::once("BEGIN".to_string())
+        .chain(chosen.iter().map(|s| format!("SET LOCAL {s}")))
+        .collect::<Vec<_>>()
+        .join("; ");
+    let outside = chosen
+        .iter()
+        .map(|s| format!("SET {s}"))
+        .collect::<Vec<_>>()
+        .join("; ");
+    (begin, outside)
+}
 
 /// A pooled connection whose transaction factos drives by hand, so BEGIN,
 /// locks and reads share one round trip. Dropped while a transaction is open
@@ -353,9 +399,12 @@ impl PostgresStore {
     pub fn new(pool: Pool, options: StoreOptions) -> Self {
         let sql = Statements::new(&options.schema);
         let keys = LockKeys::new(&options.schema);
+        let (begin, session_settings) = settings(&options);
         Self {
             inner: Arc::new(Inner {
                 pool,
+                begin,
+                session_settings,
                 sql,
                 keys,
                 options,
@@ -541,7 +590,7 @@ impl PostgresStore {
         let key_params: [&(dyn ToSql + Sync); 2] = [&keys, &modes];
         // Polled in this order, so sent in this order, in one round trip.
         let (begin, table, keyed, rows) = futures_util::join!(
-            client.batch_execute(BEGIN),
+            client.batch_execute(&self.inner.begin),
             client.execute(&lock_table, &[]),
             async {
                 if keys.is_empty() {
@@ -697,7 +746,7 @@ impl PostgresStore {
         let (begin, table, keyed, rows, commit) = futures_util::join!(
             async {
                 if open {
-                    client.batch_execute(BEGIN).await
+                    client.batch_execute(&self.inner.begin).await
                 } else {
                     Ok(())
                 }
@@ -946,7 +995,7 @@ impl PostgresStore {
         // in-flight writer has committed.
         let barrier_params: [&(dyn ToSql + Sync); 1] = [&barrier];
         let (_, mark, rows) = futures_util::join!(
-            client.batch_execute(NO_JIT),
+            client.batch_execute(&self.inner.session_settings),
             client.query_one(&settled, &barrier_params),
             client.query(&statement, &params)
         );
@@ -1195,7 +1244,7 @@ impl EventStore for PostgresStore {
                 // The settled mark bounds the read from above, so the limit
                 // counts only settled events.
                 let (_, mark) = futures_util::join!(
-                    client.batch_execute(NO_JIT),
+                    client.batch_execute(&self.inner.session_settings),
                     self.settled_position(&client)
                 );
                 let mark = mark?;
