@@ -769,6 +769,33 @@ impl PostgresStore {
             client.batch_execute("COMMIT"),
         );
         session.set_open(false);
+        // The COMMIT went out with everything else: if the connection broke
+        // (an error the server did not send), it may have committed.
+        let broken = |r: &Result<(), tokio_postgres::Error>| {
+            r.as_ref().is_err_and(|e| e.as_db_error().is_none())
+        };
+        if broken(&begin)
+            || broken(&table)
+            || broken(&keyed)
+            || rows.as_ref().is_err_and(|e| e.as_db_error().is_none())
+        {
+            let e = [begin, table, keyed, commit]
+                .into_iter()
+                .find_map(Result::err)
+                .or(rows.err());
+            return Err(match e {
+                Some(e) => db_error(
+                    "the connection broke while the append and its COMMIT were in flight",
+                    e,
+                    Phase::Commit,
+                ),
+                None => StoreError::new(
+                    StoreErrorKind::CommitOutcomeUnknown,
+                    "the connection broke during the commit",
+                ),
+            }
+            .into());
+        }
         if let Some((what, e)) = first_failure([
             begin.err().map(|e| ("cannot begin a transaction", e)),
             table.err().map(|e| ("cannot lock the event table", e)),

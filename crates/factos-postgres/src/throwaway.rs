@@ -370,6 +370,21 @@ impl TempCluster {
         config
     }
 
+    /// Restarts the server in immediate mode, as a crash would: in-flight
+    /// transactions are lost, committed ones are recovered from the WAL.
+    pub fn restart_immediate(&self) -> Result<(), ThrowawayError> {
+        let mut restart = self.server_command("pg_ctl");
+        // `-l` also keeps the new server's output away from our pipes, which
+        // would otherwise stay open as long as the server runs.
+        restart
+            .arg("-D")
+            .arg(self.data_dir())
+            .arg("-l")
+            .arg(self.root.join("server.log"))
+            .args(["-m", "immediate", "-w", "-t", "60", "restart"]);
+        Self::run("pg_ctl restart", &mut restart)
+    }
+
     /// Stops the server and removes its directory.
     pub fn stop(mut self) {
         self.shutdown();
