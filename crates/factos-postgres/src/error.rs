@@ -116,10 +116,18 @@ pub(crate) fn corrupt(message: impl Into<String>) -> StoreError {
     StoreError::new(StoreErrorKind::Corrupt, message)
 }
 
+fn is_unique_violation(error: &tokio_postgres::Error, constraint: &str) -> bool {
+    error.as_db_error().is_some_and(|db| {
+        *db.code() == SqlState::UNIQUE_VIOLATION && db.constraint() == Some(constraint)
+    })
+}
+
 /// Whether a driver error is the unique violation of (stream, revision).
 pub(crate) fn is_stream_revision_violation(error: &tokio_postgres::Error) -> bool {
-    error.as_db_error().is_some_and(|db| {
-        *db.code() == SqlState::UNIQUE_VIOLATION
-            && db.constraint() == Some("factos_events_stream_revision")
-    })
+    is_unique_violation(error, "factos_events_stream_revision")
+}
+
+/// Whether a driver error is the unique violation of event ids.
+pub(crate) fn is_event_id_violation(error: &tokio_postgres::Error) -> bool {
+    is_unique_violation(error, "factos_events_id")
 }

@@ -22,6 +22,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "append-only triggers",
         include_str!("../sql/migrations/0003_append_only.sql"),
     ),
+    (
+        4,
+        "unique event ids",
+        include_str!("../sql/migrations/0004_event_ids.sql"),
+    ),
 ];
 
 const MATCHING_POSITIONS: &str = include_str!("../sql/statements/matching_positions.sql");
@@ -29,6 +34,7 @@ const READ_QUERY: &str = include_str!("../sql/statements/read_query.sql");
 const READ_ALL: &str = include_str!("../sql/statements/read_all.sql");
 const READ_STREAM: &str = include_str!("../sql/statements/read_stream.sql");
 const READ_STREAM_AFTER: &str = include_str!("../sql/statements/read_stream_after.sql");
+const READ_BY_IDS: &str = include_str!("../sql/statements/read_by_ids.sql");
 const APPEND: &str = include_str!("../sql/statements/append.sql");
 
 /// A schema name that is safe to interpolate: lowercase ASCII letters, digits
@@ -105,6 +111,7 @@ pub(crate) struct Statements {
     pub(crate) lock_keys: String,
     pub(crate) settled_position: String,
     pub(crate) read_stream_after: String,
+    pub(crate) read_by_ids: String,
     pub(crate) read_query_forwards: String,
     pub(crate) read_query_backwards: String,
     pub(crate) read_all_forwards: String,
@@ -145,6 +152,7 @@ pub fn statement_texts(schema: &SchemaName) -> Vec<(&'static str, String)> {
         ("lock_keys", s.lock_keys),
         ("settled_position", s.settled_position),
         ("read_stream_after", s.read_stream_after),
+        ("read_by_ids", s.read_by_ids),
         ("read_query_forwards", s.read_query_forwards),
         ("read_query_backwards", s.read_query_backwards),
         ("read_all_forwards", s.read_all_forwards),
@@ -184,6 +192,7 @@ impl Statements {
             lock_keys: format!("SELECT {s}.factos_lock_keys($1::bigint[], $2::boolean[])"),
             settled_position: format!("SELECT {s}.factos_settled_position($1::bigint)"),
             read_stream_after: code(READ_STREAM_AFTER).replace("{schema}", &s),
+            read_by_ids: code(READ_BY_IDS).replace("{schema}", &s),
             read_query_forwards: read_query("ASC", "> $3"),
             read_query_backwards: read_query("DESC", "<= $3"),
             read_all_forwards: read_all("ASC", "> $1"),

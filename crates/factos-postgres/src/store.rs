@@ -15,7 +15,9 @@ use futures_util::{TryStreamExt, pin_mut};
 use tokio_postgres::types::ToSql;
 use tracing::Instrument;
 
-use crate::error::{Phase, db_error, is_stream_revision_violation, pool_error};
+use crate::error::{
+    Phase, db_error, is_event_id_violation, is_stream_revision_violation, pool_error,
+};
 use crate::locks::{KeyLock, LockKeys, arrays, normalize};
 use crate::rows::{EventColumns, position, query_items, revision, stored_event};
 use crate::sql::{SchemaName, Statements};
@@ -814,9 +816,47 @@ impl PostgresStore {
                     expected: expected.unwrap_or_default(),
                 }));
             }
+            // Another attempt with the same ids committed meanwhile: the next
+            // attempt finds it and reports it.
+            Err(e) if is_event_id_violation(&e) => return Err(AppendFailure::LocksBusy),
             Err(e) => return Err(before("cannot append")(e).into()),
         };
-        committed_from_rows(&rows, stream, events, condition, expected)
+        let ids: Vec<uuid::Uuid> = events.iter().map(|e| e.id).collect();
+        match committed_from_rows(&rows, stream, events, condition, expected)? {
+            Some(committed) => Ok(committed),
+            None => Ok(self.replayed(client, &ids).await?),
+        }
+    }
+
+    /// What an earlier attempt with these event ids committed.
+    async fn replayed(
+        &self,
+        client: &deadpool_postgres::Object,
+        ids: &[uuid::Uuid],
+    ) -> Result<Committed, StoreError> {
+        let statement = client
+            .prepare_cached(&self.sql().read_by_ids)
+            .await
+            .map_err(|e| db_error("cannot prepare the replay read", e, Phase::BeforeCommit))?;
+        let rows = client
+            .query(&statement, &[&ids])
+            .await
+            .map_err(|e| db_error("cannot read the replayed events", e, Phase::BeforeCommit))?;
+        let events = rows
+            .iter()
+            .map(|row| stored_event(row, 0))
+            .collect::<Result<Vec<_>, _>>()?;
+        let last = events
+            .last()
+            .ok_or_else(|| crate::error::corrupt("replayed events vanished"))?;
+        Ok(Committed {
+            stream: last.stream.clone(),
+            current_revision: Revision::Current(last.revision),
+            position: Some(last.position),
+            context_position: None,
+            replayed: true,
+            events,
+        })
     }
 
     /// A pessimistic decision: guard and read (one round trip), decide,
@@ -1167,18 +1207,23 @@ fn read_rows(
     Ok((events, head))
 }
 
+/// Reads the append statement's result: a failed condition, the committed
+/// events, or `None` when an earlier attempt with the same ids committed them.
 fn committed_from_rows(
     rows: &[tokio_postgres::Row],
     stream: &StreamId,
     events: Vec<NewEvent>,
     condition: &AppendCondition,
     expected: Option<Revision>,
-) -> Result<Committed, AppendFailure> {
+) -> Result<Option<Committed>, AppendFailure> {
     let unexpected =
         |e: tokio_postgres::Error| crate::error::corrupt("unexpected append result").with_source(e);
     let first = rows
         .first()
         .ok_or_else(|| crate::error::corrupt("the append returned no row"))?;
+    if first.try_get::<_, bool>(6).map_err(unexpected)? {
+        return Ok(None);
+    }
     if !first.try_get::<_, bool>(0).map_err(unexpected)? {
         return Err(AppendFailure::LocksBusy);
     }
@@ -1222,13 +1267,14 @@ fn committed_from_rows(
     } else {
         Revision::Current(revision(before)?)
     };
-    Ok(Committed {
+    Ok(Some(Committed {
         stream: stream.clone(),
         current_revision: previous.advanced_by(committed.len()),
         position: committed.last().map(|e| e.position),
         events: committed,
         context_position: None,
-    })
+        replayed: false,
+    }))
 }
 
 fn record_outcome<T, E>(

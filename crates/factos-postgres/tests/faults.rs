@@ -2,8 +2,8 @@
 //! immediate mode while writers dispatch. Afterwards every dispatch a caller
 //! saw succeed is in the log with all its events, no dispatch is partly
 //! present, positions are unique, the tag mirror matches, the pool recovers
-//! by itself, and every failure was a store error that says whether a retry
-//! is safe.
+//! by itself, every failure was a store error that says whether a retry is
+//! safe, and retrying with the same idempotency key never appends twice.
 
 #![allow(clippy::unwrap_used, clippy::panic, clippy::too_many_lines)]
 

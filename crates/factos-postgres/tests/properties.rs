@@ -90,7 +90,9 @@ fn random_appends_round_trip_or_write_nothing() {
                     .map(|n| {
                         NewEvent::new(
                             EventType::new(batch.event_type.clone()).unwrap(),
-                            (0..*n).map(|i| u8::try_from(i % 251).unwrap_or(0)).collect(),
+                            (0..*n)
+                                .map(|i| u8::try_from(i % 251).unwrap_or(0))
+                                .collect(),
                         )
                         .with_tags(tags.clone())
                         .with_metadata(metadata.clone())

@@ -93,6 +93,8 @@ pub(crate) fn all<S: EventStore + Clone + 'static>() -> Vec<Case<S>> {
         load_stream_folds_the_stream,
         stream_dispatch_revisions,
         stream_dispatch_domain_error,
+        idempotent_dispatch_appends_once,
+        idempotent_racers_append_once,
         // The original library's tests.
         original_register_user_stream_dispatch,
         original_undecodable_event_of_another_type,
@@ -1179,6 +1181,120 @@ async fn stream_dispatch_domain_error<S: EventStore>(store: S) -> CaseResult {
         "expected the domain error, got {outcome:?}"
     );
     ensure_eq!(count(&store).await?, 1, "events");
+    Ok(())
+}
+
+async fn idempotent_dispatch_appends_once<S: EventStore>(store: S) -> CaseResult {
+    let q = query(&["Paid"], &["invoice:1"])?;
+    let key = uuid::Uuid::now_v7();
+    let command = vec![
+        KitEvent::new("Paid", &["invoice:1"]),
+        KitEvent::new("Paid", &["invoice:1", "part:2"]),
+    ];
+    let first = factos::dispatch_with_query_idempotent(
+        &store,
+        &stream("invoice-1"),
+        &q,
+        &Bounded { limit: 10 },
+        &KitCodec::default(),
+        &command,
+        key,
+    )
+    .await
+    .map_err(|e| format!("{e:?}"))?;
+    // The retry decides on a context that now holds the first attempt's events,
+    // and still reports what that attempt committed instead of appending again.
+    let retry = factos::dispatch_with_query_idempotent(
+        &store,
+        &stream("invoice-1"),
+        &q,
+        &Bounded { limit: 10 },
+        &KitCodec::default(),
+        &command,
+        key,
+    )
+    .await
+    .map_err(|e| format!("{e:?}"))?;
+    let ids = |d: &factos::Dispatch<KitEvent>| {
+        d.events
+            .iter()
+            .map(|e| (e.id, e.position))
+            .collect::<Vec<_>>()
+    };
+    ensure_eq!(
+        ids(&retry),
+        ids(&first),
+        "the retry reports the first attempt's events"
+    );
+    ensure_eq!(
+        retry.events[0].event.body,
+        "0",
+        "the first attempt's payload is reported"
+    );
+    ensure_eq!(count(&store).await?, 2, "events after a retried dispatch");
+    ensure_eq!(
+        first.events[0].id,
+        factos::event_id(key, 0),
+        "ids derive from the key"
+    );
+    let other = factos::dispatch_with_query_idempotent(
+        &store,
+        &stream("invoice-1"),
+        &q,
+        &Bounded { limit: 10 },
+        &KitCodec::default(),
+        &command,
+        uuid::Uuid::now_v7(),
+    )
+    .await
+    .map_err(|e| format!("{e:?}"))?;
+    ensure_eq!(other.events[0].revision, 2, "another key appends");
+    Ok(())
+}
+
+async fn idempotent_racers_append_once<S: EventStore + Clone + 'static>(store: S) -> CaseResult {
+    let key = uuid::Uuid::now_v7();
+    let barrier = Arc::new(Barrier::new(8));
+    let tasks: Vec<_> = (0..8)
+        .map(|_| {
+            let (store, barrier) = (store.clone(), barrier.clone());
+            tokio::spawn(async move {
+                let q = query(&["Paid"], &["invoice:2"])?;
+                barrier.wait().await;
+                let command = vec![KitEvent::new("Paid", &["invoice:2"])];
+                loop {
+                    match factos::dispatch_with_query_idempotent(
+                        &store,
+                        &stream("invoice-2"),
+                        &q,
+                        &Bounded { limit: 100 },
+                        &KitCodec::default(),
+                        &command,
+                        key,
+                    )
+                    .await
+                    {
+                        Ok(done) => return Ok::<_, String>(done.events[0].id),
+                        Err(e) if e.is_retryable() => {}
+                        Err(e) => return Err(format!("{e:?}")),
+                    }
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        let id = task.await.map_err(|e| e.to_string())??;
+        ensure_eq!(
+            id,
+            factos::event_id(key, 0),
+            "every racer reports the one committed event"
+        );
+    }
+    ensure_eq!(
+        count(&store).await?,
+        1,
+        "events after eight racers with one key"
+    );
     Ok(())
 }
 

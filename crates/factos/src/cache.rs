@@ -227,7 +227,7 @@ where
             let position = committed.context_position.max(committed.position);
             self.cache().put(query, state, position);
         }
-        into_dispatch(committed, decided)
+        into_dispatch(committed, decided, &self.codec)
     }
 
     /// Like [`dispatch`](crate::dispatch()) (stream revision), without the cache.

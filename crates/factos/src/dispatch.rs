@@ -186,6 +186,8 @@ pub(crate) struct CommandProcess<'a, D: Decider, C> {
     /// `None` only after a panic left the state unusable.
     pub(crate) state: Option<D::State>,
     pub(crate) decided: Vec<D::Event>,
+    /// When set, event ids derive from it, so a retry appends the same ids.
+    pub(crate) idempotency_key: Option<uuid::Uuid>,
 }
 
 impl<'a, D, C> CommandProcess<'a, D, C>
@@ -215,6 +217,7 @@ where
             command,
             state: Some(state),
             decided: Vec::new(),
+            idempotency_key: None,
         }
     }
 }
@@ -259,15 +262,40 @@ where
                 .collect::<Result<Vec<_>, _>>()
         })?
         .map_err(ProcessError::Encode)?;
+        let encoded = match self.idempotency_key {
+            Some(key) => encoded
+                .into_iter()
+                .enumerate()
+                .map(|(index, event)| event.with_id(event_id(key, index)))
+                .collect(),
+            None => encoded,
+        };
         self.decided = events;
         Ok(encoded)
     }
 }
 
-pub(crate) fn into_dispatch<E, X>(
+pub(crate) fn into_dispatch<C: Codec, X>(
     committed: Committed,
-    decided: Vec<E>,
-) -> Result<Dispatch<E>, DispatchError<X>> {
+    decided: Vec<C::Event>,
+    codec: &C,
+) -> Result<Dispatch<C::Event>, DispatchError<X>> {
+    if committed.replayed {
+        // An earlier attempt with the same ids committed: report what it stored.
+        let append = Append {
+            current_revision: committed.current_revision,
+            position: committed.position,
+        };
+        let events = committed
+            .events
+            .into_iter()
+            .map(|stored| {
+                let event = codec.decode(&stored).map_err(DispatchError::Decode)?;
+                Ok(Recorded::from_stored(stored, event))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        return Ok(Dispatch { append, events });
+    }
     if committed.events.len() != decided.len() {
         return Err(DispatchError::Store(StoreError::new(
             crate::StoreErrorKind::Corrupt,
@@ -375,7 +403,76 @@ where
         .decide_with_query(stream, query, &mut process)
         .await
         .map_err(from_decision_error)?;
-    into_dispatch(committed, process.decided)
+    into_dispatch(committed, process.decided, codec)
+}
+
+/// The id of the `index`-th event decided under an idempotency `key`
+/// (UUIDv5 in the key's namespace), the same on every retry.
+pub fn event_id(key: uuid::Uuid, index: usize) -> uuid::Uuid {
+    uuid::Uuid::new_v5(&key, index.to_string().as_bytes())
+}
+
+/// Like [`dispatch_with_query`], idempotent under `key`: the decided events get
+/// ids derived from the key, and when an earlier attempt with the same key
+/// already committed (say its COMMIT was sent but the connection broke, a
+/// `CommitOutcomeUnknown`), the store appends nothing and this returns the
+/// events that attempt committed. Use one key per command (a request id).
+///
+/// ```
+/// # use factos::*;
+/// # use factos::json::{JsonCodec, JsonEvent};
+/// # #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+/// # struct Paid(u32);
+/// # impl JsonEvent for Paid {
+/// #     const EVENT_TYPES: &'static [&'static str] = &["Paid"];
+/// #     fn event_type(&self) -> &'static str { "Paid" }
+/// #     fn tags(&self) -> Vec<String> { vec!["invoice:i1".into()] }
+/// # }
+/// # struct Pay;
+/// # impl Decider for Pay {
+/// #     type State = (); type Command = u32; type Event = Paid; type Error = &'static str;
+/// #     fn initial(&self) {}
+/// #     fn decide(&self, _: &(), amount: &u32) -> Result<Vec<Paid>, &'static str> { Ok(vec![Paid(*amount)]) }
+/// #     fn evolve(&self, _: (), _: &Paid) {}
+/// # }
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// let store = InMemoryStore::new();
+/// let query = Query::tags([Tag::new("invoice:i1")?]);
+/// let stream = StreamId::new("invoice-i1")?;
+/// let request = uuid::Uuid::now_v7();
+/// let first = dispatch_with_query_idempotent(&store, &stream, &query, &Pay, &JsonCodec::new(), &30, request).await?;
+/// let retry = dispatch_with_query_idempotent(&store, &stream, &query, &Pay, &JsonCodec::new(), &30, request).await?;
+/// assert_eq!(first.events[0].id, retry.events[0].id);
+/// assert_eq!(store.len(), 1);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// # }).unwrap();
+/// ```
+#[allow(clippy::too_many_arguments)]
+pub async fn dispatch_with_query_idempotent<S, D, C>(
+    store: &S,
+    stream: &StreamId,
+    query: &Query,
+    decider: &D,
+    codec: &C,
+    command: &D::Command,
+    key: uuid::Uuid,
+) -> Result<Dispatch<D::Event>, DispatchError<D::Error>>
+where
+    S: EventStore,
+    D: Decider + Sync,
+    D::State: Send,
+    D::Event: Send,
+    D::Command: Sync,
+    D::Error: Send,
+    C: Codec<Event = D::Event>,
+{
+    let mut process = CommandProcess::new(decider, codec, command).map_err(from_process_error)?;
+    process.idempotency_key = Some(key);
+    let committed = store
+        .decide_with_query(stream, query, &mut process)
+        .await
+        .map_err(from_decision_error)?;
+    into_dispatch(committed, process.decided, codec)
 }
 
 /// Handles `command` on one stream: the stream's events are the context and the
@@ -431,7 +528,7 @@ where
         .decide_on_stream(stream, &mut process)
         .await
         .map_err(from_decision_error)?;
-    into_dispatch(committed, process.decided)
+    into_dispatch(committed, process.decided, codec)
 }
 
 fn decode_all<C: Codec>(

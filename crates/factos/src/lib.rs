@@ -80,7 +80,7 @@ pub use decider::{
 };
 pub use dispatch::{
     Append, Context, Dispatch, DispatchError, LoadedStream, ReadError, dispatch,
-    dispatch_with_query, load_stream, read_context,
+    dispatch_with_query, dispatch_with_query_idempotent, event_id, load_stream, read_context,
 };
 pub use event::{NewEvent, Recorded, StoredEvent, matches_query};
 pub use memory::InMemoryStore;

@@ -41,6 +41,8 @@ struct Log {
     events: Vec<StoredEvent>,
     /// Indexes into `events` per stream, in revision order.
     streams: HashMap<StreamId, Vec<usize>>,
+    /// Index into `events` per event id.
+    ids: HashMap<uuid::Uuid, usize>,
 }
 
 impl Log {
@@ -74,6 +76,24 @@ impl Log {
         }
     }
 
+    /// The events an earlier append with these ids stored, if any.
+    fn replay(&self, events: &[NewEvent]) -> Option<Committed> {
+        let first = *self.ids.get(&events.first()?.id)?;
+        let stored: Vec<StoredEvent> = events
+            .iter()
+            .filter_map(|e| self.ids.get(&e.id).map(|&i| self.events[i].clone()))
+            .collect();
+        let last = stored.last()?;
+        Some(Committed {
+            stream: self.events[first].stream.clone(),
+            current_revision: Revision::Current(last.revision),
+            position: Some(last.position),
+            events: stored,
+            context_position: None,
+            replayed: true,
+        })
+    }
+
     fn append(
         &mut self,
         stream: &StreamId,
@@ -97,6 +117,7 @@ impl Log {
                 data: event.data,
             };
             committed.push(stored.clone());
+            self.ids.insert(stored.id, index);
             self.events.push(stored);
             self.streams.entry(stream.clone()).or_default().push(index);
         }
@@ -106,6 +127,7 @@ impl Log {
             position: committed.last().map(|e| e.position),
             events: committed,
             context_position: None,
+            replayed: false,
         })
     }
 }
@@ -232,6 +254,9 @@ impl InMemoryStore {
         }
         let events = process.decide().map_err(DecisionError::Process)?;
         self.limits.check(&events).map_err(DecisionError::Invalid)?;
+        if let Some(replayed) = log.replay(&events) {
+            return Ok(replayed);
+        }
         // Under the lock nothing can have changed since the read; the check is
         // kept so the in-memory store fails exactly where a database would.
         if let Context::Query(query) = context {

@@ -156,6 +156,10 @@ pub struct Committed {
     /// event matching its query can appear at or below it, other than those
     /// it was fed). `None` for plain appends and empty contexts.
     pub context_position: Option<Position>,
+    /// The events were already in the log: an earlier attempt with the same
+    /// event ids committed them (an idempotent retry after an unknown commit
+    /// outcome). `events` are those stored events; nothing new was written.
+    pub replayed: bool,
 }
 
 /// Which condition an append failed.

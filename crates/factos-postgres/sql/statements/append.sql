@@ -17,10 +17,16 @@
 -- and modes; $12 the barrier key; the condition's query (if any) is in the
 -- conflict expression.
 --
+-- When an event with the batch's first id exists, an earlier attempt with the
+-- same ids committed: nothing is appended and `replayed` says so.
+--
 -- Returns one row per appended event, or a single row with NULL position when
 -- nothing was appended: (locked, conflict, revision_conflict,
--- current_revision, position, revision).
-WITH locked AS (
+-- current_revision, position, revision, replayed).
+WITH replayed AS (
+    SELECT EXISTS (SELECT 1 FROM {schema}.factos_events WHERE id = ($2::uuid[])[1]) AS yes
+),
+locked AS (
     SELECT {schema}.factos_try_lock_keys($10::bigint[], $11::boolean[]) AS ok
 ),
 barrier AS (
@@ -39,10 +45,10 @@ inserted AS (
     INSERT INTO {schema}.factos_events (id, stream, revision, type, version, tags, metadata, data)
     SELECT u.id, $1, current.revision + u.n, u.type, u.version,
            string_to_array(u.tags, E'\x1f'), u.metadata, u.data
-    FROM locked, barrier, current, checked,
+    FROM replayed, locked, barrier, current, checked,
          unnest($2::uuid[], $3::text[], $4::int[], $5::text[], $6::jsonb[], $7::bytea[])
              WITH ORDINALITY AS u(id, type, version, tags, metadata, data, n)
-    WHERE locked.ok AND NOT checked.conflict AND NOT checked.revision_conflict
+    WHERE NOT replayed.yes AND locked.ok AND NOT checked.conflict AND NOT checked.revision_conflict
     ORDER BY u.n
     RETURNING position, revision, tags
 ),
@@ -51,6 +57,6 @@ mirrored AS (
     SELECT unnest(inserted.tags), inserted.position FROM inserted
 )
 SELECT locked.ok, checked.conflict, checked.revision_conflict, current.revision AS current_revision,
-       inserted.position, inserted.revision
-FROM locked CROSS JOIN checked CROSS JOIN current LEFT JOIN inserted ON true
+       inserted.position, inserted.revision, replayed.yes AS replayed
+FROM replayed CROSS JOIN locked CROSS JOIN checked CROSS JOIN current LEFT JOIN inserted ON true
 ORDER BY inserted.revision
