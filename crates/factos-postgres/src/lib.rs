@@ -34,7 +34,10 @@
 //! GRANT USAGE, SELECT ON SEQUENCE app_events.factos_events_position_seq TO factos_app;
 //! ```
 //!
-//! (`tests/security.rs` runs factos as exactly such a role.) Lock waits and
+//! (`tests/security.rs` runs factos as exactly such a role.) For TLS, build
+//! the store with [`PostgresStore::from_config_tls`] (rustls, trusting the CA
+//! certificates you pass) and `sslmode=require` in the configuration
+//! (`tests/tls.rs`). Lock waits and
 //! statements can be bounded with [`StoreOptions::lock_timeout`] and
 //! [`StoreOptions::statement_timeout`]; a dispatch that waits too long fails
 //! with `StoreErrorKind::Timeout`, which is safe to retry. Errors never

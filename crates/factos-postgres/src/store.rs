@@ -440,6 +440,62 @@ impl PostgresStore {
         Ok(Self::new(pool, options))
     }
 
+    /// A store whose connections use TLS (rustls), trusting the certificate
+    /// authorities in `root_certificates_pem` (PEM, one or more). Combine with
+    /// `sslmode=require` in the configuration to refuse plain connections.
+    ///
+    /// ```no_run
+    /// # fn demo() -> Result<(), factos::StoreError> {
+    /// use factos_postgres::{PostgresStore, StoreOptions};
+    /// let config = "host=db.example.com user=app dbname=app sslmode=require".parse().unwrap();
+    /// let ca = std::fs::read("ca.pem").unwrap();
+    /// let store = PostgresStore::from_config_tls(config, 16, StoreOptions::default(), &ca)?;
+    /// # Ok(()) }
+    /// ```
+    pub fn from_config_tls(
+        config: tokio_postgres::Config,
+        pool_size: usize,
+        options: StoreOptions,
+        root_certificates_pem: &[u8],
+    ) -> Result<Self, StoreError> {
+        let tls_error = |message: String| StoreError::new(StoreErrorKind::Other, message);
+        let mut roots = rustls::RootCertStore::empty();
+        for certificate in rustls_pemfile::certs(&mut &root_certificates_pem[..]) {
+            let certificate = certificate
+                .map_err(|e| tls_error(format!("cannot read a root certificate: {e}")))?;
+            roots
+                .add(certificate)
+                .map_err(|e| tls_error(format!("cannot use a root certificate: {e}")))?;
+        }
+        if roots.is_empty() {
+            return Err(tls_error(
+                "no root certificate in the PEM given for TLS".to_string(),
+            ));
+        }
+        let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+        let tls = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| tls_error(format!("cannot configure TLS: {e}")))?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let manager = Manager::from_config(
+            config,
+            tokio_postgres_rustls::MakeRustlsConnect::new(tls),
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(pool_size.max(1))
+            .runtime(Runtime::Tokio1)
+            .build()
+            .map_err(|e| {
+                StoreError::new(StoreErrorKind::Other, "cannot build the connection pool")
+                    .with_source(e)
+            })?;
+        Ok(Self::new(pool, options))
+    }
+
     /// A store with a pool of [`DEFAULT_POOL_SIZE`] connections to `url`
     /// (`postgresql://user:password@host/db` or `host=... dbname=...`).
     /// Connections are opened lazily: this does not reach the server.

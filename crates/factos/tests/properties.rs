@@ -89,3 +89,86 @@ proptest! {
         });
     }
 }
+
+/// A codec that panics while encoding is caught like a panicking decider:
+/// a typed error, nothing written, the store still usable.
+#[test]
+fn a_panicking_codec_writes_nothing() {
+    struct Exploding;
+    impl factos::Codec for Exploding {
+        type Event = u8;
+        fn encode(&self, _: &u8) -> Result<NewEvent, factos::EncodeError> {
+            panic!("the codec panicked on purpose")
+        }
+        fn decode(&self, _: &factos::StoredEvent) -> Result<u8, factos::DecodeError> {
+            panic!("the codec panicked on purpose")
+        }
+    }
+    struct Once;
+    impl factos::Decider for Once {
+        type State = ();
+        type Command = ();
+        type Event = u8;
+        type Error = ();
+        fn initial(&self) {}
+        fn decide(&self, (): &(), (): &()) -> Result<Vec<u8>, ()> {
+            Ok(vec![1])
+        }
+        fn evolve(&self, (): (), _: &u8) {}
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let store = InMemoryStore::new();
+        let outcome = factos::dispatch_with_query(
+            &store,
+            &StreamId::new("s").unwrap(),
+            &Query::all(),
+            &Once,
+            &Exploding,
+            &(),
+        )
+        .await;
+        assert!(
+            matches!(
+                outcome,
+                Err(factos::DispatchError::Panicked {
+                    during: "codec encode",
+                    ..
+                })
+            ),
+            "{outcome:?}"
+        );
+        assert!(store.is_empty());
+        // Decoding panics are caught too, once there is a row to decode.
+        store
+            .append(
+                &StreamId::new("s").unwrap(),
+                vec![NewEvent::new(EventType::new("E").unwrap(), vec![])],
+                AppendCondition::None,
+            )
+            .await
+            .unwrap();
+        let outcome = factos::dispatch_with_query(
+            &store,
+            &StreamId::new("s").unwrap(),
+            &Query::all(),
+            &Once,
+            &Exploding,
+            &(),
+        )
+        .await;
+        assert!(
+            matches!(
+                outcome,
+                Err(factos::DispatchError::Panicked {
+                    during: "codec decode",
+                    ..
+                })
+            ),
+            "{outcome:?}"
+        );
+        assert_eq!(store.len(), 1);
+    });
+}
