@@ -429,6 +429,15 @@ impl PostgresStore {
                 recycling_method: RecyclingMethod::Fast,
             },
         );
+        Self::with_manager(manager, pool_size, options)
+    }
+
+    /// A store with its own pool over `manager` (plain or TLS connections).
+    fn with_manager(
+        manager: Manager,
+        pool_size: usize,
+        options: StoreOptions,
+    ) -> Result<Self, StoreError> {
         let pool = Pool::builder(manager)
             .max_size(pool_size.max(1))
             .runtime(Runtime::Tokio1)
@@ -485,15 +494,7 @@ impl PostgresStore {
                 recycling_method: RecyclingMethod::Fast,
             },
         );
-        let pool = Pool::builder(manager)
-            .max_size(pool_size.max(1))
-            .runtime(Runtime::Tokio1)
-            .build()
-            .map_err(|e| {
-                StoreError::new(StoreErrorKind::Other, "cannot build the connection pool")
-                    .with_source(e)
-            })?;
-        Ok(Self::new(pool, options))
+        Self::with_manager(manager, pool_size, options)
     }
 
     /// A store with a pool of [`DEFAULT_POOL_SIZE`] connections to `url`

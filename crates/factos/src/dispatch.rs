@@ -398,12 +398,7 @@ where
     D::Error: Send,
     C: Codec<Event = D::Event>,
 {
-    let mut process = CommandProcess::new(decider, codec, command).map_err(from_process_error)?;
-    let committed = store
-        .decide_with_query(stream, query, &mut process)
-        .await
-        .map_err(from_decision_error)?;
-    into_dispatch(committed, process.decided, codec)
+    query_dispatch(store, stream, query, decider, codec, command, None).await
 }
 
 /// The id of the `index`-th event decided under an idempotency `key`
@@ -466,8 +461,31 @@ where
     D::Error: Send,
     C: Codec<Event = D::Event>,
 {
+    query_dispatch(store, stream, query, decider, codec, command, Some(key)).await
+}
+
+/// The one query dispatch behind [`dispatch_with_query`] and
+/// [`dispatch_with_query_idempotent`].
+async fn query_dispatch<S, D, C>(
+    store: &S,
+    stream: &StreamId,
+    query: &Query,
+    decider: &D,
+    codec: &C,
+    command: &D::Command,
+    key: Option<uuid::Uuid>,
+) -> Result<Dispatch<D::Event>, DispatchError<D::Error>>
+where
+    S: EventStore,
+    D: Decider + Sync,
+    D::State: Send,
+    D::Event: Send,
+    D::Command: Sync,
+    D::Error: Send,
+    C: Codec<Event = D::Event>,
+{
     let mut process = CommandProcess::new(decider, codec, command).map_err(from_process_error)?;
-    process.idempotency_key = Some(key);
+    process.idempotency_key = key;
     let committed = store
         .decide_with_query(stream, query, &mut process)
         .await
