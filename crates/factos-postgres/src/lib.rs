@@ -54,13 +54,20 @@ mod migrate;
 mod rows;
 mod sql;
 mod store;
+mod subscription;
 #[cfg(feature = "throwaway")]
 pub mod throwaway;
+mod wakeup;
 
 pub use migrate::{MigrationReport, SCHEMA_VERSION};
 pub use sql::{InvalidSchemaName, MIGRATIONS, SchemaName, statement_texts};
 pub use store::{
-    DEFAULT_MAX_DECISION_ATTEMPTS, DEFAULT_POOL_SIZE, LockingStrategy, PostgresStore, StoreOptions,
+    DEFAULT_MAX_DECISION_ATTEMPTS, DEFAULT_NOTIFY_INTERVAL, DEFAULT_POOL_SIZE, LockingStrategy,
+    PostgresStore, StoreOptions,
+};
+pub use subscription::{
+    EventHandler, MAX_BATCH_SIZE, MAX_NAME_BYTES, ProjectionHandler, SubscriberStatus,
+    Subscription, SubscriptionError, SubscriptionOptions,
 };
 
 /// The driver crates, re-exported so users can build pools and configurations

@@ -37,6 +37,8 @@ enum Kind {
     /// Held shared by every scoped decision; an append with too many keys
     /// takes it exclusively.
     Coarse = 6,
+    /// Held (session-level) by the one active instance of a subscriber.
+    Subscriber = 7,
 }
 
 /// The lock keys of one schema.
@@ -92,6 +94,10 @@ impl LockKeys {
 
     pub(crate) fn stream(&self, stream: &StreamId) -> i64 {
         self.key(Kind::Stream, &[stream.as_str()])
+    }
+
+    pub(crate) fn subscriber(&self, name: &str) -> i64 {
+        self.key(Kind::Subscriber, &[name])
     }
 
     pub(crate) fn barrier(&self) -> i64 {

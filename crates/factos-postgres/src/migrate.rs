@@ -8,7 +8,7 @@ use crate::error::{Phase, db_error};
 use crate::sql::MIGRATIONS;
 
 /// The schema version this crate's code needs.
-pub const SCHEMA_VERSION: i32 = 4;
+pub const SCHEMA_VERSION: i32 = 5;
 
 /// What [`PostgresStore::migrate`] did.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -27,6 +27,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "unique event ids",
         include_str!("../sql/migrations/0004_event_ids.sql"),
     ),
+    (
+        5,
+        "subscriptions and outbox",
+        include_str!("../sql/migrations/0005_subscriptions_outbox.sql"),
+    ),
 ];
 
 const MATCHING_POSITIONS: &str = include_str!("../sql/statements/matching_positions.sql");
@@ -36,6 +41,11 @@ const READ_STREAM: &str = include_str!("../sql/statements/read_stream.sql");
 const READ_STREAM_AFTER: &str = include_str!("../sql/statements/read_stream_after.sql");
 const READ_BY_IDS: &str = include_str!("../sql/statements/read_by_ids.sql");
 const APPEND: &str = include_str!("../sql/statements/append.sql");
+const CHECKPOINT_ADVANCE: &str = include_str!("../sql/statements/checkpoint_advance.sql");
+const OUTBOX_RECORD: &str = include_str!("../sql/statements/outbox_record.sql");
+const OUTBOX_LEASE: &str = include_str!("../sql/statements/outbox_lease.sql");
+const SUBSCRIBER_ACTIVE: &str = include_str!("../sql/statements/subscriber_active.sql");
+const OUTBOX_FAIL: &str = include_str!("../sql/statements/outbox_fail.sql");
 
 /// A schema name that is safe to interpolate: lowercase ASCII letters, digits
 /// and `_`, not starting with a digit, at most 63 bytes (PostgreSQL's limit).
@@ -122,6 +132,28 @@ pub(crate) struct Statements {
     pub(crate) append_if_all: String,
     /// Append with a condition on a query (`$13` types, `$14` tags) after `$9`.
     pub(crate) append_if_query: String,
+    /// Creates a subscriber's checkpoint at 0 if it has none.
+    pub(crate) checkpoint_create: String,
+    /// A subscriber's checkpoint.
+    pub(crate) checkpoint_read: String,
+    /// Compare-and-set of a subscriber's checkpoint.
+    pub(crate) checkpoint_advance: String,
+    /// Effects recorded in a dispatch's transaction.
+    pub(crate) outbox_record: String,
+    pub(crate) outbox_lease: String,
+    pub(crate) outbox_ack: String,
+    pub(crate) outbox_fail: String,
+    pub(crate) outbox_requeue: String,
+    /// The channel commits are announced on (`factos_` and the schema, cut
+    /// to PostgreSQL's 63-byte identifier limit; a clash only wakes a
+    /// subscriber for nothing).
+    pub(crate) notify_channel: String,
+    /// Announces commits on the channel.
+    pub(crate) notify: String,
+    /// Every subscriber's name and checkpoint.
+    pub(crate) subscribers: String,
+    /// Whether a session holds a subscriber's advisory lock (`$1`).
+    pub(crate) subscriber_active: String,
 }
 
 /// The statement without its comment lines, so placeholders mentioned in
@@ -160,6 +192,17 @@ pub fn statement_texts(schema: &SchemaName) -> Vec<(&'static str, String)> {
         ("read_stream", s.read_stream),
         ("append_if_all", s.append_if_all),
         ("append_if_query", s.append_if_query),
+        ("checkpoint_create", s.checkpoint_create),
+        ("checkpoint_read", s.checkpoint_read),
+        ("checkpoint_advance", s.checkpoint_advance),
+        ("outbox_record", s.outbox_record),
+        ("outbox_lease", s.outbox_lease),
+        ("outbox_ack", s.outbox_ack),
+        ("outbox_fail", s.outbox_fail),
+        ("outbox_requeue", s.outbox_requeue),
+        ("notify", s.notify),
+        ("subscribers", s.subscribers),
+        ("subscriber_active", s.subscriber_active),
     ]
 }
 
@@ -184,6 +227,9 @@ impl Statements {
                 .replace("{conflict}", conflict)
                 .replace("{schema}", &s)
         };
+        let mut notify_channel = format!("factos_{}", schema.as_str());
+        // Schema names are ASCII, so any byte is a character boundary.
+        notify_channel.truncate(63);
         let conflict_all = format!("EXISTS (SELECT 1 FROM {s}.factos_events WHERE position > $9)");
         let conflict_query = format!("EXISTS ({})", matching(&s, "$13", "$14", "> $9"));
         Self {
@@ -200,6 +246,27 @@ impl Statements {
             read_stream: code(READ_STREAM).replace("{schema}", &s),
             append_if_all: append(&conflict_all),
             append_if_query: append(&conflict_query),
+            checkpoint_create: format!(
+                "INSERT INTO {s}.factos_subscriptions (name) VALUES ($1) ON CONFLICT (name) DO NOTHING"
+            ),
+            checkpoint_read: format!(
+                "SELECT position FROM {s}.factos_subscriptions WHERE name = $1"
+            ),
+            checkpoint_advance: code(CHECKPOINT_ADVANCE).replace("{schema}", &s),
+            outbox_record: code(OUTBOX_RECORD).replace("{schema}", &s),
+            outbox_lease: code(OUTBOX_LEASE).replace("{schema}", &s),
+            outbox_ack: format!("DELETE FROM {s}.factos_outbox WHERE id = $1 AND lease_token = $2"),
+            outbox_fail: code(OUTBOX_FAIL).replace("{schema}", &s),
+            outbox_requeue: format!(
+                "UPDATE {s}.factos_outbox SET parked_at = NULL, attempts = 0, lease_token = NULL, \
+                 available_at = now() WHERE id = $1 AND parked_at IS NOT NULL"
+            ),
+            notify: format!("SELECT pg_notify('{notify_channel}', '')"),
+            notify_channel,
+            subscribers: format!(
+                "SELECT name, position FROM {s}.factos_subscriptions ORDER BY name"
+            ),
+            subscriber_active: code(SUBSCRIBER_ACTIVE),
         }
     }
 }

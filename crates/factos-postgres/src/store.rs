@@ -75,7 +75,16 @@ pub struct StoreOptions {
     /// Longest any one statement may run before it fails with
     /// [`StoreErrorKind::Timeout`]; `None`: the server's setting.
     pub statement_timeout: Option<std::time::Duration>,
+    /// After commits, wake subscribers in other processes with one `NOTIFY`
+    /// at most this often (coalesced, sent outside the append transactions,
+    /// so appends never queue on PostgreSQL's notification lock); `None`:
+    /// never (subscribers then poll). Subscribers in this process are woken
+    /// directly either way.
+    pub notify_interval: Option<std::time::Duration>,
 }
+
+/// Default of [`StoreOptions::notify_interval`].
+pub const DEFAULT_NOTIFY_INTERVAL: std::time::Duration = std::time::Duration::from_millis(5);
 
 impl Default for StoreOptions {
     fn default() -> Self {
@@ -86,6 +95,7 @@ impl Default for StoreOptions {
             max_decision_attempts: DEFAULT_MAX_DECISION_ATTEMPTS,
             lock_timeout: None,
             statement_timeout: None,
+            notify_interval: Some(DEFAULT_NOTIFY_INTERVAL),
         }
     }
 }
@@ -126,6 +136,13 @@ impl StoreOptions {
         self
     }
 
+    /// Sets [`StoreOptions::notify_interval`] (`None`: no `NOTIFY`).
+    #[must_use]
+    pub fn notify_interval(mut self, interval: Option<std::time::Duration>) -> Self {
+        self.notify_interval = interval;
+        self
+    }
+
     /// Sets the locking strategy.
     #[must_use]
     pub fn locking(mut self, locking: LockingStrategy) -> Self {
@@ -153,6 +170,29 @@ struct Inner {
     keys: LockKeys,
     options: StoreOptions,
     hot: HotQueries,
+    /// Counts commits with events; subscribers in this process wait on it.
+    commits: tokio::sync::watch::Sender<u64>,
+    /// Wakes the task that sends the coalesced `NOTIFY`.
+    notifier: Arc<crate::wakeup::Notifier>,
+    /// Opens a connection that receives notifications, when the store knows
+    /// how to connect (not for a pool given to [`PostgresStore::new`]).
+    listener: Option<crate::wakeup::Connect>,
+}
+
+impl crate::wakeup::Announce for Inner {
+    async fn announce(&self) -> Result<(), StoreError> {
+        let client = self.pool.get().await.map_err(pool_error)?;
+        client
+            .batch_execute(&self.sql.notify)
+            .await
+            .map_err(|e| db_error("cannot announce commits", e, Phase::BeforeCommit))
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.notifier.close();
+    }
 }
 
 /// Queries whose cached fast path failed recently: they take the
@@ -398,7 +438,15 @@ fn contention(attempts: u32) -> StoreError {
 
 impl PostgresStore {
     /// A store on an existing pool.
+    ///
+    /// Subscribers of such a store are woken by commits of this process and
+    /// by polling, not by `NOTIFY` (the store cannot open a listening
+    /// connection of its own).
     pub fn new(pool: Pool, options: StoreOptions) -> Self {
+        Self::build(pool, options, None)
+    }
+
+    fn build(pool: Pool, options: StoreOptions, listener: Option<crate::wakeup::Connect>) -> Self {
         let sql = Statements::new(&options.schema);
         let keys = LockKeys::new(&options.schema);
         let (begin, session_settings) = settings(&options);
@@ -411,6 +459,9 @@ impl PostgresStore {
                 keys,
                 options,
                 hot: HotQueries::default(),
+                commits: tokio::sync::watch::Sender::new(0),
+                notifier: Arc::new(crate::wakeup::Notifier::default()),
+                listener,
             }),
         }
     }
@@ -422,6 +473,7 @@ impl PostgresStore {
         pool_size: usize,
         options: StoreOptions,
     ) -> Result<Self, StoreError> {
+        let listener = crate::wakeup::connector(config.clone(), tokio_postgres::NoTls);
         let manager = Manager::from_config(
             config,
             tokio_postgres::NoTls,
@@ -429,7 +481,7 @@ impl PostgresStore {
                 recycling_method: RecyclingMethod::Fast,
             },
         );
-        Self::with_manager(manager, pool_size, options)
+        Self::with_manager(manager, pool_size, options, listener)
     }
 
     /// A store with its own pool over `manager` (plain or TLS connections).
@@ -437,6 +489,7 @@ impl PostgresStore {
         manager: Manager,
         pool_size: usize,
         options: StoreOptions,
+        listener: crate::wakeup::Connect,
     ) -> Result<Self, StoreError> {
         let pool = Pool::builder(manager)
             .max_size(pool_size.max(1))
@@ -446,7 +499,7 @@ impl PostgresStore {
                 StoreError::new(StoreErrorKind::Other, "cannot build the connection pool")
                     .with_source(e)
             })?;
-        Ok(Self::new(pool, options))
+        Ok(Self::build(pool, options, Some(listener)))
     }
 
     /// A store whose connections use TLS (rustls), trusting the certificate
@@ -487,14 +540,16 @@ impl PostgresStore {
             .map_err(|e| tls_error(format!("cannot configure TLS: {e}")))?
             .with_root_certificates(roots)
             .with_no_client_auth();
+        let connect = tokio_postgres_rustls::MakeRustlsConnect::new(tls);
+        let listener = crate::wakeup::connector(config.clone(), connect.clone());
         let manager = Manager::from_config(
             config,
-            tokio_postgres_rustls::MakeRustlsConnect::new(tls),
+            connect,
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
             },
         );
-        Self::with_manager(manager, pool_size, options)
+        Self::with_manager(manager, pool_size, options, listener)
     }
 
     /// A store with a pool of [`DEFAULT_POOL_SIZE`] connections to `url`
@@ -526,6 +581,36 @@ impl PostgresStore {
     #[doc(hidden)]
     pub fn barrier_key(&self) -> i64 {
         self.inner.keys.barrier()
+    }
+
+    /// Wakes subscribers after a commit with events: those in this process
+    /// at once, those elsewhere by a coalesced `NOTIFY`.
+    fn committed(&self) {
+        self.inner.commits.send_modify(|n| *n = n.wrapping_add(1));
+        if let Some(interval) = self.inner.options.notify_interval {
+            self.inner
+                .notifier
+                .wake(&self.inner.notifier, Arc::downgrade(&self.inner), interval);
+        }
+    }
+
+    /// Commits of this process, for subscribers to wait on.
+    pub(crate) fn commits(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.inner.commits.subscribe()
+    }
+
+    /// Opens a connection listening on the store's channel, if the store can connect.
+    pub(crate) async fn listen(&self) -> Option<Result<crate::wakeup::Listening, StoreError>> {
+        let connect = self.inner.listener.as_ref()?;
+        Some(crate::wakeup::listen(connect, &self.inner.sql.notify_channel).await)
+    }
+
+    pub(crate) fn keys(&self) -> &LockKeys {
+        &self.inner.keys
+    }
+
+    pub(crate) fn statements(&self) -> &Statements {
+        &self.inner.sql
     }
 
     pub(crate) async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
@@ -880,7 +965,12 @@ impl PostgresStore {
         };
         let ids: Vec<uuid::Uuid> = events.iter().map(|e| e.id).collect();
         match committed_from_rows(&rows, stream, events, condition, expected)? {
-            Some(committed) => Ok(committed),
+            Some(committed) => {
+                if !committed.events.is_empty() {
+                    self.committed();
+                }
+                Ok(committed)
+            }
             None => Ok(self.replayed(client, &ids).await?),
         }
     }
@@ -1075,7 +1165,7 @@ impl PostgresStore {
 
     async fn prepare_settled(
         &self,
-        client: &deadpool_postgres::Object,
+        client: &deadpool_postgres::ClientWrapper,
     ) -> Result<tokio_postgres::Statement, StoreError> {
         client
             .prepare_cached(&self.sql().settled_position)
@@ -1092,9 +1182,9 @@ impl PostgresStore {
     /// Reads `query` forwards after `after` at a settled position: the
     /// barrier and the read go out together (one round trip); rows above the
     /// settled mark are dropped. Returns (mark, events, head).
-    async fn settled_forward_read(
+    pub(crate) async fn settled_forward_read(
         &self,
-        client: &deadpool_postgres::Object,
+        client: &deadpool_postgres::ClientWrapper,
         query: &Query,
         after: i64,
         limit: Option<i64>,

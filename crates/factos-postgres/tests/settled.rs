@@ -12,59 +12,18 @@ use std::time::Duration;
 use factos::{
     AppendCondition, EventStore, EventType, NewEvent, Query, QueryItem, ReadOptions, StreamId, Tags,
 };
-use factos_postgres::{LockingStrategy, PostgresStore, StoreOptions};
+use factos_postgres::{LockingStrategy, StoreOptions};
 
 fn event(event_type: &str, tag: &str) -> NewEvent {
     NewEvent::new(EventType::new(event_type).unwrap(), b"{}".to_vec())
         .with_tags(Tags::parse([tag]).unwrap())
 }
 
-/// Opens a transaction that inserts a matching event the way factos writers
-/// do (barrier key shared, then insert) and keeps it open. Returns the
-/// client, so the caller decides when it commits, and the event's position.
-async fn in_flight_writer(store: &PostgresStore) -> (deadpool_postgres_client::Client, i64) {
-    let client = store.pool().get().await.unwrap();
-    let schema = store.options().schema.quoted();
-    client.batch_execute("BEGIN").await.unwrap();
-    client
-        .execute(
-            "SELECT pg_advisory_xact_lock_shared($1)",
-            &[&store.barrier_key()],
-        )
-        .await
-        .unwrap();
-    let row = client
-        .query_one(
-            &format!(
-                "INSERT INTO {schema}.factos_events (id, stream, revision, type, version, tags, data)
-                 VALUES (gen_random_uuid(), 'slow', 0, 'Seat', 1, ARRAY['seat:1'], '\\x7b7d') RETURNING position"
-            ),
-            &[],
-        )
-        .await
-        .unwrap();
-    let position: i64 = row.get(0);
-    client
-        .execute(
-            &format!(
-                "INSERT INTO {schema}.factos_event_tags (tag, position) VALUES ('seat:1', $1)"
-            ),
-            &[&position],
-        )
-        .await
-        .unwrap();
-    (client, position)
-}
-
-mod deadpool_postgres_client {
-    pub(crate) type Client = factos_postgres::deadpool_postgres::Object;
-}
-
 async fn reads_wait_for_lower_positions(locking: LockingStrategy) {
     let database = common::database().await;
     let store = common::store_in(&database, StoreOptions::default().locking(locking)).await;
     let seats = Query::item(QueryItem::parse(["Seat"], ["seat:1"]).unwrap());
-    let (slow, slow_position) = in_flight_writer(&store).await;
+    let (slow, slow_position) = common::in_flight_writer(&store, "Seat", "seat:1").await;
     // A later writer commits a higher position while the first is open. It
     // uses scoped locking (a process with another strategy on the same
     // schema): under the table lock alone no two writers overlap.

@@ -25,3 +25,43 @@ pub(crate) async fn store_in(database: &TestDatabase, options: StoreOptions) -> 
     store.migrate().await.unwrap();
     store
 }
+
+/// Opens a transaction that inserts an event of `event_type` with `tag` the
+/// way factos writers do (barrier key shared, then insert) and keeps it open.
+/// Returns the client, so the caller decides when it commits, and the
+/// event's position.
+pub(crate) async fn in_flight_writer(
+    store: &PostgresStore,
+    event_type: &str,
+    tag: &str,
+) -> (factos_postgres::deadpool_postgres::Object, i64) {
+    let client = store.pool().get().await.unwrap();
+    let schema = store.options().schema.quoted();
+    client.batch_execute("BEGIN").await.unwrap();
+    client
+        .execute(
+            "SELECT pg_advisory_xact_lock_shared($1)",
+            &[&store.barrier_key()],
+        )
+        .await
+        .unwrap();
+    let row = client
+        .query_one(
+            &format!(
+                "INSERT INTO {schema}.factos_events (id, stream, revision, type, version, tags, data)
+                 VALUES (gen_random_uuid(), 'slow', 0, $1, 1, ARRAY[$2], '\\x7b7d') RETURNING position"
+            ),
+            &[&event_type, &tag],
+        )
+        .await
+        .unwrap();
+    let position: i64 = row.get(0);
+    client
+        .execute(
+            &format!("INSERT INTO {schema}.factos_event_tags (tag, position) VALUES ($1, $2)"),
+            &[&tag, &position],
+        )
+        .await
+        .unwrap();
+    (client, position)
+}

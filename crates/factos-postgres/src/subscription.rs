@@ -1,0 +1,764 @@
+//! Durable subscriptions: a named subscriber with a query and a checkpoint
+//! stored in PostgreSQL, delivering every committed matching event in
+//! position order, at least once, or exactly once into the same database.
+//!
+//! # Why nothing is skipped
+//!
+//! Positions are allocated at insert and become visible at commit, so a
+//! reader can see position 12 while 11 is still in flight. A subscriber only
+//! reads at a *settled* position (every position at or below it belongs to a
+//! finished transaction; see `DESIGN.md`) and only moves its checkpoint up to
+//! that position, so an event that commits late with a lower position is
+//! always still ahead of the checkpoint.
+//!
+//! # One active instance
+//!
+//! Several processes may run the same subscriber. The active one holds a
+//! session-level advisory lock on its own connection and does everything on
+//! that connection: if it dies, the server drops the connection, the lock is
+//! released, an open batch transaction rolls back, and a standby takes over
+//! at its next attempt ([`SubscriptionOptions::poll_interval`]). The
+//! checkpoint moves by compare-and-set, so even an instance that lost its
+//! lease without noticing cannot move it.
+
+use std::future::Future;
+use std::pin::pin;
+use std::time::Duration;
+
+use factos::{Position, Query, StoreError, StoredEvent};
+use futures_util::FutureExt;
+
+use crate::error::{Phase, db_error, pool_error};
+use crate::store::PostgresStore;
+use crate::wakeup::Listening;
+
+/// Largest [`SubscriptionOptions::batch_size`].
+pub const MAX_BATCH_SIZE: usize = 10_000;
+/// Longest subscriber name, in bytes.
+pub const MAX_NAME_BYTES: usize = 128;
+
+/// How a subscription reads, waits and retries.
+///
+/// ```
+/// use std::time::Duration;
+/// use factos_postgres::SubscriptionOptions;
+/// let options = SubscriptionOptions::default()
+///     .batch_size(100)
+///     .poll_interval(Duration::from_millis(250));
+/// assert_eq!(options.batch_size, 100);
+/// ```
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct SubscriptionOptions {
+    /// Most events handed to the handler at once (1 to [`MAX_BATCH_SIZE`];
+    /// default 500).
+    pub batch_size: usize,
+    /// How often a caught-up subscriber looks for new events when no
+    /// wake-up arrived, and how often a standby instance tries to take over
+    /// (default 1 s).
+    pub poll_interval: Duration,
+    /// How many times one batch is tried before the subscription stops with
+    /// [`SubscriptionError::Handler`] (default 5).
+    pub handler_attempts: u32,
+    /// The pause after a batch's first failure; it doubles with every
+    /// further failure, up to 30 s (default 100 ms).
+    pub retry_delay: Duration,
+}
+
+impl Default for SubscriptionOptions {
+    fn default() -> Self {
+        Self {
+            batch_size: 500,
+            poll_interval: Duration::from_secs(1),
+            handler_attempts: 5,
+            retry_delay: Duration::from_millis(100),
+        }
+    }
+}
+
+impl SubscriptionOptions {
+    /// Sets [`SubscriptionOptions::batch_size`].
+    #[must_use]
+    pub fn batch_size(mut self, size: usize) -> Self {
+        self.batch_size = size;
+        self
+    }
+
+    /// Sets [`SubscriptionOptions::poll_interval`].
+    #[must_use]
+    pub fn poll_interval(mut self, interval: Duration) -> Self {
+        self.poll_interval = interval;
+        self
+    }
+
+    /// Sets [`SubscriptionOptions::handler_attempts`].
+    #[must_use]
+    pub fn handler_attempts(mut self, attempts: u32) -> Self {
+        self.handler_attempts = attempts;
+        self
+    }
+
+    /// Sets [`SubscriptionOptions::retry_delay`].
+    #[must_use]
+    pub fn retry_delay(mut self, delay: Duration) -> Self {
+        self.retry_delay = delay;
+        self
+    }
+
+    fn check(&self) -> Result<(), SubscriptionError> {
+        if !(1..=MAX_BATCH_SIZE).contains(&self.batch_size) {
+            return Err(SubscriptionError::InvalidOptions(format!(
+                "batch size {} is outside 1..={MAX_BATCH_SIZE}",
+                self.batch_size
+            )));
+        }
+        if self.handler_attempts == 0 {
+            return Err(SubscriptionError::InvalidOptions(
+                "handler attempts must be at least 1".to_string(),
+            ));
+        }
+        if self.poll_interval.is_zero() {
+            return Err(SubscriptionError::InvalidOptions(
+                "the poll interval must be longer than zero".to_string(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The pause before attempt `attempt + 1` of a batch.
+    fn delay(&self, attempt: u32) -> Duration {
+        let factor = 1u32 << attempt.saturating_sub(1).min(16);
+        self.retry_delay
+            .saturating_mul(factor)
+            .min(Duration::from_secs(30))
+    }
+}
+
+/// Why a subscription stopped or could not start.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum SubscriptionError {
+    /// The subscriber name is empty, too long or holds control characters.
+    InvalidName(String),
+    /// An option is out of range.
+    InvalidOptions(String),
+    /// Another instance holds the subscriber (from [`Subscription::catch_up`]).
+    Busy,
+    /// The checkpoint moved under this instance: another instance took the
+    /// subscriber over. Nothing of the batch was kept by the exactly-once
+    /// helper.
+    LeaseLost,
+    /// The handler failed on the batch `first..=last` every time it was
+    /// tried; the checkpoint stays before `first`.
+    Handler {
+        /// Position of the batch's first event.
+        first: Position,
+        /// Position of the batch's last event.
+        last: Position,
+        /// How many times the batch was tried.
+        attempts: u32,
+        /// The handler's last error.
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// The store failed (errors that are safe to retry are retried by
+    /// [`Subscription::run`] itself).
+    Store(StoreError),
+}
+
+impl std::fmt::Display for SubscriptionError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::InvalidName(reason) => write!(f, "invalid subscriber name: {reason}"),
+            Self::InvalidOptions(reason) => write!(f, "invalid subscription options: {reason}"),
+            Self::Busy => f.write_str("another instance is running this subscriber"),
+            Self::LeaseLost => f.write_str(
+                "the checkpoint moved under this instance: another instance took the subscriber over",
+            ),
+            Self::Handler {
+                first,
+                last,
+                attempts,
+                source,
+            } => write!(
+                f,
+                "the handler failed on events {first}..={last} {attempts} times: {source}"
+            ),
+            Self::Store(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+impl std::error::Error for SubscriptionError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Self::Handler { source, .. } => Some(source.as_ref()),
+            Self::Store(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+impl From<StoreError> for SubscriptionError {
+    fn from(e: StoreError) -> Self {
+        Self::Store(e)
+    }
+}
+
+/// Handles batches of events, at least once: a batch whose checkpoint did
+/// not commit (a crash, a lost connection) is handed over again, so the
+/// handler should be idempotent. For writes to the same database, use a
+/// [`ProjectionHandler`] instead: exactly once.
+pub trait EventHandler: Send {
+    /// The handler's error.
+    type Error: std::error::Error + Send + Sync + 'static;
+    /// Handles events in position order. An error retries the batch.
+    fn handle(
+        &mut self,
+        events: &[StoredEvent],
+    ) -> impl Future<Output = Result<(), Self::Error>> + Send;
+}
+
+/// Applies batches of events to tables of the same database, exactly once:
+/// the handler's writes and the checkpoint commit in one transaction.
+///
+/// ```
+/// use factos::StoredEvent;
+/// use factos_postgres::ProjectionHandler;
+/// use factos_postgres::tokio_postgres::{Error, Transaction};
+///
+/// /// Counts events per type in a table `event_counts (type text primary key, n bigint)`.
+/// struct CountByType;
+///
+/// impl ProjectionHandler for CountByType {
+///     type Error = Error;
+///     async fn apply(&mut self, tx: &Transaction<'_>, events: &[StoredEvent]) -> Result<(), Error> {
+///         for event in events {
+///             tx.execute(
+///                 "INSERT INTO event_counts VALUES ($1, 1)
+///                  ON CONFLICT (type) DO UPDATE SET n = event_counts.n + 1",
+///                 &[&event.event_type.as_str()],
+///             ).await?;
+///         }
+///         Ok(())
+///     }
+/// }
+/// ```
+pub trait ProjectionHandler: Send {
+    /// The handler's error.
+    type Error: std::error::Error + Send + Sync + 'static;
+    /// Applies events in position order inside `transaction`. An error rolls
+    /// the transaction back and retries the batch.
+    fn apply(
+        &mut self,
+        transaction: &tokio_postgres::Transaction<'_>,
+        events: &[StoredEvent],
+    ) -> impl Future<Output = Result<(), Self::Error>> + Send;
+}
+
+/// A subscriber's state as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SubscriberStatus {
+    /// The subscriber's name.
+    pub name: String,
+    /// Every matching event at or below it has been handled.
+    pub checkpoint: u64,
+    /// Whether an instance holds the subscriber now.
+    pub active: bool,
+}
+
+/// A named, durable subscriber: a query and a checkpoint in PostgreSQL.
+///
+/// ```no_run
+/// use factos::{Query, StoredEvent};
+/// use factos_postgres::{EventHandler, PostgresStore, StoreOptions, Subscription};
+///
+/// struct Print;
+/// impl EventHandler for Print {
+///     type Error = std::convert::Infallible;
+///     async fn handle(&mut self, events: &[StoredEvent]) -> Result<(), Self::Error> {
+///         for e in events { println!("{} {}", e.position, e.event_type); }
+///         Ok(())
+///     }
+/// }
+///
+/// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+/// let store = PostgresStore::connect("postgresql://app@localhost/app", StoreOptions::default())?;
+/// let subscription = Subscription::new(&store, "printer", Query::all())?;
+/// // Runs until ctrl-c: catches up, then follows live.
+/// subscription.run(&mut Print, async { tokio::signal::ctrl_c().await.ok(); }).await?;
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+pub struct Subscription {
+    store: PostgresStore,
+    name: String,
+    query: Query,
+    options: SubscriptionOptions,
+    lock_key: i64,
+}
+
+/// The active instance's connection (holding the subscriber's lock) and
+/// the checkpoint as it knows it.
+struct Lease {
+    client: deadpool_postgres::ClientWrapper,
+    checkpoint: i64,
+}
+
+/// What one step did.
+struct Step {
+    handled: usize,
+    /// The batch was full: more events may be waiting.
+    full: bool,
+}
+
+impl Subscription {
+    /// A subscriber `name` (1 to 128 bytes, no control characters) of the
+    /// events matching `query`, with default options.
+    pub fn new(store: &PostgresStore, name: &str, query: Query) -> Result<Self, SubscriptionError> {
+        if name.is_empty() || name.len() > MAX_NAME_BYTES {
+            return Err(SubscriptionError::InvalidName(format!(
+                "{name:?} must be 1 to {MAX_NAME_BYTES} bytes"
+            )));
+        }
+        if name.chars().any(char::is_control) {
+            return Err(SubscriptionError::InvalidName(format!(
+                "{name:?} holds a control character"
+            )));
+        }
+        Ok(Self {
+            store: store.clone(),
+            name: name.to_string(),
+            query,
+            options: SubscriptionOptions::default(),
+            lock_key: store.keys().subscriber(name),
+        })
+    }
+
+    /// Sets the options (checked: an out-of-range option is an error).
+    pub fn with_options(mut self, options: SubscriptionOptions) -> Result<Self, SubscriptionError> {
+        options.check()?;
+        self.options = options;
+        Ok(self)
+    }
+
+    /// The subscriber's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The stored checkpoint: every matching event at or below it has been
+    /// handled (0 before the first batch).
+    pub async fn checkpoint(&self) -> Result<u64, SubscriptionError> {
+        let client = self.store.client().await?;
+        let row = client
+            .query_opt(&self.store.statements().checkpoint_read, &[&self.name])
+            .await
+            .map_err(|e| db_error("cannot read the checkpoint", e, Phase::BeforeCommit))?;
+        let position: i64 = match row {
+            Some(row) => row
+                .try_get(0)
+                .map_err(|e| crate::error::corrupt("unexpected checkpoint").with_source(e))?,
+            None => 0,
+        };
+        Ok(u64::try_from(position).unwrap_or(0))
+    }
+
+    /// Runs `handler` (at least once per event) until `stop` completes:
+    /// catches up from the checkpoint, then follows live. Waits while another
+    /// instance holds the subscriber and takes over when it goes away.
+    /// Errors that are safe to retry (a lost connection, a restarting server)
+    /// are retried; it returns on `stop` (after the batch in hand), or with
+    /// an error that retrying cannot fix.
+    pub async fn run<H: EventHandler>(
+        &self,
+        handler: &mut H,
+        stop: impl Future<Output = ()>,
+    ) -> Result<(), SubscriptionError> {
+        self.run_with(&mut AtLeastOnce(handler), stop).await
+    }
+
+    /// Like [`Subscription::run`], exactly once: each batch's writes (made by
+    /// `handler` in the transaction it is given) and the checkpoint commit
+    /// together, so a batch is either applied with its checkpoint or not at all.
+    pub async fn run_projection<P: ProjectionHandler>(
+        &self,
+        handler: &mut P,
+        stop: impl Future<Output = ()>,
+    ) -> Result<(), SubscriptionError> {
+        self.run_with(&mut ExactlyOnce(handler), stop).await
+    }
+
+    /// Handles (at least once) every matching event settled now, then
+    /// returns how many it handled; [`SubscriptionError::Busy`] if another
+    /// instance holds the subscriber.
+    pub async fn catch_up<H: EventHandler>(
+        &self,
+        handler: &mut H,
+    ) -> Result<usize, SubscriptionError> {
+        self.catch_up_with(&mut AtLeastOnce(handler)).await
+    }
+
+    /// [`Subscription::catch_up`], exactly once (see [`Subscription::run_projection`]).
+    pub async fn catch_up_projection<P: ProjectionHandler>(
+        &self,
+        handler: &mut P,
+    ) -> Result<usize, SubscriptionError> {
+        self.catch_up_with(&mut ExactlyOnce(handler)).await
+    }
+
+    async fn catch_up_with<A: Apply>(&self, apply: &mut A) -> Result<usize, SubscriptionError> {
+        self.options.check()?;
+        let mut lease = self.try_lease().await?.ok_or(SubscriptionError::Busy)?;
+        let mut handled = 0;
+        loop {
+            let step = self.step(&mut lease, apply).await?;
+            handled += step.handled;
+            if !step.full {
+                self.release(lease).await;
+                return Ok(handled);
+            }
+        }
+    }
+
+    async fn run_with<A: Apply>(
+        &self,
+        apply: &mut A,
+        stop: impl Future<Output = ()>,
+    ) -> Result<(), SubscriptionError> {
+        self.options.check()?;
+        let mut stop = pin!(stop.fuse());
+        let mut commits = self.store.commits();
+        let mut listening: Option<Listening> = None;
+        loop {
+            let lease = tokio::select! {
+                () = &mut stop => return Ok(()),
+                lease = self.lease(&mut listening) => lease,
+            };
+            let outcome = match lease {
+                Ok(mut lease) => {
+                    let outcome = self
+                        .follow(&mut lease, apply, &mut commits, &mut listening, &mut stop)
+                        .await;
+                    if outcome.is_ok() {
+                        self.release(lease).await;
+                    }
+                    outcome
+                }
+                Err(e) => Err(e),
+            };
+            match outcome {
+                Ok(()) => return Ok(()),
+                Err(SubscriptionError::Store(e)) if e.is_retry_safe() => {
+                    // The lease's connection is dropped (closed): the lock is
+                    // released and any open batch rolled back; start over.
+                    tracing::warn!(subscriber = %self.name, error = %e, "subscription interrupted; retrying");
+                    tokio::select! {
+                        () = &mut stop => return Ok(()),
+                        () = tokio::time::sleep(self.options.poll_interval) => {}
+                    }
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Waits until this instance holds the subscriber.
+    async fn lease(&self, listening: &mut Option<Listening>) -> Result<Lease, SubscriptionError> {
+        loop {
+            if let Some(lease) = self.try_lease().await? {
+                tracing::info!(subscriber = %self.name, checkpoint = lease.checkpoint, "subscription active");
+                return Ok(lease);
+            }
+            // A standby: try again after the poll interval. Commits do not
+            // say the holder went away, so there is nothing better to wait on.
+            drop(listening.take());
+            tokio::time::sleep(self.options.poll_interval).await;
+        }
+    }
+
+    /// Takes the subscriber if no other instance holds it: a connection of
+    /// its own (taken out of the pool, so closing it releases the lock),
+    /// the session lock, and the checkpoint.
+    async fn try_lease(&self) -> Result<Option<Lease>, SubscriptionError> {
+        let object = self.store.pool().get().await.map_err(pool_error)?;
+        let client = deadpool_postgres::Object::take(object);
+        let locked: bool = client
+            .query_one("SELECT pg_try_advisory_lock($1)", &[&self.lock_key])
+            .await
+            .map_err(|e| db_error("cannot take the subscriber's lock", e, Phase::BeforeCommit))?
+            .try_get(0)
+            .map_err(|e| crate::error::corrupt("unexpected lock result").with_source(e))?;
+        if !locked {
+            return Ok(None);
+        }
+        let sql = self.store.statements();
+        client
+            .execute(&sql.checkpoint_create, &[&self.name])
+            .await
+            .map_err(|e| db_error("cannot create the checkpoint", e, Phase::BeforeCommit))?;
+        let checkpoint: i64 = client
+            .query_one(&sql.checkpoint_read, &[&self.name])
+            .await
+            .map_err(|e| db_error("cannot read the checkpoint", e, Phase::BeforeCommit))?
+            .try_get(0)
+            .map_err(|e| crate::error::corrupt("unexpected checkpoint").with_source(e))?;
+        Ok(Some(Lease { client, checkpoint }))
+    }
+
+    /// Gives the subscriber up at once (dropping the connection would too,
+    /// but only once the server notices), so a standby or a status query
+    /// sees it free when `run` returns.
+    async fn release(&self, lease: Lease) {
+        if let Err(e) = lease
+            .client
+            .execute("SELECT pg_advisory_unlock($1)", &[&self.lock_key])
+            .await
+        {
+            tracing::debug!(subscriber = %self.name, error = %e, "cannot release the subscriber; closing its connection");
+        }
+    }
+
+    /// Handles batches while there are events, then waits for a wake-up
+    /// (a commit in this process, a notification, or the poll interval).
+    async fn follow<A: Apply>(
+        &self,
+        lease: &mut Lease,
+        apply: &mut A,
+        commits: &mut tokio::sync::watch::Receiver<u64>,
+        listening: &mut Option<Listening>,
+        stop: &mut std::pin::Pin<&mut futures_util::future::Fuse<impl Future<Output = ()>>>,
+    ) -> Result<(), SubscriptionError> {
+        loop {
+            // Mark the commits seen so far before reading, so a commit
+            // during the read wakes the next wait at once.
+            commits.borrow_and_update();
+            let done = self.step(lease, apply).await?;
+            if (&mut *stop).now_or_never().is_some() {
+                return Ok(());
+            }
+            if done.full {
+                continue;
+            }
+            if listening.is_none()
+                && let Some(opened) = self.store.listen().await
+            {
+                match opened {
+                    Ok(l) => *listening = Some(l),
+                    Err(e) => {
+                        tracing::debug!(error = %e, "no listening connection; polling");
+                    }
+                }
+            }
+            let notified = async {
+                match listening.as_mut() {
+                    Some(l) => {
+                        if l.notifications.recv().await.is_none() {
+                            // The listening connection closed: reopen it next time.
+                            *listening = None;
+                        }
+                    }
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                () = &mut *stop => return Ok(()),
+                _ = commits.changed() => {}
+                () = notified => {}
+                () = tokio::time::sleep(self.options.poll_interval) => {}
+            }
+        }
+    }
+
+    /// Reads one batch after the checkpoint at a settled position, hands it
+    /// to the handler, and moves the checkpoint.
+    async fn step<A: Apply>(
+        &self,
+        lease: &mut Lease,
+        apply: &mut A,
+    ) -> Result<Step, SubscriptionError> {
+        let batch = self.options.batch_size;
+        let limit = i64::try_from(batch).unwrap_or(i64::MAX);
+        let (mark, events, _) = self
+            .store
+            .settled_forward_read(&lease.client, &self.query, lease.checkpoint, Some(limit))
+            .await?;
+        let full = events.len() == batch;
+        // Everything matching at or below the settled mark was read, unless
+        // the batch was full: then only up to its last event.
+        let next = match events.last() {
+            Some(last) if full => i64::try_from(last.position.get()).unwrap_or(i64::MAX),
+            _ => mark.max(lease.checkpoint),
+        };
+        if events.is_empty() {
+            if next != lease.checkpoint {
+                self.advance(&lease.client, lease.checkpoint, next).await?;
+                lease.checkpoint = next;
+            }
+            return Ok(Step { handled: 0, full });
+        }
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match apply.apply(self, lease, next, &events).await {
+                Ok(()) => break,
+                Err(Failure::Handler(source)) if attempt >= self.options.handler_attempts => {
+                    return Err(SubscriptionError::Handler {
+                        first: events[0].position,
+                        last: events[events.len() - 1].position,
+                        attempts: attempt,
+                        source,
+                    });
+                }
+                Err(Failure::Handler(e)) => {
+                    tracing::warn!(subscriber = %self.name, attempt, error = %e, "handler failed; retrying the batch");
+                    tokio::time::sleep(self.options.delay(attempt)).await;
+                }
+                Err(Failure::Subscription(e)) => return Err(e),
+            }
+        }
+        lease.checkpoint = next;
+        Ok(Step {
+            handled: events.len(),
+            full,
+        })
+    }
+
+    /// Moves the checkpoint from `from` to `to` (outside a transaction).
+    async fn advance(
+        &self,
+        client: &tokio_postgres::Client,
+        from: i64,
+        to: i64,
+    ) -> Result<(), SubscriptionError> {
+        let moved = client
+            .query_opt(
+                &self.store.statements().checkpoint_advance,
+                &[&self.name, &from, &to],
+            )
+            .await
+            .map_err(|e| db_error("cannot move the checkpoint", e, Phase::Commit))?;
+        moved.map(|_| ()).ok_or(SubscriptionError::LeaseLost)
+    }
+}
+
+/// Why handing a batch over did not work.
+enum Failure {
+    /// The handler failed: retry the batch.
+    Handler(Box<dyn std::error::Error + Send + Sync>),
+    Subscription(SubscriptionError),
+}
+
+impl From<SubscriptionError> for Failure {
+    fn from(e: SubscriptionError) -> Self {
+        Self::Subscription(e)
+    }
+}
+
+/// How a batch and its checkpoint are committed.
+trait Apply: Send {
+    fn apply(
+        &mut self,
+        subscription: &Subscription,
+        lease: &mut Lease,
+        next: i64,
+        events: &[StoredEvent],
+    ) -> impl Future<Output = Result<(), Failure>> + Send;
+}
+
+struct AtLeastOnce<'a, H>(&'a mut H);
+
+impl<H: EventHandler> Apply for AtLeastOnce<'_, H> {
+    async fn apply(
+        &mut self,
+        subscription: &Subscription,
+        lease: &mut Lease,
+        next: i64,
+        events: &[StoredEvent],
+    ) -> Result<(), Failure> {
+        self.0
+            .handle(events)
+            .await
+            .map_err(|e| Failure::Handler(Box::new(e)))?;
+        subscription
+            .advance(&lease.client, lease.checkpoint, next)
+            .await?;
+        Ok(())
+    }
+}
+
+struct ExactlyOnce<'a, P>(&'a mut P);
+
+impl<P: ProjectionHandler> Apply for ExactlyOnce<'_, P> {
+    async fn apply(
+        &mut self,
+        subscription: &Subscription,
+        lease: &mut Lease,
+        next: i64,
+        events: &[StoredEvent],
+    ) -> Result<(), Failure> {
+        let from = lease.checkpoint;
+        let transaction = lease
+            .client
+            .transaction()
+            .await
+            .map_err(|e| db_error("cannot begin the batch", e, Phase::BeforeCommit))
+            .map_err(SubscriptionError::from)?;
+        if let Err(e) = self.0.apply(&transaction, events).await {
+            // A failed rollback means a broken connection: the server rolls
+            // back anyway, and the next statement reports the connection.
+            let _ = transaction.rollback().await;
+            return Err(Failure::Handler(Box::new(e)));
+        }
+        let moved = transaction
+            .query_opt(
+                &subscription.store.statements().checkpoint_advance,
+                &[&subscription.name, &from, &next],
+            )
+            .await
+            .map_err(|e| db_error("cannot move the checkpoint", e, Phase::BeforeCommit))
+            .map_err(SubscriptionError::from)?;
+        if moved.is_none() {
+            let _ = transaction.rollback().await;
+            return Err(SubscriptionError::LeaseLost.into());
+        }
+        // If the connection breaks during COMMIT the outcome is unknown; the
+        // next lease reads the checkpoint again, which says.
+        transaction
+            .commit()
+            .await
+            .map_err(|e| db_error("cannot commit the batch", e, Phase::Commit))
+            .map_err(SubscriptionError::from)?;
+        Ok(())
+    }
+}
+
+impl PostgresStore {
+    /// Every subscriber with a stored checkpoint, by name, and whether an
+    /// instance holds it now.
+    pub async fn subscribers(&self) -> Result<Vec<SubscriberStatus>, StoreError> {
+        let client = self.client().await?;
+        let rows = client
+            .query(&self.statements().subscribers, &[])
+            .await
+            .map_err(|e| db_error("cannot list subscribers", e, Phase::BeforeCommit))?;
+        let mut subscribers = Vec::with_capacity(rows.len());
+        for row in rows {
+            let unexpected = |e| crate::error::corrupt("unexpected subscriber row").with_source(e);
+            let name: String = row.try_get(0).map_err(unexpected)?;
+            let checkpoint: i64 = row.try_get(1).map_err(unexpected)?;
+            let key = self.keys().subscriber(&name);
+            let active: bool = client
+                .query_one(&self.statements().subscriber_active, &[&key])
+                .await
+                .map_err(|e| db_error("cannot read the subscriber's lock", e, Phase::BeforeCommit))?
+                .try_get(0)
+                .map_err(unexpected)?;
+            subscribers.push(SubscriberStatus {
+                name,
+                checkpoint: u64::try_from(checkpoint).unwrap_or(0),
+                active,
+            });
+        }
+        Ok(subscribers)
+    }
+}

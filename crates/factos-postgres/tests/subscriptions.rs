@@ -1,0 +1,471 @@
+//! Durable subscriptions on a real server: late commits are not skipped,
+//! concurrent writers' events arrive in position order, a subscriber killed
+//! mid-batch loses nothing and (exactly-once helper) applies nothing twice,
+//! and a standby takes over when the active instance dies.
+
+#![allow(clippy::unwrap_used, clippy::panic)]
+
+mod common;
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use factos::{
+    AppendCondition, EventStore, EventType, NewEvent, Query, ReadOptions, StoredEvent, StreamId,
+    Tag, Tags,
+};
+use factos_postgres::tokio_postgres::Transaction;
+use factos_postgres::{
+    EventHandler, PostgresStore, ProjectionHandler, StoreOptions, Subscription, SubscriptionError,
+    SubscriptionOptions,
+};
+use tokio::sync::oneshot;
+
+fn event(event_type: &str, tag: &str) -> NewEvent {
+    NewEvent::new(EventType::new(event_type).unwrap(), b"{}".to_vec())
+        .with_tags(Tags::parse([tag]).unwrap())
+}
+
+async fn append(store: &PostgresStore, stream: &str, events: Vec<NewEvent>) {
+    store
+        .append(
+            &StreamId::new(stream).unwrap(),
+            events,
+            AppendCondition::None,
+        )
+        .await
+        .unwrap();
+}
+
+/// Collects the positions it is handed.
+#[derive(Clone, Default)]
+struct Collect(Arc<Mutex<Vec<u64>>>);
+
+impl Collect {
+    fn positions(&self) -> Vec<u64> {
+        self.0.lock().unwrap().clone()
+    }
+
+    /// Waits until `n` positions arrived (or fails after `limit`).
+    async fn wait_for(&self, n: usize, limit: Duration) -> Vec<u64> {
+        let start = Instant::now();
+        loop {
+            let seen = self.positions();
+            if seen.len() >= n {
+                return seen;
+            }
+            assert!(
+                start.elapsed() < limit,
+                "only {} of {n} events arrived within {limit:?}",
+                seen.len()
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+}
+
+impl EventHandler for Collect {
+    type Error = std::convert::Infallible;
+    async fn handle(&mut self, events: &[StoredEvent]) -> Result<(), Self::Error> {
+        self.0
+            .lock()
+            .unwrap()
+            .extend(events.iter().map(|e| e.position.get()));
+        Ok(())
+    }
+}
+
+/// Runs `subscription` with `handler` in a task; dropping the sender stops it.
+fn spawn_run<H: EventHandler + 'static>(
+    subscription: Subscription,
+    mut handler: H,
+) -> (
+    oneshot::Sender<()>,
+    tokio::task::JoinHandle<Result<(), SubscriptionError>>,
+) {
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        subscription
+            .run(&mut handler, async {
+                let _ = stopped.await;
+            })
+            .await
+    });
+    (stop, task)
+}
+
+fn options(poll: Duration, batch: usize) -> SubscriptionOptions {
+    SubscriptionOptions::default()
+        .poll_interval(poll)
+        .batch_size(batch)
+        .retry_delay(Duration::from_millis(1))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_that_commits_late_with_a_lower_position_is_not_skipped() {
+    let database = common::database().await;
+    let store = common::store_in(&database, StoreOptions::default()).await;
+    let seats = Query::types([EventType::new("Seat").unwrap()]);
+    // Polling is slow: the subscriber reads when this process commits.
+    let subscription = Subscription::new(&store, "late", seats)
+        .unwrap()
+        .with_options(options(Duration::from_secs(30), 100))
+        .unwrap();
+    let collect = Collect::default();
+    let (stop, task) = spawn_run(subscription, collect.clone());
+
+    append(&store, "a", vec![event("Seat", "seat:1")]).await;
+    assert_eq!(collect.wait_for(1, Duration::from_secs(10)).await, vec![1]);
+
+    // Position 2 is allocated and held open; position 3 commits after it.
+    let (slow, slow_position) = common::in_flight_writer(&store, "Seat", "seat:2").await;
+    assert_eq!(slow_position, 2);
+    append(&store, "b", vec![event("Seat", "seat:3")]).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        collect.positions(),
+        vec![1],
+        "3 was delivered (and checkpointed) while 2 was still in flight"
+    );
+    slow.batch_execute("COMMIT").await.unwrap();
+    assert_eq!(
+        collect.wait_for(3, Duration::from_secs(10)).await,
+        vec![1, 2, 3]
+    );
+    drop(stop);
+    task.await.unwrap().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_thousand_events_from_concurrent_writers_arrive_in_order_with_none_skipped() {
+    const WRITERS: usize = 8;
+    const APPENDS: usize = 250;
+    const PER_APPEND: usize = 5;
+    let database = common::database().await;
+    let store = common::store_in(&database, StoreOptions::default()).await;
+    let everything = Subscription::new(&store, "all", Query::all())
+        .unwrap()
+        .with_options(options(Duration::from_millis(200), 333))
+        .unwrap();
+    let writer_3 = Subscription::new(
+        &store,
+        "writer 3",
+        Query::tags([Tag::new("writer:3").unwrap()]),
+    )
+    .unwrap()
+    .with_options(options(Duration::from_millis(200), 100))
+    .unwrap();
+    let all = Collect::default();
+    let third = Collect::default();
+    let (stop_all, task_all) = spawn_run(everything, all.clone());
+    let (stop_third, task_third) = spawn_run(writer_3, third.clone());
+
+    let mut writers = Vec::new();
+    for w in 0..WRITERS {
+        let store = store.clone();
+        writers.push(tokio::spawn(async move {
+            for a in 0..APPENDS {
+                let events = (0..PER_APPEND)
+                    .map(|_| event("Seat", &format!("writer:{w}")))
+                    .collect();
+                append(&store, &format!("w{w}-{a}"), events).await;
+            }
+        }));
+    }
+    for writer in writers {
+        writer.await.unwrap();
+    }
+    let total = WRITERS * APPENDS * PER_APPEND;
+    let delivered = all.wait_for(total, Duration::from_secs(120)).await;
+    let from_third = third
+        .wait_for(APPENDS * PER_APPEND, Duration::from_secs(60))
+        .await;
+
+    let logged: Vec<u64> = store
+        .read(&Query::all(), ReadOptions::default())
+        .await
+        .unwrap()
+        .events
+        .iter()
+        .map(|e| e.position.get())
+        .collect();
+    assert_eq!(logged.len(), total);
+    assert_eq!(delivered, logged, "every event, once, in position order");
+    let logged_third: Vec<u64> = store
+        .read(
+            &Query::tags([Tag::new("writer:3").unwrap()]),
+            ReadOptions::default(),
+        )
+        .await
+        .unwrap()
+        .events
+        .iter()
+        .map(|e| e.position.get())
+        .collect();
+    assert_eq!(from_third, logged_third);
+    drop((stop_all, stop_third));
+    task_all.await.unwrap().unwrap();
+    task_third.await.unwrap().unwrap();
+    let subscription = Subscription::new(&store, "all", Query::all()).unwrap();
+    assert_eq!(
+        subscription.checkpoint().await.unwrap(),
+        *logged.last().unwrap()
+    );
+}
+
+/// Records every applied position in `applied` (no key: a position applied
+/// twice shows as two rows). Blocks forever in batch `stall_at` (counted
+/// from 1), after saying so, until the task is killed.
+struct Record {
+    batches: usize,
+    stall_at: Option<usize>,
+    in_batch: Option<oneshot::Sender<()>>,
+}
+
+impl ProjectionHandler for Record {
+    type Error = factos_postgres::tokio_postgres::Error;
+    async fn apply(
+        &mut self,
+        tx: &Transaction<'_>,
+        events: &[StoredEvent],
+    ) -> Result<(), Self::Error> {
+        self.batches += 1;
+        let positions: Vec<i64> = events
+            .iter()
+            .map(|e| i64::try_from(e.position.get()).unwrap())
+            .collect();
+        tx.execute(
+            "INSERT INTO applied (position) SELECT unnest($1::bigint[])",
+            &[&positions],
+        )
+        .await?;
+        if Some(self.batches) == self.stall_at {
+            if let Some(say) = self.in_batch.take() {
+                let _ = say.send(());
+            }
+            std::future::pending::<()>().await;
+        }
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subscriber_killed_mid_batch_loses_nothing_and_applies_nothing_twice() {
+    let database = common::database().await;
+    let store = common::store_in(&database, StoreOptions::default()).await;
+    let client = store.pool().get().await.unwrap();
+    client
+        .batch_execute("CREATE TABLE applied (position bigint NOT NULL)")
+        .await
+        .unwrap();
+    for i in 0..100 {
+        append(&store, &format!("s{i}"), vec![event("Seat", "seat:1")]).await;
+    }
+    let subscription = Subscription::new(&store, "projection", Query::all())
+        .unwrap()
+        .with_options(options(Duration::from_millis(100), 10))
+        .unwrap();
+
+    // The first instance dies inside its third batch, after writing it.
+    let (said, in_batch) = oneshot::channel();
+    let mut dying = Record {
+        batches: 0,
+        stall_at: Some(3),
+        in_batch: Some(said),
+    };
+    let first = subscription.clone();
+    let task = tokio::spawn(async move {
+        first
+            .run_projection(&mut dying, std::future::pending())
+            .await
+    });
+    in_batch.await.unwrap();
+    task.abort();
+    assert!(task.await.unwrap_err().is_cancelled());
+    assert_eq!(
+        subscription.checkpoint().await.unwrap(),
+        20,
+        "two batches committed"
+    );
+
+    // A new instance takes over once the dead one's connection is gone.
+    let mut healthy = Record {
+        batches: 0,
+        stall_at: None,
+        in_batch: None,
+    };
+    let start = Instant::now();
+    let handled = loop {
+        match subscription.catch_up_projection(&mut healthy).await {
+            Ok(handled) => break handled,
+            Err(SubscriptionError::Busy) if start.elapsed() < Duration::from_secs(10) => {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            Err(e) => panic!("{e}"),
+        }
+    };
+    assert_eq!(handled, 80);
+    assert_eq!(subscription.checkpoint().await.unwrap(), 100);
+    let row = client
+        .query_one(
+            "SELECT count(*), count(DISTINCT position), min(position), max(position) FROM applied",
+            &[],
+        )
+        .await
+        .unwrap();
+    let (rows, distinct, min, max): (i64, i64, i64, i64) =
+        (row.get(0), row.get(1), row.get(2), row.get(3));
+    assert_eq!((rows, distinct, min, max), (100, 100, 1, 100));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_standby_instance_takes_over_when_the_active_one_dies() {
+    let database = common::database().await;
+    // Two processes' worth: two stores (pools) on one schema.
+    let store_a = common::store_in(&database, StoreOptions::default()).await;
+    let store_b = database.store(store_a.options().clone()).unwrap();
+    let opts = options(Duration::from_millis(100), 50);
+    let on_a = Subscription::new(&store_a, "mailer", Query::all())
+        .unwrap()
+        .with_options(opts.clone())
+        .unwrap();
+    let on_b = Subscription::new(&store_b, "mailer", Query::all())
+        .unwrap()
+        .with_options(opts)
+        .unwrap();
+    let seen_a = Collect::default();
+    let seen_b = Collect::default();
+    let (_stop_a, task_a) = spawn_run(on_a.clone(), seen_a.clone());
+    for i in 0..10 {
+        append(&store_a, &format!("a{i}"), vec![event("Mail", "to:1")]).await;
+    }
+    seen_a.wait_for(10, Duration::from_secs(10)).await;
+    let (stop_b, task_b) = spawn_run(on_b.clone(), seen_b.clone());
+    for i in 0..10 {
+        append(&store_b, &format!("b{i}"), vec![event("Mail", "to:1")]).await;
+    }
+    assert_eq!(seen_a.wait_for(20, Duration::from_secs(10)).await.len(), 20);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(seen_b.positions().is_empty(), "the standby handled events");
+    assert!(matches!(
+        on_b.catch_up(&mut Collect::default()).await,
+        Err(SubscriptionError::Busy)
+    ));
+    let status = store_b.subscribers().await.unwrap();
+    assert_eq!(status.len(), 1);
+    assert!(status[0].active);
+    assert_eq!(status[0].checkpoint, 20);
+
+    task_a.abort();
+    let _ = task_a.await;
+    for i in 10..30 {
+        append(&store_b, &format!("b{i}"), vec![event("Mail", "to:1")]).await;
+    }
+    let taken_over = seen_b.wait_for(20, Duration::from_secs(10)).await;
+    assert_eq!(taken_over, (21..=40).collect::<Vec<u64>>());
+    assert_eq!(seen_a.positions(), (1..=20).collect::<Vec<u64>>());
+    drop(stop_b);
+    task_b.await.unwrap().unwrap();
+    let status = store_a.subscribers().await.unwrap();
+    assert!(
+        !status[0].active,
+        "stopped instances release the subscriber"
+    );
+    assert_eq!(status[0].checkpoint, 40);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commits_in_another_process_wake_a_subscriber_by_notify() {
+    let database = common::database().await;
+    let subscriber_store = common::store_in(&database, StoreOptions::default()).await;
+    let writer_store = database.store(subscriber_store.options().clone()).unwrap();
+    // Polling alone would take a minute.
+    let subscription = Subscription::new(&subscriber_store, "woken", Query::all())
+        .unwrap()
+        .with_options(options(Duration::from_secs(60), 100))
+        .unwrap();
+    let seen = Collect::default();
+    let (stop, task) = spawn_run(subscription, seen.clone());
+    // Let the subscriber catch up (nothing) and start listening.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let start = Instant::now();
+    append(&writer_store, "w", vec![event("Mail", "to:1")]).await;
+    assert_eq!(seen.wait_for(1, Duration::from_secs(10)).await, vec![1]);
+    println!("woken after {:?}", start.elapsed());
+    drop(stop);
+    task.await.unwrap().unwrap();
+}
+
+/// Fails every batch.
+struct Failing;
+
+#[derive(Debug)]
+struct Refused;
+impl std::fmt::Display for Refused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("refused")
+    }
+}
+impl std::error::Error for Refused {}
+
+impl EventHandler for Failing {
+    type Error = Refused;
+    async fn handle(&mut self, _: &[StoredEvent]) -> Result<(), Refused> {
+        Err(Refused)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_handler_is_retried_then_stops_the_subscription_at_its_batch() {
+    let database = common::database().await;
+    let store = common::store_in(&database, StoreOptions::default()).await;
+    for i in 0..3 {
+        append(&store, &format!("s{i}"), vec![event("Seat", "seat:1")]).await;
+    }
+    let subscription = Subscription::new(&store, "failing", Query::all())
+        .unwrap()
+        .with_options(options(Duration::from_millis(50), 2).handler_attempts(3))
+        .unwrap();
+    let error = subscription
+        .run(&mut Failing, std::future::pending())
+        .await
+        .unwrap_err();
+    match error {
+        SubscriptionError::Handler {
+            first,
+            last,
+            attempts,
+            ..
+        } => assert_eq!((first.get(), last.get(), attempts), (1, 2, 3)),
+        other => panic!("unexpected {other}"),
+    }
+    assert_eq!(subscription.checkpoint().await.unwrap(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_names_and_options_are_typed_errors() {
+    let database = common::database().await;
+    let store = common::store_in(&database, StoreOptions::default()).await;
+    for name in ["", "tab\there", &"x".repeat(129)] {
+        assert!(matches!(
+            Subscription::new(&store, name, Query::all()),
+            Err(SubscriptionError::InvalidName(_))
+        ));
+    }
+    let subscription = Subscription::new(&store, "ok", Query::all()).unwrap();
+    for bad in [
+        SubscriptionOptions::default().batch_size(0),
+        SubscriptionOptions::default().batch_size(10_001),
+        SubscriptionOptions::default().handler_attempts(0),
+        SubscriptionOptions::default().poll_interval(Duration::ZERO),
+    ] {
+        assert!(matches!(
+            subscription.clone().with_options(bad),
+            Err(SubscriptionError::InvalidOptions(_))
+        ));
+    }
+    assert!(
+        store.subscribers().await.unwrap().is_empty(),
+        "nothing written"
+    );
+}
