@@ -51,6 +51,7 @@
 mod error;
 mod locks;
 mod migrate;
+mod outbox;
 mod rows;
 mod sql;
 mod store;
@@ -60,6 +61,10 @@ pub mod throwaway;
 mod wakeup;
 
 pub use migrate::{MigrationReport, SCHEMA_VERSION};
+pub use outbox::{
+    FailOutcome, LeasedMessage, MAX_ERROR_BYTES, MAX_OUTBOX_BATCH, MessageHandler, Outbox,
+    OutboxError, OutboxOptions,
+};
 pub use sql::{InvalidSchemaName, MIGRATIONS, SchemaName, statement_texts};
 pub use store::{
     DEFAULT_MAX_DECISION_ATTEMPTS, DEFAULT_NOTIFY_INTERVAL, DEFAULT_POOL_SIZE, LockingStrategy,

@@ -144,6 +144,7 @@ pub(crate) struct Statements {
     pub(crate) outbox_ack: String,
     pub(crate) outbox_fail: String,
     pub(crate) outbox_requeue: String,
+    pub(crate) outbox_parked: String,
     /// The channel commits are announced on (`factos_` and the schema, cut
     /// to PostgreSQL's 63-byte identifier limit; a clash only wakes a
     /// subscriber for nothing).
@@ -200,6 +201,7 @@ pub fn statement_texts(schema: &SchemaName) -> Vec<(&'static str, String)> {
         ("outbox_ack", s.outbox_ack),
         ("outbox_fail", s.outbox_fail),
         ("outbox_requeue", s.outbox_requeue),
+        ("outbox_parked", s.outbox_parked),
         ("notify", s.notify),
         ("subscribers", s.subscribers),
         ("subscriber_active", s.subscriber_active),
@@ -260,6 +262,9 @@ impl Statements {
             outbox_requeue: format!(
                 "UPDATE {s}.factos_outbox SET parked_at = NULL, attempts = 0, lease_token = NULL, \
                  available_at = now() WHERE id = $1 AND parked_at IS NOT NULL"
+            ),
+            outbox_parked: format!(
+                "SELECT id FROM {s}.factos_outbox WHERE topic = $1 AND parked_at IS NOT NULL ORDER BY id"
             ),
             notify: format!("SELECT pg_notify('{notify_channel}', '')"),
             notify_channel,

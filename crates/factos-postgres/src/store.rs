@@ -287,6 +287,9 @@ struct Write<'a> {
     events: Vec<NewEvent>,
     condition: &'a AppendCondition,
     expected: Option<Revision>,
+    /// Commit in the same pipeline; when false the transaction stays open
+    /// (effects are recorded next, then [`PostgresStore::record_and_commit`]).
+    commit: bool,
 }
 
 /// How a transaction protects a context until it commits.
@@ -801,6 +804,7 @@ impl PostgresStore {
             events,
             condition,
             expected,
+            commit: commit_now,
         } = write;
         let columns = EventColumns::new(&events)?;
         // Keys the guard already holds in a mode at least as strong are left
@@ -910,9 +914,15 @@ impl PostgresStore {
                 }
             },
             client.query(&statement, &params),
-            client.batch_execute("COMMIT"),
+            async {
+                if commit_now {
+                    client.batch_execute("COMMIT").await
+                } else {
+                    Ok(())
+                }
+            },
         );
-        session.set_open(false);
+        session.set_open(!commit_now);
         // The COMMIT went out with everything else: if the connection broke
         // (an error the server did not send), it may have committed.
         let broken = |r: &Result<(), tokio_postgres::Error>| {
@@ -966,7 +976,7 @@ impl PostgresStore {
         let ids: Vec<uuid::Uuid> = events.iter().map(|e| e.id).collect();
         match committed_from_rows(&rows, stream, events, condition, expected)? {
             Some(committed) => {
-                if !committed.events.is_empty() {
+                if commit_now && !committed.events.is_empty() {
                     self.committed();
                 }
                 Ok(committed)
@@ -1064,6 +1074,7 @@ impl PostgresStore {
                 }
             };
             let next_extra: Vec<KeyLock> = self.inner.keys.events(&events);
+            let deferred = process.records_effects();
             let (condition, expected) = match context {
                 Context::Query(query) => (
                     AppendCondition::fail_if_events_match(query.clone(), fed),
@@ -1081,20 +1092,111 @@ impl PostgresStore {
                         events,
                         condition: &condition,
                         expected,
+                        commit: !deferred,
                     },
                 )
                 .await
             {
+                Ok(committed) if deferred => {
+                    return self.record_and_commit(session, process, committed).await;
+                }
                 Ok(committed) => return Ok(committed),
+                // With a deferred commit the transaction is still open:
+                // roll it back (a no-op when the pipeline committed).
                 Err(AppendFailure::LocksBusy) => {
+                    session.rollback().await;
                     extra = next_extra;
                     backoff(attempt).await;
                 }
-                Err(AppendFailure::Condition(c)) => return Err(DecisionError::ConditionFailed(c)),
-                Err(AppendFailure::Store(e)) => return Err(DecisionError::Store(e)),
+                Err(AppendFailure::Condition(c)) => {
+                    session.rollback().await;
+                    return Err(DecisionError::ConditionFailed(c));
+                }
+                Err(AppendFailure::Store(e)) => {
+                    session.rollback().await;
+                    return Err(DecisionError::Store(e));
+                }
             }
         }
         Err(DecisionError::Store(contention(self.attempts())))
+    }
+
+    /// Second half of a decision that records effects: the events are
+    /// appended in the open transaction; the process's effects of them are
+    /// inserted into the outbox and the transaction commits, in one round
+    /// trip. A failing reactor rolls everything back.
+    async fn record_and_commit<P: DecisionProcess>(
+        &self,
+        session: Session,
+        process: &mut P,
+        committed: Committed,
+    ) -> Result<Committed, DecisionError<P::Error>> {
+        // A replay found an earlier attempt's events, committed with their effects.
+        let effects = if committed.replayed {
+            Vec::new()
+        } else {
+            match process.effects(&committed.events) {
+                Ok(effects) => effects,
+                Err(e) => {
+                    session.rollback().await;
+                    return Err(DecisionError::Process(e));
+                }
+            }
+        };
+        let client = session.client()?;
+        let mut causes = Vec::with_capacity(effects.len());
+        let mut topics = Vec::with_capacity(effects.len());
+        let mut payloads = Vec::with_capacity(effects.len());
+        for effect in &effects {
+            causes.push(i64::try_from(effect.cause.get()).unwrap_or(i64::MAX));
+            topics.push(effect.message.topic.as_str());
+            payloads.push(effect.message.payload.as_slice());
+        }
+        let statement = if effects.is_empty() {
+            None
+        } else {
+            match client.prepare_cached(&self.sql().outbox_record).await {
+                Ok(statement) => Some(statement),
+                Err(e) => {
+                    session.rollback().await;
+                    return Err(DecisionError::Store(db_error(
+                        "cannot prepare the outbox insert",
+                        e,
+                        Phase::BeforeCommit,
+                    )));
+                }
+            }
+        };
+        let params: [&(dyn ToSql + Sync); 3] = [&causes, &topics, &payloads];
+        let (recorded, commit) = futures_util::join!(
+            async {
+                match &statement {
+                    Some(statement) => client.execute(statement, &params).await.map(|_| ()),
+                    None => Ok(()),
+                }
+            },
+            client.batch_execute("COMMIT"),
+        );
+        session.set_open(false);
+        match (recorded, commit) {
+            // The insert failed on the server: the COMMIT rolled back.
+            (Err(e), Ok(())) if e.as_db_error().is_some() => Err(DecisionError::Store(db_error(
+                "cannot record the effects",
+                e,
+                Phase::BeforeCommit,
+            ))),
+            (Err(e), _) | (Ok(()), Err(e)) => Err(DecisionError::Store(db_error(
+                "cannot commit the events and their effects",
+                e,
+                Phase::Commit,
+            ))),
+            (Ok(()), Ok(())) => {
+                if !committed.replayed && !committed.events.is_empty() {
+                    self.committed();
+                }
+                Ok(committed)
+            }
+        }
     }
 
     /// A decision on a state already fed up to `after`. Fast path, one round
@@ -1131,6 +1233,7 @@ impl PostgresStore {
                         events: decided,
                         condition: &condition,
                         expected: None,
+                        commit: true,
                     },
                 )
                 .await
@@ -1274,6 +1377,7 @@ impl PostgresStore {
                         events: decided,
                         condition: &condition,
                         expected: None,
+                        commit: true,
                     },
                 )
                 .await
@@ -1316,6 +1420,7 @@ impl PostgresStore {
                         events: events.clone(),
                         condition,
                         expected: None,
+                        commit: true,
                     },
                 )
                 .await
@@ -1557,7 +1662,9 @@ impl EventStore for PostgresStore {
     ) -> Result<Committed, DecisionError<P::Error>> {
         let span = tracing::info_span!("factos.dispatch", kind = "query", stream = %stream, query = %query, outcome = tracing::field::Empty, events = tracing::field::Empty, position = tracing::field::Empty);
         let outcome = match self.inner.options.locking {
-            LockingStrategy::Optimistic => {
+            // Effects are recorded between the append and the commit, which
+            // the pessimistic path (every strategy's keys are compatible) does.
+            LockingStrategy::Optimistic if !process.records_effects() => {
                 self.decide_optimistic(stream, query, process)
                     .instrument(span.clone())
                     .await
@@ -1580,12 +1687,21 @@ impl EventStore for PostgresStore {
         after: Option<Position>,
     ) -> Result<Committed, DecisionError<P::Error>> {
         let span = tracing::info_span!("factos.dispatch", kind = "cached", stream = %stream, query = %query, outcome = tracing::field::Empty, events = tracing::field::Empty, position = tracing::field::Empty);
-        let outcome = self
-            .decide_cached(stream, query, process, after)
-            .instrument(span.clone())
-            .await;
+        let outcome = if process.records_effects() {
+            self.decide_locked(stream, Context::Query(query), process, after)
+                .instrument(span.clone())
+                .await
+        } else {
+            self.decide_cached(stream, query, process, after)
+                .instrument(span.clone())
+                .await
+        };
         record_outcome(&span, &outcome, describe_decision);
         outcome
+    }
+
+    fn records_effects(&self) -> bool {
+        true
     }
 
     async fn decide_on_stream<P: DecisionProcess>(

@@ -284,8 +284,10 @@ pub struct SubscriberStatus {
 /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
 /// let store = PostgresStore::connect("postgresql://app@localhost/app", StoreOptions::default())?;
 /// let subscription = Subscription::new(&store, "printer", Query::all())?;
-/// // Runs until ctrl-c: catches up, then follows live.
-/// subscription.run(&mut Print, async { tokio::signal::ctrl_c().await.ok(); }).await?;
+/// // Catches up, then follows live until `stop` completes (here: an hour;
+/// // in a service, a shutdown signal).
+/// let stop = tokio::time::sleep(std::time::Duration::from_secs(3600));
+/// subscription.run(&mut Print, stop).await?;
 /// # Ok(()) }
 /// ```
 #[derive(Debug, Clone)]

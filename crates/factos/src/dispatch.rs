@@ -4,10 +4,12 @@
 use std::fmt;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
+use crate::outbox::{Effect, MAX_EFFECT_PAYLOAD_BYTES, MAX_EFFECTS_PER_DISPATCH, OutboxMessage};
 use crate::store::{Committed, ConditionFailure, DecisionError, DecisionProcess};
 use crate::{
     AppendCondition, Codec, Decider, DecodeError, EncodeError, EventStore, NewEvent, Position,
-    Query, ReadOptions, Recorded, Revision, StoreError, StoredEvent, StreamId,
+    Query, Reactor, ReadOptions, Recorded, Revision, StoreError, StoredEvent, StreamId,
+    ValidationError,
 };
 
 /// Where a dispatch's events landed.
@@ -188,6 +190,8 @@ pub(crate) struct CommandProcess<'a, D: Decider, C> {
     pub(crate) decided: Vec<D::Event>,
     /// When set, event ids derive from it, so a retry appends the same ids.
     pub(crate) idempotency_key: Option<uuid::Uuid>,
+    /// When set, the new events' effects are recorded with the append.
+    pub(crate) reactor: Option<&'a (dyn Reactor<Event = D::Event, Effect = OutboxMessage> + Sync)>,
 }
 
 impl<'a, D, C> CommandProcess<'a, D, C>
@@ -218,6 +222,7 @@ where
             state: Some(state),
             decided: Vec::new(),
             idempotency_key: None,
+            reactor: None,
         }
     }
 }
@@ -272,6 +277,54 @@ where
         };
         self.decided = events;
         Ok(encoded)
+    }
+
+    fn records_effects(&self) -> bool {
+        self.reactor.is_some()
+    }
+
+    fn effects(&mut self, appended: &[StoredEvent]) -> Result<Vec<Effect>, Self::Error> {
+        let Some(reactor) = self.reactor else {
+            return Ok(Vec::new());
+        };
+        // The reactor sees the events as they will be recorded; they go back
+        // to `decided` afterwards for the dispatch's result.
+        let recorded: Vec<Recorded<D::Event>> = appended
+            .iter()
+            .cloned()
+            .zip(std::mem::take(&mut self.decided))
+            .map(|(stored, event)| Recorded::from_stored(stored, event))
+            .collect();
+        let effects = guarded("reactor", || {
+            recorded
+                .iter()
+                .flat_map(|r| {
+                    reactor.react(r).into_iter().map(|message| Effect {
+                        cause: r.position,
+                        message,
+                    })
+                })
+                .collect::<Vec<_>>()
+        });
+        self.decided = recorded.into_iter().map(|r| r.event).collect();
+        let effects = effects?;
+        let invalid = |e| ProcessError::Encode(EncodeError::Invalid(e));
+        if effects.len() > MAX_EFFECTS_PER_DISPATCH {
+            return Err(invalid(ValidationError::TooManyEffects {
+                count: effects.len(),
+                max: MAX_EFFECTS_PER_DISPATCH,
+            }));
+        }
+        if let Some(large) = effects
+            .iter()
+            .find(|e| e.message.payload.len() > MAX_EFFECT_PAYLOAD_BYTES)
+        {
+            return Err(invalid(ValidationError::EffectTooLarge {
+                len_bytes: large.message.payload.len(),
+                max_bytes: MAX_EFFECT_PAYLOAD_BYTES,
+            }));
+        }
+        Ok(effects)
     }
 }
 

@@ -65,6 +65,7 @@ mod dispatch;
 mod event;
 mod memory;
 mod names;
+pub mod outbox;
 mod position;
 mod query;
 pub mod store;
@@ -86,9 +87,10 @@ pub use event::{NewEvent, Recorded, StoredEvent, matches_query};
 pub use memory::InMemoryStore;
 pub use names::{
     EventType, MAX_EVENT_TYPE_BYTES, MAX_METADATA_ENTRIES, MAX_METADATA_KEY_BYTES,
-    MAX_METADATA_VALUE_BYTES, MAX_STREAM_BYTES, MAX_TAG_BYTES, MAX_TAGS_PER_EVENT, Metadata,
-    NameKind, StreamId, Tag, Tags, ValidationError,
+    MAX_METADATA_VALUE_BYTES, MAX_STREAM_BYTES, MAX_TAG_BYTES, MAX_TAGS_PER_EVENT, MAX_TOPIC_BYTES,
+    Metadata, NameKind, StreamId, Tag, Tags, Topic, ValidationError,
 };
+pub use outbox::{Effect, OutboxMessage, dispatch_with_outbox};
 pub use position::{Position, Revision, highest_position};
 pub use query::{AppendCondition, Query, QueryItem};
 pub use store::{

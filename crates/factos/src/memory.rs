@@ -43,9 +43,26 @@ struct Log {
     streams: HashMap<StreamId, Vec<usize>>,
     /// Index into `events` per event id.
     ids: HashMap<uuid::Uuid, usize>,
+    /// Effects recorded with dispatches, in order.
+    outbox: Vec<crate::outbox::Effect>,
 }
 
 impl Log {
+    /// Takes back the last `count` events (an append whose effects failed).
+    fn undo(&mut self, count: usize) {
+        for _ in 0..count {
+            if let Some(event) = self.events.pop() {
+                self.ids.remove(&event.id);
+                if let Some(indexes) = self.streams.get_mut(&event.stream) {
+                    indexes.pop();
+                    if indexes.is_empty() {
+                        self.streams.remove(&event.stream);
+                    }
+                }
+            }
+        }
+    }
+
     fn head(&self) -> Option<Position> {
         self.events.last().map(|e| e.position)
     }
@@ -167,6 +184,13 @@ impl InMemoryStore {
         }
     }
 
+    /// Every effect recorded by [`dispatch_with_outbox`](crate::dispatch_with_outbox),
+    /// in order (the in-memory store records them; delivering them is up to
+    /// the test using it).
+    pub fn outbox(&self) -> Vec<crate::outbox::Effect> {
+        self.lock().outbox.clone()
+    }
+
     /// How many events the store holds.
     pub fn len(&self) -> usize {
         self.lock().events.len()
@@ -264,7 +288,19 @@ impl InMemoryStore {
             log.check(&condition)
                 .map_err(DecisionError::ConditionFailed)?;
         }
-        Ok(log.append(stream, events)?)
+        let committed = log.append(stream, events)?;
+        if process.records_effects() {
+            // Still under the lock: the events and their effects become
+            // visible together, or (the reactor failed) neither does.
+            match process.effects(&committed.events) {
+                Ok(effects) => log.outbox.extend(effects),
+                Err(e) => {
+                    log.undo(committed.events.len());
+                    return Err(DecisionError::Process(e));
+                }
+            }
+        }
+        Ok(committed)
     }
 }
 
@@ -277,6 +313,10 @@ enum Context<'a> {
 impl EventStore for InMemoryStore {
     async fn read(&self, query: &Query, options: ReadOptions) -> Result<ReadResult, StoreError> {
         Ok(self.read_now(query, options))
+    }
+
+    fn records_effects(&self) -> bool {
+        true
     }
 
     async fn read_stream(&self, stream: &StreamId) -> Result<StreamEvents, StoreError> {

@@ -20,6 +20,8 @@ pub const MAX_TAGS_PER_EVENT: usize = 32;
 pub const MAX_METADATA_KEY_BYTES: usize = 128;
 /// Longest metadata value, in bytes.
 pub const MAX_METADATA_VALUE_BYTES: usize = 4096;
+/// Longest [`Topic`], in bytes.
+pub const MAX_TOPIC_BYTES: usize = 128;
 /// Most metadata entries on one event.
 pub const MAX_METADATA_ENTRIES: usize = 32;
 
@@ -36,6 +38,8 @@ pub enum NameKind {
     MetadataKey,
     /// A [`Metadata`] value.
     MetadataValue,
+    /// An outbox [`Topic`].
+    Topic,
 }
 
 impl fmt::Display for NameKind {
@@ -46,6 +50,7 @@ impl fmt::Display for NameKind {
             NameKind::Stream => "stream",
             NameKind::MetadataKey => "metadata key",
             NameKind::MetadataValue => "metadata value",
+            NameKind::Topic => "topic",
         })
     }
 }
@@ -120,6 +125,22 @@ pub enum ValidationError {
         /// The limit.
         max: usize,
     },
+    /// More outbox effects for one dispatch than
+    /// [`MAX_EFFECTS_PER_DISPATCH`](crate::outbox::MAX_EFFECTS_PER_DISPATCH).
+    TooManyEffects {
+        /// How many effects the reactor returned.
+        count: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// An outbox message payload larger than
+    /// [`MAX_EFFECT_PAYLOAD_BYTES`](crate::outbox::MAX_EFFECT_PAYLOAD_BYTES).
+    EffectTooLarge {
+        /// The payload's size in bytes.
+        len_bytes: usize,
+        /// The limit in bytes.
+        max_bytes: usize,
+    },
 }
 
 impl fmt::Display for ValidationError {
@@ -165,6 +186,16 @@ impl fmt::Display for ValidationError {
                     "{count} events in one append, the store accepts at most {max}"
                 )
             }
+            ValidationError::TooManyEffects { count, max } => {
+                write!(f, "{count} outbox effects for one dispatch, at most {max}")
+            }
+            ValidationError::EffectTooLarge {
+                len_bytes,
+                max_bytes,
+            } => write!(
+                f,
+                "outbox payload is {len_bytes} bytes, at most {max_bytes}"
+            ),
         }
     }
 }
@@ -290,6 +321,22 @@ name_type!(
     Tag,
     NameKind::Tag,
     MAX_TAG_BYTES
+);
+
+name_type!(
+    /// The topic of an outbox message: what kind of effect it is, such as
+    /// `email` or `webhook:billing`. Outbox workers take the messages of
+    /// one topic.
+    ///
+    /// ```
+    /// use factos::Topic;
+    /// assert_eq!(Topic::new("email")?.as_str(), "email");
+    /// assert!(Topic::new("").is_err());
+    /// # Ok::<(), factos::ValidationError>(())
+    /// ```
+    Topic,
+    NameKind::Topic,
+    MAX_TOPIC_BYTES
 );
 
 name_type!(

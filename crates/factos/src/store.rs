@@ -367,6 +367,23 @@ pub trait DecisionProcess: Send {
     fn evolve(&mut self, event: &StoredEvent) -> Result<(), Self::Error>;
     /// Decides on the state built so far.
     fn decide(&mut self) -> Result<Vec<NewEvent>, Self::Error>;
+
+    /// Whether this decision records effects with its append (an outbox).
+    /// A store that [records effects](EventStore::records_effects) then calls
+    /// [`effects`](Self::effects) after appending and before committing.
+    fn records_effects(&self) -> bool {
+        false
+    }
+
+    /// The effects of the events just appended (their positions are final),
+    /// to be recorded in the same transaction. An error aborts the append.
+    fn effects(
+        &mut self,
+        appended: &[StoredEvent],
+    ) -> Result<Vec<crate::outbox::Effect>, Self::Error> {
+        let _ = appended;
+        Ok(Vec::new())
+    }
 }
 
 /// Why a decision run by a store failed. Nothing was written in every case.
@@ -454,6 +471,14 @@ pub trait EventStore: Send + Sync {
         process: &mut P,
         after: Option<Position>,
     ) -> impl Future<Output = Result<Committed, DecisionError<P::Error>>> + Send;
+
+    /// Whether the store records a decision's [effects](DecisionProcess::effects)
+    /// atomically with its append (an outbox). Stores that do not refuse
+    /// [`dispatch_with_outbox`](crate::outbox::dispatch_with_outbox) before
+    /// doing anything.
+    fn records_effects(&self) -> bool {
+        false
+    }
 
     /// Runs a decision on one stream's events and appends to it only if the
     /// stream is still at the revision the decision saw.

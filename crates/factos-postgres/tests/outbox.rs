@@ -1,0 +1,348 @@
+//! The outbox on a real server: effects commit with the dispatch that caused
+//! them (or not at all), and workers lease, acknowledge, retry with backoff
+//! and park them.
+
+#![allow(clippy::unwrap_used, clippy::panic)]
+
+mod common;
+
+use std::time::Duration;
+
+use factos::json::{JsonCodec, JsonEvent};
+use factos::{
+    Decider, DispatchError, EventStore, OutboxMessage, Query, ReadOptions, Recorded, StreamId, Tag,
+    Topic, dispatch_with_outbox, reactor_fn,
+};
+use factos_postgres::{
+    FailOutcome, LeasedMessage, LockingStrategy, MessageHandler, Outbox, OutboxError,
+    OutboxOptions, PostgresStore, StoreOptions,
+};
+
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+struct Registered {
+    username: String,
+}
+
+impl JsonEvent for Registered {
+    const EVENT_TYPES: &'static [&'static str] = &["UserRegistered"];
+    fn event_type(&self) -> &'static str {
+        "UserRegistered"
+    }
+    fn tags(&self) -> Vec<String> {
+        vec![format!("username:{}", self.username)]
+    }
+}
+
+/// Registers a username once.
+struct Register;
+
+impl Decider for Register {
+    type Command = String;
+    type Event = Registered;
+    type State = bool;
+    type Error = String;
+    fn initial(&self) -> bool {
+        false
+    }
+    fn decide(&self, taken: &bool, name: &String) -> Result<Vec<Registered>, String> {
+        if *taken {
+            Err(format!("{name} is taken"))
+        } else {
+            Ok(vec![Registered {
+                username: name.clone(),
+            }])
+        }
+    }
+    fn evolve(&self, _: bool, _: &Registered) -> bool {
+        true
+    }
+}
+
+fn query(name: &str) -> Query {
+    Query::tags([Tag::new(format!("username:{name}")).unwrap()])
+}
+
+fn email(recorded: &Recorded<Registered>) -> Vec<OutboxMessage> {
+    vec![OutboxMessage::new(
+        Topic::new("email").unwrap(),
+        recorded.event.username.clone().into_bytes(),
+    )]
+}
+
+async fn register(
+    store: &PostgresStore,
+    name: &str,
+) -> Result<factos::Dispatch<Registered>, DispatchError<String>> {
+    dispatch_with_outbox(
+        store,
+        &StreamId::new("users").unwrap(),
+        &query(name),
+        &Register,
+        &JsonCodec::<Registered>::new(),
+        &name.to_string(),
+        &reactor_fn(email),
+    )
+    .await
+}
+
+/// (cause, topic, payload) of every message in the outbox.
+async fn outbox_rows(store: &PostgresStore) -> Vec<(i64, String, Vec<u8>)> {
+    let client = store.pool().get().await.unwrap();
+    let schema = store.options().schema.quoted();
+    client
+        .query(
+            &format!(
+                "SELECT event_position, topic, payload FROM {schema}.factos_outbox ORDER BY id"
+            ),
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect()
+}
+
+async fn effects_commit_with_their_events(locking: LockingStrategy) {
+    let database = common::database().await;
+    let store = common::store_in(&database, StoreOptions::default().locking(locking)).await;
+    let first = register(&store, "renata").await.unwrap();
+    let position = i64::try_from(first.events[0].position.get()).unwrap();
+    assert_eq!(
+        outbox_rows(&store).await,
+        vec![(position, "email".to_string(), b"renata".to_vec())]
+    );
+    // Refused by the decider: no event, no effect.
+    assert!(matches!(
+        register(&store, "renata").await,
+        Err(DispatchError::Domain(_))
+    ));
+    // A panicking reactor: neither the event nor an effect.
+    let panicking = reactor_fn(|_: &Recorded<Registered>| -> Vec<OutboxMessage> {
+        panic!("the reactor panicked on purpose")
+    });
+    let refused = dispatch_with_outbox(
+        &store,
+        &StreamId::new("users").unwrap(),
+        &query("ana"),
+        &Register,
+        &JsonCodec::<Registered>::new(),
+        &"ana".to_string(),
+        &panicking,
+    )
+    .await;
+    assert!(matches!(refused, Err(DispatchError::Panicked { .. })));
+    // Too large an effect: refused whole.
+    let huge = reactor_fn(|_: &Recorded<Registered>| {
+        vec![OutboxMessage::new(
+            Topic::new("email").unwrap(),
+            vec![0; factos::outbox::MAX_EFFECT_PAYLOAD_BYTES + 1],
+        )]
+    });
+    let refused = dispatch_with_outbox(
+        &store,
+        &StreamId::new("users").unwrap(),
+        &query("bo"),
+        &Register,
+        &JsonCodec::<Registered>::new(),
+        &"bo".to_string(),
+        &huge,
+    )
+    .await;
+    assert!(
+        matches!(refused, Err(DispatchError::Encode(_))),
+        "{refused:?}"
+    );
+    let events = store
+        .read(&Query::all(), ReadOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(events.events.len(), 1, "only renata's event");
+    assert_eq!(outbox_rows(&store).await.len(), 1);
+    // The connection that held the failed decisions is usable: more dispatches work.
+    register(&store, "ana").await.unwrap();
+    assert_eq!(outbox_rows(&store).await.len(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scoped_effects_commit_with_their_events() {
+    effects_commit_with_their_events(LockingStrategy::Scoped).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn optimistic_effects_commit_with_their_events() {
+    effects_commit_with_their_events(LockingStrategy::Optimistic).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn table_lock_effects_commit_with_their_events() {
+    effects_commit_with_their_events(LockingStrategy::TableLock).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn racing_registrations_record_one_event_and_one_effect() {
+    let database = common::database().await;
+    let store = common::store_in(&database, StoreOptions::default()).await;
+    let mut racers = Vec::new();
+    for _ in 0..8 {
+        let store = store.clone();
+        racers.push(tokio::spawn(async move { register(&store, "zoe").await }));
+    }
+    let mut won = 0;
+    for racer in racers {
+        if racer.await.unwrap().is_ok() {
+            won += 1;
+        }
+    }
+    assert_eq!(won, 1);
+    assert_eq!(outbox_rows(&store).await.len(), 1);
+}
+
+/// Fails the first `failures` deliveries of each message, then records it.
+struct Flaky {
+    failures: u32,
+    delivered: Vec<(i64, u32)>,
+}
+
+impl MessageHandler for Flaky {
+    type Error = String;
+    async fn deliver(&mut self, message: &LeasedMessage) -> Result<(), String> {
+        if message.attempt <= self.failures {
+            return Err(format!("smtp down (attempt {})", message.attempt));
+        }
+        self.delivered.push((message.id, message.attempt));
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workers_ack_retry_with_backoff_and_park() {
+    let database = common::database().await;
+    let store = common::store_in(&database, StoreOptions::default()).await;
+    for name in ["a", "b", "c"] {
+        register(&store, name).await.unwrap();
+    }
+    let options = OutboxOptions::default()
+        .retry_delay(Duration::from_millis(50))
+        .max_attempts(3)
+        .poll_interval(Duration::from_millis(10));
+    let emails = Outbox::new(&store, Topic::new("email").unwrap())
+        .with_options(options)
+        .unwrap();
+
+    // First attempt fails: retried after 50 ms, not before.
+    let leased = emails.lease().await.unwrap();
+    assert_eq!(leased.len(), 3);
+    assert_eq!(leased[0].payload, b"a");
+    assert_eq!(
+        emails.fail(&leased[0], "smtp down").await.unwrap(),
+        FailOutcome::RetryIn(Duration::from_millis(50))
+    );
+    for message in &leased[1..] {
+        emails.ack(message).await.unwrap();
+    }
+    assert!(
+        emails.lease().await.unwrap().is_empty(),
+        "retried before its backoff"
+    );
+    tokio::time::sleep(Duration::from_millis(80)).await;
+    let again = emails.lease().await.unwrap();
+    assert_eq!(again.len(), 1);
+    assert_eq!((again[0].id, again[0].attempt), (leased[0].id, 2));
+    assert_eq!(again[0].last_error.as_deref(), Some("smtp down"));
+    // An outdated lease cannot acknowledge.
+    assert!(matches!(
+        emails.ack(&leased[0]).await,
+        Err(OutboxError::LeaseLost { .. })
+    ));
+    assert_eq!(
+        emails.fail(&again[0], "smtp down").await.unwrap(),
+        FailOutcome::RetryIn(Duration::from_millis(100))
+    );
+    tokio::time::sleep(Duration::from_millis(130)).await;
+    let third = emails.lease().await.unwrap();
+    assert_eq!(
+        emails.fail(&third[0], "smtp down").await.unwrap(),
+        FailOutcome::Parked
+    );
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    assert!(
+        emails.lease().await.unwrap().is_empty(),
+        "a parked message was handed out"
+    );
+    assert_eq!(emails.parked().await.unwrap(), vec![leased[0].id]);
+    assert!(emails.requeue(leased[0].id).await.unwrap());
+    assert!(emails.parked().await.unwrap().is_empty());
+
+    // `run` delivers it (after one more failure) and new messages too.
+    register(&store, "d").await.unwrap();
+    let mut flaky = Flaky {
+        failures: 1,
+        delivered: Vec::new(),
+    };
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let runner = {
+        let emails = emails.clone();
+        tokio::spawn(async move {
+            emails
+                .run(&mut flaky, async {
+                    let _ = stopped.await;
+                })
+                .await
+                .map(|()| flaky)
+        })
+    };
+    let start = std::time::Instant::now();
+    while !outbox_rows(&store).await.is_empty() {
+        assert!(start.elapsed() < Duration::from_secs(10), "not delivered");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    drop(stop);
+    let flaky = runner.await.unwrap().unwrap();
+    let attempts: Vec<u32> = flaky.delivered.iter().map(|d| d.1).collect();
+    assert_eq!(attempts, vec![2, 2], "each delivered on its second attempt");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_lease_hands_the_message_out_again_and_workers_never_share_one() {
+    let database = common::database().await;
+    let store = common::store_in(&database, StoreOptions::default()).await;
+    for i in 0..20 {
+        register(&store, &format!("u{i}")).await.unwrap();
+    }
+    let short = Outbox::new(&store, Topic::new("email").unwrap())
+        .with_options(
+            OutboxOptions::default()
+                .batch_size(10)
+                .lease(Duration::from_millis(200)),
+        )
+        .unwrap();
+    let (one, two) = tokio::join!(short.lease(), short.lease());
+    let (one, two) = (one.unwrap(), two.unwrap());
+    assert_eq!(one.len() + two.len(), 20);
+    let mut ids: Vec<i64> = one.iter().chain(&two).map(|m| m.id).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), 20, "two workers leased the same message");
+    // The first worker "dies"; the second acknowledges its own.
+    for message in &two {
+        short.ack(message).await.unwrap();
+    }
+    assert!(short.lease().await.unwrap().is_empty());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let redelivered = short.lease().await.unwrap();
+    let mut again: Vec<i64> = redelivered.iter().map(|m| m.id).collect();
+    again.sort_unstable();
+    let mut lost: Vec<i64> = one.iter().map(|m| m.id).collect();
+    lost.sort_unstable();
+    assert_eq!(again, lost);
+    assert!(redelivered.iter().all(|m| m.attempt == 2));
+    // Other topics are not touched.
+    let other = Outbox::new(&store, Topic::new("sms").unwrap());
+    assert!(other.lease().await.unwrap().is_empty());
+    assert!(matches!(
+        Outbox::new(&store, Topic::new("sms").unwrap())
+            .with_options(OutboxOptions::default().batch_size(0)),
+        Err(OutboxError::InvalidOptions(_))
+    ));
+}

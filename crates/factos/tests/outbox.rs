@@ -1,0 +1,107 @@
+//! The in-memory store records effects with the dispatch that caused them,
+//! and a failing reactor takes the dispatch's events back.
+
+#![allow(clippy::unwrap_used, clippy::panic)]
+
+use factos::json::{JsonCodec, JsonEvent};
+use factos::{
+    Decider, DispatchError, EventStore, InMemoryStore, OutboxMessage, Query, ReadOptions, Recorded,
+    StreamId, Tag, Topic, dispatch_with_outbox, reactor_fn,
+};
+
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+struct Sold {
+    seat: u32,
+}
+
+impl JsonEvent for Sold {
+    const EVENT_TYPES: &'static [&'static str] = &["Sold"];
+    fn event_type(&self) -> &'static str {
+        "Sold"
+    }
+    fn tags(&self) -> Vec<String> {
+        vec!["show:1".to_string()]
+    }
+}
+
+/// Sells two seats per command.
+struct SellTwo;
+
+impl Decider for SellTwo {
+    type Command = ();
+    type Event = Sold;
+    type State = u32;
+    type Error = String;
+    fn initial(&self) -> u32 {
+        0
+    }
+    fn decide(&self, sold: &u32, (): &()) -> Result<Vec<Sold>, String> {
+        Ok(vec![Sold { seat: sold + 1 }, Sold { seat: sold + 2 }])
+    }
+    fn evolve(&self, sold: u32, _: &Sold) -> u32 {
+        sold + 1
+    }
+}
+
+async fn sell(
+    store: &InMemoryStore,
+    reactor: &(impl factos::Reactor<Event = Sold, Effect = OutboxMessage> + Sync),
+) -> Result<factos::Dispatch<Sold>, DispatchError<String>> {
+    dispatch_with_outbox(
+        store,
+        &StreamId::new("show-1").unwrap(),
+        &Query::tags([Tag::new("show:1").unwrap()]),
+        &SellTwo,
+        &JsonCodec::<Sold>::new(),
+        &(),
+        reactor,
+    )
+    .await
+}
+
+#[tokio::test]
+async fn effects_name_their_events_and_a_failing_reactor_writes_nothing() {
+    let store = InMemoryStore::new();
+    let ticket = reactor_fn(|r: &Recorded<Sold>| {
+        vec![OutboxMessage::new(
+            Topic::new("ticket").unwrap(),
+            r.event.seat.to_string().into_bytes(),
+        )]
+    });
+    let first = sell(&store, &ticket).await.unwrap();
+    let outbox = store.outbox();
+    assert_eq!(outbox.len(), 2);
+    assert_eq!(outbox[0].cause, first.events[0].position);
+    assert_eq!(outbox[1].cause, first.events[1].position);
+    assert_eq!(outbox[1].message.payload, b"2");
+
+    let panicking = reactor_fn(|_: &Recorded<Sold>| -> Vec<OutboxMessage> {
+        panic!("the reactor panicked on purpose")
+    });
+    assert!(matches!(
+        sell(&store, &panicking).await,
+        Err(DispatchError::Panicked { .. })
+    ));
+    let too_many = reactor_fn(|_: &Recorded<Sold>| {
+        vec![OutboxMessage::new(Topic::new("ticket").unwrap(), Vec::new()); 501]
+    });
+    assert!(matches!(
+        sell(&store, &too_many).await,
+        Err(DispatchError::Encode(_))
+    ));
+    assert_eq!(store.outbox().len(), 2);
+    let all = store
+        .read(&Query::all(), ReadOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(
+        all.events.len(),
+        2,
+        "the failed dispatches' events were taken back"
+    );
+    // The log is consistent after the undo: the next dispatch continues it.
+    let next = sell(&store, &ticket).await.unwrap();
+    assert_eq!(next.events[0].position.get(), 3);
+    assert_eq!(next.events[0].revision, 2);
+    assert_eq!(store.outbox().len(), 4);
+}
