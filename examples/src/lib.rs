@@ -4,6 +4,7 @@
 //! in-memory store and on PostgreSQL.
 
 pub mod backend;
+pub mod box_office;
 pub mod courses;
 pub mod tickets;
 pub mod usernames;

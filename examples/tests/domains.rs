@@ -183,3 +183,21 @@ async fn concurrent_subscriptions_respect_both_limits() {
         "every accepted subscription is stored once"
     );
 }
+
+#[test]
+fn the_sales_view_counts_tickets_and_keeps_the_last_buyer() {
+    use factos::fold_view;
+    use factos_examples::box_office::{ConcertSales, SalesView};
+    let sold = |buyer: &str| TicketEvent::TicketSold {
+        concert: "c".into(),
+        buyer: buyer.into(),
+    };
+    assert_eq!(
+        fold_view(&SalesView, &[sold("a"), sold("b")]),
+        ConcertSales {
+            sold: 2,
+            last_buyer: "b".into()
+        }
+    );
+    assert_eq!(fold_view(&SalesView, &[]), ConcertSales::default());
+}

@@ -209,8 +209,8 @@ impl From<StoreError> for SubscriptionError {
 /// handler should be idempotent. For writes to the same database, use a
 /// [`ProjectionHandler`] instead: exactly once.
 pub trait EventHandler: Send {
-    /// The handler's error.
-    type Error: std::error::Error + Send + Sync + 'static;
+    /// The handler's error: any error type, a `String`, or a boxed error.
+    type Error: Into<Box<dyn std::error::Error + Send + Sync>> + Send;
     /// Handles events in position order. An error retries the batch.
     fn handle(
         &mut self,
@@ -244,8 +244,8 @@ pub trait EventHandler: Send {
 /// }
 /// ```
 pub trait ProjectionHandler: Send {
-    /// The handler's error.
-    type Error: std::error::Error + Send + Sync + 'static;
+    /// The handler's error: any error type, a `String`, or a boxed error.
+    type Error: Into<Box<dyn std::error::Error + Send + Sync>> + Send;
     /// Applies events in position order inside `transaction`. An error rolls
     /// the transaction back and retries the batch.
     fn apply(
@@ -680,7 +680,7 @@ impl<H: EventHandler> Apply for AtLeastOnce<'_, H> {
         self.0
             .handle(events)
             .await
-            .map_err(|e| Failure::Handler(Box::new(e)))?;
+            .map_err(|e| Failure::Handler(e.into()))?;
         subscription
             .advance(&lease.client, lease.checkpoint, next)
             .await?;
@@ -709,7 +709,7 @@ impl<P: ProjectionHandler> Apply for ExactlyOnce<'_, P> {
             // A failed rollback means a broken connection: the server rolls
             // back anyway, and the next statement reports the connection.
             let _ = transaction.rollback().await;
-            return Err(Failure::Handler(Box::new(e)));
+            return Err(Failure::Handler(e.into()));
         }
         let moved = transaction
             .query_opt(

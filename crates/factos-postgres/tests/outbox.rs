@@ -346,3 +346,32 @@ async fn an_expired_lease_hands_the_message_out_again_and_workers_never_share_on
         Err(OutboxError::InvalidOptions(_))
     ));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_box_office_example_projects_and_mails_every_sale_once() {
+    let database = common::database().await;
+    let store = common::store_in(&database, StoreOptions::default()).await;
+    let outcome = factos_examples::box_office::run_box_office(&store, "c1", 40, 120, 32)
+        .await
+        .unwrap();
+    assert_eq!((outcome.accepted, outcome.sold_out), (40, 80));
+    assert_eq!(outcome.projected.sold, 40);
+    assert_eq!(outcome.emails_sent, 40);
+    let tenth = store
+        .read(&Query::all(), ReadOptions::default())
+        .await
+        .unwrap()
+        .events
+        .iter()
+        .filter(|e| e.position.get() % 10 == 0)
+        .count();
+    assert!(tenth > 0);
+    assert_eq!(
+        outcome.email_retries, tenth,
+        "the first attempt of every ticket at a position divisible by 10 fails once"
+    );
+    assert!(
+        outbox_rows(&store).await.is_empty(),
+        "every email acknowledged"
+    );
+}
