@@ -99,6 +99,7 @@ pub(crate) async fn run(
         Command::Status => status(&migrated(url.as_deref(), &schema).await?).await,
         Command::Events(args) => events(&migrated(url.as_deref(), &schema).await?, args).await,
         Command::Tail(args) => tail(&migrated(url.as_deref(), &schema).await?, args).await,
+        Command::Subscriptions => subscriptions(&migrated(url.as_deref(), &schema).await?).await,
         Command::Verify(args) => verify(&migrated(url.as_deref(), &schema).await?, &args).await,
     }
 }
@@ -232,6 +233,62 @@ async fn status(store: &PostgresStore) -> Result<ExitCode, String> {
     println!("distinct tags: {}", row.get::<_, i64>("tags"));
     println!("event table:   {}", human_bytes(row.get("events_bytes")));
     println!("tag mirror:    {}", human_bytes(row.get("tags_bytes")));
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn subscriptions(store: &PostgresStore) -> Result<ExitCode, String> {
+    let schema = &store.options().schema;
+    let head = store
+        .read(&Query::all(), ReadOptions::default().limit(0))
+        .await
+        .map_err(|e| explain(&e, schema))?
+        .head
+        .map_or(0, Position::get);
+    let subscribers = store.subscribers().await.map_err(|e| explain(&e, schema))?;
+    if subscribers.is_empty() {
+        println!("no subscribers");
+    } else {
+        println!(
+            "{:<32} {:>12} {:>12}  state",
+            "subscriber", "checkpoint", "behind head"
+        );
+        for s in subscribers {
+            println!(
+                "{:<32} {:>12} {:>12}  {}",
+                s.name,
+                s.checkpoint,
+                head.saturating_sub(s.checkpoint),
+                if s.active { "active" } else { "stopped" }
+            );
+        }
+    }
+    let client = store
+        .pool()
+        .get()
+        .await
+        .map_err(|e| format!("cannot reach PostgreSQL: {e}"))?;
+    let sql = include_str!("../sql/outbox_summary.sql").replace("{schema}", &schema.quoted());
+    let rows = client
+        .query(&sql, &[])
+        .await
+        .map_err(|e| format!("cannot read the outbox: {e}"))?;
+    if rows.is_empty() {
+        println!("outbox: empty");
+    } else {
+        println!(
+            "{:<32} {:>9} {:>9} {:>9}",
+            "outbox topic", "waiting", "leased", "parked"
+        );
+        for row in rows {
+            println!(
+                "{:<32} {:>9} {:>9} {:>9}",
+                row.get::<_, String>("topic"),
+                row.get::<_, i64>("waiting"),
+                row.get::<_, i64>("leased"),
+                row.get::<_, i64>("parked")
+            );
+        }
+    }
     Ok(ExitCode::SUCCESS)
 }
 

@@ -44,6 +44,8 @@ enum Command {
     Events(commands::EventsArgs),
     /// Follow new events as they commit.
     Tail(commands::TailArgs),
+    /// List durable subscribers (checkpoint, events behind, active instance) and outbox topics.
+    Subscriptions,
     /// Check that positions increase, stream revisions are contiguous and the tag mirror matches.
     Verify(commands::VerifyArgs),
 }

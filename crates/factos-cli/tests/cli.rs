@@ -273,3 +273,67 @@ fn demo_runs_the_tickets_race_on_a_throwaway_cluster() {
         "{text}"
     );
 }
+
+/// Counts events; never fails.
+struct Count;
+
+impl factos_postgres::EventHandler for Count {
+    type Error = std::convert::Infallible;
+    async fn handle(&mut self, _: &[factos::StoredEvent]) -> Result<(), Self::Error> {
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subscriptions_lists_checkpoints_and_active_instances() {
+    let database = database().await;
+    let url = database.connection_string().to_string();
+    let store = seeded(&database).await;
+    let empty = factos(&url, &["subscriptions"]);
+    assert!(empty.status.success(), "{}", stderr(&empty));
+    assert!(
+        stdout(&empty).contains("no subscribers"),
+        "{}",
+        stdout(&empty)
+    );
+    assert!(
+        stdout(&empty).contains("outbox: empty"),
+        "{}",
+        stdout(&empty)
+    );
+
+    // One subscriber caught up on booked seats only, one running (holding its lease).
+    let booked = factos::Query::types([EventType::new("Booked").unwrap()]);
+    let caught_up = factos_postgres::Subscription::new(&store, "bookings", booked).unwrap();
+    assert_eq!(caught_up.catch_up(&mut Count).await.unwrap(), 3);
+    let running = factos_postgres::Subscription::new(&store, "audit", factos::Query::all())
+        .unwrap()
+        .with_options(
+            factos_postgres::SubscriptionOptions::default().poll_interval(Duration::from_secs(60)),
+        )
+        .unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        running
+            .run(&mut Count, async {
+                let _ = stopped.await;
+            })
+            .await
+    });
+    let start = std::time::Instant::now();
+    let listed = loop {
+        let listed = stdout(&factos(&url, &["subscriptions"]));
+        if listed.contains("active") || start.elapsed() > Duration::from_secs(10) {
+            break listed;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let audit = listed.lines().find(|l| l.starts_with("audit")).unwrap();
+    assert!(audit.contains("active"), "{listed}");
+    let bookings = listed.lines().find(|l| l.starts_with("bookings")).unwrap();
+    let columns: Vec<&str> = bookings.split_whitespace().collect();
+    // Checkpoint 5 (the settled head), nothing behind, stopped.
+    assert_eq!(columns, vec!["bookings", "5", "0", "stopped"], "{listed}");
+    drop(stop);
+    task.await.unwrap().unwrap();
+}
