@@ -24,6 +24,8 @@ use factos::{
 use factos_postgres::throwaway::{ClusterOptions, TempCluster};
 use factos_postgres::{LockingStrategy, PostgresStore, SchemaName, StoreOptions};
 
+mod subscriptions;
+
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// Counts the events of its context and always books one more: the
@@ -547,11 +549,29 @@ async fn main() -> Result<(), BoxError> {
     } else {
         context_sizes(&stores, duration, repeats).await?
     };
+    let subscription_rows = if only.is_some() {
+        Vec::new()
+    } else if let Some(store) = stores
+        .iter()
+        .find_map(|(name, subject)| match subject.as_ref() {
+            Subject::Plain(store) if name == "Scoped" => Some(store.clone()),
+            _ => None,
+        })
+    {
+        // The subscriber gets its own pool: it is woken by NOTIFY like a
+        // subscriber in another process.
+        let subscriber_store =
+            PostgresStore::from_config(cluster.config("postgres"), 4, store.options().clone())?;
+        subscriptions::measure(&store, &subscriber_store, duration, repeats).await?
+    } else {
+        Vec::new()
+    };
     if std::env::var_os("FACTOS_BENCH_STATEMENTS").is_some() {
         print_statement_profile(&cluster).await?;
     }
 
     let mut json_rows = context_rows;
+    json_rows.extend(subscription_rows);
     println!(
         "| workload | subject | clients | dispatches/s | ratio to pgbench -N | p50 ms | p99 ms | failed conditions | errors |"
     );

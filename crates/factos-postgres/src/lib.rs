@@ -32,6 +32,9 @@
 //! GRANT SELECT, INSERT ON app_events.factos_events, app_events.factos_event_tags TO factos_app;
 //! GRANT SELECT ON app_events.factos_schema_migrations TO factos_app;
 //! GRANT USAGE, SELECT ON SEQUENCE app_events.factos_events_position_seq TO factos_app;
+//! -- Only if the application runs subscriptions or the outbox (these tables change):
+//! GRANT SELECT, INSERT, UPDATE ON app_events.factos_subscriptions TO factos_app;
+//! GRANT SELECT, INSERT, UPDATE, DELETE ON app_events.factos_outbox TO factos_app;
 //! ```
 //!
 //! (`tests/security.rs` runs factos as exactly such a role.) For TLS, build
@@ -42,6 +45,16 @@
 //! [`StoreOptions::statement_timeout`]; a dispatch that waits too long fails
 //! with `StoreErrorKind::Timeout`, which is safe to retry. Errors never
 //! include the connection string.
+//!
+//! # After the commit
+//!
+//! [`Subscription`] delivers every committed event matching a query, in
+//! position order, from a checkpoint stored in PostgreSQL (at least once with
+//! an [`EventHandler`], exactly once into the same database with a
+//! [`ProjectionHandler`]); one instance of a subscriber is active at a time.
+//! [`factos::dispatch_with_outbox`] records a reactor's effects in the
+//! dispatch's transaction, and [`Outbox`] workers deliver them with leases,
+//! retries and parking. See `DESIGN.md`.
 //!
 //! The SQL lives in `.sql` files in this crate (`sql/migrations` for the
 //! schema, `sql/statements` for the statements), reviewable on their own;
