@@ -1,10 +1,12 @@
 //! `factos-bench`: dispatch throughput of each locking strategy as a ratio to
 //! pgbench's simple-update script (`-N`) measured in the same run, on a
-//! throwaway PostgreSQL cluster with `fsync` on.
+//! throwaway PostgreSQL cluster with `fsync` on; then context growth,
+//! subscriptions (catch-up, live lag), bulk appends against `COPY`, and
+//! context reads on a small and a large log.
 //!
 //! ```sh
-//! cargo run --release -p factos-bench            # the full run (about 11 minutes)
-//! FACTOS_BENCH_SECONDS=2 FACTOS_BENCH_CLIENTS=1,16 cargo run --release -p factos-bench
+//! cargo run --release -p factos-bench            # the full run (about 12 minutes)
+//! FACTOS_BENCH_SECONDS=1 FACTOS_BENCH_CLIENTS=1,16 FACTOS_BENCH_BULK_EVENTS=100000 cargo run --release -p factos-bench
 //! ```
 //!
 //! For each client count, the baseline and every subject run interleaved
@@ -24,6 +26,8 @@ use factos::{
 use factos_postgres::throwaway::{ClusterOptions, TempCluster};
 use factos_postgres::{LockingStrategy, PostgresStore, SchemaName, StoreOptions};
 
+mod bulk;
+mod courses;
 mod subscriptions;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -84,6 +88,10 @@ enum Workload {
     Growing,
     /// Every client on one shared boundary.
     Hot,
+    /// Random students subscribing to random courses: overlapping contexts
+    /// of two query items (the plain strategies only: the decider is per
+    /// command, so there is no `Dispatcher` to cache it).
+    Courses,
 }
 
 /// Dispatches through the free function (reads the whole context every
@@ -171,6 +179,8 @@ async fn run_workload(
                         }
                         Workload::Growing => format!("g:{round}:{client}"),
                         Workload::Hot => format!("hot:{round}"),
+                        // Runs through `courses::run` instead.
+                        Workload::Courses => break,
                     };
                     let Ok(item) = QueryItem::parse([event_type], [tag.as_str()]) else {
                         break;
@@ -411,7 +421,9 @@ async fn run_fixed(subject: &Arc<Subject>, tag: &str, duration: Duration) -> Sam
 #[allow(clippy::too_many_lines)]
 #[tokio::main]
 async fn main() -> Result<(), BoxError> {
-    let seconds = env_list("FACTOS_BENCH_SECONDS", &[3])[0];
+    // 2 s points keep the whole run under 15 minutes on 2 cores; every point
+    // is still a median of interleaved repeats.
+    let seconds = env_list("FACTOS_BENCH_SECONDS", &[2])[0];
     let duration = Duration::from_secs(u64::try_from(seconds).unwrap_or(5));
     let clients_list = env_list("FACTOS_BENCH_CLIENTS", &[1, 4, 16, 64]);
     let repeats = env_list("FACTOS_BENCH_REPEATS", &[3])[0];
@@ -515,7 +527,12 @@ async fn main() -> Result<(), BoxError> {
                 .entry(clients)
                 .or_default()
                 .push(pgbench(&cluster, clients, duration)?);
-            for workload in [Workload::Disjoint, Workload::Growing, Workload::Hot] {
+            for workload in [
+                Workload::Disjoint,
+                Workload::Growing,
+                Workload::Hot,
+                Workload::Courses,
+            ] {
                 // FACTOS_BENCH_ONLY=Disjoint/Scoped+cache narrows a run to one cell (for profiling).
                 if only
                     .as_ref()
@@ -528,9 +545,16 @@ async fn main() -> Result<(), BoxError> {
                         continue;
                     }
                     round += 1;
-                    let sample =
-                        run_workload(subject, subject_name, workload, clients, duration, round)
-                            .await;
+                    let sample = match (workload, subject.as_ref()) {
+                        (Workload::Courses, Subject::Plain(store)) => {
+                            courses::run(store, clients, duration, round).await
+                        }
+                        (Workload::Courses, Subject::Cached(_)) => continue,
+                        _ => {
+                            run_workload(subject, subject_name, workload, clients, duration, round)
+                                .await
+                        }
+                    };
                     samples
                         .entry((workload, subject_name.clone(), clients))
                         .or_default()
@@ -566,12 +590,19 @@ async fn main() -> Result<(), BoxError> {
     } else {
         Vec::new()
     };
+    let bulk_rows = if only.is_some() {
+        Vec::new()
+    } else {
+        let size = env_list("FACTOS_BENCH_BULK_EVENTS", &[1_000_000])[0];
+        bulk::measure(&cluster, size, repeats).await?
+    };
     if std::env::var_os("FACTOS_BENCH_STATEMENTS").is_some() {
         print_statement_profile(&cluster).await?;
     }
 
     let mut json_rows = context_rows;
     json_rows.extend(subscription_rows);
+    json_rows.extend(bulk_rows);
     println!(
         "| workload | subject | clients | dispatches/s | ratio to pgbench -N | p50 ms | p99 ms | failed conditions | errors |"
     );
