@@ -28,6 +28,7 @@ use factos_postgres::{LockingStrategy, PostgresStore, SchemaName, StoreOptions};
 
 mod bulk;
 mod courses;
+mod peer;
 mod subscriptions;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -99,6 +100,8 @@ enum Workload {
 enum Subject {
     Plain(PostgresStore),
     Cached(Dispatcher<PostgresStore, Booking, TagCodec>),
+    /// The peer crate (disjoint and hot only; runs through `peer::run`).
+    Peer(peer::Maker),
 }
 
 impl Subject {
@@ -124,6 +127,10 @@ impl Subject {
                 .dispatch_with_query(stream, query, tag)
                 .await
                 .map(|_| ()),
+            Subject::Peer(_) => Err(DispatchError::Store(factos::StoreError::new(
+                factos::StoreErrorKind::Other,
+                "the peer runs through peer::run",
+            ))),
         }
     }
 }
@@ -134,6 +141,8 @@ struct Sample {
     latency_ms_p50: f64,
     latency_ms_p99: f64,
     failed_conditions: u64,
+    /// SERIALIZABLE failures (the peer only).
+    serialization_errors: u64,
     errors: u64,
 }
 
@@ -223,6 +232,35 @@ async fn run_workload(
     sample.latency_ms_p50 = percentile(&all, 0.5);
     sample.latency_ms_p99 = percentile(&all, 0.99);
     sample
+}
+
+/// The peer in a database of its own, with 100,000 background events
+/// (on boundaries the workloads never touch), analyzed.
+async fn peer_subject(cluster: &TempCluster) -> Result<peer::Maker, BoxError> {
+    let status = Command::new(cluster.bin_dir().join("createdb"))
+        .arg("-h")
+        .arg(cluster.socket_dir())
+        .args(["-U", "postgres", "disintegrate"])
+        .status()?;
+    if !status.success() {
+        return Err("createdb disintegrate failed".into());
+    }
+    let maker = peer::connect(cluster.socket_dir(), "disintegrate").await?;
+    let (client, connection) = cluster
+        .config("disintegrate")
+        .connect(factos_postgres::tokio_postgres::NoTls)
+        .await?;
+    tokio::spawn(connection);
+    client
+        .batch_execute(
+            "INSERT INTO event (event_type, payload, boundary)
+             SELECT 'Booked', convert_to('{\"Booked\":{\"boundary\":\"bg:' || (i % 1000) || '\"}}', 'UTF8'),
+                    'bg:' || (i % 1000)
+             FROM generate_series(1, 100000) i;
+             ANALYZE event;",
+        )
+        .await?;
+    Ok(maker)
 }
 
 fn pgbench(cluster: &TempCluster, clients: usize, duration: Duration) -> Result<f64, BoxError> {
@@ -510,8 +548,12 @@ async fn main() -> Result<(), BoxError> {
         }
         stores.push((format!("{strategy:?}"), Arc::new(Subject::Plain(store))));
     }
+    stores.push((
+        "disintegrate-postgres".to_string(),
+        Arc::new(Subject::Peer(peer_subject(&cluster).await?)),
+    ));
     println!(
-        "seeded 100,000 background events per strategy, analyzed; {repeats} repeats of {seconds} s per point\n"
+        "seeded 100,000 background events per strategy and for the peer, analyzed; {repeats} repeats of {seconds} s per point\n"
     );
 
     let only: Option<(String, String)> = std::env::var("FACTOS_BENCH_ONLY").ok().and_then(|v| {
@@ -546,10 +588,14 @@ async fn main() -> Result<(), BoxError> {
                     }
                     round += 1;
                     let sample = match (workload, subject.as_ref()) {
+                        (Workload::Disjoint | Workload::Hot, Subject::Peer(maker)) => {
+                            peer::run(maker, workload, clients, duration, round).await
+                        }
                         (Workload::Courses, Subject::Plain(store)) => {
                             courses::run(store, clients, duration, round).await
                         }
-                        (Workload::Courses, Subject::Cached(_)) => continue,
+                        (Workload::Growing | Workload::Courses, Subject::Peer(_))
+                        | (Workload::Courses, Subject::Cached(_)) => continue,
                         _ => {
                             run_workload(subject, subject_name, workload, clients, duration, round)
                                 .await
@@ -604,12 +650,12 @@ async fn main() -> Result<(), BoxError> {
     json_rows.extend(subscription_rows);
     json_rows.extend(bulk_rows);
     println!(
-        "| workload | subject | clients | dispatches/s | ratio to pgbench -N | p50 ms | p99 ms | failed conditions | errors |"
+        "| workload | subject | clients | dispatches/s | ratio to pgbench -N | p50 ms | p99 ms | failed conditions | serialization errors | errors |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|");
     for &clients in &clients_list {
         let base = median(baseline.get(&clients).cloned().unwrap_or_default());
-        println!("| pgbench -N | tps | {clients} | {base:.0} | 1.00 | | | | |");
+        println!("| pgbench -N | tps | {clients} | {base:.0} | 1.00 | | | | | |");
         json_rows.push(serde_json::json!({"workload": "pgbench-N", "clients": clients, "tps_median": base, "tps_all": baseline.get(&clients)}));
     }
     for ((workload, subject, clients), runs) in &samples {
@@ -619,15 +665,16 @@ async fn main() -> Result<(), BoxError> {
         let p99 = median(runs.iter().map(|s| s.latency_ms_p99).collect());
         let failed: u64 = runs.iter().map(|s| s.failed_conditions).sum();
         let errors: u64 = runs.iter().map(|s| s.errors).sum();
+        let serialization: u64 = runs.iter().map(|s| s.serialization_errors).sum();
         let ratio = if base > 0.0 { rate / base } else { 0.0 };
         println!(
-            "| {workload:?} | {subject} | {clients} | {rate:.0} | {ratio:.2} | {p50:.2} | {p99:.2} | {failed} | {errors} |"
+            "| {workload:?} | {subject} | {clients} | {rate:.0} | {ratio:.2} | {p50:.2} | {p99:.2} | {failed} | {serialization} | {errors} |"
         );
         json_rows.push(serde_json::json!({
             "workload": format!("{workload:?}"), "subject": subject, "clients": clients,
             "dispatches_per_s_median": rate, "ratio_to_pgbench_n": ratio,
             "latency_ms_p50": p50, "latency_ms_p99": p99,
-            "failed_conditions": failed, "errors": errors, "runs": runs,
+            "failed_conditions": failed, "serialization_errors": serialization, "errors": errors, "runs": runs,
         }));
     }
     let out = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/factos-bench.json");
