@@ -478,14 +478,22 @@ async fn main() -> Result<(), BoxError> {
     // FACTOS_BENCH_PG_SETTINGS="name=value,name=value" adds server settings
     // (e.g. log_min_duration_statement=50 to see slow statements); the server
     // log is copied to target/factos-bench-server.log at the end.
-    let settings: Vec<(String, String)> = std::env::var("FACTOS_BENCH_PG_SETTINGS")
-        .unwrap_or_default()
-        .split(',')
-        .filter_map(|kv| {
-            kv.split_once('=')
-                .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
-        })
-        .collect();
+    // shared_buffers as a server on this machine would be tuned (the
+    // default 128 MB is far below the usual quarter of RAM); later settings
+    // from the environment win.
+    let settings: Vec<(String, String)> =
+        std::iter::once(("shared_buffers".to_string(), "2GB".to_string()))
+            .chain(
+                std::env::var("FACTOS_BENCH_PG_SETTINGS")
+                    .unwrap_or_default()
+                    .split(',')
+                    .filter_map(|kv| {
+                        kv.split_once('=')
+                            .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+                    })
+                    .collect::<Vec<_>>(),
+            )
+            .collect();
     let cluster = TempCluster::start_with(&ClusterOptions {
         durable: true,
         settings,
