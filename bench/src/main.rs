@@ -497,6 +497,8 @@ async fn main() -> Result<(), BoxError> {
     let cluster = TempCluster::start_with(&ClusterOptions {
         durable: true,
         settings,
+        // Three factos pools and the peer's, 80 connections each, plus pgbench.
+        max_connections: 600,
         ..ClusterOptions::default()
     })?;
     let status = Command::new(cluster.bin_dir().join("createdb"))
