@@ -10,7 +10,7 @@ use factos::DispatchError;
 use factos_examples::courses::{CourseCommand, CourseError, handle};
 use factos_postgres::PostgresStore;
 
-use crate::{Sample, percentile};
+use crate::Sample;
 
 /// Courses per run; each has room for everyone.
 const COURSES: u64 = 200;
@@ -78,12 +78,5 @@ pub(crate) async fn run(
             sample.errors += 1;
         }
     }
-    latencies_us.sort_unstable();
-    #[allow(clippy::cast_precision_loss)]
-    {
-        sample.dispatches_per_s = latencies_us.len() as f64 / duration.as_secs_f64();
-    }
-    sample.latency_ms_p50 = percentile(&latencies_us, 0.5);
-    sample.latency_ms_p99 = percentile(&latencies_us, 0.99);
-    sample
+    sample.with_latencies(latencies_us, duration)
 }

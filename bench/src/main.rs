@@ -146,6 +146,21 @@ struct Sample {
     errors: u64,
 }
 
+impl Sample {
+    /// The rate and latency percentiles of a run of `duration`, from the
+    /// latencies of its successful dispatches.
+    fn with_latencies(mut self, mut latencies_us: Vec<u32>, duration: Duration) -> Self {
+        latencies_us.sort_unstable();
+        #[allow(clippy::cast_precision_loss)]
+        {
+            self.dispatches_per_s = latencies_us.len() as f64 / duration.as_secs_f64();
+        }
+        self.latency_ms_p50 = percentile(&latencies_us, 0.5);
+        self.latency_ms_p99 = percentile(&latencies_us, 0.99);
+        self
+    }
+}
+
 fn percentile(sorted: &[u32], p: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;
@@ -224,14 +239,7 @@ async fn run_workload(
             sample.errors += errors;
         }
     }
-    all.sort_unstable();
-    #[allow(clippy::cast_precision_loss)]
-    {
-        sample.dispatches_per_s = all.len() as f64 / duration.as_secs_f64();
-    }
-    sample.latency_ms_p50 = percentile(&all, 0.5);
-    sample.latency_ms_p99 = percentile(&all, 0.99);
-    sample
+    sample.with_latencies(all, duration)
 }
 
 /// The peer in a database of its own, with 100,000 background events
@@ -445,14 +453,7 @@ async fn run_fixed(subject: &Arc<Subject>, tag: &str, duration: Duration) -> Sam
             Err(_) => sample.errors += 1,
         }
     }
-    latencies_us.sort_unstable();
-    #[allow(clippy::cast_precision_loss)]
-    {
-        sample.dispatches_per_s = latencies_us.len() as f64 / duration.as_secs_f64();
-    }
-    sample.latency_ms_p50 = percentile(&latencies_us, 0.5);
-    sample.latency_ms_p99 = percentile(&latencies_us, 0.99);
-    sample
+    sample.with_latencies(latencies_us, duration)
 }
 
 // The run reads top to bottom: set up, measure interleaved, report.
@@ -499,7 +500,6 @@ async fn main() -> Result<(), BoxError> {
         settings,
         // Three factos pools and the peer's, 80 connections each, plus pgbench.
         max_connections: 600,
-        ..ClusterOptions::default()
     })?;
     let status = Command::new(cluster.bin_dir().join("createdb"))
         .arg("-h")

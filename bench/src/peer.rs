@@ -15,7 +15,7 @@ use disintegrate_postgres::PgEventStore;
 use serde::{Deserialize, Serialize};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 
-use crate::{BoxError, Sample, Workload, percentile};
+use crate::{BoxError, Sample, Workload};
 
 /// The one event: a booking on a boundary (its only domain id).
 #[derive(Debug, Clone, PartialEq, Eq, Event, Serialize, Deserialize)]
@@ -159,12 +159,5 @@ pub(crate) async fn run(
             sample.errors += errors;
         }
     }
-    all.sort_unstable();
-    #[allow(clippy::cast_precision_loss)]
-    {
-        sample.dispatches_per_s = all.len() as f64 / duration.as_secs_f64();
-    }
-    sample.latency_ms_p50 = percentile(&all, 0.5);
-    sample.latency_ms_p99 = percentile(&all, 0.99);
-    sample
+    sample.with_latencies(all, duration)
 }

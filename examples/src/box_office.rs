@@ -13,10 +13,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use factos::json::JsonCodec;
-use factos::{
-    Codec, DispatchError, EventStore, OutboxMessage, Query, Recorded, StoredEvent, StreamId, Topic,
-    View, dispatch_with_outbox, reactor_fn,
-};
+use factos::{Codec, EventStore, OutboxMessage, Query, Recorded, StoredEvent, Topic, View};
 use factos_postgres::tokio_postgres::Transaction;
 use factos_postgres::{
     LeasedMessage, MessageHandler, Outbox, OutboxOptions, PostgresStore, ProjectionHandler,
@@ -24,8 +21,7 @@ use factos_postgres::{
 };
 use serde::{Deserialize, Serialize};
 
-use crate::tickets::{BuyTicket, TicketDecider, TicketError, TicketEvent, sale_query};
-use crate::with_retries;
+use crate::tickets::{Effects, TicketEvent, run_sale_with, sale_query};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -231,7 +227,16 @@ pub async fn run_box_office(
         tokio::spawn(async move { outbox.run(&mut mailer, stop).await })
     };
 
-    let (accepted, sold_out) = sell(store, concert, capacity, attempts, parallel).await?;
+    let sale = run_sale_with(
+        store,
+        concert,
+        capacity,
+        attempts,
+        parallel,
+        Effects::ConfirmationEmail,
+    )
+    .await?;
+    let (accepted, sold_out) = (sale.accepted, sale.sold_out);
 
     // Wait until the projection and the mailer have caught up.
     let sold = store
@@ -269,51 +274,4 @@ pub async fn run_box_office(
         emails_sent: mailer.sent.load(Ordering::Relaxed),
         email_retries: mailer.failed.load(Ordering::Relaxed),
     })
-}
-
-/// The racing purchases, each with its email recorded in its transaction.
-async fn sell(
-    store: &PostgresStore,
-    concert: &str,
-    capacity: usize,
-    attempts: usize,
-    parallel: usize,
-) -> Result<(usize, usize), BoxError> {
-    let query = sale_query(concert)?;
-    let permits = Arc::new(tokio::sync::Semaphore::new(parallel));
-    let mut buyers = Vec::with_capacity(attempts);
-    for n in 0..attempts {
-        let (store, query, permits) = (store.clone(), query.clone(), permits.clone());
-        let command = BuyTicket {
-            concert: concert.to_string(),
-            buyer: format!("buyer-{n}"),
-        };
-        buyers.push(tokio::spawn(async move {
-            let _permit = permits.acquire_owned().await;
-            let stream = StreamId::new(format!("{}-{}", command.concert, command.buyer))?;
-            let codec = JsonCodec::<TicketEvent>::new();
-            let decider = TicketDecider { capacity };
-            let reactor = reactor_fn(confirmation);
-            match with_retries(|| {
-                dispatch_with_outbox(
-                    &store, &stream, &query, &decider, &codec, &command, &reactor,
-                )
-            })
-            .await
-            {
-                Ok(_) => Ok(true),
-                Err(DispatchError::Domain(TicketError::SoldOut)) => Ok(false),
-                Err(e) => Err(BoxError::from(e.to_string())),
-            }
-        }));
-    }
-    let (mut accepted, mut sold_out) = (0, 0);
-    for buyer in buyers {
-        if buyer.await?? {
-            accepted += 1;
-        } else {
-            sold_out += 1;
-        }
-    }
-    Ok((accepted, sold_out))
 }

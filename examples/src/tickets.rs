@@ -7,7 +7,8 @@ use std::sync::Arc;
 
 use factos::json::{JsonCodec, JsonEvent};
 use factos::{
-    Decider, DispatchError, Query, QueryItem, StreamId, ValidationError, dispatch_with_query,
+    Decider, DispatchError, Query, QueryItem, StreamId, ValidationError, dispatch_with_outbox,
+    dispatch_with_query, reactor_fn,
 };
 use serde::{Deserialize, Serialize};
 
@@ -117,6 +118,28 @@ pub async fn run_sale<S: ExampleStore>(
     attempts: usize,
     parallel: usize,
 ) -> Result<SaleOutcome, Box<dyn std::error::Error + Send + Sync>> {
+    run_sale_with(store, concert, capacity, attempts, parallel, Effects::None).await
+}
+
+/// What a purchase records besides its event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Effects {
+    /// Nothing.
+    None,
+    /// Its confirmation email, in the outbox, in the purchase's transaction
+    /// ([`crate::box_office::confirmation`]).
+    ConfirmationEmail,
+}
+
+/// [`run_sale`], each purchase recording `effects`.
+pub async fn run_sale_with<S: ExampleStore>(
+    store: &S,
+    concert: &str,
+    capacity: usize,
+    attempts: usize,
+    parallel: usize,
+    effects: Effects,
+) -> Result<SaleOutcome, Box<dyn std::error::Error + Send + Sync>> {
     let query = sale_query(concert)?;
     let permits = Arc::new(tokio::sync::Semaphore::new(parallel));
     let mut buyers = Vec::with_capacity(attempts);
@@ -131,11 +154,24 @@ pub async fn run_sale<S: ExampleStore>(
             let stream = StreamId::new(format!("{}-{}", command.concert, command.buyer))?;
             let codec = JsonCodec::<TicketEvent>::new();
             let decider = TicketDecider { capacity };
-            match with_retries(|| {
-                dispatch_with_query(&store, &stream, &query, &decider, &codec, &command)
-            })
-            .await
-            {
+            let emails = reactor_fn(crate::box_office::confirmation);
+            let outcome = match effects {
+                Effects::None => {
+                    with_retries(|| {
+                        dispatch_with_query(&store, &stream, &query, &decider, &codec, &command)
+                    })
+                    .await
+                }
+                Effects::ConfirmationEmail => {
+                    with_retries(|| {
+                        dispatch_with_outbox(
+                            &store, &stream, &query, &decider, &codec, &command, &emails,
+                        )
+                    })
+                    .await
+                }
+            };
+            match outcome {
                 Ok(_) => Ok(true),
                 Err(DispatchError::Domain(TicketError::SoldOut)) => Ok(false),
                 Err(e) => Err(Box::<dyn std::error::Error + Send + Sync>::from(

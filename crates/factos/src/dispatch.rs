@@ -451,7 +451,7 @@ where
     D::Error: Send,
     C: Codec<Event = D::Event>,
 {
-    query_dispatch(store, stream, query, decider, codec, command, None).await
+    query_dispatch(store, stream, query, decider, codec, command, None, None).await
 }
 
 /// The id of the `index`-th event decided under an idempotency `key`
@@ -514,12 +514,24 @@ where
     D::Error: Send,
     C: Codec<Event = D::Event>,
 {
-    query_dispatch(store, stream, query, decider, codec, command, Some(key)).await
+    query_dispatch(
+        store,
+        stream,
+        query,
+        decider,
+        codec,
+        command,
+        Some(key),
+        None,
+    )
+    .await
 }
 
-/// The one query dispatch behind [`dispatch_with_query`] and
-/// [`dispatch_with_query_idempotent`].
-async fn query_dispatch<S, D, C>(
+/// The one query dispatch behind [`dispatch_with_query`],
+/// [`dispatch_with_query_idempotent`] and
+/// [`dispatch_with_outbox`](crate::dispatch_with_outbox).
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn query_dispatch<S, D, C>(
     store: &S,
     stream: &StreamId,
     query: &Query,
@@ -527,6 +539,7 @@ async fn query_dispatch<S, D, C>(
     codec: &C,
     command: &D::Command,
     key: Option<uuid::Uuid>,
+    reactor: Option<&(dyn Reactor<Event = D::Event, Effect = OutboxMessage> + Sync)>,
 ) -> Result<Dispatch<D::Event>, DispatchError<D::Error>>
 where
     S: EventStore,
@@ -539,6 +552,7 @@ where
 {
     let mut process = CommandProcess::new(decider, codec, command).map_err(from_process_error)?;
     process.idempotency_key = key;
+    process.reactor = reactor;
     let committed = store
         .decide_with_query(stream, query, &mut process)
         .await

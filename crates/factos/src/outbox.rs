@@ -9,7 +9,7 @@
 //! and their effects commit together or not at all. Workers of the store
 //! (for PostgreSQL, `factos_postgres::Outbox`) then deliver them.
 
-use crate::dispatch::{CommandProcess, from_decision_error, from_process_error, into_dispatch};
+use crate::dispatch::query_dispatch;
 use crate::{
     Codec, Decider, Dispatch, DispatchError, EventStore, Position, Query, Reactor, StoreError,
     StoreErrorKind, StreamId, Topic,
@@ -120,11 +120,15 @@ where
             "this store cannot record effects with its appends",
         )));
     }
-    let mut process = CommandProcess::new(decider, codec, command).map_err(from_process_error)?;
-    process.reactor = Some(reactor);
-    let committed = store
-        .decide_with_query(stream, query, &mut process)
-        .await
-        .map_err(from_decision_error)?;
-    into_dispatch(committed, process.decided, codec)
+    query_dispatch(
+        store,
+        stream,
+        query,
+        decider,
+        codec,
+        command,
+        None,
+        Some(reactor),
+    )
+    .await
 }
