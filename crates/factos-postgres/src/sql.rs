@@ -232,7 +232,12 @@ impl Statements {
         let mut notify_channel = format!("factos_{}", schema.as_str());
         // Schema names are ASCII, so any byte is a character boundary.
         notify_channel.truncate(63);
-        let conflict_all = format!("EXISTS (SELECT 1 FROM {s}.factos_events WHERE position > $9)");
+        // Not `EXISTS (... WHERE position > $9)`: under a generic plan that
+        // expects a third of the log to match and picks a sequential scan,
+        // which reads the whole log when nothing matches (found profiling
+        // bulk appends). The head is one probe at the end of the primary key.
+        let conflict_all =
+            format!("coalesce((SELECT max(position) FROM {s}.factos_events), 0) > $9");
         let conflict_query = format!("EXISTS ({})", matching(&s, "$13", "$14", "> $9"));
         Self {
             lock_table: format!("LOCK TABLE {s}.factos_events IN EXCLUSIVE MODE"),

@@ -38,6 +38,11 @@ async fn reads_and_checks_use_indexes_with_generic_plans() {
     client.batch_execute(&format!("ANALYZE {}.factos_events; ANALYZE {}.factos_event_tags; SET plan_cache_mode = force_generic_plan;", schema.quoted(), schema.quoted())).await.unwrap();
     let texts: std::collections::HashMap<_, _> = statement_texts(&schema).into_iter().collect();
     let sep = "\u{1f}";
+    // An append's parameters up to the expected revision ($1..$8), and its
+    // lock keys and barrier ($10..$12).
+    let append_args = "'plan-stream', ARRAY[gen_random_uuid()], ARRAY['T1'], ARRAY[1], \
+                       ARRAY['k:5'], ARRAY['{}'::jsonb], ARRAY['\\x00'::bytea], -2";
+    let no_keys = "ARRAY[]::bigint[], ARRAY[]::boolean[], 1";
     // (statement, parameters as SQL literals) for each query shape.
     let shapes: Vec<(&str, String)> = vec![
         (
@@ -65,55 +70,77 @@ async fn reads_and_checks_use_indexes_with_generic_plans() {
             "read_query_forwards",
             "ARRAY['Booked'], ARRAY['b:1:0:3'], 0, NULL".to_string(),
         ),
+        // Appends: without a condition, with one on all events, with one on
+        // a query (the checks must probe indexes, not scan the log).
+        (
+            "append_if_all",
+            format!("{append_args}, 9223372036854775807, {no_keys}"),
+        ),
+        ("append_if_all", format!("{append_args}, 19000, {no_keys}")),
+        (
+            "append_if_query",
+            format!("{append_args}, 19000, {no_keys}, ARRAY['T1'], ARRAY['k:5']"),
+        ),
     ];
     for (name, args) in shapes {
-        let text = &texts[name];
-        client
-            .batch_execute(&format!("DEALLOCATE ALL; PREPARE plan_check AS {text}"))
-            .await
-            .unwrap();
-        // FACTOS_PRINT_PLANS also runs them (EXPLAIN ANALYZE) to show timings.
-        let explain = if std::env::var_os("FACTOS_PRINT_PLANS").is_some() {
-            "EXPLAIN (ANALYZE, BUFFERS)"
-        } else {
-            "EXPLAIN"
-        };
-        let rows = client
-            .query(&format!("{explain} EXECUTE plan_check({args})"), &[])
-            .await
-            .unwrap();
-        let plan: Vec<String> = rows.iter().map(|r| r.get::<_, String>(0)).collect();
-        let plan = plan.join("\n");
-        if std::env::var_os("FACTOS_PRINT_PLANS").is_some() {
-            println!("{name}({args}):\n{plan}\n");
-        }
-        let lines: Vec<&str> = plan.lines().collect();
-        for (i, line) in lines.iter().enumerate() {
+        assert_plan_uses_indexes(&client, name, &texts[name], &args).await;
+    }
+}
+
+/// Prepares `text`, explains it with `args` under the generic plan, and
+/// fails if it scans a table or a range of positions, or misses the type or
+/// tag index where the arguments name them.
+async fn assert_plan_uses_indexes(
+    client: &factos_postgres::deadpool_postgres::Object,
+    name: &str,
+    text: &str,
+    args: &str,
+) {
+    client
+        .batch_execute(&format!("DEALLOCATE ALL; PREPARE plan_check AS {text}"))
+        .await
+        .unwrap();
+    // FACTOS_PRINT_PLANS also runs them (EXPLAIN ANALYZE) to show timings.
+    let explain = if std::env::var_os("FACTOS_PRINT_PLANS").is_some() {
+        "EXPLAIN (ANALYZE, BUFFERS)"
+    } else {
+        "EXPLAIN"
+    };
+    let rows = client
+        .query(&format!("{explain} EXECUTE plan_check({args})"), &[])
+        .await
+        .unwrap();
+    let plan: Vec<String> = rows.iter().map(|r| r.get::<_, String>(0)).collect();
+    let plan = plan.join("\n");
+    if std::env::var_os("FACTOS_PRINT_PLANS").is_some() {
+        println!("{name}({args}):\n{plan}\n");
+    }
+    let lines: Vec<&str> = plan.lines().collect();
+    for (i, line) in lines.iter().enumerate() {
+        assert!(
+            !line.contains("Seq Scan"),
+            "{name}({args}) scans a table:\n{plan}"
+        );
+        // Position-index scans must be point lookups or the head lookup,
+        // never a range over the log.
+        if line.contains("using factos_events_pkey") {
+            let condition = lines.get(i + 1).copied().unwrap_or_default();
             assert!(
-                !line.contains("Seq Scan"),
-                "{name}({args}) scans a table:\n{plan}"
-            );
-            // Position-index scans must be point lookups or the head lookup,
-            // never a range over the log.
-            if line.contains("using factos_events_pkey") {
-                let condition = lines.get(i + 1).copied().unwrap_or_default();
-                assert!(
-                    condition.contains("\"position\" = ") || condition.contains("IS NOT NULL"),
-                    "{name}({args}) scans a range of positions:\n{plan}"
-                );
-            }
-        }
-        if args.starts_with("ARRAY['T1'], ARRAY['']") {
-            assert!(
-                plan.contains("factos_events_type_position"),
-                "{name}({args}) does not use the type index:\n{plan}"
+                condition.contains("\"position\" = ") || condition.contains("IS NOT NULL"),
+                "{name}({args}) scans a range of positions:\n{plan}"
             );
         }
-        if args.contains("k:") {
-            assert!(
-                plan.contains("factos_event_tags_pkey"),
-                "{name}({args}) does not use the tag index:\n{plan}"
-            );
-        }
+    }
+    if args.starts_with("ARRAY['T1'], ARRAY['']") {
+        assert!(
+            plan.contains("factos_events_type_position"),
+            "{name}({args}) does not use the type index:\n{plan}"
+        );
+    }
+    if args.contains("k:") && (name.starts_with("read") || name == "append_if_query") {
+        assert!(
+            plan.contains("factos_event_tags_pkey"),
+            "{name}({args}) does not use the tag index:\n{plan}"
+        );
     }
 }
