@@ -25,7 +25,7 @@ use std::future::Future;
 use std::pin::pin;
 use std::time::Duration;
 
-use factos::{Position, Query, StoreError, StoredEvent};
+use factos::{Position, Query, StoreError, StoreErrorKind, StoredEvent};
 use futures_util::FutureExt;
 
 use crate::error::{Phase, db_error, pool_error};
@@ -638,7 +638,9 @@ impl Subscription {
                 &[&self.name, &from, &to],
             )
             .await
-            .map_err(|e| db_error("cannot move the checkpoint", e, Phase::Commit))?;
+            // Safe to retry whatever happened: the next lease reads the
+            // checkpoint again and goes on from wherever it is.
+            .map_err(|e| db_error("cannot move the checkpoint", e, Phase::BeforeCommit))?;
         moved.map(|_| ()).ok_or(SubscriptionError::LeaseLost)
     }
 }
@@ -707,8 +709,18 @@ impl<P: ProjectionHandler> Apply for ExactlyOnce<'_, P> {
             .map_err(SubscriptionError::from)?;
         if let Err(e) = self.0.apply(&transaction, events).await {
             // A failed rollback means a broken connection: the server rolls
-            // back anyway, and the next statement reports the connection.
+            // back anyway.
             let _ = transaction.rollback().await;
+            if lease.client.is_closed() {
+                // The handler failed because the subscriber's connection
+                // (and with it its lease) is gone: not the handler's fault;
+                // `run` takes the lease again and retries the batch.
+                return Err(SubscriptionError::Store(StoreError::new(
+                    StoreErrorKind::Unavailable,
+                    "the subscriber's connection closed during a batch",
+                ))
+                .into());
+            }
             return Err(Failure::Handler(e.into()));
         }
         let moved = transaction
@@ -723,12 +735,13 @@ impl<P: ProjectionHandler> Apply for ExactlyOnce<'_, P> {
             let _ = transaction.rollback().await;
             return Err(SubscriptionError::LeaseLost.into());
         }
-        // If the connection breaks during COMMIT the outcome is unknown; the
-        // next lease reads the checkpoint again, which says.
+        // If the connection breaks during COMMIT the outcome is unknown, but
+        // retrying is safe: the next lease reads the checkpoint again, which
+        // says whether the batch (and its writes) committed.
         transaction
             .commit()
             .await
-            .map_err(|e| db_error("cannot commit the batch", e, Phase::Commit))
+            .map_err(|e| db_error("cannot commit the batch", e, Phase::BeforeCommit))
             .map_err(SubscriptionError::from)?;
         Ok(())
     }

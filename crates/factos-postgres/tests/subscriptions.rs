@@ -469,3 +469,107 @@ async fn bad_names_and_options_are_typed_errors() {
         "nothing written"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subscriber_whose_connection_is_killed_mid_batch_resumes_exactly_once() {
+    let database = common::database().await;
+    let store = common::store_in(&database, StoreOptions::default()).await;
+    let client = store.pool().get().await.unwrap();
+    client
+        .batch_execute("CREATE TABLE applied (position bigint NOT NULL)")
+        .await
+        .unwrap();
+    for i in 0..50 {
+        append(&store, &format!("s{i}"), vec![event("Seat", "seat:1")]).await;
+    }
+    // One attempt per batch: a lost connection must not count as the
+    // handler's failure.
+    let subscription = Subscription::new(&store, "resilient", Query::all())
+        .unwrap()
+        .with_options(options(Duration::from_millis(50), 10).handler_attempts(1))
+        .unwrap();
+    // The handler stalls in its second batch; meanwhile the server kills the
+    // subscriber's connection (as a failover or a network cut would).
+    let (said, in_batch) = oneshot::channel();
+    let (resume, resumed) = tokio::sync::watch::channel(false);
+    let mut handler = Stalling {
+        batches: 0,
+        in_batch: Some(said),
+        resumed,
+    };
+    let (stop, stopped) = oneshot::channel::<()>();
+    let runner = {
+        let subscription = subscription.clone();
+        tokio::spawn(async move {
+            subscription
+                .run_projection(&mut handler, async {
+                    let _ = stopped.await;
+                })
+                .await
+        })
+    };
+    in_batch.await.unwrap();
+    let killed: i64 = client
+        .query_one(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_locks
+             WHERE locktype = 'advisory' AND granted AND objsubid = 1 AND pid <> pg_backend_pid()
+               AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(killed, 1, "the subscriber's session holds its lock");
+    resume.send(true).unwrap();
+    // `run` reports nothing: it takes the lease again and finishes.
+    let start = Instant::now();
+    while subscription.checkpoint().await.unwrap() < 50 {
+        assert!(start.elapsed() < Duration::from_secs(20), "did not resume");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    drop(stop);
+    runner.await.unwrap().unwrap();
+    let row = client
+        .query_one(
+            "SELECT count(*), count(DISTINCT position) FROM applied",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!((row.get::<_, i64>(0), row.get::<_, i64>(1)), (50, 50));
+}
+
+/// Records positions like [`Record`], stalling in its second batch until
+/// told to resume.
+struct Stalling {
+    batches: usize,
+    in_batch: Option<oneshot::Sender<()>>,
+    resumed: tokio::sync::watch::Receiver<bool>,
+}
+
+impl ProjectionHandler for Stalling {
+    type Error = factos_postgres::tokio_postgres::Error;
+    async fn apply(
+        &mut self,
+        tx: &Transaction<'_>,
+        events: &[StoredEvent],
+    ) -> Result<(), Self::Error> {
+        self.batches += 1;
+        if self.batches == 2 {
+            if let Some(say) = self.in_batch.take() {
+                let _ = say.send(());
+            }
+            let _ = self.resumed.wait_for(|r| *r).await;
+        }
+        let positions: Vec<i64> = events
+            .iter()
+            .map(|e| i64::try_from(e.position.get()).unwrap())
+            .collect();
+        tx.execute(
+            "INSERT INTO applied (position) SELECT unnest($1::bigint[])",
+            &[&positions],
+        )
+        .await?;
+        Ok(())
+    }
+}
