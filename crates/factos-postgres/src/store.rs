@@ -300,31 +300,62 @@ enum Guard {
     Keys(Vec<KeyLock>),
 }
 
-/// The settings every factos statement runs with, as (`BEGIN` batch for
-/// transactions, batch for statements outside one). JIT is off: generic
-/// plans of these statements carry large cost estimates on big logs, which
-/// made PostgreSQL spend hundreds of milliseconds compiling queries that run
-/// in microseconds. Timeouts come from the options.
-fn settings(options: &StoreOptions) -> (String, String) {
-    let mut chosen = vec!["jit = off".to_string()];
+/// The settings every factos statement runs with. JIT is off: generic plans
+/// of these statements carry large cost estimates on big logs, which made
+/// PostgreSQL spend hundreds of milliseconds compiling queries that run in
+/// microseconds. Timeouts come from the options.
+fn chosen_settings(options: &StoreOptions) -> Vec<(&'static str, String)> {
+    let mut chosen = vec![("jit", "off".to_string())];
     for (name, value) in [
         ("lock_timeout", options.lock_timeout),
         ("statement_timeout", options.statement_timeout),
     ] {
         if let Some(value) = value {
-            chosen.push(format!("{name} = '{}ms'", value.as_millis().max(1)));
+            chosen.push((name, format!("{}ms", value.as_millis().max(1))));
         }
     }
+    chosen
+}
+
+/// How the settings reach the server, as (`BEGIN` batch for transactions,
+/// batch for statements outside one). On connections factos opens itself
+/// they are startup parameters (see [`with_settings`]): `BEGIN` alone and
+/// nothing before reads. On a pool given to [`PostgresStore::new`] every
+/// transaction sets them locally and reads set them on their session.
+fn settings(options: &StoreOptions, on_connection: bool) -> (String, String) {
+    if on_connection {
+        return ("BEGIN".to_string(), String::new());
+    }
+    let chosen = chosen_settings(options);
     let begin = std::iter::once("BEGIN".to_string())
-        .chain(chosen.iter().map(|s| format!("SET LOCAL {s}")))
+        .chain(chosen.iter().map(|(k, v)| format!("SET LOCAL {k} = '{v}'")))
         .collect::<Vec<_>>()
         .join("; ");
     let outside = chosen
         .iter()
-        .map(|s| format!("SET {s}"))
+        .map(|(k, v)| format!("SET {k} = '{v}'"))
         .collect::<Vec<_>>()
         .join("; ");
     (begin, outside)
+}
+
+/// `config` with the store's settings added to its startup options, so every
+/// connection has them from the start (one statement less per transaction).
+fn with_settings(
+    mut config: tokio_postgres::Config,
+    options: &StoreOptions,
+) -> tokio_postgres::Config {
+    let ours = chosen_settings(options)
+        .iter()
+        .map(|(k, v)| format!("-c {k}={v}"))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let combined = match config.get_options() {
+        Some(existing) if !existing.trim().is_empty() => format!("{existing} {ours}"),
+        _ => ours,
+    };
+    config.options(&combined);
+    config
 }
 
 /// A pooled connection whose transaction factos drives by hand, so BEGIN,
@@ -449,10 +480,12 @@ impl PostgresStore {
         Self::build(pool, options, None)
     }
 
+    /// A store on `pool`; with `listener`, the pool's connections were
+    /// opened by factos with the settings as startup parameters.
     fn build(pool: Pool, options: StoreOptions, listener: Option<crate::wakeup::Connect>) -> Self {
         let sql = Statements::new(&options.schema);
         let keys = LockKeys::new(&options.schema);
-        let (begin, session_settings) = settings(&options);
+        let (begin, session_settings) = settings(&options, listener.is_some());
         Self {
             inner: Arc::new(Inner {
                 pool,
@@ -476,6 +509,7 @@ impl PostgresStore {
         pool_size: usize,
         options: StoreOptions,
     ) -> Result<Self, StoreError> {
+        let config = with_settings(config, &options);
         let listener = crate::wakeup::connector(config.clone(), tokio_postgres::NoTls);
         let manager = Manager::from_config(
             config,
@@ -544,6 +578,7 @@ impl PostgresStore {
             .with_root_certificates(roots)
             .with_no_client_auth();
         let connect = tokio_postgres_rustls::MakeRustlsConnect::new(tls);
+        let config = with_settings(config, &options);
         let listener = crate::wakeup::connector(config.clone(), connect.clone());
         let manager = Manager::from_config(
             config,
@@ -584,6 +619,19 @@ impl PostgresStore {
     #[doc(hidden)]
     pub fn barrier_key(&self) -> i64 {
         self.inner.keys.barrier()
+    }
+
+    /// Applies the settings on a session before reads, when the connection
+    /// did not start with them.
+    async fn session_settings(
+        &self,
+        client: &deadpool_postgres::ClientWrapper,
+    ) -> Result<(), tokio_postgres::Error> {
+        if self.inner.session_settings.is_empty() {
+            Ok(())
+        } else {
+            client.batch_execute(&self.inner.session_settings).await
+        }
     }
 
     /// Wakes subscribers after a commit with events: those in this process
@@ -1312,7 +1360,7 @@ impl PostgresStore {
         // in-flight writer has committed.
         let barrier_params: [&(dyn ToSql + Sync); 1] = [&barrier];
         let (_, mark, rows) = futures_util::join!(
-            client.batch_execute(&self.inner.session_settings),
+            self.session_settings(client),
             client.query_one(&settled, &barrier_params),
             client.query(&statement, &params)
         );
@@ -1569,7 +1617,7 @@ impl EventStore for PostgresStore {
                 // The settled mark bounds the read from above, so the limit
                 // counts only settled events.
                 let (_, mark) = futures_util::join!(
-                    client.batch_execute(&self.inner.session_settings),
+                    self.session_settings(&client),
                     self.settled_position(&client)
                 );
                 let mark = mark?;

@@ -111,11 +111,48 @@ async fn an_application_role_with_select_and_insert_runs_factos() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lock_wait_beyond_the_timeout_fails_clearly() {
     let database = common::database().await;
+    // Connections factos opens start with the settings (`-c` options).
     let store = common::store_in(
         &database,
         StoreOptions::default().lock_timeout(Duration::from_millis(200)),
     )
     .await;
+    let jit: String = store
+        .pool()
+        .get()
+        .await
+        .unwrap()
+        .query_one("SHOW jit", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(jit, "off");
+    times_out_then_works(&store).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_a_pool_of_its_own_the_settings_are_set_per_transaction() {
+    use factos_postgres::deadpool_postgres::{Manager, ManagerConfig, Pool};
+    let database = common::database().await;
+    let manager = Manager::from_config(
+        database.config(),
+        factos_postgres::tokio_postgres::NoTls,
+        ManagerConfig::default(),
+    );
+    let pool = Pool::builder(manager).max_size(4).build().unwrap();
+    let store = factos_postgres::PostgresStore::new(
+        pool,
+        StoreOptions::default()
+            .schema(factos_postgres::SchemaName::new("own_pool").unwrap())
+            .lock_timeout(Duration::from_millis(200)),
+    );
+    store.migrate().await.unwrap();
+    times_out_then_works(&store).await;
+}
+
+/// A dispatch blocked by a table lock fails with a retry-safe timeout within
+/// the store's lock timeout, and works once the lock is gone.
+async fn times_out_then_works(store: &factos_postgres::PostgresStore) {
     let blocker = store.pool().get().await.unwrap();
     blocker
         .batch_execute(&format!(
@@ -125,7 +162,7 @@ async fn a_lock_wait_beyond_the_timeout_fails_clearly() {
         .await
         .unwrap();
     let started = Instant::now();
-    let error = match buy(&store, "c").await {
+    let error = match buy(store, "c").await {
         Err(factos::DispatchError::Store(e)) => e,
         other => panic!("expected a store error, got {other:?}"),
     };
@@ -137,5 +174,5 @@ async fn a_lock_wait_beyond_the_timeout_fails_clearly() {
         started.elapsed()
     );
     blocker.batch_execute("ROLLBACK").await.unwrap();
-    buy(&store, "c").await.unwrap();
+    buy(store, "c").await.unwrap();
 }
