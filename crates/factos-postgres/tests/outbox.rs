@@ -375,3 +375,28 @@ async fn the_box_office_example_projects_and_mails_every_sale_once() {
         "every email acknowledged"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dispatcher_records_effects_on_postgres_too() {
+    let database = common::database().await;
+    let store = common::store_in(&database, StoreOptions::default()).await;
+    let users = factos::Dispatcher::new(store.clone(), Register, JsonCodec::<Registered>::new());
+    let stream = StreamId::new("users").unwrap();
+    let emails = reactor_fn(email);
+    for name in ["ana", "bo"] {
+        users
+            .dispatch_with_outbox(&stream, &query(name), &name.to_string(), &emails)
+            .await
+            .unwrap();
+    }
+    // Cached now, and refused by the decider: no event, no effect.
+    assert!(matches!(
+        users
+            .dispatch_with_outbox(&stream, &query("ana"), &"ana".to_string(), &emails)
+            .await,
+        Err(DispatchError::Domain(_))
+    ));
+    let rows = outbox_rows(&store).await;
+    let payloads: Vec<&[u8]> = rows.iter().map(|r| r.2.as_slice()).collect();
+    assert_eq!(payloads, vec![b"ana".as_slice(), b"bo".as_slice()]);
+}

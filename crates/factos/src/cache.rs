@@ -13,7 +13,8 @@ use std::sync::{Mutex, PoisonError};
 use crate::dispatch::{
     CommandProcess, Dispatch, DispatchError, from_decision_error, from_process_error, into_dispatch,
 };
-use crate::{Codec, Decider, EventStore, Position, Query, StreamId};
+use crate::outbox::OutboxMessage;
+use crate::{Codec, Decider, EventStore, Position, Query, Reactor, StreamId};
 
 /// Default number of contexts a [`Dispatcher`] caches.
 pub const DEFAULT_CACHE_ENTRIES: usize = 10_000;
@@ -191,10 +192,57 @@ where
         query: &Query,
         command: &D::Command,
     ) -> Result<Dispatch<D::Event>, DispatchError<D::Error>> {
+        self.cached_dispatch(stream, query, command, None, None)
+            .await
+    }
+
+    /// Like [`dispatch_with_query_idempotent`](crate::dispatch_with_query_idempotent)
+    /// (event ids derive from `key`, so a retry after an unknown outcome
+    /// appends nothing twice), starting from the cached context.
+    pub async fn dispatch_with_query_idempotent(
+        &self,
+        stream: &StreamId,
+        query: &Query,
+        command: &D::Command,
+        key: uuid::Uuid,
+    ) -> Result<Dispatch<D::Event>, DispatchError<D::Error>> {
+        self.cached_dispatch(stream, query, command, Some(key), None)
+            .await
+    }
+
+    /// Like [`dispatch_with_outbox`](crate::dispatch_with_outbox) (the
+    /// reactor's effects are recorded in the dispatch's transaction),
+    /// starting from the cached context.
+    pub async fn dispatch_with_outbox<R>(
+        &self,
+        stream: &StreamId,
+        query: &Query,
+        command: &D::Command,
+        reactor: &R,
+    ) -> Result<Dispatch<D::Event>, DispatchError<D::Error>>
+    where
+        R: Reactor<Event = D::Event, Effect = OutboxMessage> + Sync,
+    {
+        crate::outbox::require_effects(&self.store)?;
+        self.cached_dispatch(stream, query, command, None, Some(reactor))
+            .await
+    }
+
+    /// The one cached dispatch behind the three entry points.
+    async fn cached_dispatch(
+        &self,
+        stream: &StreamId,
+        query: &Query,
+        command: &D::Command,
+        key: Option<uuid::Uuid>,
+        reactor: Option<&(dyn Reactor<Event = D::Event, Effect = OutboxMessage> + Sync)>,
+    ) -> Result<Dispatch<D::Event>, DispatchError<D::Error>> {
         let cached = self.cache().get(query);
         let (mut process, outcome) = if let Some((state, position)) = cached {
             let mut process =
                 CommandProcess::with_state(&self.decider, &self.codec, command, state);
+            process.idempotency_key = key;
+            process.reactor = reactor;
             let outcome = self
                 .store
                 .decide_with_query_after(stream, query, &mut process, position)
@@ -203,6 +251,8 @@ where
         } else {
             let mut process = CommandProcess::new(&self.decider, &self.codec, command)
                 .map_err(from_process_error)?;
+            process.idempotency_key = key;
+            process.reactor = reactor;
             let outcome = self
                 .store
                 .decide_with_query(stream, query, &mut process)
@@ -218,7 +268,11 @@ where
             }
         };
         let decided = std::mem::take(&mut process.decided);
-        if let Some(mut state) = process.state.take() {
+        if committed.replayed {
+            // An earlier attempt's events came back instead of this decision's:
+            // the state cannot be brought up to date from them; read it afresh next time.
+            self.cache().remove(query);
+        } else if let Some(mut state) = process.state.take() {
             for (stored, event) in committed.events.iter().zip(&decided) {
                 if stored.matches(query) {
                     state = self.decider.evolve(state, event);

@@ -114,12 +114,7 @@ where
     C: Codec<Event = D::Event>,
     R: Reactor<Event = D::Event, Effect = OutboxMessage> + Sync,
 {
-    if !store.records_effects() {
-        return Err(DispatchError::Store(StoreError::new(
-            StoreErrorKind::Rejected,
-            "this store cannot record effects with its appends",
-        )));
-    }
+    require_effects(store)?;
     query_dispatch(
         store,
         stream,
@@ -131,4 +126,17 @@ where
         Some(reactor),
     )
     .await
+}
+
+/// Refuses, before anything is read or written, a store that cannot record
+/// effects with its appends.
+pub(crate) fn require_effects<S: EventStore, E>(store: &S) -> Result<(), DispatchError<E>> {
+    if store.records_effects() {
+        Ok(())
+    } else {
+        Err(DispatchError::Store(StoreError::new(
+            StoreErrorKind::Rejected,
+            "this store cannot record effects with its appends",
+        )))
+    }
 }

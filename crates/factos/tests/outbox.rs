@@ -105,3 +105,74 @@ async fn effects_name_their_events_and_a_failing_reactor_writes_nothing() {
     assert_eq!(next.events[0].revision, 2);
     assert_eq!(store.outbox().len(), 4);
 }
+
+#[tokio::test]
+async fn a_dispatcher_records_effects_and_recovers_its_cache_after_a_failing_reactor() {
+    let store = InMemoryStore::new();
+    let tickets = factos::Dispatcher::new(store.clone(), SellTwo, JsonCodec::<Sold>::new());
+    let stream = StreamId::new("show-1").unwrap();
+    let query = Query::tags([Tag::new("show:1").unwrap()]);
+    let ticket = reactor_fn(|r: &Recorded<Sold>| {
+        vec![OutboxMessage::new(
+            Topic::new("ticket").unwrap(),
+            r.event.seat.to_string().into_bytes(),
+        )]
+    });
+    tickets
+        .dispatch_with_outbox(&stream, &query, &(), &ticket)
+        .await
+        .unwrap();
+    let panicking = reactor_fn(|_: &Recorded<Sold>| -> Vec<OutboxMessage> {
+        panic!("the reactor panicked on purpose")
+    });
+    assert!(matches!(
+        tickets
+            .dispatch_with_outbox(&stream, &query, &(), &panicking)
+            .await,
+        Err(DispatchError::Panicked { .. })
+    ));
+    // The failed dispatch left neither events nor a stale cached state: the
+    // next one sells seats 3 and 4.
+    let next = tickets
+        .dispatch_with_outbox(&stream, &query, &(), &ticket)
+        .await
+        .unwrap();
+    let seats: Vec<u32> = next.events.iter().map(|r| r.event.seat).collect();
+    assert_eq!(seats, vec![3, 4]);
+    let payloads: Vec<Vec<u8>> = store
+        .outbox()
+        .into_iter()
+        .map(|e| e.message.payload)
+        .collect();
+    assert_eq!(
+        payloads,
+        vec![b"1".to_vec(), b"2".to_vec(), b"3".to_vec(), b"4".to_vec()]
+    );
+}
+
+#[tokio::test]
+async fn a_dispatcher_retry_with_the_same_key_appends_nothing_twice() {
+    let store = InMemoryStore::new();
+    let tickets = factos::Dispatcher::new(store.clone(), SellTwo, JsonCodec::<Sold>::new());
+    let stream = StreamId::new("show-1").unwrap();
+    let query = Query::tags([Tag::new("show:1").unwrap()]);
+    let key = uuid::Uuid::from_u128(7);
+    let first = tickets
+        .dispatch_with_query_idempotent(&stream, &query, &(), key)
+        .await
+        .unwrap();
+    let retry = tickets
+        .dispatch_with_query_idempotent(&stream, &query, &(), key)
+        .await
+        .unwrap();
+    assert_eq!(store.len(), 2);
+    let ids = |d: &factos::Dispatch<Sold>| d.events.iter().map(|r| r.id).collect::<Vec<_>>();
+    assert_eq!(ids(&first), ids(&retry));
+    // The cache was not fed the replayed events twice: a new command sells 3 and 4.
+    let next = tickets
+        .dispatch_with_query_idempotent(&stream, &query, &(), uuid::Uuid::from_u128(8))
+        .await
+        .unwrap();
+    let seats: Vec<u32> = next.events.iter().map(|r| r.event.seat).collect();
+    assert_eq!(seats, vec![3, 4]);
+}
