@@ -534,6 +534,9 @@ impl Subscription {
             // Mark the commits seen so far before reading, so a commit
             // during the read wakes the next wait at once.
             commits.borrow_and_update();
+            if let Some(l) = listening.as_mut() {
+                l.notifications.borrow_and_update();
+            }
             let done = self.step(lease, apply).await?;
             if (&mut *stop).now_or_never().is_some() {
                 return Ok(());
@@ -554,7 +557,7 @@ impl Subscription {
             let notified = async {
                 match listening.as_mut() {
                     Some(l) => {
-                        if l.notifications.recv().await.is_none() {
+                        if l.notifications.changed().await.is_err() {
                             // The listening connection closed: reopen it next time.
                             *listening = None;
                         }

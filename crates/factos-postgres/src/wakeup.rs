@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use factos::StoreError;
 use futures_util::StreamExt;
-use tokio::sync::mpsc;
+use tokio::sync::watch;
 use tokio_postgres::tls::{MakeTlsConnect, TlsConnect};
 use tokio_postgres::{AsyncMessage, Socket};
 
@@ -30,11 +30,12 @@ pub(crate) type Connect = Arc<
         + Sync,
 >;
 
-/// A connection whose notifications arrive on `notifications`; dropping it
-/// closes the connection.
+/// A connection whose notifications bump `notifications` (a counter, so
+/// any number of them between two waits coalesce into one wake-up and a
+/// busy subscriber never queues them up); dropping it closes the connection.
 pub(crate) struct Listening {
     pub(crate) client: tokio_postgres::Client,
-    pub(crate) notifications: mpsc::UnboundedReceiver<()>,
+    pub(crate) notifications: watch::Receiver<u64>,
 }
 
 /// A connector for `config` with `tls`, the same way the pool connects.
@@ -50,16 +51,18 @@ where
         let tls = tls.clone();
         Box::pin(async move {
             let (client, mut connection) = config.connect(tls).await?;
-            let (sender, notifications) = mpsc::unbounded_channel();
-            // Drives the connection and forwards its notifications; ends
-            // when the client is dropped or the connection breaks (the
-            // receiver then sees the channel closed).
+            let (sender, notifications) = watch::channel(0u64);
+            // Drives the connection and counts its notifications; ends when
+            // the client is dropped or the connection breaks (the receiver
+            // then sees the sender gone).
             tokio::spawn(async move {
                 let mut messages =
                     futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
                 while let Some(Ok(message)) = messages.next().await {
-                    if matches!(message, AsyncMessage::Notification(_)) && sender.send(()).is_err()
-                    {
+                    if matches!(message, AsyncMessage::Notification(_)) {
+                        sender.send_modify(|n| *n = n.wrapping_add(1));
+                    }
+                    if sender.is_closed() {
                         break;
                     }
                 }
