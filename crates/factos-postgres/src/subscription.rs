@@ -464,26 +464,50 @@ impl Subscription {
         }
     }
 
-    /// Waits until this instance holds the subscriber.
+    /// Waits until this instance holds the subscriber. A standby keeps one
+    /// connection and tries the lock on it every poll interval (no new
+    /// server process per attempt).
     async fn lease(&self, listening: &mut Option<Listening>) -> Result<Lease, SubscriptionError> {
+        let mut standby: Option<deadpool_postgres::ClientWrapper> = None;
         loop {
-            if let Some(lease) = self.try_lease().await? {
-                tracing::info!(subscriber = %self.name, checkpoint = lease.checkpoint, "subscription active");
-                return Ok(lease);
+            let client = match standby.take() {
+                Some(client) if !client.is_closed() => client,
+                _ => self.connection().await?,
+            };
+            match self.try_lock(client).await? {
+                Ok(lease) => {
+                    tracing::info!(subscriber = %self.name, checkpoint = lease.checkpoint, "subscription active");
+                    return Ok(lease);
+                }
+                Err(client) => standby = Some(client),
             }
-            // A standby: try again after the poll interval. Commits do not
-            // say the holder went away, so there is nothing better to wait on.
+            // Commits do not say the holder went away, so there is nothing
+            // better to wait on than the poll interval.
             drop(listening.take());
             tokio::time::sleep(self.options.poll_interval).await;
         }
     }
 
-    /// Takes the subscriber if no other instance holds it: a connection of
-    /// its own (taken out of the pool, so closing it releases the lock),
-    /// the session lock, and the checkpoint.
+    /// Takes the subscriber if no other instance holds it.
     async fn try_lease(&self) -> Result<Option<Lease>, SubscriptionError> {
+        let client = self.connection().await?;
+        Ok(self.try_lock(client).await?.ok())
+    }
+
+    /// A connection of the subscriber's own, taken out of the pool, so
+    /// closing it releases the lock.
+    async fn connection(&self) -> Result<deadpool_postgres::ClientWrapper, SubscriptionError> {
         let object = self.store.pool().get().await.map_err(pool_error)?;
-        let client = deadpool_postgres::Object::take(object);
+        Ok(deadpool_postgres::Object::take(object))
+    }
+
+    /// Tries the subscriber's session lock on `client`; holding it, reads the
+    /// checkpoint (creating it at 0). Hands the connection back if another
+    /// instance holds the lock.
+    async fn try_lock(
+        &self,
+        client: deadpool_postgres::ClientWrapper,
+    ) -> Result<Result<Lease, deadpool_postgres::ClientWrapper>, SubscriptionError> {
         let locked: bool = client
             .query_one("SELECT pg_try_advisory_lock($1)", &[&self.lock_key])
             .await
@@ -491,7 +515,7 @@ impl Subscription {
             .try_get(0)
             .map_err(|e| crate::error::corrupt("unexpected lock result").with_source(e))?;
         if !locked {
-            return Ok(None);
+            return Ok(Err(client));
         }
         let sql = self.store.statements();
         client
@@ -504,7 +528,7 @@ impl Subscription {
             .map_err(|e| db_error("cannot read the checkpoint", e, Phase::BeforeCommit))?
             .try_get(0)
             .map_err(|e| crate::error::corrupt("unexpected checkpoint").with_source(e))?;
-        Ok(Some(Lease { client, checkpoint }))
+        Ok(Ok(Lease { client, checkpoint }))
     }
 
     /// Gives the subscriber up at once (dropping the connection would too,
