@@ -1458,8 +1458,11 @@ impl PostgresStore {
             let session = Session::new(self.client().await?);
             let guard = self.append_guard(stream, condition, &extra);
             let next_extra = self.inner.keys.events(&events);
-            match self
-                .append_and_commit(
+            let outcome = if events.len() >= BULK_MIN_EVENTS {
+                self.bulk_append_and_commit(&session, &guard, stream, events.clone(), condition)
+                    .await
+            } else {
+                self.append_and_commit(
                     &session,
                     &guard,
                     true,
@@ -1472,7 +1475,12 @@ impl PostgresStore {
                     },
                 )
                 .await
-            {
+            };
+            if outcome.is_err() {
+                // The bulk path may stop with the transaction open.
+                session.rollback().await;
+            }
+            match outcome {
                 Ok(committed) => return Ok(committed),
                 Err(AppendFailure::LocksBusy) => {
                     extra = next_extra;
@@ -1483,6 +1491,274 @@ impl PostgresStore {
             }
         }
         Err(AppendError::Store(contention(self.attempts())))
+    }
+}
+
+/// Appends of at least this many events are written with binary `COPY`
+/// (same locks, barrier and checks; one more round trip, a fraction of the
+/// server's work per row).
+pub const BULK_MIN_EVENTS: usize = 100;
+
+impl PostgresStore {
+    /// A large append: `BEGIN`, the guard and the checks (the events' keys
+    /// tried, the barrier held shared, the condition, the replay probe) in
+    /// one round trip; then the rows by binary `COPY`; then the tag mirror
+    /// and `COMMIT` in one round trip. The checks' statement is
+    /// `append_checks.sql`, the same as the single-statement append's.
+    // One protocol from checks to commit, in order; splitting it would
+    // scatter the sequence the guarantee depends on.
+    #[allow(clippy::too_many_lines)]
+    async fn bulk_append_and_commit(
+        &self,
+        session: &Session,
+        guard: &Guard,
+        stream: &StreamId,
+        events: Vec<NewEvent>,
+        condition: &AppendCondition,
+    ) -> Result<Committed, AppendFailure> {
+        use tokio_postgres::types::Type;
+        let before = |what: &'static str| move |e| db_error(what, e, Phase::BeforeCommit);
+        let client = session.client()?;
+        let columns = EventColumns::new(&events)?;
+        let needed: Vec<KeyLock> = match guard {
+            Guard::Table => self.inner.keys.events(&events),
+            Guard::Keys(locks) => self
+                .inner
+                .keys
+                .events(&events)
+                .into_iter()
+                .filter(|l| {
+                    !locks
+                        .iter()
+                        .any(|g| g.key == l.key && (g.exclusive || !l.exclusive))
+                })
+                .collect(),
+        };
+        let (lock_keys, lock_modes) = arrays(&needed);
+        let barrier = self.inner.keys.barrier();
+        let stream_name = stream.as_str();
+        let any_revision: i64 = -2;
+        let (after, query) = match condition {
+            AppendCondition::None => (i64::MAX, None),
+            AppendCondition::FailIfEventsMatch { query, after } => {
+                (position_value(*after), (!query.is_all()).then_some(query))
+            }
+        };
+        let first_id = vec![columns.ids.first().copied().unwrap_or_default()];
+        // The checks take the one-statement append's parameters; the rows'
+        // arrays stay empty (the rows go by COPY).
+        let no_types: Vec<&str> = Vec::new();
+        let no_versions: Vec<i32> = Vec::new();
+        let no_tags: Vec<&str> = Vec::new();
+        let no_metadata: Vec<serde_json::Value> = Vec::new();
+        let no_data: Vec<&[u8]> = Vec::new();
+        let items = query.map(query_items);
+        let mut params: Vec<&(dyn ToSql + Sync)> = vec![
+            &stream_name,
+            &first_id,
+            &no_types,
+            &no_versions,
+            &no_tags,
+            &no_metadata,
+            &no_data,
+            &any_revision,
+            &after,
+            &lock_keys,
+            &lock_modes,
+            &barrier,
+        ];
+        let mut types = vec![
+            Type::TEXT,
+            Type::UUID_ARRAY,
+            Type::TEXT_ARRAY,
+            Type::INT4_ARRAY,
+            Type::TEXT_ARRAY,
+            Type::JSONB_ARRAY,
+            Type::BYTEA_ARRAY,
+            Type::INT8,
+            Type::INT8,
+            Type::INT8_ARRAY,
+            Type::BOOL_ARRAY,
+            Type::INT8,
+        ];
+        let text = if let Some((item_types, item_tags)) = &items {
+            params.push(item_types);
+            params.push(item_tags);
+            types.extend([Type::TEXT_ARRAY, Type::TEXT_ARRAY]);
+            &self.sql().bulk_check_if_query
+        } else {
+            &self.sql().bulk_check_if_all
+        };
+        let check = client
+            .prepare_typed_cached(text, &types)
+            .await
+            .map_err(before("cannot prepare the bulk append's checks"))?;
+        let (table_text, guard_keys, guard_modes) = match guard {
+            Guard::Table => (&self.sql().lock_table, Vec::new(), Vec::new()),
+            Guard::Keys(locks) => {
+                let (keys, modes) = arrays(locks);
+                (&self.sql().lock_table_for_writing, keys, modes)
+            }
+        };
+        let lock_table = client
+            .prepare_cached(table_text)
+            .await
+            .map_err(before("cannot prepare the table lock"))?;
+        let lock_guard_keys = client
+            .prepare_cached(&self.sql().lock_keys)
+            .await
+            .map_err(before("cannot prepare the key locks"))?;
+        let guard_params: [&(dyn ToSql + Sync); 2] = [&guard_keys, &guard_modes];
+        session.set_open(true);
+        let (begun, table, keyed, checked) = futures_util::join!(
+            client.batch_execute(&self.inner.begin),
+            client.execute(&lock_table, &[]),
+            async {
+                if guard_keys.is_empty() {
+                    Ok(0)
+                } else {
+                    client.execute(&lock_guard_keys, &guard_params).await
+                }
+            },
+            client.query_one(&check, &params),
+        );
+        let (row, check_error) = match checked {
+            Ok(row) => (Some(row), None),
+            Err(e) => (None, Some(e)),
+        };
+        if let Some((what, e)) = first_failure([
+            begun.err().map(|e| ("cannot begin a transaction", e)),
+            table.err().map(|e| ("cannot lock the event table", e)),
+            keyed.err().map(|e| ("cannot lock the context's keys", e)),
+            check_error.map(|e| ("cannot check the bulk append", e)),
+        ]) {
+            return Err(before(what)(e).into());
+        }
+        let row = row.ok_or_else(|| crate::error::corrupt("the bulk check returned nothing"))?;
+        let unexpected = |e: tokio_postgres::Error| {
+            crate::error::corrupt("unexpected bulk check result").with_source(e)
+        };
+        let locked: bool = row.try_get(0).map_err(unexpected)?;
+        let conflict: bool = row.try_get(1).map_err(unexpected)?;
+        let current: i64 = row.try_get(3).map_err(unexpected)?;
+        let replayed: bool = row.try_get(4).map_err(unexpected)?;
+        if replayed {
+            // An earlier attempt with these ids committed: report it.
+            client
+                .batch_execute("ROLLBACK")
+                .await
+                .map_err(before("cannot end the transaction"))?;
+            session.set_open(false);
+            return Ok(self.replayed(client, &columns.ids).await?);
+        }
+        if !locked {
+            return Err(AppendFailure::LocksBusy);
+        }
+        if conflict {
+            return Err(AppendFailure::Condition(
+                ConditionFailure::from_condition(condition).ok_or_else(|| {
+                    crate::error::corrupt("a condition failed without a condition")
+                })?,
+            ));
+        }
+        let sink = client
+            .copy_in(&self.sql().bulk_copy)
+            .await
+            .map_err(before("cannot start the bulk copy"))?;
+        let writer = tokio_postgres::binary_copy::BinaryCopyInWriter::new(
+            sink,
+            &[
+                Type::UUID,
+                Type::TEXT,
+                Type::INT8,
+                Type::TEXT,
+                Type::INT4,
+                Type::TEXT_ARRAY,
+                Type::JSONB,
+                Type::BYTEA,
+            ],
+        );
+        pin_mut!(writer);
+        let copy_failure = |e: tokio_postgres::Error| {
+            if is_stream_revision_violation(&e) || is_event_id_violation(&e) {
+                // Someone wrote what this batch was about to: start over.
+                AppendFailure::LocksBusy
+            } else {
+                db_error("cannot copy the batch", e, Phase::BeforeCommit).into()
+            }
+        };
+        for (i, event) in events.iter().enumerate() {
+            let revision_value = current + 1 + i64::try_from(i).unwrap_or(i64::MAX);
+            let tags: Vec<&str> = event.tags.iter().map(factos::Tag::as_str).collect();
+            writer
+                .as_mut()
+                .write(&[
+                    &columns.ids[i],
+                    &stream_name,
+                    &revision_value,
+                    &columns.types[i],
+                    &columns.versions[i],
+                    &tags,
+                    &columns.metadata[i],
+                    &columns.data[i],
+                ])
+                .await
+                .map_err(copy_failure)?;
+        }
+        writer.finish().await.map_err(copy_failure)?;
+        let finish = client
+            .prepare_cached(&self.sql().bulk_finish)
+            .await
+            .map_err(before("cannot prepare the bulk mirror"))?;
+        let finish_params: [&(dyn ToSql + Sync); 2] = [&stream_name, &current];
+        let (rows, commit) = futures_util::join!(
+            client.query(&finish, &finish_params),
+            client.batch_execute("COMMIT"),
+        );
+        session.set_open(false);
+        let rows = match (rows, commit) {
+            (Ok(rows), Ok(())) => rows,
+            // The mirror failed on the server: the COMMIT rolled back.
+            (Err(e), Ok(())) if e.as_db_error().is_some() => {
+                return Err(before("cannot mirror the batch's tags")(e).into());
+            }
+            (Err(e), _) | (Ok(_), Err(e)) => {
+                return Err(db_error("cannot commit the batch", e, Phase::Commit).into());
+            }
+        };
+        if rows.len() != events.len() {
+            return Err(
+                crate::error::corrupt("the bulk append stored another number of events").into(),
+            );
+        }
+        let mut committed = Vec::with_capacity(events.len());
+        for (row, event) in rows.iter().zip(events) {
+            committed.push(StoredEvent {
+                position: position(row.try_get(0).map_err(unexpected)?)?,
+                stream: stream.clone(),
+                revision: revision(row.try_get(1).map_err(unexpected)?)?,
+                id: event.id,
+                event_type: event.event_type,
+                version: event.version,
+                tags: event.tags,
+                metadata: event.metadata,
+                data: event.data,
+            });
+        }
+        let previous = if current < 0 {
+            Revision::NoEvents
+        } else {
+            Revision::Current(revision(current)?)
+        };
+        self.committed();
+        Ok(Committed {
+            stream: stream.clone(),
+            current_revision: previous.advanced_by(committed.len()),
+            position: committed.last().map(|e| e.position),
+            events: committed,
+            context_position: None,
+            replayed: false,
+        })
     }
 }
 
