@@ -80,8 +80,8 @@ pub use outbox::{
 };
 pub use sql::{InvalidSchemaName, MIGRATIONS, SchemaName, statement_texts};
 pub use store::{
-    BULK_MIN_EVENTS, DEFAULT_MAX_DECISION_ATTEMPTS, DEFAULT_NOTIFY_INTERVAL, DEFAULT_POOL_SIZE,
-    LockingStrategy, PostgresStore, StoreOptions,
+    DEFAULT_MAX_DECISION_ATTEMPTS, DEFAULT_NOTIFY_INTERVAL, DEFAULT_POOL_SIZE, LockingStrategy,
+    PostgresStore, StoreOptions,
 };
 pub use subscription::{
     EventHandler, MAX_BATCH_SIZE, MAX_NAME_BYTES, ProjectionHandler, SubscriberStatus,

@@ -40,10 +40,7 @@ const READ_ALL: &str = include_str!("../sql/statements/read_all.sql");
 const READ_STREAM: &str = include_str!("../sql/statements/read_stream.sql");
 const READ_STREAM_AFTER: &str = include_str!("../sql/statements/read_stream_after.sql");
 const READ_BY_IDS: &str = include_str!("../sql/statements/read_by_ids.sql");
-const APPEND_CHECKS: &str = include_str!("../sql/statements/append_checks.sql");
 const APPEND: &str = include_str!("../sql/statements/append.sql");
-const APPEND_BULK_CHECK: &str = include_str!("../sql/statements/append_bulk_check.sql");
-const APPEND_BULK_FINISH: &str = include_str!("../sql/statements/append_bulk_finish.sql");
 const CHECKPOINT_ADVANCE: &str = include_str!("../sql/statements/checkpoint_advance.sql");
 const OUTBOX_RECORD: &str = include_str!("../sql/statements/outbox_record.sql");
 const OUTBOX_LEASE: &str = include_str!("../sql/statements/outbox_lease.sql");
@@ -135,14 +132,6 @@ pub(crate) struct Statements {
     pub(crate) append_if_all: String,
     /// Append with a condition on a query (`$13` types, `$14` tags) after `$9`.
     pub(crate) append_if_query: String,
-    /// The checks of `append_if_all` alone, for a batch then written by COPY.
-    pub(crate) bulk_check_if_all: String,
-    /// The checks of `append_if_query` alone.
-    pub(crate) bulk_check_if_query: String,
-    /// Binary COPY of a batch's rows.
-    pub(crate) bulk_copy: String,
-    /// The tag mirror of a copied batch, and its positions.
-    pub(crate) bulk_finish: String,
     /// Creates a subscriber's checkpoint at 0 if it has none.
     pub(crate) checkpoint_create: String,
     /// A subscriber's checkpoint.
@@ -204,10 +193,6 @@ pub fn statement_texts(schema: &SchemaName) -> Vec<(&'static str, String)> {
         ("read_stream", s.read_stream),
         ("append_if_all", s.append_if_all),
         ("append_if_query", s.append_if_query),
-        ("bulk_check_if_all", s.bulk_check_if_all),
-        ("bulk_check_if_query", s.bulk_check_if_query),
-        ("bulk_copy", s.bulk_copy),
-        ("bulk_finish", s.bulk_finish),
         ("checkpoint_create", s.checkpoint_create),
         ("checkpoint_read", s.checkpoint_read),
         ("checkpoint_advance", s.checkpoint_advance),
@@ -239,14 +224,11 @@ impl Statements {
                 .replace("{direction}", direction)
                 .replace("{bound}", bound)
         };
-        // The checks and what follows them are one statement.
-        let after_checks = |tail: &str, conflict: &str| {
-            format!("{}\n{}", code(APPEND_CHECKS), code(tail))
+        let append = |conflict: &str| {
+            code(APPEND)
                 .replace("{conflict}", conflict)
                 .replace("{schema}", &s)
         };
-        let append = |conflict: &str| after_checks(APPEND, conflict);
-        let bulk_check = |conflict: &str| after_checks(APPEND_BULK_CHECK, conflict);
         let mut notify_channel = format!("factos_{}", schema.as_str());
         // Schema names are ASCII, so any byte is a character boundary.
         notify_channel.truncate(63);
@@ -271,13 +253,6 @@ impl Statements {
             read_stream: code(READ_STREAM).replace("{schema}", &s),
             append_if_all: append(&conflict_all),
             append_if_query: append(&conflict_query),
-            bulk_check_if_all: bulk_check(&conflict_all),
-            bulk_check_if_query: bulk_check(&conflict_query),
-            bulk_copy: format!(
-                "COPY {s}.factos_events (id, stream, revision, type, version, tags, metadata, data) \
-                 FROM STDIN (FORMAT binary)"
-            ),
-            bulk_finish: code(APPEND_BULK_FINISH).replace("{schema}", &s),
             checkpoint_create: format!(
                 "INSERT INTO {s}.factos_subscriptions (name) VALUES ($1) ON CONFLICT (name) DO NOTHING"
             ),

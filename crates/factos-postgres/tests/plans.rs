@@ -81,8 +81,6 @@ async fn reads_and_checks_use_indexes_with_generic_plans() {
             "append_if_query",
             format!("{append_args}, 19000, {no_keys}, ARRAY['T1'], ARRAY['k:5']"),
         ),
-        // After a bulk COPY: the batch found by stream and revision.
-        ("bulk_finish", "'plan-stream', -1".to_string()),
     ];
     for (name, args) in shapes {
         assert_plan_uses_indexes(&client, name, &texts[name], &args).await;

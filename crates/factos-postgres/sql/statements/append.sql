@@ -1,9 +1,46 @@
--- The insert that follows the checks of `append_checks.sql` (the two are
--- joined into one statement): the events and their tag-mirror rows, only if
--- the checks passed. Returns one row per appended event, or a single row with
--- NULL position when nothing was appended: (locked, conflict,
--- revision_conflict, current_revision, position, revision, replayed).
-,
+-- Checks a condition and appends a batch to a stream in one statement.
+--
+-- The caller already holds the locks that make the check valid until commit
+-- (taken in earlier statements: a lock taken inside this statement would not
+-- protect this statement's own snapshot), including the stream's lock, so
+-- the revision read here cannot move before the commit.
+--
+-- Here the writer side of the protocol happens: the events' advisory keys
+-- are tried without waiting (a decision holding one exclusively is reading a
+-- context these events belong to: the caller rolls back and retries rather
+-- than risk a deadlock), and the barrier key is held shared from position
+-- allocation to commit, so settled reads can wait for in-flight writers.
+--
+-- $1 stream; $2..$7 the events as parallel arrays (id, type, version, tags
+-- joined with U+001F, metadata, data); $8 expected revision (-2: any, -1: no
+-- events yet); $9 condition after (exclusive); $10, $11 the events' lock keys
+-- and modes; $12 the barrier key; the condition's query (if any) is in the
+-- conflict expression.
+--
+-- When an event with the batch's first id exists, an earlier attempt with the
+-- same ids committed: nothing is appended and `replayed` says so.
+--
+-- Returns one row per appended event, or a single row with NULL position when
+-- nothing was appended: (locked, conflict, revision_conflict,
+-- current_revision, position, revision, replayed).
+WITH replayed AS (
+    SELECT EXISTS (SELECT 1 FROM {schema}.factos_events WHERE id = ($2::uuid[])[1]) AS yes
+),
+locked AS (
+    SELECT {schema}.factos_try_lock_keys($10::bigint[], $11::boolean[]) AS ok
+),
+barrier AS (
+    SELECT pg_advisory_xact_lock_shared($12::bigint)
+),
+current AS (
+    SELECT coalesce(
+        (SELECT revision FROM {schema}.factos_events WHERE stream = $1 ORDER BY revision DESC LIMIT 1),
+        -1) AS revision
+),
+checked AS (
+    SELECT ({conflict}) AS conflict,
+           ($8::bigint <> -2 AND $8::bigint <> (SELECT revision FROM current)) AS revision_conflict
+),
 inserted AS (
     INSERT INTO {schema}.factos_events (id, stream, revision, type, version, tags, metadata, data)
     SELECT u.id, $1, current.revision + u.n, u.type, u.version,

@@ -1,6 +1,6 @@
-//! Appends of at least `BULK_MIN_EVENTS` events go through binary COPY: the
-//! same guarantees as the one-statement append (conditions, revisions,
-//! replays, settled positions, the tag mirror), checked on a real server.
+//! Large batches (hundreds of events per append) keep every guarantee of
+//! small ones: conditions, revisions, replays, settled positions, the tag
+//! mirror, checked on a real server.
 
 #![allow(clippy::unwrap_used, clippy::panic)]
 
@@ -9,12 +9,15 @@ mod common;
 use std::time::Duration;
 
 use factos::{
-    AppendCondition, AppendError, EventStore, EventType, Metadata, NewEvent, Position, Query,
-    QueryItem, ReadOptions, StoredEvent, StreamId, Tag, Tags,
+    AppendCondition, AppendError, EventStore, EventType, Metadata, NewEvent, Query, QueryItem,
+    ReadOptions, StoredEvent, StreamId, Tag, Tags,
 };
 use factos_postgres::{
-    BULK_MIN_EVENTS, EventHandler, PostgresStore, StoreOptions, Subscription, SubscriptionOptions,
+    EventHandler, PostgresStore, StoreOptions, Subscription, SubscriptionOptions,
 };
+
+/// A large batch.
+const LARGE: usize = 250;
 
 fn batch(n: usize, tag: &str) -> Vec<NewEvent> {
     (0..n)
@@ -51,7 +54,7 @@ async fn mirror_mismatches(store: &PostgresStore) -> i64 {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_bulk_batch_round_trips_and_continues_its_stream() {
+async fn a_large_batch_round_trips_and_continues_its_stream() {
     let database = common::database().await;
     let store = common::store_in(&database, StoreOptions::default()).await;
     let stream = StreamId::new("import").unwrap();
@@ -59,7 +62,7 @@ async fn a_bulk_batch_round_trips_and_continues_its_stream() {
         .append(&stream, batch(3, "set:a"), AppendCondition::None)
         .await
         .unwrap();
-    let sent = batch(BULK_MIN_EVENTS + 150, "set:b");
+    let sent = batch(LARGE + 150, "set:b");
     let bulk = store
         .append(&stream, sent.clone(), AppendCondition::None)
         .await
@@ -109,7 +112,7 @@ async fn a_bulk_batch_round_trips_and_continues_its_stream() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_bulk_batch_under_a_failed_condition_writes_nothing_and_a_retry_is_replayed() {
+async fn a_large_batch_under_a_failed_condition_writes_nothing_and_a_retry_is_replayed() {
     let database = common::database().await;
     let store = common::store_in(&database, StoreOptions::default()).await;
     let stream = StreamId::new("import").unwrap();
@@ -129,7 +132,7 @@ async fn a_bulk_batch_under_a_failed_condition_writes_nothing_and_a_retry_is_rep
     let refused = store
         .append(
             &stream,
-            batch(BULK_MIN_EVENTS, "set:b"),
+            batch(LARGE, "set:b"),
             AppendCondition::fail_if_events_match(context.clone(), seen.position),
         )
         .await;
@@ -144,7 +147,7 @@ async fn a_bulk_batch_under_a_failed_condition_writes_nothing_and_a_retry_is_rep
     assert_eq!(all.events.len(), 3, "the refused batch wrote nothing");
 
     // The same ids again (a retry after an unknown outcome): replayed, once.
-    let ids_batch = batch(BULK_MIN_EVENTS, "set:c");
+    let ids_batch = batch(LARGE, "set:c");
     let first = store
         .append(&stream, ids_batch.clone(), AppendCondition::None)
         .await
@@ -160,7 +163,7 @@ async fn a_bulk_batch_under_a_failed_condition_writes_nothing_and_a_retry_is_rep
         .read(&Query::all(), ReadOptions::default())
         .await
         .unwrap();
-    assert_eq!(all.events.len(), 3 + BULK_MIN_EVENTS);
+    assert_eq!(all.events.len(), 3 + LARGE);
     assert_eq!(mirror_mismatches(&store).await, 0);
 }
 
@@ -180,7 +183,7 @@ impl EventHandler for Collect {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn concurrent_bulk_and_small_writers_keep_positions_settled_for_a_live_subscriber() {
+async fn concurrent_large_and_small_writers_keep_positions_settled_for_a_live_subscriber() {
     let database = common::database().await;
     let store = common::store_in(&database, StoreOptions::default()).await;
     let seen = Collect::default();
@@ -208,12 +211,8 @@ async fn concurrent_bulk_and_small_writers_keep_positions_settled_for_a_live_sub
         let store = store.clone();
         writers.push(tokio::spawn(async move {
             for round in 0..6 {
-                // Bulk and small appends interleave on one stream per writer.
-                let n = if round % 2 == 0 {
-                    BULK_MIN_EVENTS + 20
-                } else {
-                    3
-                };
+                // Large and small appends interleave on one stream per writer.
+                let n = if round % 2 == 0 { LARGE + 20 } else { 3 };
                 store
                     .append(
                         &StreamId::new(format!("w{w}")).unwrap(),
@@ -260,5 +259,4 @@ async fn concurrent_bulk_and_small_writers_keep_positions_settled_for_a_live_sub
         assert_eq!(revisions, (0..revisions.len() as u64).collect::<Vec<_>>());
     }
     assert_eq!(mirror_mismatches(&store).await, 0);
-    let _ = Position::new(1);
 }
