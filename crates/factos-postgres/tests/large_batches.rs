@@ -6,15 +6,15 @@
 
 mod common;
 
+use common::Collect;
+
 use std::time::Duration;
 
 use factos::{
     AppendCondition, AppendError, EventStore, EventType, Metadata, NewEvent, Query, QueryItem,
-    ReadOptions, StoredEvent, StreamId, Tag, Tags,
+    ReadOptions, StreamId, Tag, Tags,
 };
-use factos_postgres::{
-    EventHandler, PostgresStore, StoreOptions, Subscription, SubscriptionOptions,
-};
+use factos_postgres::{PostgresStore, StoreOptions, Subscription, SubscriptionOptions};
 
 /// A large batch.
 const LARGE: usize = 250;
@@ -165,21 +165,6 @@ async fn a_large_batch_under_a_failed_condition_writes_nothing_and_a_retry_is_re
         .unwrap();
     assert_eq!(all.events.len(), 3 + LARGE);
     assert_eq!(mirror_mismatches(&store).await, 0);
-}
-
-/// Collects positions in arrival order.
-#[derive(Clone, Default)]
-struct Collect(std::sync::Arc<std::sync::Mutex<Vec<u64>>>);
-
-impl EventHandler for Collect {
-    type Error = std::convert::Infallible;
-    async fn handle(&mut self, events: &[StoredEvent]) -> Result<(), Self::Error> {
-        self.0
-            .lock()
-            .unwrap()
-            .extend(events.iter().map(|e| e.position.get()));
-        Ok(())
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -7,7 +7,8 @@
 
 mod common;
 
-use std::sync::{Arc, Mutex};
+use common::Collect;
+
 use std::time::{Duration, Instant};
 
 use factos::{
@@ -35,44 +36,6 @@ async fn append(store: &PostgresStore, stream: &str, events: Vec<NewEvent>) {
         )
         .await
         .unwrap();
-}
-
-/// Collects the positions it is handed.
-#[derive(Clone, Default)]
-struct Collect(Arc<Mutex<Vec<u64>>>);
-
-impl Collect {
-    fn positions(&self) -> Vec<u64> {
-        self.0.lock().unwrap().clone()
-    }
-
-    /// Waits until `n` positions arrived (or fails after `limit`).
-    async fn wait_for(&self, n: usize, limit: Duration) -> Vec<u64> {
-        let start = Instant::now();
-        loop {
-            let seen = self.positions();
-            if seen.len() >= n {
-                return seen;
-            }
-            assert!(
-                start.elapsed() < limit,
-                "only {} of {n} events arrived within {limit:?}",
-                seen.len()
-            );
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    }
-}
-
-impl EventHandler for Collect {
-    type Error = std::convert::Infallible;
-    async fn handle(&mut self, events: &[StoredEvent]) -> Result<(), Self::Error> {
-        self.0
-            .lock()
-            .unwrap()
-            .extend(events.iter().map(|e| e.position.get()));
-        Ok(())
-    }
 }
 
 /// Runs `subscription` with `handler` in a task; dropping the sender stops it.

@@ -65,3 +65,47 @@ pub(crate) async fn in_flight_writer(
         .unwrap();
     (client, position)
 }
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use factos::StoredEvent;
+use factos_postgres::EventHandler;
+
+/// Collects the positions it is handed.
+#[derive(Clone, Default)]
+pub(crate) struct Collect(pub(crate) Arc<Mutex<Vec<u64>>>);
+
+impl Collect {
+    pub(crate) fn positions(&self) -> Vec<u64> {
+        self.0.lock().unwrap().clone()
+    }
+
+    /// Waits until `n` positions arrived (or fails after `limit`).
+    pub(crate) async fn wait_for(&self, n: usize, limit: Duration) -> Vec<u64> {
+        let start = Instant::now();
+        loop {
+            let seen = self.positions();
+            if seen.len() >= n {
+                return seen;
+            }
+            assert!(
+                start.elapsed() < limit,
+                "only {} of {n} events arrived within {limit:?}",
+                seen.len()
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+}
+
+impl EventHandler for Collect {
+    type Error = std::convert::Infallible;
+    async fn handle(&mut self, events: &[StoredEvent]) -> Result<(), Self::Error> {
+        self.0
+            .lock()
+            .unwrap()
+            .extend(events.iter().map(|e| e.position.get()));
+        Ok(())
+    }
+}
