@@ -639,9 +639,11 @@ impl PostgresStore {
     fn committed(&self) {
         self.inner.commits.send_modify(|n| *n = n.wrapping_add(1));
         if let Some(interval) = self.inner.options.notify_interval {
-            self.inner
-                .notifier
-                .wake(&self.inner.notifier, Arc::downgrade(&self.inner), interval);
+            crate::wakeup::Notifier::wake(
+                &self.inner.notifier,
+                Arc::downgrade(&self.inner),
+                interval,
+            );
         }
     }
 

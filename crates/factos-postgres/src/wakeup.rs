@@ -102,19 +102,18 @@ impl Notifier {
     /// called inside a tokio runtime; outside one, only polling wakes
     /// subscribers elsewhere).
     pub(crate) fn wake(
-        &self,
         this: &Arc<Notifier>,
         store: Weak<impl Announce + Send + Sync + 'static>,
         interval: Duration,
     ) {
-        if self.started.get().is_none()
+        if this.started.get().is_none()
             && let Ok(runtime) = tokio::runtime::Handle::try_current()
         {
-            self.started.get_or_init(|| {
+            this.started.get_or_init(|| {
                 runtime.spawn(send_notifications(Arc::clone(this), store, interval));
             });
         }
-        self.wake.notify_one();
+        this.wake.notify_one();
     }
 
     /// Ends the sending task (the store is gone).
