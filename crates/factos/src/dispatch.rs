@@ -289,11 +289,22 @@ where
         };
         // The reactor sees the events as they will be recorded; they go back
         // to `decided` afterwards for the dispatch's result.
+        // Recorded events hold no payload: build them from the rows' other
+        // fields rather than cloning the rows whole.
         let recorded: Vec<Recorded<D::Event>> = appended
             .iter()
-            .cloned()
             .zip(std::mem::take(&mut self.decided))
-            .map(|(stored, event)| Recorded::from_stored(stored, event))
+            .map(|(stored, event)| Recorded {
+                id: stored.id,
+                stream: stored.stream.clone(),
+                revision: stored.revision,
+                position: stored.position,
+                event_type: stored.event_type.clone(),
+                version: stored.version,
+                tags: stored.tags.clone(),
+                metadata: stored.metadata.clone(),
+                event,
+            })
             .collect();
         let effects = guarded("reactor", || {
             recorded
