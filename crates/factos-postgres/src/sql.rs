@@ -44,7 +44,7 @@ const APPEND: &str = include_str!("../sql/statements/append.sql");
 const CHECKPOINT_ADVANCE: &str = include_str!("../sql/statements/checkpoint_advance.sql");
 const OUTBOX_RECORD: &str = include_str!("../sql/statements/outbox_record.sql");
 const OUTBOX_LEASE: &str = include_str!("../sql/statements/outbox_lease.sql");
-const SUBSCRIBER_ACTIVE: &str = include_str!("../sql/statements/subscriber_active.sql");
+const ADVISORY_KEYS_HELD: &str = include_str!("../sql/statements/advisory_keys_held.sql");
 const OUTBOX_FAIL: &str = include_str!("../sql/statements/outbox_fail.sql");
 
 /// A schema name that is safe to interpolate: lowercase ASCII letters, digits
@@ -153,8 +153,8 @@ pub(crate) struct Statements {
     pub(crate) notify: String,
     /// Every subscriber's name and checkpoint.
     pub(crate) subscribers: String,
-    /// Whether a session holds a subscriber's advisory lock (`$1`).
-    pub(crate) subscriber_active: String,
+    /// The advisory keys sessions of this database hold (active subscribers).
+    pub(crate) advisory_keys_held: String,
 }
 
 /// The statement without its comment lines, so placeholders mentioned in
@@ -204,7 +204,7 @@ pub fn statement_texts(schema: &SchemaName) -> Vec<(&'static str, String)> {
         ("outbox_parked", s.outbox_parked),
         ("notify", s.notify),
         ("subscribers", s.subscribers),
-        ("subscriber_active", s.subscriber_active),
+        ("advisory_keys_held", s.advisory_keys_held),
     ]
 }
 
@@ -276,7 +276,7 @@ impl Statements {
             subscribers: format!(
                 "SELECT name, position FROM {s}.factos_subscriptions ORDER BY name"
             ),
-            subscriber_active: code(SUBSCRIBER_ACTIVE),
+            advisory_keys_held: code(ADVISORY_KEYS_HELD),
         }
     }
 }

@@ -779,22 +779,23 @@ impl PostgresStore {
     /// instance holds it now.
     pub async fn subscribers(&self) -> Result<Vec<SubscriberStatus>, StoreError> {
         let client = self.client().await?;
-        let rows = client
-            .query(&self.statements().subscribers, &[])
-            .await
-            .map_err(|e| db_error("cannot list subscribers", e, Phase::BeforeCommit))?;
+        let unexpected = |e| crate::error::corrupt("unexpected subscriber row").with_source(e);
+        let (rows, held) = futures_util::join!(
+            client.query(&self.statements().subscribers, &[]),
+            client.query(&self.statements().advisory_keys_held, &[]),
+        );
+        let rows = rows.map_err(|e| db_error("cannot list subscribers", e, Phase::BeforeCommit))?;
+        let held = held
+            .map_err(|e| db_error("cannot read the subscribers' locks", e, Phase::BeforeCommit))?
+            .iter()
+            .map(|row| row.try_get::<_, i64>(0))
+            .collect::<Result<std::collections::HashSet<i64>, _>>()
+            .map_err(unexpected)?;
         let mut subscribers = Vec::with_capacity(rows.len());
         for row in rows {
-            let unexpected = |e| crate::error::corrupt("unexpected subscriber row").with_source(e);
             let name: String = row.try_get(0).map_err(unexpected)?;
             let checkpoint: i64 = row.try_get(1).map_err(unexpected)?;
-            let key = self.keys().subscriber(&name);
-            let active: bool = client
-                .query_one(&self.statements().subscriber_active, &[&key])
-                .await
-                .map_err(|e| db_error("cannot read the subscriber's lock", e, Phase::BeforeCommit))?
-                .try_get(0)
-                .map_err(unexpected)?;
+            let active = held.contains(&self.keys().subscriber(&name));
             subscribers.push(SubscriberStatus {
                 name,
                 checkpoint: u64::try_from(checkpoint).unwrap_or(0),
