@@ -554,6 +554,7 @@ impl Subscription {
         listening: &mut Option<Listening>,
         stop: &mut std::pin::Pin<&mut futures_util::future::Fuse<impl Future<Output = ()>>>,
     ) -> Result<(), SubscriptionError> {
+        let mut listen_again_at = std::time::Instant::now();
         loop {
             // Mark the commits seen so far before reading, so a commit
             // during the read wakes the next wait at once.
@@ -568,13 +569,17 @@ impl Subscription {
             if done.full {
                 continue;
             }
+            // A failed attempt to listen is retried once per poll interval,
+            // not on every wake-up.
             if listening.is_none()
+                && listen_again_at <= std::time::Instant::now()
                 && let Some(opened) = self.store.listen().await
             {
                 match opened {
                     Ok(l) => *listening = Some(l),
                     Err(e) => {
                         tracing::debug!(error = %e, "no listening connection; polling");
+                        listen_again_at = std::time::Instant::now() + self.options.poll_interval;
                     }
                 }
             }
