@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use factos::store::{
-    AppendError, Committed, ConditionFailure, DecisionError, DecisionProcess, ReadResult,
+    AppendError, Committed, ConditionFailure, DecisionError, DecisionProcess, Folded, ReadResult,
     StreamEvents,
 };
 use factos::{
@@ -264,6 +264,13 @@ enum AppendFailure {
     Condition(ConditionFailure),
     /// A decision holds a key these events need: roll back and retry.
     LocksBusy,
+    /// Some of the events' ids are already stored: nothing was appended. The
+    /// caller decides whether `stored` (read under those ids, in the order of
+    /// `new`) are its own earlier attempt's (a replay) or an id conflict.
+    IdsStored {
+        new: Vec<NewEvent>,
+        stored: Vec<StoredEvent>,
+    },
     Store(StoreError),
 }
 
@@ -290,6 +297,14 @@ struct Write<'a> {
     /// Commit in the same pipeline; when false the transaction stays open
     /// (effects are recorded next, then [`PostgresStore::record_and_commit`]).
     commit: bool,
+}
+
+/// A decision's events whose ids were found stored, and the context it decided on.
+struct IdsFound<'a> {
+    stream: &'a StreamId,
+    new: Vec<NewEvent>,
+    stored: Vec<StoredEvent>,
+    context: Folded,
 }
 
 /// How a transaction protects a context until it commits.
@@ -818,15 +833,7 @@ impl PostgresStore {
                 continue;
             }
             count += 1;
-            if count > self.limits().max_context_events {
-                return Err(DecisionError::Store(StoreError::new(
-                    StoreErrorKind::Rejected,
-                    format!(
-                        "the decision context holds more than {} events",
-                        self.limits().max_context_events
-                    ),
-                )));
-            }
+            self.limits().check_context(count)?;
             on_event(stored_event(&row, first).map_err(DecisionError::Store)?)?;
         }
         Ok(count)
@@ -1023,24 +1030,28 @@ impl PostgresStore {
             Err(e) if is_event_id_violation(&e) => return Err(AppendFailure::LocksBusy),
             Err(e) => return Err(before("cannot append")(e).into()),
         };
-        let ids: Vec<uuid::Uuid> = events.iter().map(|e| e.id).collect();
-        match committed_from_rows(&rows, stream, events, condition, expected)? {
-            Some(committed) => {
-                if commit_now && !committed.events.is_empty() {
-                    self.committed();
-                }
-                Ok(committed)
-            }
-            None => Ok(self.replayed(client, &ids).await?),
+        if ids_stored(&rows)? {
+            let stored = self.stored_with_ids(client, &events).await?;
+            return Err(AppendFailure::IdsStored {
+                new: events,
+                stored,
+            });
         }
+        let committed = committed_from_rows(&rows, stream, events, condition, expected)?;
+        if commit_now && !committed.events.is_empty() {
+            self.committed();
+        }
+        Ok(committed)
     }
 
-    /// What an earlier attempt with these event ids committed.
-    async fn replayed(
+    /// The stored events carrying the ids of `events`, in their order (ids
+    /// not stored are left out).
+    async fn stored_with_ids(
         &self,
         client: &deadpool_postgres::Object,
-        ids: &[uuid::Uuid],
-    ) -> Result<Committed, StoreError> {
+        events: &[NewEvent],
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        let ids: Vec<uuid::Uuid> = events.iter().map(|e| e.id).collect();
         let statement = client
             .prepare_cached(&self.sql().read_by_ids)
             .await
@@ -1049,21 +1060,11 @@ impl PostgresStore {
             .query(&statement, &[&ids])
             .await
             .map_err(|e| db_error("cannot read the replayed events", e, Phase::BeforeCommit))?;
-        let events = rows
+        let mut found: std::collections::HashMap<uuid::Uuid, StoredEvent> = rows
             .iter()
-            .map(|row| stored_event(row, 0))
-            .collect::<Result<Vec<_>, _>>()?;
-        let last = events
-            .last()
-            .ok_or_else(|| crate::error::corrupt("replayed events vanished"))?;
-        Ok(Committed {
-            stream: last.stream.clone(),
-            current_revision: Revision::Current(last.revision),
-            position: Some(last.position),
-            context_position: None,
-            replayed: true,
-            events,
-        })
+            .map(|row| stored_event(row, 0).map(|e| (e.id, e)))
+            .collect::<Result<_, _>>()?;
+        Ok(ids.iter().filter_map(|id| found.remove(id)).collect())
     }
 
     /// A pessimistic decision: guard and read (one round trip), decide,
@@ -1075,10 +1076,11 @@ impl PostgresStore {
         stream: &StreamId,
         context: Context<'_>,
         process: &mut P,
-        fed_up_to: Option<Position>,
+        folded: Folded,
     ) -> Result<Committed, DecisionError<P::Error>> {
-        let mut fed = fed_up_to;
-        let mut fed_count = 0;
+        self.limits().check_context(folded.events)?;
+        let mut fed = folded.position;
+        let mut fed_count = folded.events;
         let mut revision = Revision::NoEvents;
         let mut extra: Vec<KeyLock> = Vec::new();
         for attempt in 1..=self.attempts() {
@@ -1108,15 +1110,7 @@ impl PostgresStore {
                     return Err(e);
                 }
             };
-            let decided = match process.decide() {
-                Ok(events) => self
-                    .limits()
-                    .check(&events)
-                    .map(|()| events)
-                    .map_err(DecisionError::Invalid),
-                Err(e) => Err(DecisionError::Process(e)),
-            };
-            let events = match decided {
+            let events = match self.decide_checked(process) {
                 Ok(events) => events,
                 Err(e) => {
                     session.rollback().await;
@@ -1125,6 +1119,12 @@ impl PostgresStore {
             };
             let next_extra: Vec<KeyLock> = self.inner.keys.events(&events);
             let deferred = process.records_effects();
+            // The guard held since the read keeps every matching event either
+            // at or below `fed` or after this commit: a cached state resumes there.
+            let context_read = Folded {
+                position: fed,
+                events: fed_count,
+            };
             let (condition, expected) = match context {
                 Context::Query(query) => (
                     AppendCondition::fail_if_events_match(query.clone(), fed),
@@ -1148,9 +1148,19 @@ impl PostgresStore {
                 .await
             {
                 Ok(committed) if deferred => {
+                    let committed = decided_on(committed, context_read);
                     return self.record_and_commit(session, process, committed).await;
                 }
-                Ok(committed) => return Ok(committed),
+                Ok(committed) => return Ok(decided_on(committed, context_read)),
+                Err(AppendFailure::IdsStored { new, stored }) => {
+                    let found = IdsFound {
+                        stream,
+                        new,
+                        stored,
+                        context: context_read,
+                    };
+                    return self.replay_in_session(session, process, found).await;
+                }
                 // With a deferred commit the transaction is still open:
                 // roll it back (a no-op when the pipeline committed).
                 Err(AppendFailure::LocksBusy) => {
@@ -1169,6 +1179,51 @@ impl PostgresStore {
             }
         }
         Err(DecisionError::Store(contention(self.attempts())))
+    }
+
+    /// Asks the process to decide and checks the events against the limits.
+    fn decide_checked<P: DecisionProcess>(
+        &self,
+        process: &mut P,
+    ) -> Result<Vec<NewEvent>, DecisionError<P::Error>> {
+        let events = process.decide().map_err(DecisionError::Process)?;
+        self.limits()
+            .check(&events)
+            .map_err(DecisionError::Invalid)?;
+        Ok(events)
+    }
+
+    /// Ends a locked decision whose events' ids were found stored: a replay
+    /// of its own earlier attempt (committed, with its effects, if any,
+    /// recorded then) or an id conflict.
+    async fn replay_in_session<P: DecisionProcess>(
+        &self,
+        session: Session,
+        process: &mut P,
+        found: IdsFound<'_>,
+    ) -> Result<Committed, DecisionError<P::Error>> {
+        let IdsFound {
+            stream,
+            new,
+            stored,
+            context,
+        } = found;
+        match replay_or_conflict(
+            stream,
+            &new,
+            stored,
+            |s, n, st| process.is_replay_of(s, n, st),
+            context,
+        ) {
+            Ok(replayed) if process.records_effects() => {
+                self.record_and_commit(session, process, replayed).await
+            }
+            Ok(replayed) => Ok(replayed),
+            Err(e) => {
+                session.rollback().await;
+                Err(DecisionError::Store(e))
+            }
+        }
     }
 
     /// Second half of a decision that records effects: the events are
@@ -1262,15 +1317,17 @@ impl PostgresStore {
         stream: &StreamId,
         query: &Query,
         process: &mut P,
-        after: Option<Position>,
+        folded: Folded,
     ) -> Result<Committed, DecisionError<P::Error>> {
+        self.limits().check_context(folded.events)?;
+        // A decision that fails or breaks the limits on a state that may be
+        // stale is not final: the pessimistic path decides it again on the
+        // current context.
         if !self.inner.hot.is_hot(query)
             && let Ok(decided) = process.decide()
+            && self.limits().check(&decided).is_ok()
         {
-            self.limits()
-                .check(&decided)
-                .map_err(DecisionError::Invalid)?;
-            let condition = AppendCondition::fail_if_events_match(query.clone(), after);
+            let condition = AppendCondition::fail_if_events_match(query.clone(), folded.position);
             let guard = self.guard(stream, Context::Query(query), &[]);
             let session = Session::new(self.client().await?);
             match self
@@ -1288,17 +1345,26 @@ impl PostgresStore {
                 )
                 .await
             {
-                Ok(mut committed) => {
+                Ok(committed) => {
                     self.inner.hot.cool(query);
-                    committed.context_position = after;
-                    return Ok(committed);
+                    return Ok(decided_on(committed, folded));
+                }
+                Err(AppendFailure::IdsStored { new, stored }) => {
+                    return replay_or_conflict(
+                        stream,
+                        &new,
+                        stored,
+                        |s, n, st| process.is_replay_of(s, n, st),
+                        folded,
+                    )
+                    .map_err(DecisionError::Store);
                 }
                 Err(AppendFailure::Condition(_)) => self.inner.hot.heat(query),
                 Err(AppendFailure::LocksBusy) => {}
                 Err(AppendFailure::Store(e)) => return Err(DecisionError::Store(e)),
             }
         }
-        self.decide_locked(stream, Context::Query(query), process, after)
+        self.decide_locked(stream, Context::Query(query), process, folded)
             .await
     }
 
@@ -1394,27 +1460,23 @@ impl PostgresStore {
                 .settled_forward_read(&client, query, seen_upto, None)
                 .await?;
             fed_count += events.len();
-            if fed_count > self.limits().max_context_events {
-                return Err(DecisionError::Store(StoreError::new(
-                    StoreErrorKind::Rejected,
-                    format!(
-                        "the decision context holds more than {} events",
-                        self.limits().max_context_events
-                    ),
-                )));
-            }
+            self.limits().check_context(fed_count)?;
             for event in &events {
                 process.evolve(event).map_err(DecisionError::Process)?;
             }
             // Everything matching at or below the settled mark has been fed.
             seen_upto = seen_upto.max(mark);
+            let context_read = Folded {
+                position: u64::try_from(seen_upto).ok().and_then(Position::new),
+                events: fed_count,
+            };
             let decided = process.decide().map_err(DecisionError::Process)?;
             self.limits()
                 .check(&decided)
                 .map_err(DecisionError::Invalid)?;
             let next_extra = self.inner.keys.events(&decided);
-            let after = u64::try_from(seen_upto).ok().and_then(Position::new);
-            let condition = AppendCondition::fail_if_events_match(query.clone(), after);
+            let condition =
+                AppendCondition::fail_if_events_match(query.clone(), context_read.position);
             let guard = self.guard(stream, Context::Query(query), &extra);
             let session = Session::new(client);
             match self
@@ -1432,7 +1494,17 @@ impl PostgresStore {
                 )
                 .await
             {
-                Ok(committed) => return Ok(committed),
+                Ok(committed) => return Ok(decided_on(committed, context_read)),
+                Err(AppendFailure::IdsStored { new, stored }) => {
+                    return replay_or_conflict(
+                        stream,
+                        &new,
+                        stored,
+                        |s, n, st| process.is_replay_of(s, n, st),
+                        context_read,
+                    )
+                    .map_err(DecisionError::Store);
+                }
                 Err(AppendFailure::LocksBusy) => {
                     extra = next_extra;
                     backoff(attempt).await;
@@ -1476,6 +1548,16 @@ impl PostgresStore {
                 .await
             {
                 Ok(committed) => return Ok(committed),
+                Err(AppendFailure::IdsStored { new, stored }) => {
+                    return replay_or_conflict(
+                        stream,
+                        &new,
+                        stored,
+                        factos::store::is_same_append,
+                        Folded::default(),
+                    )
+                    .map_err(AppendError::Store);
+                }
                 Err(AppendFailure::LocksBusy) => {
                     extra = next_extra;
                     backoff(attempt).await;
@@ -1509,23 +1591,65 @@ fn read_rows(
     Ok((events, head))
 }
 
-/// Reads the append statement's result: a failed condition, the committed
-/// events, or `None` when an earlier attempt with the same ids committed them.
+/// A decision's commit, with the context it was decided on.
+fn decided_on(committed: Committed, context: Folded) -> Committed {
+    Committed {
+        context_position: context.position,
+        context_events: context.events,
+        ..committed
+    }
+}
+
+/// Whether the append statement found some of the events' ids already
+/// stored (and so appended nothing).
+fn ids_stored(rows: &[tokio_postgres::Row]) -> Result<bool, StoreError> {
+    let first = rows
+        .first()
+        .ok_or_else(|| crate::error::corrupt("the append returned no row"))?;
+    first
+        .try_get::<_, bool>("replayed")
+        .map_err(|e| crate::error::corrupt("unexpected append result").with_source(e))
+}
+
+/// What a decision or append whose ids were found stored reports: a replay
+/// when `stored` are all of `new` and `own` says they are its own earlier
+/// attempt's, an id conflict otherwise.
+fn replay_or_conflict(
+    stream: &StreamId,
+    new: &[NewEvent],
+    stored: Vec<StoredEvent>,
+    own: impl FnOnce(&StreamId, &[NewEvent], &[StoredEvent]) -> bool,
+    context: Folded,
+) -> Result<Committed, StoreError> {
+    if stored.len() != new.len() || !own(stream, new, &stored) {
+        return Err(factos::store::event_id_conflict(new));
+    }
+    let last = stored.last().map(|e| (e.revision, e.position));
+    Ok(Committed {
+        stream: stream.clone(),
+        current_revision: last.map_or(Revision::NoEvents, |(r, _)| Revision::Current(r)),
+        position: last.map(|(_, p)| p),
+        events: stored,
+        context_position: context.position,
+        context_events: context.events,
+        replayed: true,
+    })
+}
+
+/// Reads the append statement's result: a failed condition or the committed
+/// events (the caller has checked [`ids_stored`]).
 fn committed_from_rows(
     rows: &[tokio_postgres::Row],
     stream: &StreamId,
     events: Vec<NewEvent>,
     condition: &AppendCondition,
     expected: Option<Revision>,
-) -> Result<Option<Committed>, AppendFailure> {
+) -> Result<Committed, AppendFailure> {
     let unexpected =
         |e: tokio_postgres::Error| crate::error::corrupt("unexpected append result").with_source(e);
     let first = rows
         .first()
         .ok_or_else(|| crate::error::corrupt("the append returned no row"))?;
-    if first.try_get::<_, bool>(6).map_err(unexpected)? {
-        return Ok(None);
-    }
     if !first.try_get::<_, bool>(0).map_err(unexpected)? {
         return Err(AppendFailure::LocksBusy);
     }
@@ -1569,14 +1693,15 @@ fn committed_from_rows(
     } else {
         Revision::Current(revision(before)?)
     };
-    Ok(Some(Committed {
+    Ok(Committed {
         stream: stream.clone(),
         current_revision: previous.advanced_by(committed.len()),
         position: committed.last().map(|e| e.position),
         events: committed,
         context_position: None,
+        context_events: 0,
         replayed: false,
-    }))
+    })
 }
 
 fn record_outcome<T, E>(
@@ -1720,7 +1845,7 @@ impl EventStore for PostgresStore {
                     .await
             }
             _ => {
-                self.decide_locked(stream, Context::Query(query), process, None)
+                self.decide_locked(stream, Context::Query(query), process, Folded::default())
                     .instrument(span.clone())
                     .await
             }
@@ -1734,15 +1859,15 @@ impl EventStore for PostgresStore {
         stream: &StreamId,
         query: &Query,
         process: &mut P,
-        after: Option<Position>,
+        folded: Folded,
     ) -> Result<Committed, DecisionError<P::Error>> {
         let span = tracing::info_span!("factos.dispatch", kind = "cached", stream = %stream, query = %query, outcome = tracing::field::Empty, events = tracing::field::Empty, position = tracing::field::Empty);
         let outcome = if process.records_effects() {
-            self.decide_locked(stream, Context::Query(query), process, after)
+            self.decide_locked(stream, Context::Query(query), process, folded)
                 .instrument(span.clone())
                 .await
         } else {
-            self.decide_cached(stream, query, process, after)
+            self.decide_cached(stream, query, process, folded)
                 .instrument(span.clone())
                 .await
         };
@@ -1761,7 +1886,7 @@ impl EventStore for PostgresStore {
     ) -> Result<Committed, DecisionError<P::Error>> {
         let span = tracing::info_span!("factos.dispatch", kind = "stream", stream = %stream, outcome = tracing::field::Empty, events = tracing::field::Empty, position = tracing::field::Empty);
         let outcome = self
-            .decide_locked(stream, Context::Stream, process, None)
+            .decide_locked(stream, Context::Stream, process, Folded::default())
             .instrument(span.clone())
             .await;
         record_outcome(&span, &outcome, describe_decision);

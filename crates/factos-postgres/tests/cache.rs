@@ -125,3 +125,26 @@ async fn tickets_with_caches_on_two_instances() {
         cached_tickets(locking).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_context_limit_holds_through_the_cache() {
+    let database = common::database().await;
+    for locking in [
+        LockingStrategy::Scoped,
+        LockingStrategy::TableLock,
+        LockingStrategy::Optimistic,
+    ] {
+        let limits = factos::StoreLimits {
+            max_context_events: 10,
+            ..factos::StoreLimits::default()
+        };
+        let store = common::store_in(
+            &database,
+            StoreOptions::default().locking(locking).limits(limits),
+        )
+        .await;
+        factos_testkit::context_limit_through_the_cache(store, 10)
+            .await
+            .unwrap_or_else(|e| panic!("{locking:?}: {e}"));
+    }
+}

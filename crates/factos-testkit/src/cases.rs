@@ -31,6 +31,19 @@ macro_rules! ensure_eq {
     }};
 }
 
+mod cached;
+mod ids;
+
+pub use cached::context_limit_through_the_cache;
+use cached::{
+    cache_after_a_decision_that_appends_nothing, cache_after_an_empty_decision_on_an_empty_context,
+    cache_after_refusals_and_panics,
+};
+use ids::{
+    an_id_stored_with_other_content_is_a_conflict, repeated_ids_in_one_append_are_refused,
+    the_same_append_again_is_a_replay,
+};
+
 macro_rules! cases {
     ($($name:ident),* $(,)?) => {
         vec![$(Case { name: stringify!($name), run: |store| Box::pin($name(store)) }),*]
@@ -95,6 +108,14 @@ pub(crate) fn all<S: EventStore + Clone + 'static>() -> Vec<Case<S>> {
         stream_dispatch_domain_error,
         idempotent_dispatch_appends_once,
         idempotent_racers_append_once,
+        // Event ids.
+        repeated_ids_in_one_append_are_refused,
+        an_id_stored_with_other_content_is_a_conflict,
+        the_same_append_again_is_a_replay,
+        // Cached dispatch.
+        cache_after_a_decision_that_appends_nothing,
+        cache_after_an_empty_decision_on_an_empty_context,
+        cache_after_refusals_and_panics,
         // The original library's tests.
         original_register_user_stream_dispatch,
         original_undecodable_event_of_another_type,

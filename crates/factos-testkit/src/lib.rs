@@ -20,6 +20,8 @@
 //! Set `FACTOS_CONFORMANCE_FILTER` to a substring to run only matching cases.
 
 mod cases;
+
+pub use cases::context_limit_through_the_cache;
 pub mod model;
 pub mod oracle;
 

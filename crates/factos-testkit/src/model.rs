@@ -165,3 +165,55 @@ impl Codec for CountingCodec {
         self.inner.decode(stored)
     }
 }
+
+/// Items in boxes: the state is the number of items the context holds.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Shelf;
+
+/// What a [`Shelf`] can be told.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ShelfCommand {
+    /// Adds one item to the named box.
+    Add(String),
+    /// Appends nothing (the idempotent "already done" answer).
+    Nothing,
+    /// Closes the named box when it holds at least this many items; refused otherwise.
+    CloseAt(String, usize),
+    /// Refuses with the count it decided on (`"{n} items"`).
+    Count,
+    /// Panics in `decide`.
+    Panic,
+}
+
+impl Decider for Shelf {
+    type State = usize;
+    type Command = ShelfCommand;
+    type Event = KitEvent;
+    type Error = String;
+
+    fn initial(&self) -> usize {
+        0
+    }
+
+    fn decide(&self, items: &usize, command: &ShelfCommand) -> Result<Vec<KitEvent>, String> {
+        match command {
+            ShelfCommand::Add(name) => Ok(vec![KitEvent::new("Item", &[&format!("box:{name}")])]),
+            ShelfCommand::Nothing => Ok(Vec::new()),
+            ShelfCommand::CloseAt(name, at) if items >= at => {
+                Ok(vec![KitEvent::new("Closed", &[&format!("box:{name}")])])
+            }
+            ShelfCommand::CloseAt(_, at) => Err(format!("{items} items, closing needs {at}")),
+            ShelfCommand::Count => Err(format!("{items} items")),
+            #[allow(clippy::panic)]
+            ShelfCommand::Panic => panic!("the shelf was told to panic"),
+        }
+    }
+
+    fn evolve(&self, items: usize, event: &KitEvent) -> usize {
+        if event.event_type == "Item" {
+            items + 1
+        } else {
+            items
+        }
+    }
+}

@@ -14,14 +14,17 @@ use crate::dispatch::{
     CommandProcess, Dispatch, DispatchError, from_decision_error, from_process_error, into_dispatch,
 };
 use crate::outbox::OutboxMessage;
-use crate::{Codec, Decider, EventStore, Position, Query, Reactor, StreamId};
+use crate::store::Folded;
+use crate::{Codec, Decider, EventStore, Query, Reactor, StreamId};
 
 /// Default number of contexts a [`Dispatcher`] caches.
 pub const DEFAULT_CACHE_ENTRIES: usize = 10_000;
 
 struct Entry<S> {
     state: S,
-    position: Option<Position>,
+    /// What `state` was folded from: its position is always set once an
+    /// event was folded (a state at "no position" is the initial state).
+    folded: Folded,
     used: u64,
 }
 
@@ -43,29 +46,29 @@ impl<S: Clone> ContextCache<S> {
         }
     }
 
-    fn get(&mut self, query: &Query) -> Option<(S, Option<Position>)> {
+    fn get(&mut self, query: &Query) -> Option<(S, Folded)> {
         self.tick += 1;
         let entry = self.entries.get_mut(query)?;
         self.by_use.remove(&entry.used);
         entry.used = self.tick;
         self.by_use.insert(self.tick, query.clone());
-        Some((entry.state.clone(), entry.position))
+        Some((entry.state.clone(), entry.folded))
     }
 
-    fn put(&mut self, query: &Query, state: S, position: Option<Position>) {
+    fn put(&mut self, query: &Query, state: S, folded: Folded) {
         if self.capacity == 0 {
             return;
         }
         self.tick += 1;
         if let Some(entry) = self.entries.get_mut(query) {
             // Two dispatches on one query may finish out of order: keep the newer state.
-            if entry.position > position {
+            if entry.folded.position > folded.position {
                 return;
             }
             self.by_use.remove(&entry.used);
             *entry = Entry {
                 state,
-                position,
+                folded,
                 used: self.tick,
             };
         } else {
@@ -79,7 +82,7 @@ impl<S: Clone> ContextCache<S> {
                 query.clone(),
                 Entry {
                     state,
-                    position,
+                    folded,
                     used: self.tick,
                 },
             );
@@ -238,14 +241,14 @@ where
         reactor: Option<&(dyn Reactor<Event = D::Event, Effect = OutboxMessage> + Sync)>,
     ) -> Result<Dispatch<D::Event>, DispatchError<D::Error>> {
         let cached = self.cache().get(query);
-        let (mut process, outcome) = if let Some((state, position)) = cached {
+        let (mut process, outcome) = if let Some((state, folded)) = cached {
             let mut process =
                 CommandProcess::with_state(&self.decider, &self.codec, command, state);
             process.idempotency_key = key;
             process.reactor = reactor;
             let outcome = self
                 .store
-                .decide_with_query_after(stream, query, &mut process, position)
+                .decide_with_query_after(stream, query, &mut process, folded)
                 .await;
             (process, outcome)
         } else {
@@ -273,13 +276,20 @@ where
             // the state cannot be brought up to date from them; read it afresh next time.
             self.cache().remove(query);
         } else if let Some(mut state) = process.state.take() {
+            // The state the store decided on, plus this decision's own events
+            // that match the query: the context as it is right after the commit.
+            let mut folded = Folded {
+                position: committed.context_position,
+                events: committed.context_events,
+            };
             for (stored, event) in committed.events.iter().zip(&decided) {
                 if stored.matches(query) {
                     state = self.decider.evolve(state, event);
+                    folded.events += 1;
                 }
             }
-            let position = committed.context_position.max(committed.position);
-            self.cache().put(query, state, position);
+            folded.position = folded.position.max(committed.position);
+            self.cache().put(query, state, folded);
         }
         into_dispatch(committed, decided, &self.codec)
     }

@@ -279,6 +279,23 @@ where
         Ok(encoded)
     }
 
+    /// Under an idempotency key the ids name the command, not the content:
+    /// a retry decides on a context that may now hold the first attempt's
+    /// own events and so decide other content, yet the stored events are
+    /// still this command's. They must be on the same stream.
+    fn is_replay_of(&self, stream: &StreamId, new: &[NewEvent], stored: &[StoredEvent]) -> bool {
+        match self.idempotency_key {
+            Some(_) => {
+                new.len() == stored.len()
+                    && new
+                        .iter()
+                        .zip(stored)
+                        .all(|(n, s)| n.id == s.id && &s.stream == stream)
+            }
+            None => crate::store::is_same_append(stream, new, stored),
+        }
+    }
+
     fn records_effects(&self) -> bool {
         self.reactor.is_some()
     }

@@ -94,6 +94,6 @@ pub use outbox::{Effect, OutboxMessage, dispatch_with_outbox};
 pub use position::{Position, Revision, highest_position};
 pub use query::{AppendCondition, Query, QueryItem};
 pub use store::{
-    AppendError, Committed, ConditionFailure, EventStore, ReadOptions, ReadResult, StoreError,
-    StoreErrorKind, StoreLimits,
+    AppendError, Committed, ConditionFailure, EventStore, Folded, ReadOptions, ReadResult,
+    StoreError, StoreErrorKind, StoreLimits,
 };

@@ -27,8 +27,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use crate::store::{
-    AppendError, Committed, ConditionFailure, DecisionError, DecisionProcess, ReadResult,
-    StoreErrorKind, StreamEvents,
+    AppendError, Committed, ConditionFailure, DecisionError, DecisionProcess, Folded, ReadResult,
+    StoreErrorKind, StreamEvents, event_id_conflict, is_same_append,
 };
 use crate::{
     AppendCondition, EventStore, NewEvent, Position, Query, ReadOptions, Revision, StoreError,
@@ -93,22 +93,13 @@ impl Log {
         }
     }
 
-    /// The events an earlier append with these ids stored, if any.
-    fn replay(&self, events: &[NewEvent]) -> Option<Committed> {
-        let first = *self.ids.get(&events.first()?.id)?;
-        let stored: Vec<StoredEvent> = events
+    /// The stored events carrying any of these ids, in the order of `events`
+    /// (ids not stored are skipped); empty when none is stored.
+    fn stored_with_ids(&self, events: &[NewEvent]) -> Vec<StoredEvent> {
+        events
             .iter()
             .filter_map(|e| self.ids.get(&e.id).map(|&i| self.events[i].clone()))
-            .collect();
-        let last = stored.last()?;
-        Some(Committed {
-            stream: self.events[first].stream.clone(),
-            current_revision: Revision::Current(last.revision),
-            position: Some(last.position),
-            events: stored,
-            context_position: None,
-            replayed: true,
-        })
+            .collect()
     }
 
     fn append(
@@ -144,8 +135,23 @@ impl Log {
             position: committed.last().map(|e| e.position),
             events: committed,
             context_position: None,
+            context_events: 0,
             replayed: false,
         })
+    }
+}
+
+/// What a replay of `stored` (an earlier attempt's events, on `stream`) reports.
+fn replayed(stream: &StreamId, stored: Vec<StoredEvent>, context: Folded) -> Committed {
+    let last = stored.last().map(|e| (e.revision, e.position));
+    Committed {
+        stream: stream.clone(),
+        current_revision: last.map_or(Revision::NoEvents, |(r, _)| Revision::Current(r)),
+        position: last.map(|(_, p)| p),
+        events: stored,
+        context_position: context.position,
+        context_events: context.events,
+        replayed: true,
     }
 }
 
@@ -248,47 +254,51 @@ impl InMemoryStore {
     fn decide_locked<P: DecisionProcess>(
         &self,
         stream: &StreamId,
-        context: Context<'_>,
+        scope: Scope<'_>,
         process: &mut P,
-        fed_up_to: Option<Position>,
+        folded: Folded,
     ) -> Result<Committed, DecisionError<P::Error>> {
+        self.limits.check_context(folded.events)?;
         let mut log = self.lock();
-        let mut seen = 0usize;
-        let mut after = fed_up_to;
-        let skip = fed_up_to.map_or(0, |p| usize::try_from(p.get()).unwrap_or(usize::MAX));
+        let mut context = folded;
+        let skip = folded
+            .position
+            .map_or(0, |p| usize::try_from(p.get()).unwrap_or(usize::MAX));
         for event in log.events.iter().skip(skip) {
-            let relevant = match &context {
-                Context::Query(query) => event.matches(query),
-                Context::Stream => &event.stream == stream,
+            let relevant = match &scope {
+                Scope::Query(query) => event.matches(query),
+                Scope::Stream => &event.stream == stream,
             };
             if relevant {
-                seen += 1;
-                if seen > self.limits.max_context_events {
-                    return Err(DecisionError::Store(StoreError::new(
-                        StoreErrorKind::Rejected,
-                        format!(
-                            "the decision context holds more than {} events",
-                            self.limits.max_context_events
-                        ),
-                    )));
-                }
+                context.events += 1;
+                self.limits.check_context(context.events)?;
                 process.evolve(event).map_err(DecisionError::Process)?;
-                after = Some(event.position);
+                context.position = Some(event.position);
             }
         }
+        // Under the lock the whole log is settled: the context is current up
+        // to the head, which is where a cached state of it may resume.
+        let fed_up_to = context.position;
+        context.position = context.position.max(log.head());
         let events = process.decide().map_err(DecisionError::Process)?;
         self.limits.check(&events).map_err(DecisionError::Invalid)?;
-        if let Some(replayed) = log.replay(&events) {
-            return Ok(replayed);
+        let stored = log.stored_with_ids(&events);
+        if !stored.is_empty() {
+            if stored.len() == events.len() && process.is_replay_of(stream, &events, &stored) {
+                return Ok(replayed(stream, stored, context));
+            }
+            return Err(DecisionError::Store(event_id_conflict(&events)));
         }
         // Under the lock nothing can have changed since the read; the check is
         // kept so the in-memory store fails exactly where a database would.
-        if let Context::Query(query) = context {
-            let condition = AppendCondition::fail_if_events_match(query.clone(), after);
+        if let Scope::Query(query) = scope {
+            let condition = AppendCondition::fail_if_events_match(query.clone(), fed_up_to);
             log.check(&condition)
                 .map_err(DecisionError::ConditionFailed)?;
         }
-        let committed = log.append(stream, events)?;
+        let mut committed = log.append(stream, events)?;
+        committed.context_position = context.position;
+        committed.context_events = context.events;
         if process.records_effects() {
             // Still under the lock: the events and their effects become
             // visible together, or (the reactor failed) neither does.
@@ -304,8 +314,9 @@ impl InMemoryStore {
     }
 }
 
+/// What a decision's context is: the events matching a query, or one stream's.
 #[derive(Clone, Copy)]
-enum Context<'a> {
+enum Scope<'a> {
     Query(&'a Query),
     Stream,
 }
@@ -341,6 +352,13 @@ impl EventStore for InMemoryStore {
     ) -> Result<Committed, AppendError> {
         self.limits.check(&events).map_err(AppendError::Invalid)?;
         let mut log = self.lock();
+        let stored = log.stored_with_ids(&events);
+        if !stored.is_empty() {
+            if is_same_append(stream, &events, &stored) {
+                return Ok(replayed(stream, stored, Folded::default()));
+            }
+            return Err(AppendError::Store(event_id_conflict(&events)));
+        }
         log.check(&condition)
             .map_err(AppendError::ConditionFailed)?;
         Ok(log.append(stream, events)?)
@@ -352,7 +370,7 @@ impl EventStore for InMemoryStore {
         query: &Query,
         process: &mut P,
     ) -> Result<Committed, DecisionError<P::Error>> {
-        self.decide_locked(stream, Context::Query(query), process, None)
+        self.decide_locked(stream, Scope::Query(query), process, Folded::default())
     }
 
     async fn decide_with_query_after<P: DecisionProcess>(
@@ -360,9 +378,9 @@ impl EventStore for InMemoryStore {
         stream: &StreamId,
         query: &Query,
         process: &mut P,
-        after: Option<Position>,
+        folded: Folded,
     ) -> Result<Committed, DecisionError<P::Error>> {
-        self.decide_locked(stream, Context::Query(query), process, after)
+        self.decide_locked(stream, Scope::Query(query), process, folded)
     }
 
     async fn decide_on_stream<P: DecisionProcess>(
@@ -370,6 +388,6 @@ impl EventStore for InMemoryStore {
         stream: &StreamId,
         process: &mut P,
     ) -> Result<Committed, DecisionError<P::Error>> {
-        self.decide_locked(stream, Context::Stream, process, None)
+        self.decide_locked(stream, Scope::Stream, process, Folded::default())
     }
 }

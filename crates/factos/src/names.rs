@@ -125,6 +125,11 @@ pub enum ValidationError {
         /// The limit.
         max: usize,
     },
+    /// One event id appears twice in one append.
+    RepeatedEventId {
+        /// The repeated id.
+        id: uuid::Uuid,
+    },
     /// More outbox effects for one dispatch than
     /// [`MAX_EFFECTS_PER_DISPATCH`](crate::outbox::MAX_EFFECTS_PER_DISPATCH).
     TooManyEffects {
@@ -185,6 +190,9 @@ impl fmt::Display for ValidationError {
                     f,
                     "{count} events in one append, the store accepts at most {max}"
                 )
+            }
+            ValidationError::RepeatedEventId { id } => {
+                write!(f, "event id {id} appears more than once in one append")
             }
             ValidationError::TooManyEffects { count, max } => {
                 write!(f, "{count} outbox effects for one dispatch, at most {max}")

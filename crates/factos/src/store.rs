@@ -58,7 +58,9 @@ impl StoreLimits {
         self
     }
 
-    /// Checks a batch of events against these limits.
+    /// Checks a batch of events against these limits, and that no event id
+    /// appears twice in it (ids are unique in a store, so such a batch could
+    /// never be appended; it is refused before any I/O).
     pub fn check(&self, events: &[NewEvent]) -> Result<(), ValidationError> {
         if events.len() > self.max_events_per_append {
             return Err(ValidationError::TooManyEvents {
@@ -75,8 +77,69 @@ impl StoreLimits {
                 max_bytes: self.max_payload_bytes,
             });
         }
+        let mut ids = std::collections::HashSet::with_capacity(events.len());
+        if let Some(repeated) = events.iter().find(|e| !ids.insert(e.id)) {
+            return Err(ValidationError::RepeatedEventId { id: repeated.id });
+        }
         Ok(())
     }
+
+    /// Checks that a context of `events` events fits
+    /// [`max_context_events`](Self::max_context_events).
+    pub fn check_context(&self, events: usize) -> Result<(), StoreError> {
+        if events > self.max_context_events {
+            return Err(StoreError::new(
+                StoreErrorKind::Rejected,
+                format!(
+                    "the decision context holds more than {} events",
+                    self.max_context_events
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// What a decision state handed to
+/// [`EventStore::decide_with_query_after`] was already folded from (a cached
+/// context).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Folded {
+    /// The settled position the state is current at: every event matching
+    /// the query at or below it was folded, and no other can appear there.
+    /// `None`: nothing was folded yet.
+    pub position: Option<Position>,
+    /// How many context events were folded into the state; the store counts
+    /// them against [`StoreLimits::max_context_events`] with the events it feeds.
+    pub events: usize,
+}
+
+/// Whether `stored` are the events `new` would have appended to `stream`:
+/// the same ids, in order, with the same stream, type, version, tags,
+/// metadata and payload. A store replays an append (returns the stored
+/// events, writes nothing) only when they are; an id stored with other
+/// content is [`StoreErrorKind::EventIdConflict`].
+pub fn is_same_append(stream: &StreamId, new: &[NewEvent], stored: &[StoredEvent]) -> bool {
+    new.len() == stored.len()
+        && new.iter().zip(stored).all(|(n, s)| {
+            n.id == s.id
+                && &s.stream == stream
+                && n.event_type == s.event_type
+                && n.version == s.version
+                && n.tags == s.tags
+                && n.metadata == s.metadata
+                && n.data == s.data
+        })
+}
+
+/// The error of an append whose first event id is already stored with other
+/// content (see [`is_same_append`]).
+pub fn event_id_conflict(new: &[NewEvent]) -> StoreError {
+    let id = new.first().map(|e| e.id.to_string()).unwrap_or_default();
+    StoreError::new(
+        StoreErrorKind::EventIdConflict,
+        format!("event id {id} is already stored with other content; nothing was written"),
+    )
 }
 
 /// Options of a [`EventStore::read`].
@@ -154,8 +217,13 @@ pub struct Committed {
     pub events: Vec<StoredEvent>,
     /// For a decision: the settled position its context was read up to (no
     /// event matching its query can appear at or below it, other than those
-    /// it was fed). `None` for plain appends and empty contexts.
+    /// it was fed). `None` for plain appends and when nothing matched.
+    /// A decision sets it whenever it was fed an event, whether or not it
+    /// appended: a cached state must carry the position it is folded up to.
     pub context_position: Option<Position>,
+    /// For a decision: how many events its context held (those folded before
+    /// it, see [`Folded`], plus those the store fed). 0 for plain appends.
+    pub context_events: usize,
     /// The events were already in the log: an earlier attempt with the same
     /// event ids committed them (an idempotent retry after an unknown commit
     /// outcome). `events` are those stored events; nothing new was written.
@@ -239,6 +307,10 @@ pub enum StoreErrorKind {
     Contention,
     /// The store refused the input (a limit of the database itself).
     Rejected,
+    /// An event id of the append is already stored with other content (a
+    /// foreign event, or a keyed command whose key was reused for another
+    /// stream). Nothing was written; retrying cannot succeed.
+    EventIdConflict,
     /// Anything else.
     Other,
 }
@@ -368,6 +440,16 @@ pub trait DecisionProcess: Send {
     /// Decides on the state built so far.
     fn decide(&mut self) -> Result<Vec<NewEvent>, Self::Error>;
 
+    /// Whether `stored`, found in the log under the ids of the events this
+    /// decision just decided (`new`, for `stream`), are this decision's own
+    /// events, committed by an earlier attempt: the store then replays them
+    /// (returns them, writes nothing). Otherwise the append fails with
+    /// [`StoreErrorKind::EventIdConflict`]. By default only the very same
+    /// append is a replay ([`is_same_append`]).
+    fn is_replay_of(&self, stream: &StreamId, new: &[NewEvent], stored: &[StoredEvent]) -> bool {
+        is_same_append(stream, new, stored)
+    }
+
     /// Whether this decision records effects with its append (an outbox).
     /// A store that [records effects](EventStore::records_effects) then calls
     /// [`effects`](Self::effects) after appending and before committing.
@@ -421,8 +503,11 @@ impl<E> From<StoreError> for DecisionError<E> {
 /// let event = NewEvent::new(EventType::new("CourseDefined")?, b"{}".to_vec()).with_tags(Tags::parse(["course:c1"])?);
 /// let condition = AppendCondition::fail_if_events_match(query.clone(), read.head);
 /// store.append(&StreamId::new("course-c1")?, vec![event.clone()], condition.clone()).await?;
-/// // The same condition now fails: an event matching the query appeared.
-/// assert!(matches!(store.append(&StreamId::new("course-c1")?, vec![event], condition).await, Err(AppendError::ConditionFailed(_))));
+/// // The same condition now fails for another event: an event matching the query appeared.
+/// let another = NewEvent::new(EventType::new("CourseDefined")?, b"{}".to_vec()).with_tags(Tags::parse(["course:c1"])?);
+/// assert!(matches!(store.append(&StreamId::new("course-c1")?, vec![another], condition.clone()).await, Err(AppendError::ConditionFailed(_))));
+/// // The very same append again is a replay: it returns what was stored and writes nothing.
+/// assert!(store.append(&StreamId::new("course-c1")?, vec![event], condition).await?.replayed);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// # }).unwrap();
 /// ```
@@ -461,15 +546,17 @@ pub trait EventStore: Send + Sync {
 
     /// Like [`decide_with_query`](Self::decide_with_query), for a process that
     /// was already fed every event matching `query` up to the settled position
-    /// `after` (a cached decision state). The store only feeds events after
-    /// `after`; it may first try deciding on the state as it is, relying on the
-    /// append condition to prove it current.
+    /// `folded.position` (a cached decision state). The store only feeds
+    /// events after it; it may first try deciding on the state as it is,
+    /// relying on the append condition to prove it current. The context limit
+    /// counts `folded.events` too. `Committed::context_position` is never
+    /// below `folded.position`.
     fn decide_with_query_after<P: DecisionProcess>(
         &self,
         stream: &StreamId,
         query: &Query,
         process: &mut P,
-        after: Option<Position>,
+        folded: Folded,
     ) -> impl Future<Output = Result<Committed, DecisionError<P::Error>>> + Send;
 
     /// Whether the store records a decision's [effects](DecisionProcess::effects)

@@ -24,7 +24,7 @@
 -- nothing was appended: (locked, conflict, revision_conflict,
 -- current_revision, position, revision, replayed).
 WITH replayed AS (
-    SELECT EXISTS (SELECT 1 FROM {schema}.factos_events WHERE id = ($2::uuid[])[1]) AS yes
+    SELECT EXISTS (SELECT 1 FROM {schema}.factos_events WHERE id = ANY ($2::uuid[])) AS yes
 ),
 locked AS (
     SELECT {schema}.factos_try_lock_keys($10::bigint[], $11::boolean[]) AS ok
