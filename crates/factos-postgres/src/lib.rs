@@ -75,8 +75,8 @@ mod wakeup;
 
 pub use migrate::{MigrationReport, SCHEMA_VERSION};
 pub use outbox::{
-    FailOutcome, LeasedMessage, MAX_ERROR_BYTES, MAX_OUTBOX_BATCH, MessageHandler, Outbox,
-    OutboxError, OutboxOptions,
+    FailOutcome, LeasedMessage, MAX_ERROR_BYTES, MAX_OUTBOX_BATCH, MAX_OUTBOX_DELAY,
+    MessageHandler, Outbox, OutboxError, OutboxOptions,
 };
 pub use sql::{InvalidSchemaName, MIGRATIONS, SchemaName, statement_texts};
 pub use store::{
