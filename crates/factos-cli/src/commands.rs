@@ -38,7 +38,7 @@ pub(crate) struct EventsArgs {
     #[arg(long)]
     stream: Option<String>,
     /// Start at this position (inclusive).
-    #[arg(long)]
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=Position::MAX))]
     from: Option<u64>,
     /// Print at most this many events.
     #[arg(long, default_value_t = 100)]
@@ -54,10 +54,10 @@ pub(crate) struct TailArgs {
     #[command(flatten)]
     filter: Filter,
     /// Start after this position (default: the current head, so only new events).
-    #[arg(long)]
+    #[arg(long, value_parser = clap::value_parser!(u64).range(0..=Position::MAX - 1))]
     after: Option<u64>,
-    /// How often to look for new events, in milliseconds.
-    #[arg(long, default_value_t = 200)]
+    /// How often to look for new events, in milliseconds (1 to 60000).
+    #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u64).range(1..=60_000))]
     interval_ms: u64,
     /// Stop after this many events (default: follow until interrupted).
     #[arg(long)]
@@ -67,8 +67,8 @@ pub(crate) struct TailArgs {
 /// Arguments of `factos verify`.
 #[derive(Debug, Args)]
 pub(crate) struct VerifyArgs {
-    /// Positions checked per batch.
-    #[arg(long, default_value_t = 100_000)]
+    /// Positions checked per batch (1 to 10000000).
+    #[arg(long, default_value_t = 100_000, value_parser = clap::value_parser!(i64).range(1..=10_000_000))]
     batch: i64,
 }
 
@@ -123,11 +123,9 @@ fn connect(url: Option<&str>, schema: &SchemaName) -> Result<PostgresStore, Stri
     let url = url.filter(|u| !u.trim().is_empty()).ok_or(
         "no database given: pass --database-url or set DATABASE_URL (or run `factos demo` to try factos on a throwaway PostgreSQL)",
     )?;
-    let config: tokio_postgres::Config = url.parse().map_err(|e: tokio_postgres::Error| {
-        let cause =
-            std::error::Error::source(&e).map_or_else(|| e.to_string(), ToString::to_string);
-        format!("the database URL is not a valid PostgreSQL connection string ({cause})")
-    })?;
+    // The parse error never repeats the string: it may hold a password.
+    let config = factos_postgres::parse_connection_string(url)
+        .map_err(|e| format!("the database URL is {e}"))?;
     let target = describe(&config);
     PostgresStore::from_config(config, 4, StoreOptions::default().schema(schema.clone()))
         .map_err(|e| format!("cannot use the database at {target}: {}", e.message()))
@@ -314,7 +312,7 @@ async fn events(store: &PostgresStore, args: EventsArgs) -> Result<ExitCode, Str
     let query = query_of(&args.filter)?;
     let from = args
         .from
-        .map(|p| Position::new(p).ok_or("--from must be a position of at least 1"))
+        .map(|p| Position::new(p).ok_or("--from is not a position"))
         .transpose()?;
     let events = if let Some(stream) = &args.stream {
         let stream = StreamId::new(stream.clone()).map_err(|e| format!("invalid --stream: {e}"))?;
@@ -379,7 +377,7 @@ async fn tail(store: &PostgresStore, args: TailArgs) -> Result<ExitCode, String>
     }
     crate::output::print_header(format);
     let mut printed = 0usize;
-    let interval = Duration::from_millis(args.interval_ms.max(10));
+    let interval = Duration::from_millis(args.interval_ms);
     loop {
         let from = Position::new(after.saturating_add(1)).ok_or("position overflow")?;
         let read = store
@@ -431,7 +429,7 @@ async fn verify(store: &PostgresStore, args: &VerifyArgs) -> Result<ExitCode, St
         .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );
     let mut faults: Vec<String> = Vec::new();
-    let batch = args.batch.max(1);
+    let batch = args.batch;
     let mut lower = 0i64;
     while lower < head && faults.len() < 50 {
         let upper = lower.saturating_add(batch).min(head);

@@ -231,6 +231,56 @@ fn a_malformed_url_is_one_sentence() {
 }
 
 #[test]
+fn no_part_of_a_malformed_connection_string_is_echoed() {
+    for url in [
+        "host=/tmp user=u password=sw0rdfish l3aked dbname=x",
+        "host=/tmp password=sw0rdfish l3aked=1 dbname=x",
+        "postgresql://u:pw@h/db?sw0rdfish l3aked=1",
+    ] {
+        let output = factos(url, &["status"]);
+        assert_human_error(&output, "not a valid PostgreSQL connection string");
+        let err = stderr(&output);
+        assert!(
+            !err.contains("sw0rdfish") && !err.contains("l3aked"),
+            "{url}: {err}"
+        );
+    }
+}
+
+/// A command-line mistake: exit code 2 and clap's `error:` sentence first.
+fn assert_usage_error(output: &Output, expected: &str) {
+    let err = stderr(output);
+    assert_eq!(output.status.code(), Some(2), "stderr: {err}");
+    let first = err.lines().next().unwrap_or_default();
+    assert!(first.starts_with("error: "), "{err}");
+    assert!(first.contains(expected), "expected {expected:?} in {err}");
+}
+
+#[test]
+fn numbers_out_of_range_say_so() {
+    // Refused before any connection is attempted.
+    let url = "host=/nonexistent-factos-socket-dir dbname=x";
+    let huge = "18446744073709551615";
+    let from = factos(url, &["events", "--from", huge]);
+    assert_usage_error(&from, "is not in 1..=9223372036854775807");
+    assert!(!stderr(&from).contains("at least 1"), "{}", stderr(&from));
+    assert_usage_error(
+        &factos(url, &["tail", "--after", huge]),
+        "is not in 0..=9223372036854775806",
+    );
+    for interval in ["0", "60001", huge] {
+        assert_usage_error(
+            &factos(url, &["tail", "--interval-ms", interval]),
+            "is not in 1..=60000",
+        );
+    }
+    assert_usage_error(
+        &factos(url, &["verify", "--batch", "0"]),
+        "is not in 1..=10000000",
+    );
+}
+
+#[test]
 fn a_server_that_is_down_is_one_sentence_without_the_password() {
     let output = factos(
         "host=/nonexistent-factos-socket-dir port=5432 user=someone password=hunter2 dbname=x",

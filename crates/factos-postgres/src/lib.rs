@@ -23,7 +23,8 @@
 //!
 //! The log is append-only by the database: triggers reject `UPDATE`,
 //! `DELETE` and `TRUNCATE` on `factos_events` and `factos_event_tags` for
-//! every role. Run migrations with a role that owns the schema, and the
+//! every role. Run migrations with a role that owns the schema (it needs
+//! `CREATE` on the database only if the schema does not exist yet), and the
 //! application with a role that can only read and append:
 //!
 //! ```sql
@@ -42,9 +43,12 @@
 //! certificates you pass) and `sslmode=require` in the configuration
 //! (`tests/tls.rs`). Lock waits and
 //! statements can be bounded with [`StoreOptions::lock_timeout`] and
-//! [`StoreOptions::statement_timeout`]; a dispatch that waits too long fails
-//! with `StoreErrorKind::Timeout`, which is safe to retry. Errors never
-//! include the connection string.
+//! [`StoreOptions::statement_timeout`], and the wait for a pooled connection
+//! always is, by [`StoreOptions::pool_wait_timeout`] (30 s by default); an
+//! operation that waits too long fails with `StoreErrorKind::Timeout`, which
+//! is safe to retry. Errors never include any part of the connection string
+//! ([`parse_connection_string`] names at most the option whose value is
+//! invalid).
 //!
 //! # After the commit
 //!
@@ -61,6 +65,7 @@
 //! users with their own migration tool can apply [`MIGRATIONS`] with
 //! `search_path` set to their schema.
 
+mod connection;
 mod error;
 mod locks;
 mod migrate;
@@ -73,15 +78,16 @@ mod subscription;
 pub mod throwaway;
 mod wakeup;
 
+pub use connection::{InvalidConnectionString, parse_connection_string};
 pub use migrate::{MigrationReport, SCHEMA_VERSION};
 pub use outbox::{
-    FailOutcome, LeasedMessage, MAX_ERROR_BYTES, MAX_OUTBOX_BATCH, MessageHandler, Outbox,
-    OutboxError, OutboxOptions,
+    FailOutcome, LeasedMessage, MAX_ERROR_BYTES, MAX_OUTBOX_BATCH, MAX_OUTBOX_DELAY,
+    MessageHandler, Outbox, OutboxError, OutboxOptions,
 };
 pub use sql::{InvalidSchemaName, MIGRATIONS, SchemaName, statement_texts};
 pub use store::{
-    DEFAULT_MAX_DECISION_ATTEMPTS, DEFAULT_NOTIFY_INTERVAL, DEFAULT_POOL_SIZE, LockingStrategy,
-    PostgresStore, StoreOptions,
+    DEFAULT_MAX_DECISION_ATTEMPTS, DEFAULT_NOTIFY_INTERVAL, DEFAULT_POOL_SIZE,
+    DEFAULT_POOL_WAIT_TIMEOUT, LockingStrategy, PostgresStore, StoreOptions,
 };
 pub use subscription::{
     EventHandler, MAX_BATCH_SIZE, MAX_NAME_BYTES, ProjectionHandler, SubscriberStatus,

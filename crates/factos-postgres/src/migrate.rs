@@ -5,7 +5,7 @@ use tracing::Instrument;
 
 use crate::PostgresStore;
 use crate::error::{Phase, db_error};
-use crate::sql::MIGRATIONS;
+use crate::sql::{MIGRATIONS, SchemaName};
 
 /// The schema version this crate's code needs.
 pub const SCHEMA_VERSION: i32 = 5;
@@ -32,9 +32,37 @@ fn migration_lock_key(schema: &str) -> i64 {
     i64::from_ne_bytes(hash.to_ne_bytes())
 }
 
+/// Creates `schema` unless it exists. `CREATE SCHEMA IF NOT EXISTS` alone
+/// would check `CREATE` on the database even when the schema exists, so its
+/// owner could not migrate it without that privilege.
+async fn create_schema_if_missing(
+    transaction: &deadpool_postgres::Transaction<'_>,
+    schema: &SchemaName,
+) -> Result<(), StoreError> {
+    let fail = |what: &'static str| move |e| db_error(what, e, Phase::BeforeCommit);
+    let exists: bool = transaction
+        .query_one(
+            "SELECT EXISTS (SELECT FROM pg_namespace WHERE nspname = $1)",
+            &[&schema.as_str()],
+        )
+        .await
+        .map_err(fail("cannot look for the schema"))?
+        .try_get(0)
+        .map_err(fail("cannot look for the schema"))?;
+    if !exists {
+        transaction
+            .batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS {}", schema.quoted()))
+            .await
+            .map_err(fail("cannot create the schema"))?;
+    }
+    Ok(())
+}
+
 impl PostgresStore {
     /// Creates or upgrades the schema to [`SCHEMA_VERSION`]: the event table,
-    /// the tag mirror and their indexes, backfilling the mirror.
+    /// the tag mirror and their indexes, backfilling the mirror. Creating
+    /// the schema needs `CREATE` on the database; migrating one that exists
+    /// needs only `CREATE` on the schema (its owner has it).
     ///
     /// Idempotent, and safe when several processes call it at once: they
     /// serialize on a transaction-scoped advisory lock per schema, and each
@@ -61,10 +89,10 @@ impl PostgresStore {
             .await
             .map_err(fail("cannot take the migration lock"))?;
         let quoted = schema.quoted();
+        create_schema_if_missing(&transaction, &schema).await?;
         transaction
             .batch_execute(&format!(
-                "CREATE SCHEMA IF NOT EXISTS {quoted};
-                 SET LOCAL search_path TO {quoted};
+                "SET LOCAL search_path TO {quoted};
                  CREATE TABLE IF NOT EXISTS factos_schema_migrations (
                      version integer PRIMARY KEY,
                      name text NOT NULL,
@@ -72,7 +100,7 @@ impl PostgresStore {
                  );"
             ))
             .await
-            .map_err(fail("cannot create the schema"))?;
+            .map_err(fail("cannot create the migrations table"))?;
         let rows = transaction
             .query(
                 "SELECT version FROM factos_schema_migrations ORDER BY version",

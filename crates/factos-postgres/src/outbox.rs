@@ -6,13 +6,15 @@
 //! Delivery is at least once: a worker that dies holding a lease (or whose
 //! acknowledgement is lost) leaves the message to be leased again when the
 //! lease runs out, so effects should be idempotent on the receiving side
-//! (the message id is a good idempotency key).
+//! (the message id is a good idempotency key). A lease that runs out counts
+//! as a failed attempt: a message whose workers keep dying is parked after
+//! [`OutboxOptions::max_attempts`] like one whose deliveries keep failing.
 
 use std::future::Future;
 use std::pin::pin;
 use std::time::Duration;
 
-use factos::{Position, StoreError, Topic};
+use factos::{Position, StoreError, StoreErrorKind, Topic};
 use futures_util::FutureExt;
 
 use crate::error::{Phase, db_error};
@@ -20,6 +22,12 @@ use crate::store::PostgresStore;
 
 /// Largest [`OutboxOptions::batch_size`].
 pub const MAX_OUTBOX_BATCH: usize = 1000;
+/// Longest lease and longest pause between attempts (100 years): `now()`
+/// plus more than this may not fit a PostgreSQL timestamp, so
+/// [`Outbox::with_options`] refuses options that would need it.
+pub const MAX_OUTBOX_DELAY: Duration = Duration::from_secs(100 * 365 * 24 * 60 * 60);
+/// How often the pause between attempts doubles at most.
+const MAX_DOUBLINGS: u32 = 20;
 /// Longest error text kept with a failed message, in bytes (longer texts are cut).
 pub const MAX_ERROR_BYTES: usize = 4096;
 
@@ -36,14 +44,19 @@ pub const MAX_ERROR_BYTES: usize = 4096;
 pub struct OutboxOptions {
     /// Most messages leased at once (1 to [`MAX_OUTBOX_BATCH`]; default 100).
     pub batch_size: usize,
-    /// How long a lease lasts; a message not acknowledged or failed by then
-    /// is handed out again (default 30 s).
+    /// How long a lease lasts (1 ms to [`MAX_OUTBOX_DELAY`]; default 30 s);
+    /// a message not acknowledged or failed by then is handed out again, and
+    /// the attempt counts as failed.
     pub lease: Duration,
-    /// Attempts before a message is parked (default 5).
+    /// Attempts before a message is parked, whether they failed or their
+    /// lease ran out (default 5).
     pub max_attempts: u32,
-    /// Pause after a first failure; it doubles per attempt (default 1 s).
+    /// Pause after a first failure, at most [`MAX_OUTBOX_DELAY`]; it doubles
+    /// per attempt (default 1 s).
     pub retry_delay: Duration,
-    /// Longest pause between attempts (default 10 min).
+    /// Longest pause between attempts (default 10 min). The longest pause
+    /// the options allow (`retry_delay` doubled 20 times, capped by this)
+    /// must be at most [`MAX_OUTBOX_DELAY`].
     pub max_retry_delay: Duration,
     /// How often an idle [`Outbox::run`] looks for due messages when no
     /// commit of this process woke it (default 1 s).
@@ -117,12 +130,22 @@ impl OutboxOptions {
         if self.lease < Duration::from_millis(1) || self.poll_interval.is_zero() {
             return invalid("the lease and the poll interval must be at least 1 ms");
         }
+        if self.lease > MAX_OUTBOX_DELAY {
+            return invalid("the lease must be at most 100 years (MAX_OUTBOX_DELAY)");
+        }
+        if self.retry_delay > MAX_OUTBOX_DELAY || self.delay(u32::MAX) > MAX_OUTBOX_DELAY {
+            return invalid(
+                "the pause between attempts (retry_delay doubled up to 20 times, capped by \
+                 max_retry_delay) must stay within 100 years (MAX_OUTBOX_DELAY)",
+            );
+        }
         Ok(())
     }
 
-    /// The pause after failed attempt `attempt` (1-based).
+    /// The pause after failed attempt `attempt` (1-based); it stops growing
+    /// after attempt 21, so `delay(u32::MAX)` is the longest.
     fn delay(&self, attempt: u32) -> Duration {
-        let factor = 1u32 << attempt.saturating_sub(1).min(20);
+        let factor = 1u32 << attempt.saturating_sub(1).min(MAX_DOUBLINGS);
         self.retry_delay
             .saturating_mul(factor)
             .min(self.max_retry_delay)
@@ -189,6 +212,45 @@ pub struct LeasedMessage {
     token: uuid::Uuid,
 }
 
+/// What one lease statement did.
+struct Batch {
+    leased: Vec<LeasedMessage>,
+    /// Messages parked because their last allowed lease ran out.
+    parked: usize,
+}
+
+fn unexpected_row(e: tokio_postgres::Error) -> StoreError {
+    crate::error::corrupt("unexpected outbox row").with_source(e)
+}
+
+/// A row of the lease statement that was leased under `token`.
+fn leased_message(
+    row: &tokio_postgres::Row,
+    token: uuid::Uuid,
+) -> Result<LeasedMessage, StoreError> {
+    let cause: i64 = row.try_get(1).map_err(unexpected_row)?;
+    let attempt: i32 = row.try_get(4).map_err(unexpected_row)?;
+    Ok(LeasedMessage {
+        id: row.try_get(0).map_err(unexpected_row)?,
+        cause: u64::try_from(cause)
+            .ok()
+            .and_then(Position::new)
+            .ok_or_else(|| crate::error::corrupt("an outbox message without a cause"))?,
+        payload: row.try_get(3).map_err(unexpected_row)?,
+        attempt: u32::try_from(attempt).unwrap_or(0),
+        last_error: row.try_get(5).map_err(unexpected_row)?,
+        token,
+    })
+}
+
+/// Whether [`Outbox::run`] may carry on after `error`. Besides errors that
+/// wrote nothing, an acknowledgement or failure whose commit outcome is
+/// unknown: it either happened, or the lease runs out and the message is
+/// delivered again (delivery is at least once), so nothing is lost.
+fn worker_can_continue(error: &StoreError) -> bool {
+    error.is_retry_safe() || error.kind() == StoreErrorKind::CommitOutcomeUnknown
+}
+
 /// What became of a failed message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FailOutcome {
@@ -250,7 +312,8 @@ impl Outbox {
         }
     }
 
-    /// Sets the options (checked).
+    /// Sets the options, checked: out of range (including a lease or pause
+    /// longer than [`MAX_OUTBOX_DELAY`]) is [`OutboxError::InvalidOptions`].
     pub fn with_options(mut self, options: OutboxOptions) -> Result<Self, OutboxError> {
         options.check()?;
         self.options = options;
@@ -258,39 +321,48 @@ impl Outbox {
     }
 
     /// Leases up to [`OutboxOptions::batch_size`] due messages, oldest
-    /// first; concurrent workers get different messages.
+    /// first; concurrent workers get different messages. A message whose
+    /// previous lease ran out on its last allowed attempt is parked instead.
     pub async fn lease(&self) -> Result<Vec<LeasedMessage>, OutboxError> {
+        Ok(self.lease_batch().await?.leased)
+    }
+
+    async fn lease_batch(&self) -> Result<Batch, OutboxError> {
         let client = self.store.client().await?;
         let token = uuid::Uuid::new_v4();
         let limit = i64::try_from(self.options.batch_size).unwrap_or(i64::MAX);
         let lease_ms = i64::try_from(self.options.lease.as_millis()).unwrap_or(i64::MAX);
+        let max_attempts = i32::try_from(self.options.max_attempts).unwrap_or(i32::MAX);
         let rows = client
             .query(
                 &self.store.statements().outbox_lease,
-                &[&self.topic.as_str(), &limit, &token, &lease_ms],
+                &[
+                    &self.topic.as_str(),
+                    &limit,
+                    &token,
+                    &lease_ms,
+                    &max_attempts,
+                ],
             )
             .await
             .map_err(|e| db_error("cannot lease outbox messages", e, Phase::BeforeCommit))?;
-        let mut messages = Vec::with_capacity(rows.len());
+        let mut batch = Batch {
+            leased: Vec::with_capacity(rows.len()),
+            parked: 0,
+        };
         for row in rows {
-            let unexpected = |e| crate::error::corrupt("unexpected outbox row").with_source(e);
-            let cause: i64 = row.try_get(1).map_err(unexpected)?;
-            let attempt: i32 = row.try_get(4).map_err(unexpected)?;
-            messages.push(LeasedMessage {
-                id: row.try_get(0).map_err(unexpected)?,
-                cause: u64::try_from(cause)
-                    .ok()
-                    .and_then(Position::new)
-                    .ok_or_else(|| crate::error::corrupt("an outbox message without a cause"))?,
-                payload: row.try_get(3).map_err(unexpected)?,
-                attempt: u32::try_from(attempt).unwrap_or(0),
-                last_error: row.try_get(5).map_err(unexpected)?,
-                token,
-            });
+            let parked: bool = row.try_get("parked").map_err(unexpected_row)?;
+            if parked {
+                let id: i64 = row.try_get(0).map_err(unexpected_row)?;
+                tracing::warn!(topic = %self.topic, id, "outbox message parked: its last lease ran out");
+                batch.parked += 1;
+            } else {
+                batch.leased.push(leased_message(&row, token)?);
+            }
         }
         // Oldest first, whatever order the update returned them in.
-        messages.sort_by_key(|m| m.id);
-        Ok(messages)
+        batch.leased.sort_by_key(|m| m.id);
+        Ok(batch)
     }
 
     /// Records that `message`'s effect is done: it is removed.
@@ -380,8 +452,10 @@ impl Outbox {
 
     /// Leases, delivers, and acknowledges or fails messages until `stop`
     /// completes (after the batch in hand). Idle, it waits for a commit of
-    /// this process or the poll interval. Retry-safe store errors are
-    /// retried after the poll interval.
+    /// this process or the poll interval. Store errors that lose nothing
+    /// (retry-safe ones, and acknowledgements or failures whose commit
+    /// outcome is unknown: the message comes due again when its lease runs
+    /// out) are logged and the worker carries on after the poll interval.
     pub async fn run<H: MessageHandler>(
         &self,
         handler: &mut H,
@@ -394,7 +468,7 @@ impl Outbox {
             commits.borrow_and_update();
             let delivered = match self.deliver_batch(handler).await {
                 Ok(n) => n,
-                Err(OutboxError::Store(e)) if e.is_retry_safe() => {
+                Err(OutboxError::Store(e)) if worker_can_continue(&e) => {
                     tracing::warn!(topic = %self.topic, error = %e, "outbox worker interrupted; retrying");
                     0
                 }
@@ -414,13 +488,14 @@ impl Outbox {
         }
     }
 
-    /// One lease and its deliveries; returns how many were leased.
+    /// One lease and its deliveries; returns how many messages the lease
+    /// took (leased or parked).
     async fn deliver_batch<H: MessageHandler>(
         &self,
         handler: &mut H,
     ) -> Result<usize, OutboxError> {
-        let messages = self.lease().await?;
-        for message in &messages {
+        let Batch { leased, parked } = self.lease_batch().await?;
+        for message in &leased {
             let outcome = match handler.deliver(message).await {
                 Ok(()) => self.ack(message).await,
                 Err(e) => match self.fail(message, &e.to_string()).await {
@@ -438,6 +513,6 @@ impl Outbox {
                 Err(e) => return Err(e),
             }
         }
-        Ok(messages.len())
+        Ok(leased.len() + parked)
     }
 }

@@ -48,21 +48,35 @@ const ADVISORY_KEYS_HELD: &str = include_str!("../sql/statements/advisory_keys_h
 const OUTBOX_FAIL: &str = include_str!("../sql/statements/outbox_fail.sql");
 
 /// A schema name that is safe to interpolate: lowercase ASCII letters, digits
-/// and `_`, not starting with a digit, at most 63 bytes (PostgreSQL's limit).
+/// and `_`, not starting with a digit, at most 63 bytes (PostgreSQL's limit),
+/// and not one of PostgreSQL's own schemas (`information_schema`, `pg_*`).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct SchemaName(String);
 
 /// A schema name that does not follow [`SchemaName`]'s rules.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct InvalidSchemaName(pub String);
+#[non_exhaustive]
+pub enum InvalidSchemaName {
+    /// Not 1 to 63 lowercase ASCII letters, digits or `_`, or starting with a digit.
+    Malformed(String),
+    /// `information_schema` or a name starting with `pg_`: PostgreSQL keeps
+    /// those for itself (creating `pg_*` schemas is refused, and factos
+    /// tables do not belong among the catalogs).
+    Reserved(String),
+}
 
 impl fmt::Display for InvalidSchemaName {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "invalid schema name {:?}: use 1 to 63 lowercase ASCII letters, digits or '_', not starting with a digit",
-            self.0
-        )
+        match self {
+            Self::Malformed(name) => write!(
+                f,
+                "invalid schema name {name:?}: use 1 to 63 lowercase ASCII letters, digits or '_', not starting with a digit"
+            ),
+            Self::Reserved(name) => write!(
+                f,
+                "invalid schema name {name:?}: information_schema and names starting with pg_ are reserved by PostgreSQL"
+            ),
+        }
     }
 }
 
@@ -76,6 +90,7 @@ impl SchemaName {
     /// assert!(SchemaName::new("factos").is_ok());
     /// assert!(SchemaName::new("tenant_42").is_ok());
     /// assert!(SchemaName::new("Robert'); DROP").is_err());
+    /// assert!(SchemaName::new("pg_catalog").is_err());
     /// ```
     pub fn new(name: impl Into<String>) -> Result<Self, InvalidSchemaName> {
         let name = name.into();
@@ -83,10 +98,12 @@ impl SchemaName {
             .bytes()
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
         let starts_ok = name.bytes().next().is_some_and(|b| !b.is_ascii_digit());
-        if valid_chars && starts_ok && name.len() <= 63 {
-            Ok(Self(name))
+        if !(valid_chars && starts_ok && name.len() <= 63) {
+            Err(InvalidSchemaName::Malformed(name))
+        } else if name == "information_schema" || name.starts_with("pg_") {
+            Err(InvalidSchemaName::Reserved(name))
         } else {
-            Err(InvalidSchemaName(name))
+            Ok(Self(name))
         }
     }
 
@@ -278,5 +295,32 @@ impl Statements {
             ),
             advisory_keys_held: code(ADVISORY_KEYS_HELD),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{InvalidSchemaName, SchemaName};
+
+    #[test]
+    fn schemas_postgresql_reserves_are_refused() {
+        for name in [
+            "information_schema",
+            "pg_catalog",
+            "pg_toast",
+            "pg_temp_3",
+            "pg_factos",
+        ] {
+            let refused = SchemaName::new(name);
+            assert_eq!(refused, Err(InvalidSchemaName::Reserved(name.to_string())));
+            assert!(refused.unwrap_err().to_string().contains("reserved"));
+        }
+        for name in ["pg", "pgx", "app_pg_data", "public", "informations"] {
+            assert!(SchemaName::new(name).is_ok(), "{name}");
+        }
+        assert!(matches!(
+            SchemaName::new("Pg_Catalog"),
+            Err(InvalidSchemaName::Malformed(_))
+        ));
     }
 }

@@ -81,7 +81,15 @@ pub struct StoreOptions {
     /// never (subscribers then poll). Subscribers in this process are woken
     /// directly either way.
     pub notify_interval: Option<std::time::Duration>,
+    /// Longest wait for a pooled connection (all of them busy, or a new
+    /// one connecting) before the operation fails with
+    /// [`StoreErrorKind::Timeout`], which is safe to retry (default
+    /// [`DEFAULT_POOL_WAIT_TIMEOUT`]).
+    pub pool_wait_timeout: std::time::Duration,
 }
+
+/// Default of [`StoreOptions::pool_wait_timeout`].
+pub const DEFAULT_POOL_WAIT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Default of [`StoreOptions::notify_interval`].
 pub const DEFAULT_NOTIFY_INTERVAL: std::time::Duration = std::time::Duration::from_millis(5);
@@ -96,6 +104,7 @@ impl Default for StoreOptions {
             lock_timeout: None,
             statement_timeout: None,
             notify_interval: Some(DEFAULT_NOTIFY_INTERVAL),
+            pool_wait_timeout: DEFAULT_POOL_WAIT_TIMEOUT,
         }
     }
 }
@@ -143,6 +152,13 @@ impl StoreOptions {
         self
     }
 
+    /// Sets [`StoreOptions::pool_wait_timeout`].
+    #[must_use]
+    pub fn pool_wait_timeout(mut self, timeout: std::time::Duration) -> Self {
+        self.pool_wait_timeout = timeout;
+        self
+    }
+
     /// Sets the locking strategy.
     #[must_use]
     pub fn locking(mut self, locking: LockingStrategy) -> Self {
@@ -181,7 +197,7 @@ struct Inner {
 
 impl crate::wakeup::Announce for Inner {
     async fn announce(&self) -> Result<(), StoreError> {
-        let client = self.pool.get().await.map_err(pool_error)?;
+        let client = pooled(&self.pool, self.options.pool_wait_timeout).await?;
         client
             .batch_execute(&self.sql.notify)
             .await
@@ -192,6 +208,25 @@ impl crate::wakeup::Announce for Inner {
 impl Drop for Inner {
     fn drop(&mut self) {
         self.notifier.close();
+    }
+}
+
+/// A connection from `pool`, waiting at most `wait` for one (on any pool,
+/// whether or not it was built with a runtime for its own timeouts).
+async fn pooled(
+    pool: &Pool,
+    wait: std::time::Duration,
+) -> Result<deadpool_postgres::Object, StoreError> {
+    match tokio::time::timeout(wait, pool.get()).await {
+        Ok(client) => client.map_err(pool_error),
+        Err(_) => Err(StoreError::new(
+            StoreErrorKind::Timeout,
+            format!(
+                "no pooled PostgreSQL connection within {} ms (StoreOptions::pool_wait_timeout); \
+                 nothing was written",
+                wait.as_millis()
+            ),
+        )),
     }
 }
 
@@ -607,15 +642,12 @@ impl PostgresStore {
 
     /// A store with a pool of [`DEFAULT_POOL_SIZE`] connections to `url`
     /// (`postgresql://user:password@host/db` or `host=... dbname=...`).
-    /// Connections are opened lazily: this does not reach the server.
+    /// Connections are opened lazily: this does not reach the server. A
+    /// malformed `url` is a [`StoreErrorKind::Other`] error that repeats
+    /// no part of it (see [`crate::parse_connection_string`]).
     pub fn connect(url: &str, options: StoreOptions) -> Result<Self, StoreError> {
-        let config: tokio_postgres::Config = url.parse().map_err(|e| {
-            StoreError::new(
-                StoreErrorKind::Other,
-                "malformed PostgreSQL connection string",
-            )
-            .with_source(e)
-        })?;
+        let config = crate::parse_connection_string(url)
+            .map_err(|e| StoreError::new(StoreErrorKind::Other, e.to_string()))?;
         Self::from_config(config, DEFAULT_POOL_SIZE, options)
     }
 
@@ -682,7 +714,7 @@ impl PostgresStore {
     }
 
     pub(crate) async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
-        self.inner.pool.get().await.map_err(pool_error)
+        pooled(&self.inner.pool, self.inner.options.pool_wait_timeout).await
     }
 
     fn sql(&self) -> &Statements {

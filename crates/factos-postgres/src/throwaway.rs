@@ -353,10 +353,7 @@ impl TempCluster {
 
     /// A libpq-style connection string for `database`, as user `postgres`.
     pub fn connection_string(&self, database: &str) -> String {
-        format!(
-            "host={} port={SOCKET_PORT} user=postgres dbname={database}",
-            self.root.display()
-        )
+        connection_string(&self.config(database))
     }
 
     /// The driver configuration for `database`.
@@ -438,9 +435,8 @@ impl TestServer {
     pub fn from_env_or_start(var: &str, options: &ClusterOptions) -> Result<Self, ThrowawayError> {
         match std::env::var(var) {
             Ok(url) if !url.trim().is_empty() => {
-                let config = url.parse().map_err(|e| {
-                    ThrowawayError::Database(format!("{var} is not a valid connection string: {e}"))
-                })?;
+                let config = crate::parse_connection_string(&url)
+                    .map_err(|e| ThrowawayError::Database(format!("{var} is {e}")))?;
                 Ok(TestServer::External {
                     config: Box::new(config),
                     url,
@@ -488,7 +484,7 @@ impl TestServer {
     pub fn connection_string(&self, database: &str) -> String {
         match self {
             TestServer::Throwaway(cluster) => cluster.connection_string(database),
-            TestServer::External { url, .. } => with_database(url, database),
+            TestServer::External { .. } => connection_string(&self.config(database)),
         }
     }
 
@@ -580,37 +576,146 @@ impl Drop for TestDatabase {
     }
 }
 
-/// `url` with its database replaced by `database`: the path of a URL, or a
-/// `dbname=` appended to a key-value string (later keys win).
-fn with_database(url: &str, database: &str) -> String {
-    match url.split_once("://") {
-        Some((scheme, rest)) => {
-            let (authority, tail) = rest.split_once('/').map_or((rest, ""), |(a, t)| (a, t));
-            let query = tail.split_once('?').map_or("", |(_, q)| q);
-            if query.is_empty() {
-                format!("{scheme}://{authority}/{database}")
-            } else {
-                format!("{scheme}://{authority}/{database}?{query}")
-            }
+/// `config` as a key=value connection string that parses back to the same
+/// configuration: every value quoted (a password may hold spaces, quotes,
+/// `/` or `@`), and only settings that differ from the driver's defaults.
+fn connection_string(config: &tokio_postgres::Config) -> String {
+    use tokio_postgres::config::Host;
+    let defaults = tokio_postgres::Config::new();
+    let mut pairs: Vec<(&str, String)> = Vec::new();
+    let hosts: Vec<String> = config
+        .get_hosts()
+        .iter()
+        .map(|host| match host {
+            Host::Tcp(name) => name.clone(),
+            Host::Unix(path) => path.display().to_string(),
+        })
+        .collect();
+    let list = |values: Vec<String>| (!values.is_empty()).then(|| values.join(","));
+    let text = |value: Option<&str>| value.map(str::to_string);
+    let seconds =
+        |value: Option<&std::time::Duration>| value.map(|d| d.as_secs().max(1).to_string());
+    for (key, value) in [
+        ("host", list(hosts)),
+        (
+            "hostaddr",
+            list(
+                config
+                    .get_hostaddrs()
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect(),
+            ),
+        ),
+        (
+            "port",
+            list(config.get_ports().iter().map(ToString::to_string).collect()),
+        ),
+        ("user", text(config.get_user())),
+        (
+            "password",
+            config
+                .get_password()
+                .map(|p| String::from_utf8_lossy(p).into_owned()),
+        ),
+        ("dbname", text(config.get_dbname())),
+        ("options", text(config.get_options())),
+        ("application_name", text(config.get_application_name())),
+        ("connect_timeout", seconds(config.get_connect_timeout())),
+        ("tcp_user_timeout", seconds(config.get_tcp_user_timeout())),
+    ] {
+        if let Some(value) = value {
+            pairs.push((key, value));
         }
-        None => format!("{url} dbname={database}"),
     }
+    pairs.extend(modes(config, &defaults));
+    pairs
+        .iter()
+        .map(|(key, value)| {
+            format!(
+                "{key}='{}'",
+                value.replace('\\', "\\\\").replace('\'', "\\'")
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// The mode settings of `config` that differ from `defaults`, as the
+/// driver's parser spells them.
+fn modes(
+    config: &tokio_postgres::Config,
+    defaults: &tokio_postgres::Config,
+) -> Vec<(&'static str, String)> {
+    use tokio_postgres::config::{ChannelBinding, LoadBalanceHosts, SslMode, TargetSessionAttrs};
+    let mut pairs = Vec::new();
+    let mut push = |key, differs: bool, value: Option<&str>| {
+        if let (true, Some(value)) = (differs, value) {
+            pairs.push((key, value.to_string()));
+        }
+    };
+    push(
+        "sslmode",
+        config.get_ssl_mode() != defaults.get_ssl_mode(),
+        match config.get_ssl_mode() {
+            SslMode::Disable => Some("disable"),
+            SslMode::Prefer => Some("prefer"),
+            SslMode::Require => Some("require"),
+            _ => None,
+        },
+    );
+    push(
+        "target_session_attrs",
+        config.get_target_session_attrs() != defaults.get_target_session_attrs(),
+        match config.get_target_session_attrs() {
+            TargetSessionAttrs::Any => Some("any"),
+            TargetSessionAttrs::ReadWrite => Some("read-write"),
+            TargetSessionAttrs::ReadOnly => Some("read-only"),
+            _ => None,
+        },
+    );
+    push(
+        "channel_binding",
+        config.get_channel_binding() != defaults.get_channel_binding(),
+        match config.get_channel_binding() {
+            ChannelBinding::Disable => Some("disable"),
+            ChannelBinding::Prefer => Some("prefer"),
+            ChannelBinding::Require => Some("require"),
+            _ => None,
+        },
+    );
+    push(
+        "load_balance_hosts",
+        config.get_load_balance_hosts() != defaults.get_load_balance_hosts(),
+        match config.get_load_balance_hosts() {
+            LoadBalanceHosts::Disable => Some("disable"),
+            LoadBalanceHosts::Random => Some("random"),
+            _ => None,
+        },
+    );
+    pairs
 }
 
 #[cfg(test)]
 mod tests {
-    use super::with_database;
+    use super::connection_string;
 
     #[test]
-    fn database_is_replaced_in_both_forms() {
-        assert_eq!(
-            with_database("postgresql://u:p@h:5/app?sslmode=disable", "t1"),
-            "postgresql://u:p@h:5/t1?sslmode=disable"
-        );
-        assert_eq!(with_database("postgres://h", "t1"), "postgres://h/t1");
-        assert_eq!(
-            with_database("host=/tmp user=x", "t1"),
-            "host=/tmp user=x dbname=t1"
-        );
+    fn a_rendered_configuration_parses_back_to_itself() {
+        let password = "a/b c'd\\e@f";
+        let mut config: tokio_postgres::Config =
+            "postgresql://u@h1:5,h2:6/app?sslmode=require&connect_timeout=7&options=-c%20jit%3Doff"
+                .parse()
+                .unwrap();
+        config.password(password).dbname("t1");
+        let again: tokio_postgres::Config = connection_string(&config).parse().unwrap();
+        assert_eq!(again.get_password(), Some(password.as_bytes()));
+        assert_eq!(again.get_dbname(), Some("t1"));
+        assert_eq!(again.get_user(), Some("u"));
+        assert_eq!(again.get_hosts(), config.get_hosts());
+        assert_eq!(again.get_ports(), &[5, 6]);
+        assert_eq!(again.get_ssl_mode(), config.get_ssl_mode());
+        assert_eq!(again.get_connect_timeout(), config.get_connect_timeout());
+        assert_eq!(again.get_options(), Some("-c jit=off"));
     }
 }

@@ -193,3 +193,62 @@ fn schema_names_are_validated() {
     }
     assert!(SchemaName::new("x".repeat(63)).is_ok());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_schema_owner_migrates_without_create_on_the_database() {
+    let database = common::database().await;
+    let admin = database.store(StoreOptions::default()).unwrap();
+    let role = format!("owner_{}", database.name());
+    let name = database.name();
+    // The role owns its schema and may connect, nothing more: no CREATE on
+    // the database (PUBLIC has none either).
+    admin
+        .pool()
+        .get()
+        .await
+        .unwrap()
+        .batch_execute(&format!(
+            "CREATE ROLE {role} LOGIN;
+             REVOKE CREATE ON DATABASE {name} FROM PUBLIC;
+             GRANT CONNECT ON DATABASE {name} TO {role};
+             CREATE SCHEMA owned AUTHORIZATION {role};"
+        ))
+        .await
+        .unwrap();
+    let mut config = database.config();
+    config.user(&role);
+    let owner = factos_postgres::PostgresStore::from_config(
+        config,
+        2,
+        StoreOptions::default().schema(SchemaName::new("owned").unwrap()),
+    )
+    .unwrap();
+    let first = owner.migrate().await.unwrap();
+    assert_eq!(first.applied, vec![1, 2, 3, 4, 5]);
+    assert!(owner.migrate().await.unwrap().applied.is_empty());
+    owner
+        .append(
+            &StreamId::new("s").unwrap(),
+            vec![event("t:1")],
+            AppendCondition::None,
+        )
+        .await
+        .unwrap();
+    // Creating a schema still needs CREATE: a missing one is a clear error.
+    let elsewhere = factos_postgres::PostgresStore::from_config(
+        {
+            let mut config = database.config();
+            config.user(&role);
+            config
+        },
+        2,
+        StoreOptions::default().schema(SchemaName::new("not_yet").unwrap()),
+    )
+    .unwrap();
+    let refused = elsewhere.migrate().await.unwrap_err();
+    assert!(!refused.is_retry_safe(), "{refused}");
+    assert!(
+        refused.to_string().contains("permission denied"),
+        "{refused}"
+    );
+}

@@ -400,3 +400,195 @@ async fn a_dispatcher_records_effects_on_postgres_too() {
     let payloads: Vec<&[u8]> = rows.iter().map(|r| r.2.as_slice()).collect();
     assert_eq!(payloads, vec![b"ana".as_slice(), b"bo".as_slice()]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lease_that_runs_out_counts_as_a_failed_attempt_and_parks_at_the_limit() {
+    let database = common::database().await;
+    let store = common::store_in(&database, StoreOptions::default()).await;
+    register(&store, "orphan").await.unwrap();
+    let lease = Duration::from_millis(150);
+    let emails = Outbox::new(&store, Topic::new("email").unwrap())
+        .with_options(OutboxOptions::default().max_attempts(2).lease(lease))
+        .unwrap();
+    // Two workers take the message in turn and die holding it.
+    let first = emails.lease().await.unwrap();
+    assert_eq!((first.len(), first[0].attempt), (1, 1));
+    tokio::time::sleep(lease + Duration::from_millis(100)).await;
+    let second = emails.lease().await.unwrap();
+    assert_eq!((second.len(), second[0].attempt), (1, 2));
+    assert!(
+        second[0]
+            .last_error
+            .as_deref()
+            .is_some_and(|e| e.contains("lease ran out")),
+        "{:?}",
+        second[0].last_error
+    );
+    tokio::time::sleep(lease + Duration::from_millis(100)).await;
+    let third = emails.lease().await.unwrap();
+    assert!(
+        third.is_empty(),
+        "handed out again after {} attempts: {third:?}",
+        third.first().map_or(0, |m| m.attempt)
+    );
+    assert_eq!(emails.parked().await.unwrap(), vec![first[0].id]);
+    // The worker that lost it cannot record an outcome any more.
+    assert!(matches!(
+        emails.ack(&second[0]).await,
+        Err(OutboxError::LeaseLost { .. })
+    ));
+}
+
+/// Acknowledges through a connection the test terminates while the
+/// acknowledgement waits for a row lock: the server never answers it.
+struct AckOutcomeLost {
+    database: tokio_postgres::Config,
+    schema: String,
+    attempts: Vec<u32>,
+    terminated: Option<tokio::task::JoinHandle<bool>>,
+}
+
+impl MessageHandler for AckOutcomeLost {
+    type Error = String;
+    async fn deliver(&mut self, message: &LeasedMessage) -> Result<(), String> {
+        self.attempts.push(message.attempt);
+        if self.terminated.is_none() {
+            self.terminated =
+                Some(terminate_the_ack(&self.database, &self.schema, message.id).await);
+        }
+        Ok(())
+    }
+}
+
+/// Locks message `id`, then terminates the backend whose `DELETE` of it
+/// waits for that lock, and releases the lock. Resolves to whether it
+/// terminated one.
+async fn terminate_the_ack(
+    config: &tokio_postgres::Config,
+    schema: &str,
+    id: i64,
+) -> tokio::task::JoinHandle<bool> {
+    let (blocker, connection) = config.connect(tokio_postgres::NoTls).await.unwrap();
+    tokio::spawn(connection);
+    blocker.batch_execute("BEGIN").await.unwrap();
+    blocker
+        .execute(
+            &format!("SELECT 1 FROM {schema}.factos_outbox WHERE id = $1 FOR UPDATE"),
+            &[&id],
+        )
+        .await
+        .unwrap();
+    tokio::spawn(async move {
+        for _ in 0..500 {
+            let killed: Option<bool> = blocker
+                .query_opt(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+                     WHERE wait_event_type = 'Lock' AND query LIKE 'DELETE FROM%factos_outbox%'",
+                    &[],
+                )
+                .await
+                .unwrap()
+                .map(|row| row.get(0));
+            if killed == Some(true) {
+                blocker.batch_execute("ROLLBACK").await.unwrap();
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        false
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_keeps_delivering_when_an_acknowledgement_outcome_is_unknown() {
+    let database = common::database().await;
+    let store = common::store_in(&database, StoreOptions::default()).await;
+    register(&store, "lost-ack").await.unwrap();
+    let emails = Outbox::new(&store, Topic::new("email").unwrap())
+        .with_options(
+            OutboxOptions::default()
+                .lease(Duration::from_millis(300))
+                .poll_interval(Duration::from_millis(20)),
+        )
+        .unwrap();
+    let mut handler = AckOutcomeLost {
+        database: database.config(),
+        schema: store.options().schema.quoted(),
+        attempts: Vec::new(),
+        terminated: None,
+    };
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let runner = tokio::spawn(async move {
+        let outcome = emails
+            .run(&mut handler, async {
+                let _ = stopped.await;
+            })
+            .await;
+        (outcome, handler)
+    });
+    let start = std::time::Instant::now();
+    while !outbox_rows(&store).await.is_empty() && !runner.is_finished() {
+        assert!(start.elapsed() < Duration::from_secs(10), "not delivered");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    drop(stop);
+    let (outcome, handler) = runner.await.unwrap();
+    assert!(
+        handler.terminated.unwrap().await.unwrap(),
+        "the acknowledgement was never cut off"
+    );
+    assert!(outcome.is_ok(), "run stopped: {outcome:?}");
+    assert_eq!(
+        handler.attempts,
+        vec![1, 2],
+        "delivered again after the lease ran out"
+    );
+    assert!(outbox_rows(&store).await.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn durations_postgres_timestamps_cannot_hold_are_refused_with_the_options() {
+    let database = common::database().await;
+    let store = common::store_in(&database, StoreOptions::default()).await;
+    let outbox = || Outbox::new(&store, Topic::new("email").unwrap());
+    let forever = Duration::from_secs(u64::MAX);
+    for options in [
+        OutboxOptions::default().lease(forever),
+        OutboxOptions::default().lease(factos_postgres::MAX_OUTBOX_DELAY + Duration::from_secs(1)),
+        OutboxOptions::default().retry_delay(forever),
+        OutboxOptions::default()
+            .retry_delay(Duration::from_secs(3600 * 24 * 365 * 50))
+            .max_retry_delay(forever),
+    ] {
+        let refused = outbox().with_options(options.clone());
+        assert!(
+            matches!(&refused, Err(OutboxError::InvalidOptions(_))),
+            "{options:?}: {refused:?}"
+        );
+    }
+    // "No cap" on the backoff is fine while the delays themselves fit.
+    let uncapped = outbox()
+        .with_options(OutboxOptions::default().max_retry_delay(forever))
+        .unwrap();
+    // The longest accepted lease and delay are ones PostgreSQL can store.
+    register(&store, "patient").await.unwrap();
+    let longest = outbox()
+        .with_options(
+            OutboxOptions::default()
+                .lease(factos_postgres::MAX_OUTBOX_DELAY)
+                .retry_delay(factos_postgres::MAX_OUTBOX_DELAY)
+                .max_retry_delay(factos_postgres::MAX_OUTBOX_DELAY)
+                .max_attempts(2),
+        )
+        .unwrap();
+    let leased = longest.lease().await.unwrap();
+    assert_eq!(leased.len(), 1);
+    assert_eq!(
+        longest.fail(&leased[0], "later").await.unwrap(),
+        FailOutcome::RetryIn(factos_postgres::MAX_OUTBOX_DELAY)
+    );
+    assert!(
+        uncapped.lease().await.unwrap().is_empty(),
+        "not due for a century"
+    );
+}
