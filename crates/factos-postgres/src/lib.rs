@@ -30,7 +30,11 @@
 //! ```sql
 //! CREATE ROLE factos_app LOGIN PASSWORD '...';
 //! GRANT USAGE ON SCHEMA app_events TO factos_app;
-//! GRANT SELECT, INSERT ON app_events.factos_events, app_events.factos_event_tags TO factos_app;
+//! GRANT SELECT ON app_events.factos_events, app_events.factos_event_tags TO factos_app;
+//! -- Every column but `position`: positions come from the sequence only.
+//! GRANT INSERT (id, stream, revision, type, version, tags, metadata, data)
+//!     ON app_events.factos_events TO factos_app;
+//! GRANT INSERT ON app_events.factos_event_tags TO factos_app;
 //! GRANT SELECT ON app_events.factos_schema_migrations TO factos_app;
 //! GRANT USAGE, SELECT ON SEQUENCE app_events.factos_events_position_seq TO factos_app;
 //! -- Only if the application runs subscriptions or the outbox (these tables change):
@@ -38,7 +42,16 @@
 //! GRANT SELECT, INSERT, UPDATE, DELETE ON app_events.factos_outbox TO factos_app;
 //! ```
 //!
-//! (`tests/security.rs` runs factos as exactly such a role.) For TLS, build
+//! The table locks of the locking protocol are taken through functions the
+//! migration creates with the owner's rights (`SECURITY DEFINER`, schema
+//! version 6), so this role runs every strategy and every query shape,
+//! including queries on all events. A role granted table-level `INSERT` on
+//! `factos_events` can insert `OVERRIDING SYSTEM VALUE` and choose positions
+//! (an event below a subscriber's checkpoint would never be delivered):
+//! when upgrading from an older grant, `REVOKE INSERT ON
+//! app_events.factos_events FROM factos_app` before the column grant.
+//! (`tests/security.rs` runs factos as exactly such a role, every strategy
+//! times every query shape, and checks it cannot choose positions.) For TLS, build
 //! the store with [`PostgresStore::from_config_tls`] (rustls, trusting the CA
 //! certificates you pass) and `sslmode=require` in the configuration
 //! (`tests/tls.rs`). Lock waits and

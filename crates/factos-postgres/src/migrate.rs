@@ -8,7 +8,7 @@ use crate::error::{Phase, db_error};
 use crate::sql::{MIGRATIONS, SchemaName};
 
 /// The schema version this crate's code needs.
-pub const SCHEMA_VERSION: i32 = 5;
+pub const SCHEMA_VERSION: i32 = 6;
 
 /// What [`PostgresStore::migrate`] did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -92,7 +92,7 @@ impl PostgresStore {
         create_schema_if_missing(&transaction, &schema).await?;
         transaction
             .batch_execute(&format!(
-                "SET LOCAL search_path TO {quoted};
+                "SET LOCAL search_path TO {quoted}, pg_temp;
                  CREATE TABLE IF NOT EXISTS factos_schema_migrations (
                      version integer PRIMARY KEY,
                      name text NOT NULL,

@@ -32,6 +32,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "subscriptions and outbox",
         include_str!("../sql/migrations/0005_subscriptions_outbox.sql"),
     ),
+    (
+        6,
+        "table locks through owner functions",
+        include_str!("../sql/migrations/0006_lock_functions.sql"),
+    ),
 ];
 
 const MATCHING_POSITIONS: &str = include_str!("../sql/statements/matching_positions.sql");
@@ -257,8 +262,8 @@ impl Statements {
             format!("coalesce((SELECT max(position) FROM {s}.factos_events), 0) > $9");
         let conflict_query = format!("EXISTS ({})", matching(&s, "$13", "$14", "> $9"));
         Self {
-            lock_table: format!("LOCK TABLE {s}.factos_events IN EXCLUSIVE MODE"),
-            lock_table_for_writing: format!("LOCK TABLE {s}.factos_events IN ROW EXCLUSIVE MODE"),
+            lock_table: format!("SELECT {s}.factos_lock_events_exclusive()"),
+            lock_table_for_writing: format!("SELECT {s}.factos_lock_events_for_writing()"),
             lock_keys: format!("SELECT {s}.factos_lock_keys($1::bigint[], $2::boolean[])"),
             settled_position: format!("SELECT {s}.factos_settled_position($1::bigint)"),
             read_stream_after: code(READ_STREAM_AFTER).replace("{schema}", &s),

@@ -1,5 +1,6 @@
 //! The database itself keeps the log append-only, an application role with
-//! only SELECT and INSERT can run factos, and lock waits have a bound.
+//! the documented least privileges runs every strategy and query shape and
+//! cannot choose positions, and lock waits have a bound.
 
 #![allow(clippy::unwrap_used, clippy::panic)]
 
@@ -8,9 +9,14 @@ mod common;
 use std::time::{Duration, Instant};
 
 use factos::json::JsonCodec;
-use factos::{EventStore, Query, ReadOptions, StoreErrorKind, StreamId};
+use factos::{
+    AppendCondition, Codec, Dispatcher, EventStore, Query, QueryItem, ReadOptions, StoreErrorKind,
+    StreamId,
+};
 use factos_examples::tickets::{BuyTicket, TicketDecider, TicketEvent, sale_query};
+use factos_postgres::LockingStrategy;
 use factos_postgres::{PostgresStore, StoreOptions};
+use factos_testkit::model::{Bounded, KitCodec, KitEvent};
 
 async fn buy(
     store: &PostgresStore,
@@ -61,51 +67,216 @@ async fn updates_deletes_and_truncates_are_rejected() {
     assert_eq!(read.events.len(), 1, "nothing was changed");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_application_role_with_select_and_insert_runs_factos() {
-    let database = common::database().await;
-    let owner = common::store_in(&database, StoreOptions::default()).await;
-    let schema = owner.options().schema.clone();
-    let role = format!("app_{}", database.name());
-    let q = schema.quoted();
+/// The least-privilege grants of the crate docs (`src/lib.rs`, "Security"),
+/// for `role` on the schema `q`: reads, appends without choosing positions.
+fn least_privilege_grants(role: &str, q: &str) -> String {
+    format!(
+        "CREATE ROLE {role} LOGIN;
+         GRANT USAGE ON SCHEMA {q} TO {role};
+         GRANT SELECT ON {q}.factos_events, {q}.factos_event_tags TO {role};
+         GRANT INSERT (id, stream, revision, type, version, tags, metadata, data)
+             ON {q}.factos_events TO {role};
+         GRANT INSERT ON {q}.factos_event_tags TO {role};
+         GRANT SELECT ON {q}.factos_schema_migrations TO {role};
+         GRANT USAGE, SELECT ON SEQUENCE {q}.factos_events_position_seq TO {role};"
+    )
+}
+
+/// A store for a least-privilege role on `owner`'s schema; revokes its
+/// grants when dropped by the caller with [`revoke`].
+async fn least_privilege_store(
+    database: &factos_postgres::throwaway::TestDatabase,
+    owner: &PostgresStore,
+    role: &str,
+    locking: LockingStrategy,
+) -> PostgresStore {
+    let q = owner.options().schema.quoted();
     let client = owner.pool().get().await.unwrap();
-    // The least-privilege setup documented in the crate docs.
+    let exists: bool = client
+        .query_one(
+            "SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1)",
+            &[&role],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    if !exists {
+        client
+            .batch_execute(&least_privilege_grants(role, &q))
+            .await
+            .unwrap();
+    }
+    let mut config = database.config();
+    config.user(role);
+    PostgresStore::from_config(
+        config,
+        4,
+        StoreOptions::default()
+            .schema(owner.options().schema.clone())
+            .locking(locking),
+    )
+    .unwrap()
+}
+
+async fn revoke(owner: &PostgresStore, role: &str) {
+    let q = owner.options().schema.quoted();
+    let client = owner.pool().get().await.unwrap();
     client
         .batch_execute(&format!(
-            "CREATE ROLE {role} LOGIN;
-             GRANT USAGE ON SCHEMA {q} TO {role};
-             GRANT SELECT, INSERT ON {q}.factos_events, {q}.factos_event_tags TO {role};
-             GRANT SELECT ON {q}.factos_schema_migrations TO {role};
-             GRANT USAGE, SELECT ON SEQUENCE {q}.factos_events_position_seq TO {role};"
+            "REVOKE ALL ON ALL TABLES IN SCHEMA {q} FROM {role};
+             REVOKE ALL ON ALL SEQUENCES IN SCHEMA {q} FROM {role};
+             REVOKE ALL ON SCHEMA {q} FROM {role}"
         ))
         .await
         .unwrap();
-    let mut config = database.config();
-    config.user(&role);
-    let app =
-        PostgresStore::from_config(config, 4, StoreOptions::default().schema(schema)).unwrap();
-    buy(&app, "b").await.unwrap();
+}
+
+/// Every query shape a decision can have: typed and tagged, types only,
+/// tags only, all events, and more items than the key limit (which takes
+/// the table lock).
+fn query_shapes() -> Vec<(&'static str, Query)> {
+    let item = |types: &[&str], tags: &[&str]| {
+        QueryItem::parse(types.iter().copied(), tags.iter().copied()).unwrap()
+    };
+    let many = (0..70).map(|i| item(&["Item"], &[&format!("box:{i}")]));
+    vec![
+        ("types and tags", Query::item(item(&["Item"], &["box:1"]))),
+        ("types only", Query::item(item(&["Item"], &[]))),
+        ("tags only", Query::item(item(&[], &["box:1"]))),
+        ("all events", Query::all()),
+        ("over the key limit", Query::from_items(many)),
+    ]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_least_privilege_role_runs_every_strategy_and_query_shape() {
+    let database = common::database().await;
+    let owner = common::store_in(&database, StoreOptions::default()).await;
+    let role = format!("app_{}", database.name());
+    let box_item = || vec![KitEvent::new("Item", &["box:1"])];
+    for locking in [
+        LockingStrategy::Scoped,
+        LockingStrategy::TableLock,
+        LockingStrategy::Optimistic,
+    ] {
+        let app = least_privilege_store(&database, &owner, &role, locking).await;
+        let stream = StreamId::new("shelf").unwrap();
+        let dispatcher = Dispatcher::new(
+            app.clone(),
+            Bounded { limit: usize::MAX },
+            KitCodec::default(),
+        );
+        for (shape, query) in query_shapes() {
+            let what = format!("{locking:?}, {shape}");
+            factos::dispatch_with_query(
+                &app,
+                &stream,
+                &query,
+                &Bounded { limit: usize::MAX },
+                &KitCodec::default(),
+                &box_item(),
+            )
+            .await
+            .unwrap_or_else(|e| panic!("{what}, dispatch: {e}"));
+            // Twice through the cache: a read, then the one-round-trip path.
+            for attempt in 0..2 {
+                dispatcher
+                    .dispatch_with_query(&stream, &query, &box_item())
+                    .await
+                    .unwrap_or_else(|e| panic!("{what}, cached dispatch {attempt}: {e}"));
+            }
+        }
+        let head = app
+            .read(&Query::all(), ReadOptions::default())
+            .await
+            .unwrap()
+            .head;
+        let on_all = AppendCondition::fail_if_events_match(Query::all(), head);
+        let event = KitCodec::default()
+            .encode(&KitEvent::new("Item", &["box:2"]))
+            .unwrap();
+        app.append(&stream, vec![event], on_all)
+            .await
+            .unwrap_or_else(|e| panic!("{locking:?}, append conditioned on all events: {e}"));
+        // More keys than one append takes one by one: the coarse key.
+        let wide: Vec<_> = (0..70)
+            .map(|i| {
+                KitCodec::default()
+                    .encode(&KitEvent::new("Wide", &[&format!("wide:{i}")]))
+                    .unwrap()
+            })
+            .collect();
+        app.append(&stream, wide, AppendCondition::None)
+            .await
+            .unwrap_or_else(|e| panic!("{locking:?}, an append over the key limit: {e}"));
+        factos::dispatch(
+            &app,
+            &StreamId::new(format!("account-{locking:?}")).unwrap(),
+            &Bounded { limit: usize::MAX },
+            &KitCodec::default(),
+            &box_item(),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{locking:?}, stream dispatch: {e}"));
+    }
+    let read = owner
+        .read(&Query::all(), ReadOptions::default())
+        .await
+        .unwrap();
+    // Per strategy: 5 shapes x 3 dispatches, 1 conditioned append, 70 wide events, 1 stream dispatch.
+    assert_eq!(read.events.len(), 3 * (5 * 3 + 1 + 70 + 1));
+    revoke(&owner, &role).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_least_privilege_role_cannot_choose_positions() {
+    let database = common::database().await;
+    let owner = common::store_in(&database, StoreOptions::default()).await;
+    let role = format!("app_{}", database.name());
+    let app = least_privilege_store(&database, &owner, &role, LockingStrategy::Scoped).await;
+    buy(&app, "a").await.unwrap();
     assert_eq!(
         app.schema_version().await.unwrap(),
         Some(factos_postgres::SCHEMA_VERSION)
     );
-    let read = app
+    let q = owner.options().schema.quoted();
+    let client = app.pool().get().await.unwrap();
+    for (what, sql) in [
+        (
+            "a position in a gap below the head",
+            format!(
+                "INSERT INTO {q}.factos_events (position, id, stream, revision, type, version, tags, data)
+                 OVERRIDING SYSTEM VALUE
+                 VALUES (0, gen_random_uuid(), 'x', 0, 'T', 1, '{{}}', '\\x00')"
+            ),
+        ),
+        (
+            "a position ahead of the sequence",
+            format!(
+                "INSERT INTO {q}.factos_events (position, id, stream, revision, type, version, tags, data)
+                 OVERRIDING SYSTEM VALUE
+                 VALUES (1000, gen_random_uuid(), 'x', 0, 'T', 1, '{{}}', '\\x00')"
+            ),
+        ),
+        ("an update", format!("UPDATE {q}.factos_events SET revision = 5")),
+    ] {
+        let denied = client.batch_execute(&sql).await.expect_err(what);
+        assert_eq!(
+            denied.code(),
+            Some(&factos_postgres::tokio_postgres::error::SqlState::INSUFFICIENT_PRIVILEGE),
+            "{what}: {denied}"
+        );
+    }
+    drop(client);
+    buy(&app, "b").await.unwrap();
+    let read = owner
         .read(&Query::all(), ReadOptions::default())
         .await
         .unwrap();
-    assert_eq!(read.events.len(), 1);
-    let app_client = app.pool().get().await.unwrap();
-    let denied = app_client
-        .batch_execute(&format!("UPDATE {q}.factos_events SET revision = 5"))
-        .await
-        .unwrap_err();
-    assert_eq!(
-        denied.code(),
-        Some(&factos_postgres::tokio_postgres::error::SqlState::INSUFFICIENT_PRIVILEGE)
-    );
-    drop(app_client);
+    let positions: Vec<u64> = read.events.iter().map(|e| e.position.get()).collect();
+    assert_eq!(positions, [1, 2]);
     drop(app);
-    client.batch_execute(&format!("REVOKE ALL ON ALL TABLES IN SCHEMA {q} FROM {role}; REVOKE ALL ON ALL SEQUENCES IN SCHEMA {q} FROM {role}; REVOKE ALL ON SCHEMA {q} FROM {role}")).await.unwrap();
+    revoke(&owner, &role).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
