@@ -127,7 +127,10 @@ async fn migrate_backfills_the_tag_mirror() {
             .events
             .is_empty()
     );
-    assert_eq!(store.migrate().await.unwrap().applied, (1..=SCHEMA_VERSION).collect::<Vec<_>>());
+    assert_eq!(
+        store.migrate().await.unwrap().applied,
+        (1..=SCHEMA_VERSION).collect::<Vec<_>>()
+    );
     assert_eq!(
         store
             .read(&tagged, ReadOptions::default())

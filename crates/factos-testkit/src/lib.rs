@@ -24,6 +24,7 @@ mod cases;
 pub use cases::context_limit_through_the_cache;
 pub mod model;
 pub mod oracle;
+pub mod state_machine;
 
 use std::future::Future;
 use std::pin::Pin;

@@ -77,3 +77,41 @@ async fn the_context_limit_holds_through_the_cache() {
         .await
         .unwrap_or_else(|e| panic!("{e}"));
 }
+
+/// The model-based test of `Dispatcher` on the in-memory store: many seeds,
+/// caches of 1, 2 and the default size over clones of one store.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dispatchers_decide_as_a_fresh_fold_would() {
+    use factos_testkit::state_machine::{self, MachineConfig, MachineReport};
+    let mut walked = MachineReport::default();
+    for seed in 1..=40 {
+        let store = factos::InMemoryStore::new();
+        let stores = [store.clone(), store];
+        let report = state_machine::run(
+            &stores,
+            &[1, 2, factos::DEFAULT_CACHE_ENTRIES],
+            MachineConfig { steps: 150, seed },
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+        walked.empty += report.empty;
+        walked.several += report.several;
+        walked.refused += report.refused;
+        walked.panicked += report.panicked;
+        walked.replayed += report.replayed;
+        walked.outbox += report.outbox;
+        walked.foreign += report.foreign;
+    }
+    println!("walked: {walked:?}");
+    for (kind, count) in [
+        ("empty", walked.empty),
+        ("several", walked.several),
+        ("refused", walked.refused),
+        ("panicked", walked.panicked),
+        ("replayed", walked.replayed),
+        ("outbox", walked.outbox),
+        ("foreign", walked.foreign),
+    ] {
+        assert!(count > 0, "no {kind} step was walked: {walked:?}");
+    }
+}

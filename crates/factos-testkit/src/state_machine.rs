@@ -1,0 +1,483 @@
+//! A model-based test of [`Dispatcher`]: random sequences of steps over a few
+//! overlapping queries, through several dispatchers with small caches (so
+//! entries are evicted) on separate store instances, mixed with free-function
+//! dispatches and plain appends of "another process". After every step the
+//! decision is compared with the model: a fresh fold of the log.
+//!
+//! The steps cover the paths a cache can get wrong: decisions that append
+//! nothing, one or several events; domain refusals; decider panics; keyed
+//! (idempotent) dispatches and their retries; outbox dispatches; other
+//! writers moving a context between two cached decisions. Steps run one at
+//! a time, so the model is exact: a decision must have been made on exactly
+//! the events matching its query in the log as it was before the step, and
+//! the log afterwards must be that log plus exactly the decided events.
+//!
+//! [`run`] returns a [`MachineReport`] that counts what was walked, so a
+//! caller can require every kind of step to have happened.
+
+use std::sync::{Arc, Mutex, PoisonError};
+
+use factos::{
+    Decider, Dispatch, DispatchError, Dispatcher, EventStore, OutboxMessage, Query, QueryItem,
+    ReadOptions, StoredEvent, StreamId, Topic, reactor_fn,
+};
+
+use crate::model::{KitCodec, KitEvent};
+use crate::oracle::Rng;
+
+/// Sizes of a [`run`].
+#[derive(Debug, Clone, Copy)]
+pub struct MachineConfig {
+    /// Steps of the run.
+    pub steps: usize,
+    /// Seed of the pseudo-random choices (a failure reproduces by seed).
+    pub seed: u64,
+}
+
+/// What a [`run`] walked, per kind of step.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct MachineReport {
+    /// Cached decisions that appended nothing.
+    pub empty: usize,
+    /// Cached decisions that appended one event.
+    pub single: usize,
+    /// Cached decisions that appended several events.
+    pub several: usize,
+    /// Domain refusals.
+    pub refused: usize,
+    /// Decider panics.
+    pub panicked: usize,
+    /// Keyed dispatches (first attempts).
+    pub keyed: usize,
+    /// Keyed retries that returned the first attempt's events.
+    pub replayed: usize,
+    /// Outbox dispatches.
+    pub outbox: usize,
+    /// Free-function dispatches and plain appends (other writers).
+    pub foreign: usize,
+}
+
+/// What the model's decider is told.
+#[derive(Debug, Clone)]
+pub enum MachineCommand {
+    /// Append these events (none: the "already done" answer).
+    Append(Vec<KitEvent>),
+    /// Refuse.
+    Refuse,
+    /// Panic in `decide`.
+    Panic,
+}
+
+/// The model's decider: its state is the bodies of the events folded, in
+/// order, and every `decide` writes down the state it decided on.
+#[derive(Debug, Clone, Default)]
+pub struct Recorder {
+    decided_on: Arc<Mutex<Option<Vec<String>>>>,
+}
+
+impl Recorder {
+    fn take(&self) -> Option<Vec<String>> {
+        self.decided_on
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+    }
+}
+
+impl Decider for Recorder {
+    type State = Vec<String>;
+    type Command = MachineCommand;
+    type Event = KitEvent;
+    type Error = String;
+
+    fn initial(&self) -> Vec<String> {
+        Vec::new()
+    }
+
+    fn decide(
+        &self,
+        seen: &Vec<String>,
+        command: &MachineCommand,
+    ) -> Result<Vec<KitEvent>, String> {
+        *self
+            .decided_on
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(seen.clone());
+        match command {
+            MachineCommand::Append(events) => Ok(events.clone()),
+            MachineCommand::Refuse => Err("refused".to_string()),
+            #[allow(clippy::panic)]
+            MachineCommand::Panic => panic!("the model's decider was told to panic"),
+        }
+    }
+
+    fn evolve(&self, mut seen: Vec<String>, event: &KitEvent) -> Vec<String> {
+        seen.push(event.body.clone());
+        seen
+    }
+}
+
+const TYPES: &[&str] = &["A", "B", "C"];
+const TAGS: &[&str] = &["x:1", "x:2", "y:1"];
+
+fn queries() -> Result<Vec<Query>, String> {
+    let item = |types: &[&str], tags: &[&str]| {
+        QueryItem::parse(types.iter().copied(), tags.iter().copied()).map_err(|e| e.to_string())
+    };
+    Ok(vec![
+        Query::item(item(&["A"], &["x:1"])?),
+        Query::item(item(&[], &["x:1"])?),
+        Query::item(item(&["A", "B"], &[])?),
+        Query::from_items([item(&["A"], &["x:1"])?, item(&["B"], &["y:1"])?]),
+        Query::all(),
+    ])
+}
+
+fn random_events(rng: &mut Rng, step: usize, most: usize) -> Vec<KitEvent> {
+    (0..rng.below(most + 1))
+        .map(|index| {
+            let tags: Vec<&str> = (0..rng.below(3)).map(|_| rng.pick(TAGS)).collect();
+            KitEvent::new(rng.pick(TYPES), &tags).with_body(format!("{step}.{index}"))
+        })
+        .collect()
+}
+
+/// The command of a plain cached decision of `kind` (0 to 12): mostly
+/// decisions that append nothing or one event, some several, a refusal, a panic.
+fn random_command(kind: usize, rng: &mut Rng, step: usize) -> MachineCommand {
+    match kind {
+        0..=4 => MachineCommand::Append(Vec::new()),
+        5..=8 => MachineCommand::Append(vec![
+            KitEvent::new(rng.pick(TYPES), &[rng.pick(TAGS)]).with_body(format!("{step}.0")),
+        ]),
+        9..=10 => {
+            let mut events = random_events(rng, step, 3);
+            events.push(
+                KitEvent::new(rng.pick(TYPES), &[rng.pick(TAGS)]).with_body(format!("{step}.x")),
+            );
+            MachineCommand::Append(events)
+        }
+        11 => MachineCommand::Refuse,
+        _ => MachineCommand::Panic,
+    }
+}
+
+/// The model: the bodies of the events matching `query`, in position order.
+async fn fold<S: EventStore>(store: &S, query: &Query) -> Result<Vec<String>, String> {
+    let read = store
+        .read(query, ReadOptions::default())
+        .await
+        .map_err(|e| format!("model read: {e}"))?;
+    read.events.iter().map(body).collect()
+}
+
+fn body(event: &StoredEvent) -> Result<String, String> {
+    serde_json::from_slice::<KitEvent>(&event.data)
+        .map(|e| e.body)
+        .map_err(|e| format!("undecodable event at {}: {e}", event.position))
+}
+
+async fn log<S: EventStore>(store: &S) -> Result<Vec<StoredEvent>, String> {
+    Ok(store
+        .read(&Query::all(), ReadOptions::default())
+        .await
+        .map_err(|e| format!("log read: {e}"))?
+        .events)
+}
+
+type Dispatchers<S> = Vec<Dispatcher<S, Recorder, KitCodec>>;
+
+/// One step's context: where it runs and what the model expects.
+struct Step<'a, S> {
+    number: usize,
+    dispatcher: &'a Dispatcher<S, Recorder, KitCodec>,
+    query: &'a Query,
+    stream: StreamId,
+    expected_state: Vec<String>,
+}
+
+/// Runs `config.steps` random steps. `stores` are instances of one store
+/// (separate pools and caches, as in several processes); dispatcher `i` uses
+/// `stores[i % len]` and caches `cache_entries[i]` contexts (1 or 2 evict).
+///
+/// # Errors
+///
+/// The first step whose outcome differs from the model's, explained.
+pub async fn run<S>(
+    stores: &[S],
+    cache_entries: &[usize],
+    config: MachineConfig,
+) -> Result<MachineReport, String>
+where
+    S: EventStore + Clone + 'static,
+{
+    let first = stores.first().ok_or("no store")?;
+    let recorder = Recorder::default();
+    let dispatchers: Dispatchers<S> = cache_entries
+        .iter()
+        .enumerate()
+        .map(|(i, &entries)| {
+            Dispatcher::new(
+                stores[i % stores.len()].clone(),
+                recorder.clone(),
+                KitCodec::default(),
+            )
+            .with_cache_entries(entries)
+        })
+        .collect();
+    if dispatchers.is_empty() {
+        return Err("no dispatcher".into());
+    }
+    let queries = queries()?;
+    let mut rng = Rng::new(config.seed);
+    let mut report = MachineReport::default();
+    let mut keyed: Vec<KeyedAttempt> = Vec::new();
+    for number in 0..config.steps {
+        let query = &queries[rng.below(queries.len())];
+        let dispatcher = &dispatchers[rng.below(dispatchers.len())];
+        let stream = StreamId::new(format!("s{}", rng.below(3))).map_err(|e| e.to_string())?;
+        let before = log(first).await?;
+        let step = Step {
+            number,
+            dispatcher,
+            query,
+            stream,
+            expected_state: fold(first, query).await?,
+        };
+        let why = |e: String| format!("step {number} on {query} (seed {}): {e}", config.seed);
+        let _ = recorder.take();
+        match rng.below(20) {
+            kind @ 0..=12 => {
+                let command = random_command(kind, &mut rng, number);
+                decide(&step, &recorder, command, &before, &mut report).await
+            }
+            13..=14 => {
+                keyed_step(&step, &recorder, &mut rng, &mut keyed, &before, &mut report).await
+            }
+            15..=16 if first.records_effects() => {
+                outbox_step(&step, &recorder, &mut rng, &before, &mut report).await
+            }
+            _ => foreign_step(&step, first, &mut rng, &before, &mut report).await,
+        }
+        .map_err(why)?;
+    }
+    Ok(report)
+}
+
+/// Checks a dispatch's outcome against the model: the state it decided on,
+/// and the log afterwards (the events before plus exactly those decided).
+async fn check<S: EventStore>(
+    step: &Step<'_, S>,
+    recorder: &Recorder,
+    command: &MachineCommand,
+    outcome: &Result<Dispatch<KitEvent>, DispatchError<String>>,
+    before: &[StoredEvent],
+) -> Result<(), String> {
+    let decided_on = recorder.take();
+    if decided_on.as_ref() != Some(&step.expected_state) {
+        return Err(format!(
+            "decided on {decided_on:?}, a fresh fold is {:?}",
+            step.expected_state
+        ));
+    }
+    let after = log(step.dispatcher.store()).await?;
+    let appended: Vec<String> = after
+        .get(before.len()..)
+        .unwrap_or_default()
+        .iter()
+        .map(body)
+        .collect::<Result<_, _>>()?;
+    let prefix_kept = after.get(..before.len()) == Some(before);
+    let expected: Vec<String> = match (command, outcome) {
+        (MachineCommand::Append(events), Ok(_)) => events.iter().map(|e| e.body.clone()).collect(),
+        (MachineCommand::Refuse, Err(DispatchError::Domain(_)))
+        | (MachineCommand::Panic, Err(DispatchError::Panicked { .. })) => Vec::new(),
+        (_, other) => return Err(format!("{command:?} gave {other:?}")),
+    };
+    if !prefix_kept || appended != expected {
+        return Err(format!(
+            "{command:?} appended {appended:?}, expected {expected:?}"
+        ));
+    }
+    if let Ok(dispatch) = outcome {
+        let bodies: Vec<&str> = dispatch
+            .events
+            .iter()
+            .map(|r| r.event.body.as_str())
+            .collect();
+        if bodies != expected.iter().map(String::as_str).collect::<Vec<_>>() {
+            return Err(format!(
+                "the dispatch reported {bodies:?}, expected {expected:?}"
+            ));
+        }
+    }
+    Ok(())
+}
+
+async fn decide<S: EventStore>(
+    step: &Step<'_, S>,
+    recorder: &Recorder,
+    command: MachineCommand,
+    before: &[StoredEvent],
+    report: &mut MachineReport,
+) -> Result<(), String> {
+    let outcome = step
+        .dispatcher
+        .dispatch_with_query(&step.stream, step.query, &command)
+        .await;
+    check(step, recorder, &command, &outcome, before).await?;
+    match &command {
+        MachineCommand::Append(events) if events.is_empty() => report.empty += 1,
+        MachineCommand::Append(events) if events.len() == 1 => report.single += 1,
+        MachineCommand::Append(_) => report.several += 1,
+        MachineCommand::Refuse => report.refused += 1,
+        MachineCommand::Panic => report.panicked += 1,
+    }
+    Ok(())
+}
+
+/// A committed keyed dispatch, to be retried later with its key.
+#[derive(Clone)]
+struct KeyedAttempt {
+    key: uuid::Uuid,
+    query: Query,
+    stream: StreamId,
+    command: MachineCommand,
+    committed: Vec<(uuid::Uuid, u64)>,
+}
+
+/// A first keyed dispatch, or a retry of an earlier key: the retry appends
+/// nothing and reports the first attempt's events (ids and positions).
+async fn keyed_step<S: EventStore>(
+    step: &Step<'_, S>,
+    recorder: &Recorder,
+    rng: &mut Rng,
+    keyed: &mut Vec<KeyedAttempt>,
+    before: &[StoredEvent],
+    report: &mut MachineReport,
+) -> Result<(), String> {
+    let ids = |d: &Dispatch<KitEvent>| -> Vec<(uuid::Uuid, u64)> {
+        d.events.iter().map(|r| (r.id, r.position.get())).collect()
+    };
+    if !keyed.is_empty() && rng.below(2) == 0 {
+        let first = keyed[rng.below(keyed.len())].clone();
+        let retry = step
+            .dispatcher
+            .dispatch_with_query_idempotent(&first.stream, &first.query, &first.command, first.key)
+            .await
+            .map_err(|e| format!("keyed retry: {e:?}"))?;
+        let _ = recorder.take();
+        if ids(&retry) != first.committed {
+            return Err(format!(
+                "the keyed retry reported {:?}, the first attempt {:?}",
+                ids(&retry),
+                first.committed
+            ));
+        }
+        if log(step.dispatcher.store()).await?.len() != before.len() {
+            return Err("the keyed retry appended".into());
+        }
+        report.replayed += 1;
+        return Ok(());
+    }
+    let mut events = random_events(rng, step.number, 2);
+    events.push(KitEvent::new("A", &["x:1"]).with_body(format!("{}.k", step.number)));
+    let command = MachineCommand::Append(events);
+    let key = uuid::Uuid::new_v4();
+    let outcome = step
+        .dispatcher
+        .dispatch_with_query_idempotent(&step.stream, step.query, &command, key)
+        .await;
+    check(step, recorder, &command, &outcome, before).await?;
+    if let Ok(dispatch) = &outcome {
+        keyed.push(KeyedAttempt {
+            key,
+            query: step.query.clone(),
+            stream: step.stream.clone(),
+            committed: ids(dispatch),
+            command,
+        });
+    }
+    report.keyed += 1;
+    Ok(())
+}
+
+async fn outbox_step<S: EventStore>(
+    step: &Step<'_, S>,
+    recorder: &Recorder,
+    rng: &mut Rng,
+    before: &[StoredEvent],
+    report: &mut MachineReport,
+) -> Result<(), String> {
+    let topic = Topic::new("model").map_err(|e| e.to_string())?;
+    let reactor = reactor_fn(move |r: &factos::Recorded<KitEvent>| {
+        vec![OutboxMessage::new(
+            topic.clone(),
+            r.event.body.clone().into_bytes(),
+        )]
+    });
+    let command = MachineCommand::Append(random_events(rng, step.number, 2));
+    let outcome = step
+        .dispatcher
+        .dispatch_with_outbox(&step.stream, step.query, &command, &reactor)
+        .await;
+    check(step, recorder, &command, &outcome, before).await?;
+    report.outbox += 1;
+    Ok(())
+}
+
+/// Another writer: a free-function dispatch or a plain append.
+async fn foreign_step<S: EventStore>(
+    step: &Step<'_, S>,
+    store: &S,
+    rng: &mut Rng,
+    before: &[StoredEvent],
+    report: &mut MachineReport,
+) -> Result<(), String> {
+    let mut events = random_events(rng, step.number, 2);
+    events.push(
+        KitEvent::new(rng.pick(TYPES), &[rng.pick(TAGS)]).with_body(format!("{}.f", step.number)),
+    );
+    let expected: Vec<String> = events.iter().map(|e| e.body.clone()).collect();
+    if rng.below(2) == 0 {
+        let encoded = events
+            .iter()
+            .map(|e| factos::Codec::encode(&KitCodec::default(), e).map_err(|e| e.to_string()))
+            .collect::<Result<Vec<_>, _>>()?;
+        store
+            .append(&step.stream, encoded, factos::AppendCondition::None)
+            .await
+            .map_err(|e| format!("foreign append: {e}"))?;
+    } else {
+        let recorder = Recorder::default();
+        factos::dispatch_with_query(
+            store,
+            &step.stream,
+            step.query,
+            &recorder,
+            &KitCodec::default(),
+            &MachineCommand::Append(events),
+        )
+        .await
+        .map_err(|e| format!("foreign dispatch: {e:?}"))?;
+        if recorder.take().as_ref() != Some(&step.expected_state) {
+            return Err(
+                "a free-function dispatch decided on another state than a fresh fold".into(),
+            );
+        }
+    }
+    let after = log(store).await?;
+    let appended: Vec<String> = after
+        .get(before.len()..)
+        .unwrap_or_default()
+        .iter()
+        .map(body)
+        .collect::<Result<_, _>>()?;
+    if appended != expected {
+        return Err(format!(
+            "the foreign dispatch appended {appended:?}, expected {expected:?}"
+        ));
+    }
+    report.foreign += 1;
+    Ok(())
+}
