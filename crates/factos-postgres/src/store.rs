@@ -186,6 +186,8 @@ struct Inner {
     keys: LockKeys,
     options: StoreOptions,
     hot: HotQueries,
+    /// Attempts begun again by the store itself ([`EventStore::internal_retries`]).
+    retries: std::sync::atomic::AtomicU64,
     /// Counts commits with events; subscribers in this process wait on it.
     commits: tokio::sync::watch::Sender<u64>,
     /// Wakes the task that sends the coalesced `NOTIFY`.
@@ -545,6 +547,7 @@ impl PostgresStore {
                 keys,
                 options,
                 hot: HotQueries::default(),
+                retries: std::sync::atomic::AtomicU64::new(0),
                 commits: tokio::sync::watch::Sender::new(0),
                 notifier: Arc::new(crate::wakeup::Notifier::default()),
                 listener,
@@ -723,6 +726,13 @@ impl PostgresStore {
 
     fn limits(&self) -> &StoreLimits {
         &self.inner.options.limits
+    }
+
+    /// Counts an attempt the store begins again on its own.
+    fn retried(&self) {
+        self.inner
+            .retries
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
 
     fn attempts(&self) -> u32 {
@@ -1198,6 +1208,7 @@ impl PostgresStore {
                 Err(AppendFailure::LocksBusy) => {
                     session.rollback().await;
                     extra = next_extra;
+                    self.retried();
                     backoff(attempt).await;
                 }
                 Err(AppendFailure::Condition(c)) => {
@@ -1391,8 +1402,11 @@ impl PostgresStore {
                     )
                     .map_err(DecisionError::Store);
                 }
-                Err(AppendFailure::Condition(_)) => self.inner.hot.heat(query),
-                Err(AppendFailure::LocksBusy) => {}
+                Err(AppendFailure::Condition(_)) => {
+                    self.retried();
+                    self.inner.hot.heat(query);
+                }
+                Err(AppendFailure::LocksBusy) => self.retried(),
                 Err(AppendFailure::Store(e)) => return Err(DecisionError::Store(e)),
             }
         }
@@ -1539,9 +1553,11 @@ impl PostgresStore {
                 }
                 Err(AppendFailure::LocksBusy) => {
                     extra = next_extra;
+                    self.retried();
                     backoff(attempt).await;
                 }
                 Err(AppendFailure::Condition(c)) => {
+                    self.retried();
                     last_conflict = Some(c);
                 }
                 Err(AppendFailure::Store(e)) => return Err(DecisionError::Store(e)),
@@ -1592,6 +1608,7 @@ impl PostgresStore {
                 }
                 Err(AppendFailure::LocksBusy) => {
                     extra = next_extra;
+                    self.retried();
                     backoff(attempt).await;
                 }
                 Err(AppendFailure::Condition(c)) => return Err(AppendError::ConditionFailed(c)),
@@ -1909,6 +1926,12 @@ impl EventStore for PostgresStore {
 
     fn records_effects(&self) -> bool {
         true
+    }
+
+    fn internal_retries(&self) -> u64 {
+        self.inner
+            .retries
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     async fn decide_on_stream<P: DecisionProcess>(

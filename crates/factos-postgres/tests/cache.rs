@@ -43,6 +43,8 @@ async fn cached_oracle(locking: LockingStrategy) {
     let report = oracle::cached_decisions(dispatchers, OracleConfig::from_env()).await;
     println!("{locking:?} cached random decisions: {report}");
     assert!(report.violations.is_empty(), "{locking:?}: {report}");
+    assert!(report.empty_decisions > 0, "{locking:?}: {report}");
+    assert_eq!(report.contention_retries, 0, "{locking:?}: {report}");
 }
 
 async fn cached_tickets(locking: LockingStrategy) {

@@ -8,7 +8,7 @@
 
 mod common;
 
-use factos_postgres::{LockingStrategy, StoreOptions};
+use factos_postgres::{LockingStrategy, PostgresStore, StoreOptions};
 use factos_testkit::oracle::{self, OracleConfig};
 
 async fn passes_the_oracle(locking: LockingStrategy) {
@@ -16,9 +16,12 @@ async fn passes_the_oracle(locking: LockingStrategy) {
     let options = StoreOptions::default().locking(locking);
 
     let store = common::store_in(&database, options.clone()).await;
-    let report = oracle::random_decisions(&store, OracleConfig::from_env()).await;
+    let report = oracle::random_decisions(&[store], OracleConfig::from_env()).await;
     println!("{locking:?} random decisions: {report}");
     assert!(report.violations.is_empty(), "{locking:?}: {report}");
+    assert!(report.empty_decisions > 0, "{locking:?}: {report}");
+    // No deadlock waits: a deadlock would surface as a contention error.
+    assert_eq!(report.contention_retries, 0, "{locking:?}: {report}");
 
     let store = common::store_in(&database, options.clone()).await;
     let report = oracle::racers(oracle::Via::Store(store), 16, 200).await;
@@ -29,11 +32,49 @@ async fn passes_the_oracle(locking: LockingStrategy) {
     let report = oracle::disjoint_writers(&store, 16, 20).await;
     println!("{locking:?} disjoint: {report}");
     assert!(report.violations.is_empty(), "{locking:?}: {report}");
+    assert_eq!(report.committed, 16 * 20, "{locking:?}: {report}");
     assert_eq!(
-        report.condition_failures + report.contention_retries,
-        0,
+        (
+            report.condition_failures,
+            report.contention_retries,
+            report.store_retries
+        ),
+        (0, 0, 0),
         "{locking:?}: {report}"
     );
+}
+
+/// The three strategies mixed on one schema (one store instance each, as
+/// three processes configured differently): the random decisions and the
+/// racers hold, with no contention errors.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn mixed_strategies_pass_the_oracle() {
+    let database = common::database().await;
+    for phase in ["random decisions", "racers"] {
+        let first = common::store_in(&database, StoreOptions::default()).await;
+        let schema = first.options().schema.clone();
+        let stores: Vec<PostgresStore> = std::iter::once(first)
+            .chain(
+                [LockingStrategy::TableLock, LockingStrategy::Optimistic].map(|locking| {
+                    database
+                        .store(
+                            StoreOptions::default()
+                                .schema(schema.clone())
+                                .locking(locking),
+                        )
+                        .unwrap()
+                }),
+            )
+            .collect();
+        let report = if phase == "racers" {
+            oracle::racers(oracle::Via::Stores(stores), 16, 100).await
+        } else {
+            oracle::random_decisions(&stores, OracleConfig::from_env()).await
+        };
+        println!("mixed strategies, {phase}: {report}");
+        assert!(report.violations.is_empty(), "{phase}: {report}");
+        assert_eq!(report.contention_retries, 0, "{phase}: {report}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -13,8 +13,8 @@
 //! [`OracleReport`]; `violations` must be empty.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use factos::store::{ConditionFailure, DecisionError, DecisionProcess};
@@ -50,6 +50,12 @@ pub struct OracleReport {
     pub condition_failures: usize,
     /// Attempts refused by the store for contention (serialization, deadlock) and retried.
     pub contention_retries: usize,
+    /// Attempts the store itself began again during the run
+    /// ([`EventStore::internal_retries`]: backoffs on busy keys, conditions
+    /// decided again, cached fast paths that fell back).
+    pub store_retries: u64,
+    /// Committed decisions that appended nothing (checked against what they read).
+    pub empty_decisions: usize,
     /// Everything that broke the guarantee, readable.
     pub violations: Vec<String>,
     /// Wall time of the run.
@@ -60,10 +66,12 @@ impl std::fmt::Display for OracleReport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "{} committed, {} condition failures retried, {} contention retries, {} violations in {:.1} s",
+            "{} committed ({} empty), {} condition failures retried, {} contention retries, {} store retries, {} violations in {:.1} s",
             self.committed,
+            self.empty_decisions,
             self.condition_failures,
             self.contention_retries,
+            self.store_retries,
             self.violations.len(),
             self.elapsed.as_secs_f64()
         )?;
@@ -144,11 +152,25 @@ fn parse_epoch_item(types: Vec<&str>, tags: Vec<&str>, epoch: usize) -> QueryIte
         .unwrap_or_else(|e| unreachable!("oracle vocabulary is valid: {e}"))
 }
 
+/// Items beyond the key limit (64) make a query take the table lock.
+const WIDE_QUERY_ITEMS: usize = 70;
+/// Tags on each event of a wide decision: two such events carry more keys
+/// than one append takes one by one (64), so the append takes the coarse key.
+const WIDE_EVENT_TAGS: usize = 20;
+
 /// A random query of the epoch's vocabulary; "all events" only in epoch 0,
-/// where the log is still short.
+/// where the log is still short; sometimes more items than the key limit.
 fn random_query(rng: &mut Rng, epoch: usize) -> Query {
     match rng.below(20) {
         0 if epoch == 0 => Query::all(),
+        19 => {
+            let real = parse_epoch_item(rng.some(TYPES, 1), rng.some(TAGS, 1), epoch);
+            let padding = (0..WIDE_QUERY_ITEMS).map(|i| {
+                let tag = format!("pad{i}");
+                parse_epoch_item(vec![], vec![tag.as_str()], epoch)
+            });
+            Query::from_items(std::iter::once(real).chain(padding))
+        }
         0..=4 => Query::item(parse_epoch_item(rng.some(TYPES, 2), vec![], epoch)),
         5..=8 => Query::item(parse_epoch_item(vec![], rng.some(TAGS, 2), epoch)),
         9..=14 => Query::item(parse_epoch_item(
@@ -221,8 +243,25 @@ impl DecisionProcess for Recording {
     }
 }
 
+/// The events of a random decision: none (a third of them: the "already
+/// done" answer), one or two; now and then two events with so many tags that
+/// the append takes the coarse key.
 fn random_events(rng: &mut Rng, epoch: usize) -> Result<Vec<(EventType, Tags)>, String> {
-    (0..=rng.below(2))
+    if rng.below(25) == 0 {
+        return (0..2)
+            .map(|_| {
+                let event_type = EventType::new(format!("{}.{epoch}", rng.pick(TYPES)))
+                    .map_err(|e| e.to_string())?;
+                let mut tags = vec![format!("{}.{epoch}", rng.pick(TAGS))];
+                tags.extend(
+                    (1..WIDE_EVENT_TAGS)
+                        .map(|i| format!("w{}.{epoch}", rng.below(1000) + i * 1000)),
+                );
+                Ok((event_type, Tags::parse(tags).map_err(|e| e.to_string())?))
+            })
+            .collect();
+    }
+    (0..rng.below(3))
         .map(|_| {
             let event_type = EventType::new(format!("{}.{epoch}", rng.pick(TYPES)))
                 .map_err(|e| e.to_string())?;
@@ -244,22 +283,49 @@ struct Counters {
     contention_retries: AtomicU64,
 }
 
-/// What every writer task of a random-decisions run returns: its committed
-/// decisions as (decision, query, events appended).
-type WriterResult = Result<Vec<(u64, Query, usize)>, String>;
+/// A committed decision, as its writer saw it.
+#[derive(Debug, Clone)]
+struct Decided {
+    decision: u64,
+    query: Query,
+    /// Events appended.
+    appended: usize,
+    /// Positions of the events the decision was fed, when its writer knows
+    /// them (always for decisions that appended nothing, whose events cannot
+    /// say it): checked against the log.
+    seen: Option<Vec<u64>>,
+    /// The identities (decision, index) of the events a cached decision's
+    /// state was folded from; the replay turns them into positions.
+    seen_ids: Option<Vec<(u64, usize)>>,
+    /// The context position the store reported, if the writer can know it.
+    reported_context: ReportedContext,
+}
+
+/// What a writer knows of the context position of its decision.
+#[derive(Debug, Clone, Copy)]
+enum ReportedContext {
+    /// The store reported it (`None`: nothing matched).
+    At(Option<u64>),
+    /// A dispatch through a [`Dispatcher`] does not say it.
+    Unknown,
+}
+
+/// What every writer task of a random-decisions run returns.
+type WriterResult = Result<Vec<Decided>, String>;
 
 /// Waits for the writers and starts the report with their decisions and counters.
 async fn gather(
     tasks: Vec<tokio::task::JoinHandle<WriterResult>>,
     counters: &Counters,
-) -> (OracleReport, HashMap<u64, (Query, usize)>) {
+) -> (OracleReport, HashMap<u64, Decided>) {
     let mut report = OracleReport::default();
-    let mut decisions: HashMap<u64, (Query, usize)> = HashMap::new();
+    let mut decisions: HashMap<u64, Decided> = HashMap::new();
     for task in tasks {
         match task.await {
             Ok(Ok(committed)) => {
-                for (decision, query, count) in committed {
-                    decisions.insert(decision, (query, count));
+                for decided in committed {
+                    report.empty_decisions += usize::from(decided.appended == 0);
+                    decisions.insert(decided.decision, decided);
                 }
             }
             Ok(Err(e)) => report.violations.push(e),
@@ -274,21 +340,35 @@ async fn gather(
     (report, decisions)
 }
 
-/// Runs the random-decisions oracle on `store`, which must start empty.
-pub async fn random_decisions<S>(store: &S, config: OracleConfig) -> OracleReport
+/// The internal retries of all `stores` together.
+fn retries_of<S: EventStore>(stores: &[S]) -> u64 {
+    stores.iter().map(EventStore::internal_retries).sum()
+}
+
+/// Runs the random-decisions oracle on `stores`: instances of one store
+/// (several pools, or strategies mixed on one schema), which must start
+/// empty; writer `w` uses `stores[w % len]`.
+pub async fn random_decisions<S>(stores: &[S], config: OracleConfig) -> OracleReport
 where
     S: EventStore + Clone + 'static,
 {
     let started = Instant::now();
+    let Some(first) = stores.first() else {
+        let mut report = OracleReport::default();
+        report.violations.push("no store".into());
+        return report;
+    };
+    let retries_before = retries_of(stores);
     let counters = Arc::new(Counters::default());
     let barrier = Arc::new(Barrier::new(config.writers));
     let mut tasks = Vec::with_capacity(config.writers);
     for writer in 0..config.writers {
-        let (store, counters, barrier) = (store.clone(), counters.clone(), barrier.clone());
+        let store = stores[writer % stores.len()].clone();
+        let (counters, barrier) = (counters.clone(), barrier.clone());
         tasks.push(tokio::spawn(async move {
             let mut rng =
                 Rng::new(config.seed ^ (writer as u64 + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15));
-            let mut committed: Vec<(u64, Query, usize)> = Vec::new();
+            let mut committed: Vec<Decided> = Vec::new();
             barrier.wait().await;
             for n in 0..config.decisions_per_writer {
                 let decision = (writer as u64) << 32 | n as u64;
@@ -307,7 +387,16 @@ where
                     };
                     match store.decide_with_query(&stream, &query, &mut process).await {
                         Ok(done) => {
-                            committed.push((decision, query.clone(), done.events.len()));
+                            committed.push(Decided {
+                                decision,
+                                query: query.clone(),
+                                appended: done.events.len(),
+                                seen: Some(process.seen),
+                                seen_ids: None,
+                                reported_context: ReportedContext::At(
+                                    done.context_position.map(Position::get),
+                                ),
+                            });
                             break;
                         }
                         Err(DecisionError::ConditionFailed(_)) => {
@@ -335,7 +424,8 @@ where
         }));
     }
     let (mut report, decisions) = gather(tasks, &counters).await;
-    match store.read(&Query::all(), ReadOptions::default()).await {
+    report.store_retries = retries_of(stores) - retries_before;
+    match first.read(&Query::all(), ReadOptions::default()).await {
         Ok(log) => replay(&log.events, &decisions, &mut report.violations),
         Err(e) => report.violations.push(format!("cannot read the log: {e}")),
     }
@@ -346,11 +436,7 @@ where
 /// Checks the log against the committed decisions: ownership, completeness,
 /// what each decision read, and stream revisions, in one readable pass.
 #[allow(clippy::too_many_lines)]
-fn replay(
-    log: &[StoredEvent],
-    decisions: &HashMap<u64, (Query, usize)>,
-    violations: &mut Vec<String>,
-) {
+fn replay(log: &[StoredEvent], decisions: &HashMap<u64, Decided>, violations: &mut Vec<String>) {
     if log.windows(2).any(|w| w[0].position >= w[1].position) {
         violations.push("positions are not strictly increasing".to_string());
     }
@@ -394,16 +480,26 @@ fn replay(
             firsts.push((mark.decision, mark.epoch, event.position, seen));
         }
     }
-    for (decision, (_, count)) in decisions {
+    for (decision, decided) in decisions {
         let indexes: Vec<usize> = found
             .get(decision)
             .map(|v| v.iter().map(|(i, _)| *i).collect())
             .unwrap_or_default();
-        if indexes != (0..*count).collect::<Vec<_>>() {
+        if indexes != (0..decided.appended).collect::<Vec<_>>() {
             violations.push(format!(
-                "decision {decision} committed {count} events, the log holds indexes {indexes:?}"
+                "decision {decision} committed {} events, the log holds indexes {indexes:?}",
+                decided.appended
             ));
         }
+        // An identity that is not in the log reads as position 0: a miss.
+        let seen = decided.seen.clone().or_else(|| {
+            decided.seen_ids.as_ref().map(|ids| {
+                ids.iter()
+                    .map(|id| by_id.get(id).copied().unwrap_or(0))
+                    .collect()
+            })
+        });
+        check_what_was_read(log, decided, seen.as_deref(), violations);
     }
     // Queries only name their epoch's vocabulary (or all events, in epoch 0),
     // so only events of the same epoch can match: replay per epoch.
@@ -414,7 +510,7 @@ fn replay(
         }
     }
     for (decision, epoch, first, seen) in firsts {
-        let Some((query, _)) = decisions.get(&decision) else {
+        let Some(Decided { query, .. }) = decisions.get(&decision) else {
             continue;
         };
         let candidates: Vec<&StoredEvent> = if query.is_all() {
@@ -461,6 +557,56 @@ fn replay(
     }
 }
 
+/// Checks what a decision says it read against the log, where it can: the
+/// events it was fed must be exactly the matching events up to the context
+/// position the store reported (no matching event can appear at or below
+/// it) or, without one, up to the last event fed (no hole, no repeat). This
+/// is the only check of a decision that appended nothing.
+fn check_what_was_read(
+    log: &[StoredEvent],
+    decided: &Decided,
+    seen: Option<&[u64]>,
+    violations: &mut Vec<String>,
+) {
+    let Some(seen) = seen else {
+        return;
+    };
+    let last_fed = seen.last().copied();
+    let up_to = match decided.reported_context {
+        ReportedContext::At(Some(context)) if last_fed.is_some_and(|fed| fed > context) => {
+            violations.push(format!(
+                "decision {} was fed events up to {last_fed:?}, above its context position {context}",
+                decided.decision
+            ));
+            return;
+        }
+        ReportedContext::At(Some(context)) => context,
+        ReportedContext::At(None) if last_fed.is_some() => {
+            violations.push(format!(
+                "decision {} was fed events up to {last_fed:?} but reported no context position",
+                decided.decision
+            ));
+            return;
+        }
+        ReportedContext::At(None) => return,
+        ReportedContext::Unknown => match last_fed {
+            Some(fed) => fed,
+            None => return,
+        },
+    };
+    let matching: Vec<u64> = log
+        .iter()
+        .filter(|e| e.position.get() <= up_to && e.matches(&decided.query))
+        .map(|e| e.position.get())
+        .collect();
+    if matching != seen {
+        violations.push(format!(
+            "decision {} on {} read {seen:?}, the log holds {matching:?} up to {up_to}",
+            decided.decision, decided.query
+        ));
+    }
+}
+
 /// Grants a command while the context holds fewer than the command's quota:
 /// the racers' decider (the quota grows by one each round, so one boundary
 /// serves every round and cached states go stale between rounds).
@@ -502,6 +648,9 @@ impl Decider for Quota {
 pub enum Via<S> {
     /// [`dispatch_with_query`] on the store.
     Store(S),
+    /// [`dispatch_with_query`] on instances of one store (racer `r` uses
+    /// `stores[r % len]`), e.g. strategies mixed on one schema.
+    Stores(Vec<S>),
     /// Cached dispatchers.
     Dispatchers(Vec<Arc<Dispatcher<S, Quota, KitCodec>>>),
 }
@@ -520,6 +669,16 @@ impl<S: EventStore + Clone + 'static> Via<S> {
                     .await
                     .map(|_| ())
             }
+            Via::Stores(stores) => dispatch_with_query(
+                &stores[racer % stores.len()],
+                stream,
+                query,
+                &Quota,
+                &KitCodec::default(),
+                command,
+            )
+            .await
+            .map(|_| ()),
             Via::Dispatchers(dispatchers) => dispatchers[racer % dispatchers.len()]
                 .dispatch_with_query(stream, query, command)
                 .await
@@ -530,6 +689,7 @@ impl<S: EventStore + Clone + 'static> Via<S> {
     async fn read(&self, query: &Query) -> Result<usize, String> {
         let store = match self {
             Via::Store(store) => store,
+            Via::Stores(stores) => stores.first().ok_or("no store")?,
             Via::Dispatchers(dispatchers) => dispatchers.first().ok_or("no dispatcher")?.store(),
         };
         Ok(store
@@ -609,8 +769,11 @@ where
     report
 }
 
-/// Writers on disjoint boundaries (shared types and stream labels, own tags)
-/// must never see a condition failure or a contention error.
+/// Writers on disjoint boundaries (shared types and stream labels, own
+/// tags) must never see a condition failure or a contention error, and the
+/// store must never begin an attempt again on its own: the report counts
+/// all three (`condition_failures`, `contention_retries`, `store_retries`;
+/// a writer retries a retryable error, so each is counted, not fatal).
 pub async fn disjoint_writers<S>(
     store: &S,
     writers: usize,
@@ -620,10 +783,12 @@ where
     S: EventStore + Clone + 'static,
 {
     let started = Instant::now();
+    let retries_before = store.internal_retries();
+    let counters = Arc::new(Counters::default());
     let barrier = Arc::new(Barrier::new(writers));
     let tasks: Vec<_> = (0..writers)
         .map(|writer| {
-            let (store, barrier) = (store.clone(), barrier.clone());
+            let (store, barrier, counters) = (store.clone(), barrier.clone(), counters.clone());
             tokio::spawn(async move {
                 let own = format!("own:{writer}");
                 let event_type = TYPES[writer % TYPES.len()];
@@ -633,9 +798,10 @@ where
                 let stream =
                     StreamId::new(STREAMS[writer % STREAMS.len()]).map_err(|e| e.to_string())?;
                 barrier.wait().await;
-                for step in 0..decisions_per_writer {
+                let mut step = 0;
+                while step < decisions_per_writer {
                     let command = vec![KitEvent::new(event_type, &[&own])];
-                    dispatch_with_query(
+                    match dispatch_with_query(
                         &store,
                         &stream,
                         &query,
@@ -644,7 +810,16 @@ where
                         &command,
                     )
                     .await
-                    .map_err(|e| format!("writer {writer}, step {step}: {e}"))?;
+                    {
+                        Ok(_) => step += 1,
+                        Err(factos::DispatchError::AppendConditionFailed(_)) => {
+                            counters.condition_failures.fetch_add(1, Ordering::Relaxed);
+                        }
+                        Err(e) if e.is_retryable() => {
+                            counters.contention_retries.fetch_add(1, Ordering::Relaxed);
+                        }
+                        Err(e) => return Err(format!("writer {writer}, step {step}: {e}")),
+                    }
                 }
                 Ok::<usize, String>(decisions_per_writer)
             })
@@ -658,6 +833,11 @@ where
             Err(e) => report.violations.push(e.to_string()),
         }
     }
+    report.condition_failures =
+        usize::try_from(counters.condition_failures.load(Ordering::Relaxed)).unwrap_or(usize::MAX);
+    report.contention_retries =
+        usize::try_from(counters.contention_retries.load(Ordering::Relaxed)).unwrap_or(usize::MAX);
+    report.store_retries = store.internal_retries() - retries_before;
     report.elapsed = started.elapsed();
     report
 }
@@ -698,9 +878,27 @@ pub struct Witness;
 /// What a [`Witness`] decision appends.
 #[derive(Debug, Clone)]
 pub struct WitnessCommand {
+    /// The [`cached_decisions`] run, so concurrent runs in one process keep
+    /// their notes apart.
+    run: u64,
     decision: u64,
     epoch: usize,
     events: Vec<(String, Vec<String>)>,
+}
+
+/// What each [`Witness`] decision last decided on, by (run, decision): the
+/// only record of a decision that appended nothing.
+static DECIDED_ON: std::sync::LazyLock<Mutex<DecidedOn>> =
+    std::sync::LazyLock::new(|| Mutex::new(HashMap::new()));
+
+/// The identities a decision's state was folded from, by (run, decision).
+type DecidedOn = HashMap<(u64, u64), Vec<(u64, usize)>>;
+
+/// Numbers the [`cached_decisions`] runs of this process.
+static RUNS: AtomicU64 = AtomicU64::new(0);
+
+fn decided_on() -> std::sync::MutexGuard<'static, DecidedOn> {
+    DECIDED_ON.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 impl Decider for Witness {
@@ -718,6 +916,7 @@ impl Decider for Witness {
         seen: &Self::State,
         command: &WitnessCommand,
     ) -> Result<Vec<OracleEvent>, Self::Error> {
+        decided_on().insert((command.run, command.decision), seen.clone());
         Ok(command
             .events
             .iter()
@@ -751,6 +950,9 @@ where
     S: EventStore + Clone + 'static,
 {
     let started = Instant::now();
+    let run = RUNS.fetch_add(1, Ordering::Relaxed);
+    let stores: Vec<S> = dispatchers.iter().map(|d| d.store().clone()).collect();
+    let retries_before = retries_of(&stores);
     let counters = Arc::new(Counters::default());
     let barrier = Arc::new(Barrier::new(config.writers));
     let mut tasks = Vec::with_capacity(config.writers);
@@ -760,7 +962,7 @@ where
         tasks.push(tokio::spawn(async move {
             let mut rng =
                 Rng::new(config.seed ^ (writer as u64 + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15));
-            let mut committed: Vec<(u64, Query, usize)> = Vec::new();
+            let mut committed: Vec<Decided> = Vec::new();
             barrier.wait().await;
             for n in 0..config.decisions_per_writer {
                 let decision = (writer as u64) << 32 | n as u64;
@@ -777,6 +979,7 @@ where
                     .collect();
                 let stream = StreamId::new(rng.pick(STREAMS)).map_err(|e| e.to_string())?;
                 let command = WitnessCommand {
+                    run,
                     decision,
                     epoch,
                     events,
@@ -789,7 +992,14 @@ where
                         .await
                     {
                         Ok(done) => {
-                            committed.push((decision, query.clone(), done.events.len()));
+                            committed.push(Decided {
+                                decision,
+                                query: query.clone(),
+                                appended: done.events.len(),
+                                seen: None,
+                                seen_ids: decided_on().remove(&(run, decision)),
+                                reported_context: ReportedContext::Unknown,
+                            });
                             break;
                         }
                         Err(factos::DispatchError::AppendConditionFailed(_)) => {
@@ -811,6 +1021,8 @@ where
         }));
     }
     let (mut report, decisions) = gather(tasks, &counters).await;
+    report.store_retries = retries_of(&stores) - retries_before;
+    decided_on().retain(|(r, _), _| *r != run);
     let Some(first) = dispatchers.first() else {
         report.violations.push("no dispatcher".into());
         return report;

@@ -23,10 +23,12 @@ fn the_suite_has_every_case_once() {
 async fn in_memory_store_passes_the_concurrency_oracle() {
     use factos_testkit::oracle;
     let store = factos::InMemoryStore::new();
-    let report = oracle::random_decisions(&store, oracle::OracleConfig::from_env()).await;
+    let report = oracle::random_decisions(&[store], oracle::OracleConfig::from_env()).await;
     println!("random decisions: {report}");
     assert!(report.violations.is_empty(), "{report}");
     assert!(report.committed >= 800, "{report}");
+    assert!(report.empty_decisions > 0, "{report}");
+    assert_eq!(report.contention_retries, 0, "{report}");
     let store = factos::InMemoryStore::new();
     let report = oracle::racers(oracle::Via::Store(store), 16, 200).await;
     println!("racers: {report}");
@@ -34,8 +36,15 @@ async fn in_memory_store_passes_the_concurrency_oracle() {
     let store = factos::InMemoryStore::new();
     let report = oracle::disjoint_writers(&store, 16, 20).await;
     println!("disjoint: {report}");
-    assert!(
-        report.violations.is_empty() && report.condition_failures == 0,
+    assert!(report.violations.is_empty(), "{report}");
+    assert_eq!(report.committed, 16 * 20, "{report}");
+    assert_eq!(
+        (
+            report.condition_failures,
+            report.contention_retries,
+            report.store_retries
+        ),
+        (0, 0, 0),
         "{report}"
     );
 }
@@ -51,6 +60,8 @@ async fn cached_dispatchers_pass_the_concurrency_oracle() {
     println!("cached random decisions: {report}");
     assert!(report.violations.is_empty(), "{report}");
     assert!(report.committed >= 800, "{report}");
+    assert!(report.empty_decisions > 0, "{report}");
+    assert_eq!(report.contention_retries, 0, "{report}");
     let store = factos::InMemoryStore::new();
     let dispatchers = (0..2)
         .map(|_| {

@@ -559,6 +559,15 @@ pub trait EventStore: Send + Sync {
         folded: Folded,
     ) -> impl Future<Output = Result<Committed, DecisionError<P::Error>>> + Send;
 
+    /// How many times this store (and its clones) began an attempt again on
+    /// its own since it was created: a decision or append that found a key
+    /// held by another decision and backed off, a condition that failed and
+    /// was decided again, a cached fast path that fell back. Work on disjoint
+    /// contexts never retries. Stores that never retry keep the default, 0.
+    fn internal_retries(&self) -> u64 {
+        0
+    }
+
     /// Whether the store records a decision's [effects](DecisionProcess::effects)
     /// atomically with its append (an outbox). Stores that do not refuse
     /// [`dispatch_with_outbox`](crate::outbox::dispatch_with_outbox) before
