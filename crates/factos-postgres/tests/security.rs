@@ -68,7 +68,8 @@ async fn updates_deletes_and_truncates_are_rejected() {
 }
 
 /// The least-privilege grants of the crate docs (`src/lib.rs`, "Security"),
-/// for `role` on the schema `q`: reads, appends without choosing positions.
+/// for `role` on the schema `q`: reads, appends without choosing positions,
+/// and the subscription and outbox tables.
 fn least_privilege_grants(role: &str, q: &str) -> String {
     format!(
         "CREATE ROLE {role} LOGIN;
@@ -78,7 +79,9 @@ fn least_privilege_grants(role: &str, q: &str) -> String {
              ON {q}.factos_events TO {role};
          GRANT INSERT ON {q}.factos_event_tags TO {role};
          GRANT SELECT ON {q}.factos_schema_migrations TO {role};
-         GRANT USAGE, SELECT ON SEQUENCE {q}.factos_events_position_seq TO {role};"
+         GRANT USAGE, SELECT ON SEQUENCE {q}.factos_events_position_seq TO {role};
+         GRANT SELECT, INSERT, UPDATE ON {q}.factos_subscriptions TO {role};
+         GRANT SELECT, INSERT, UPDATE, DELETE ON {q}.factos_outbox TO {role};"
     )
 }
 
@@ -346,4 +349,62 @@ async fn times_out_then_works(store: &factos_postgres::PostgresStore) {
     );
     blocker.batch_execute("ROLLBACK").await.unwrap();
     buy(store, "c").await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_least_privilege_role_runs_a_subscription_and_an_outbox_worker() {
+    let database = common::database().await;
+    let owner = common::store_in(&database, StoreOptions::default()).await;
+    let role = format!("app_{}", database.name());
+    let app = least_privilege_store(&database, &owner, &role, LockingStrategy::Scoped).await;
+    let topic = factos::Topic::new("notice").unwrap();
+    let reactor = factos::reactor_fn(|r: &factos::Recorded<KitEvent>| {
+        vec![factos::OutboxMessage::new(
+            factos::Topic::new("notice").unwrap(),
+            r.position.get().to_string().into_bytes(),
+        )]
+    });
+    let query = Query::item(QueryItem::parse(["Item"], ["box:1"]).unwrap());
+    for _ in 0..3 {
+        factos::dispatch_with_outbox(
+            &app,
+            &StreamId::new("shelf").unwrap(),
+            &query,
+            &Bounded { limit: usize::MAX },
+            &KitCodec::default(),
+            &vec![KitEvent::new("Item", &["box:1"])],
+            &reactor,
+        )
+        .await
+        .unwrap();
+    }
+    let subscription = factos_postgres::Subscription::new(&app, "notices", Query::all()).unwrap();
+    let mut seen = common::Collect::default();
+    subscription.catch_up(&mut seen).await.unwrap();
+    assert_eq!(seen.positions(), [1, 2, 3]);
+    assert_eq!(subscription.checkpoint().await.unwrap(), 3);
+    let worker = factos_postgres::Outbox::new(&app, topic);
+    let leased = worker.lease().await.unwrap();
+    let payloads: Vec<Vec<u8>> = leased.iter().map(|m| m.payload.clone()).collect();
+    assert_eq!(payloads, [b"1".to_vec(), b"2".to_vec(), b"3".to_vec()]);
+    worker.fail(&leased[0], "try again").await.unwrap();
+    for message in &leased[1..] {
+        worker.ack(message).await.unwrap();
+    }
+    drop(app);
+    let q = owner.options().schema.quoted();
+    let left: i64 = owner
+        .pool()
+        .get()
+        .await
+        .unwrap()
+        .query_one(&format!("SELECT count(*) FROM {q}.factos_outbox"), &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(
+        left, 1,
+        "the failed message waits for its retry, the acked ones are gone"
+    );
+    revoke(&owner, &role).await;
 }
