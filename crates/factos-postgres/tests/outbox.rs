@@ -183,19 +183,37 @@ async fn table_lock_effects_commit_with_their_events() {
 async fn racing_registrations_record_one_event_and_one_effect() {
     let database = common::database().await;
     let store = common::store_in(&database, StoreOptions::default()).await;
+    let barrier = std::sync::Arc::new(tokio::sync::Barrier::new(8));
     let mut racers = Vec::new();
     for _ in 0..8 {
-        let store = store.clone();
-        racers.push(tokio::spawn(async move { register(&store, "zoe").await }));
+        let (store, barrier) = (store.clone(), barrier.clone());
+        racers.push(tokio::spawn(async move {
+            barrier.wait().await;
+            register(&store, "zoe").await
+        }));
     }
-    let mut won = 0;
+    let mut won = Vec::new();
     for racer in racers {
-        if racer.await.unwrap().is_ok() {
-            won += 1;
+        match racer.await.unwrap() {
+            Ok(done) => won.push(done),
+            Err(DispatchError::Domain(refusal)) if refusal == "zoe is taken" => {}
+            Err(e) => panic!("unexpected {e}"),
         }
     }
-    assert_eq!(won, 1);
-    assert_eq!(outbox_rows(&store).await.len(), 1);
+    assert_eq!(won.len(), 1, "one registration wins");
+    let events = store
+        .read(&Query::all(), ReadOptions::default())
+        .await
+        .unwrap()
+        .events;
+    assert_eq!(events.len(), 1, "one event");
+    assert_eq!(events[0].position, won[0].events[0].position);
+    let position = i64::try_from(events[0].position.get()).unwrap();
+    assert_eq!(
+        outbox_rows(&store).await,
+        vec![(position, "email".to_string(), b"zoe".to_vec())],
+        "one effect, caused by that event"
+    );
 }
 
 /// Fails the first `failures` deliveries of each message, then records it.

@@ -359,8 +359,11 @@ async fn commits_in_another_process_wake_a_subscriber_by_notify() {
     task.await.unwrap().unwrap();
 }
 
-/// Fails every batch.
-struct Failing;
+/// Fails every batch; counts the batches it was handed.
+#[derive(Default)]
+struct Failing {
+    handed: Vec<(u64, u64)>,
+}
 
 #[derive(Debug)]
 struct Refused;
@@ -373,7 +376,11 @@ impl std::error::Error for Refused {}
 
 impl EventHandler for Failing {
     type Error = Refused;
-    async fn handle(&mut self, _: &[StoredEvent]) -> Result<(), Refused> {
+    async fn handle(&mut self, events: &[StoredEvent]) -> Result<(), Refused> {
+        self.handed.push((
+            events[0].position.get(),
+            events[events.len() - 1].position.get(),
+        ));
         Err(Refused)
     }
 }
@@ -389,10 +396,16 @@ async fn a_failing_handler_is_retried_then_stops_the_subscription_at_its_batch()
         .unwrap()
         .with_options(options(Duration::from_millis(50), 2).handler_attempts(3))
         .unwrap();
+    let mut failing = Failing::default();
     let error = subscription
-        .run(&mut Failing, std::future::pending())
+        .run(&mut failing, std::future::pending())
         .await
         .unwrap_err();
+    assert_eq!(
+        failing.handed,
+        vec![(1, 2); 3],
+        "the handler saw the first batch three times, nothing else"
+    );
     match error {
         SubscriptionError::Handler {
             first,
