@@ -5,9 +5,13 @@
 //! exactly once, with the ids its key derives and the positions its caller
 //! was given, nothing else is, the tag mirror holds exactly the events' tags,
 //! the pool recovers by itself, and every failure was a store error that
-//! says whether a retry is safe.
+//! says whether a retry is safe. Also: a real unknown commit outcome (the
+//! answer to a COMMIT cut off) followed by a keyed retry, and the statement
+//! timeout.
 
 #![allow(clippy::unwrap_used, clippy::panic, clippy::too_many_lines)]
+
+mod common;
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
@@ -264,5 +268,221 @@ async fn every_command_lands_exactly_once_under_backend_terminations_and_a_crash
         mirror_mismatches(&store).await,
         0,
         "the tag mirror does not match the events"
+    );
+}
+
+/// A proxy in front of the test server that, once armed, cuts the
+/// connection when the server's answer to a `COMMIT` passes through, before
+/// the client sees it: the server has committed, the client cannot know.
+struct CommitCutter {
+    port: u16,
+    armed: Arc<AtomicBool>,
+    cut: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+/// The `CommandComplete` message of a `COMMIT`.
+const COMMIT_COMPLETE: &[u8] = b"C\0\0\0\x0bCOMMIT\0";
+
+async fn upstream(config: &factos_postgres::tokio_postgres::Config) -> tokio::net::UnixStream {
+    let port = config.get_ports().first().copied().unwrap_or(5432);
+    match config.get_hosts().first() {
+        Some(factos_postgres::tokio_postgres::config::Host::Unix(dir)) => {
+            tokio::net::UnixStream::connect(dir.join(format!(".s.PGSQL.{port}")))
+                .await
+                .unwrap()
+        }
+        other => panic!("the commit cutter needs a server on a unix socket, not {other:?}"),
+    }
+}
+
+impl CommitCutter {
+    async fn start(config: factos_postgres::tokio_postgres::Config) -> Self {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let armed = Arc::new(AtomicBool::new(false));
+        let cut = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        {
+            let (armed, cut) = (armed.clone(), cut.clone());
+            tokio::spawn(async move {
+                loop {
+                    let (client, _) = listener.accept().await.unwrap();
+                    let server = upstream(&config).await;
+                    let (armed, cut) = (armed.clone(), cut.clone());
+                    tokio::spawn(async move {
+                        let (mut client_read, mut client_write) = client.into_split();
+                        let (mut server_read, mut server_write) = server.into_split();
+                        let to_server = tokio::spawn(async move {
+                            let _ = tokio::io::copy(&mut client_read, &mut server_write).await;
+                        });
+                        let mut buffer = vec![0u8; 64 * 1024];
+                        while let Ok(n) = server_read.read(&mut buffer).await {
+                            if n == 0 {
+                                break;
+                            }
+                            let chunk = &buffer[..n];
+                            if chunk
+                                .windows(COMMIT_COMPLETE.len())
+                                .any(|w| w == COMMIT_COMPLETE)
+                                && armed.swap(false, Ordering::SeqCst)
+                            {
+                                cut.fetch_add(1, Ordering::SeqCst);
+                                break;
+                            }
+                            if client_write.write_all(chunk).await.is_err() {
+                                break;
+                            }
+                        }
+                        // Both directions closed: the client sees the
+                        // connection break with no answer.
+                        to_server.abort();
+                    });
+                }
+            });
+        }
+        Self { port, armed, cut }
+    }
+
+    fn config(
+        &self,
+        through: &factos_postgres::tokio_postgres::Config,
+    ) -> factos_postgres::tokio_postgres::Config {
+        let mut config = factos_postgres::tokio_postgres::Config::new();
+        config
+            .host("127.0.0.1")
+            .port(self.port)
+            .user(through.get_user().unwrap_or("postgres"))
+            .dbname(through.get_dbname().unwrap_or("postgres"));
+        if let Some(password) = through.get_password() {
+            config.password(password);
+        }
+        config
+    }
+}
+
+/// A dispatch whose COMMIT the server carried out but whose answer never
+/// arrived fails with `CommitOutcomeUnknown`; the first attempt's events are
+/// in the log, and a retry under the same key returns exactly them (ids and
+/// positions) without appending anything.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_keyed_retry_after_an_unknown_commit_outcome_returns_the_committed_events() {
+    let database = common::database().await;
+    let direct = common::store_in(&database, StoreOptions::default()).await;
+    let cutter = CommitCutter::start(database.config()).await;
+    let store = PostgresStore::from_config(
+        cutter.config(&database.config()),
+        2,
+        direct.options().clone(),
+    )
+    .unwrap();
+    let query = Query::tags([Tag::new("invoice:1").unwrap()]);
+    let stream = StreamId::new("invoice-1").unwrap();
+    let command = vec![
+        KitEvent::new("Paid", &["invoice:1"]),
+        KitEvent::new("Receipt", &["invoice:1"]),
+    ];
+    let key = uuid::Uuid::now_v7();
+    let (decider, codec) = (Bounded { limit: 10 }, KitCodec::default());
+    let dispatch =
+        || dispatch_with_query_idempotent(&store, &stream, &query, &decider, &codec, &command, key);
+    cutter.armed.store(true, Ordering::SeqCst);
+    match dispatch().await {
+        Err(DispatchError::Store(e)) if e.kind() == StoreErrorKind::CommitOutcomeUnknown => {}
+        other => panic!("expected CommitOutcomeUnknown, got {other:?}"),
+    }
+    assert_eq!(
+        cutter.cut.load(Ordering::SeqCst),
+        1,
+        "the COMMIT's answer was cut"
+    );
+    let stored: Vec<(uuid::Uuid, u64)> = direct
+        .read(&Query::all(), ReadOptions::default())
+        .await
+        .unwrap()
+        .events
+        .iter()
+        .map(|e| (e.id, e.position.get()))
+        .collect();
+    let ids: Vec<uuid::Uuid> = stored.iter().map(|e| e.0).collect();
+    assert_eq!(
+        ids,
+        vec![event_id(key, 0), event_id(key, 1)],
+        "the first attempt committed"
+    );
+    let retried = dispatch().await.unwrap();
+    let returned: Vec<(uuid::Uuid, u64)> = retried
+        .events
+        .iter()
+        .map(|e| (e.id, e.position.get()))
+        .collect();
+    assert_eq!(returned, stored, "the retry returns the committed events");
+    let after: Vec<(uuid::Uuid, u64)> = direct
+        .read(&Query::all(), ReadOptions::default())
+        .await
+        .unwrap()
+        .events
+        .iter()
+        .map(|e| (e.id, e.position.get()))
+        .collect();
+    assert_eq!(after, stored, "the retry appended nothing");
+}
+
+/// A dispatch whose statement runs beyond `statement_timeout` (it waits for
+/// a table lock held elsewhere) fails with a retry-safe `Timeout` naming the
+/// statement timeout, and writes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_statement_beyond_the_statement_timeout_fails_with_timeout_and_writes_nothing() {
+    let database = common::database().await;
+    let store = common::store_in(
+        &database,
+        StoreOptions::default().statement_timeout(Duration::from_millis(300)),
+    )
+    .await;
+    let (holder, connection) = database
+        .config()
+        .connect(factos_postgres::tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    holder
+        .batch_execute(&format!(
+            "BEGIN; LOCK TABLE {}.factos_events IN EXCLUSIVE MODE",
+            store.options().schema.quoted()
+        ))
+        .await
+        .unwrap();
+    let query = Query::tags([Tag::new("slow:1").unwrap()]);
+    let stream = StreamId::new("slow").unwrap();
+    let started = Instant::now();
+    let outcome = tokio::time::timeout(
+        Duration::from_secs(10),
+        dispatch_with_query(
+            &store,
+            &stream,
+            &query,
+            &Bounded { limit: 10 },
+            &KitCodec::default(),
+            &vec![KitEvent::new("Part", &["slow:1"])],
+        ),
+    )
+    .await
+    .expect("the statement timeout never struck");
+    match outcome {
+        Err(DispatchError::Store(e)) if e.kind() == StoreErrorKind::Timeout => {
+            assert!(e.is_retry_safe());
+            assert!(e.to_string().contains("statement timeout"), "{e}");
+        }
+        other => panic!("expected a Timeout, got {other:?}"),
+    }
+    assert!(started.elapsed() >= Duration::from_millis(300));
+    holder.batch_execute("ROLLBACK").await.unwrap();
+    assert!(
+        store
+            .read(&Query::all(), ReadOptions::default())
+            .await
+            .unwrap()
+            .events
+            .is_empty(),
+        "nothing written"
     );
 }
