@@ -283,15 +283,25 @@ struct CommitCutter {
 /// The `CommandComplete` message of a `COMMIT`.
 const COMMIT_COMPLETE: &[u8] = b"C\0\0\0\x0bCOMMIT\0";
 
-async fn upstream(config: &factos_postgres::tokio_postgres::Config) -> tokio::net::UnixStream {
+/// A byte stream to the server.
+trait Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Io for T {}
+
+async fn upstream(config: &factos_postgres::tokio_postgres::Config) -> Box<dyn Io> {
+    use factos_postgres::tokio_postgres::config::Host;
     let port = config.get_ports().first().copied().unwrap_or(5432);
     match config.get_hosts().first() {
-        Some(factos_postgres::tokio_postgres::config::Host::Unix(dir)) => {
+        Some(Host::Unix(dir)) => Box::new(
             tokio::net::UnixStream::connect(dir.join(format!(".s.PGSQL.{port}")))
                 .await
-                .unwrap()
-        }
-        other => panic!("the commit cutter needs a server on a unix socket, not {other:?}"),
+                .unwrap(),
+        ),
+        Some(Host::Tcp(host)) => Box::new(
+            tokio::net::TcpStream::connect((host.as_str(), port))
+                .await
+                .unwrap(),
+        ),
+        None => panic!("the test server has no host"),
     }
 }
 
@@ -311,7 +321,7 @@ impl CommitCutter {
                     let (armed, cut) = (armed.clone(), cut.clone());
                     tokio::spawn(async move {
                         let (mut client_read, mut client_write) = client.into_split();
-                        let (mut server_read, mut server_write) = server.into_split();
+                        let (mut server_read, mut server_write) = tokio::io::split(server);
                         let to_server = tokio::spawn(async move {
                             let _ = tokio::io::copy(&mut client_read, &mut server_write).await;
                         });
