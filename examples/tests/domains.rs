@@ -1,12 +1,19 @@
-//! The example domains behave as documented, on the in-memory store.
+//! The example domains behave as documented, on the in-memory store; the
+//! courses race also on PostgreSQL under every locking strategy.
 
 #![allow(clippy::unwrap_used, clippy::panic)]
 
+use std::collections::HashMap;
+use std::sync::Arc;
+
 use factos::json::JsonCodec;
-use factos::{Codec, InMemoryStore, compute_events};
+use factos::{Codec, InMemoryStore, Query, ReadOptions, compute_events};
+use factos_examples::ExampleStore;
 use factos_examples::courses::{self, CourseCommand, CourseDecider, CourseError, CourseEvent};
 use factos_examples::tickets::{BuyTicket, TicketDecider, TicketError, TicketEvent, run_sale};
 use factos_examples::usernames::{Register, RegisterError, register};
+use factos_postgres::throwaway::TestServer;
+use factos_postgres::{LockingStrategy, StoreOptions};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn tickets_sell_exactly_the_capacity() {
@@ -123,33 +130,51 @@ fn course_rules_in_one_decision() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn concurrent_subscriptions_respect_both_limits() {
-    let store = InMemoryStore::new();
-    for course in ["a", "b", "c", "d", "e"] {
+/// Subscriptions raced at once (a barrier): twelve students for course
+/// `big` (capacity 4) and for `c1` (capacity 10), and student `busy` for
+/// `c1`..`c6`. Exactly 4 take `big`, exactly 10 take `c1`, `busy` takes
+/// exactly 3 courses; every refusal is one of the two rules and every
+/// accepted subscription is stored once.
+async fn race_both_limits<S: ExampleStore>(store: &S) {
+    for (course, capacity) in [
+        ("big", 4),
+        ("c1", 10),
+        ("c2", 10),
+        ("c3", 10),
+        ("c4", 10),
+        ("c5", 10),
+        ("c6", 10),
+    ] {
         courses::handle(
-            &store,
+            store,
             &CourseCommand::Define {
                 course: course.into(),
-                capacity: 4,
+                capacity,
             },
         )
         .await
         .unwrap();
     }
-    let mut tasks = Vec::new();
-    for student in 0..8 {
-        for course in ["a", "b", "c", "d", "e"] {
-            let store = store.clone();
-            tasks.push(tokio::spawn(async move {
-                let command = CourseCommand::Subscribe {
-                    student: format!("s{student}"),
-                    course: course.into(),
-                };
-                courses::handle(&store, &command).await
-            }));
-        }
+    let mut requests: Vec<(String, String)> = Vec::new();
+    for student in 0..12 {
+        requests.push((format!("s{student}"), "big".into()));
+        requests.push((format!("s{student}"), "c1".into()));
     }
+    for course in ["c1", "c2", "c3", "c4", "c5", "c6"] {
+        requests.push(("busy".into(), course.into()));
+    }
+    let barrier = Arc::new(tokio::sync::Barrier::new(requests.len()));
+    let tasks: Vec<_> = requests
+        .into_iter()
+        .map(|(student, course)| {
+            let (store, barrier) = (store.clone(), barrier.clone());
+            tokio::spawn(async move {
+                let command = CourseCommand::Subscribe { student, course };
+                barrier.wait().await;
+                courses::handle(&store, &command).await
+            })
+        })
+        .collect();
     let mut accepted = 0;
     for task in tasks {
         match task.await.unwrap() {
@@ -160,21 +185,25 @@ async fn concurrent_subscriptions_respect_both_limits() {
             Err(e) => panic!("unexpected error {e:?}"),
         }
     }
-    let events = store.all_events();
+    let events = store
+        .read(&Query::all(), ReadOptions::default())
+        .await
+        .unwrap()
+        .events;
     let codec = JsonCodec::<CourseEvent>::new();
-    let mut per_course = std::collections::HashMap::<String, usize>::new();
-    let mut per_student = std::collections::HashMap::<String, usize>::new();
+    let mut per_course = HashMap::<String, usize>::new();
+    let mut per_student = HashMap::<String, usize>::new();
     for stored in &events {
         if let CourseEvent::StudentSubscribed { student, course } = codec.decode(stored).unwrap() {
             *per_course.entry(course).or_default() += 1;
             *per_student.entry(student).or_default() += 1;
         }
     }
-    assert!(per_course.values().all(|&n| n <= 4), "{per_course:?}");
-    assert!(
-        per_student
-            .values()
-            .all(|&n| n <= courses::MAX_COURSES_PER_STUDENT),
+    assert_eq!(per_course.get("big"), Some(&4), "{per_course:?}");
+    assert_eq!(per_course.get("c1"), Some(&10), "{per_course:?}");
+    assert_eq!(
+        per_student.get("busy"),
+        Some(&courses::MAX_COURSES_PER_STUDENT),
         "{per_student:?}"
     );
     assert_eq!(
@@ -182,6 +211,32 @@ async fn concurrent_subscriptions_respect_both_limits() {
         accepted,
         "every accepted subscription is stored once"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_subscriptions_respect_both_limits_in_memory() {
+    race_both_limits(&InMemoryStore::new()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_subscriptions_respect_both_limits_on_postgres() {
+    let server = TestServer::shared().unwrap_or_else(|e| panic!("{e}"));
+    for locking in [
+        LockingStrategy::Scoped,
+        LockingStrategy::TableLock,
+        LockingStrategy::Optimistic,
+    ] {
+        let database = server
+            .create_database()
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let store = database
+            .store(StoreOptions::default().locking(locking))
+            .unwrap();
+        store.migrate().await.unwrap();
+        race_both_limits(&store).await;
+        println!("{locking:?}: ok");
+    }
 }
 
 #[test]

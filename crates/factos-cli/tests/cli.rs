@@ -134,7 +134,24 @@ async fn events_as_table_and_json_lines() {
 async fn tail_follows_new_events() {
     let database = database().await;
     let store = seeded(&database).await;
-    let url = database.connection_string().to_string();
+    let booked = |seat: &str| {
+        NewEvent::new(EventType::new("Booked").unwrap(), b"{}".to_vec())
+            .with_tags(Tags::parse([seat, "hall:b"]).unwrap())
+    };
+    // Matches, but is there before tail starts (position 6): not printed.
+    store
+        .append(
+            &StreamId::new("early").unwrap(),
+            vec![booked("seat:6")],
+            AppendCondition::None,
+        )
+        .await
+        .unwrap();
+    // Named, so its session can be told apart from the test's own.
+    let url = format!(
+        "{} application_name='factos-tail'",
+        database.connection_string()
+    );
     let follower = tokio::task::spawn_blocking(move || {
         factos(
             &url,
@@ -150,14 +167,34 @@ async fn tail_follows_new_events() {
             ],
         )
     });
-    tokio::time::sleep(Duration::from_millis(800)).await;
+    // Once tail has finished a read of the events it has its starting head:
+    // everything appended from now on is new to it.
+    let client = store.pool().get().await.unwrap();
+    let start = std::time::Instant::now();
+    loop {
+        let reads: i64 = client
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'factos-tail'
+                 AND state = 'idle' AND query LIKE '%factos_events%'",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        if reads > 0 {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30) && !follower.is_finished(),
+            "tail did not read the events within 30 s"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     for seat in ["seat:7", "seat:8"] {
-        let event = NewEvent::new(EventType::new("Booked").unwrap(), b"{}".to_vec())
-            .with_tags(Tags::parse([seat, "hall:b"]).unwrap());
         store
             .append(
                 &StreamId::new("late").unwrap(),
-                vec![event],
+                vec![booked(seat)],
                 AppendCondition::None,
             )
             .await
@@ -173,7 +210,7 @@ async fn tail_follows_new_events() {
         .iter()
         .map(|l| l["position"].as_u64().unwrap())
         .collect();
-    assert_eq!(positions, vec![6, 7]);
+    assert_eq!(positions, vec![7, 8]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

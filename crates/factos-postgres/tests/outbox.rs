@@ -103,6 +103,48 @@ async fn outbox_rows(store: &PostgresStore) -> Vec<(i64, String, Vec<u8>)> {
         .collect()
 }
 
+/// Waits until the server's clock has passed the time message `id` is
+/// due again (its retry delay or lease ran out); fails after 10 s.
+async fn wait_until_due(store: &PostgresStore, id: i64) {
+    let client = store.pool().get().await.unwrap();
+    let schema = store.options().schema.quoted();
+    let start = std::time::Instant::now();
+    loop {
+        let due: bool = client
+            .query_one(
+                &format!("SELECT now() >= available_at FROM {schema}.factos_outbox WHERE id = $1"),
+                &[&id],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        if due {
+            return;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "message {id} not due within 10 s"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// Leases until something is handed out; fails after 10 s.
+async fn lease_some(outbox: &Outbox) -> Vec<LeasedMessage> {
+    let start = std::time::Instant::now();
+    loop {
+        let leased = outbox.lease().await.unwrap();
+        if !leased.is_empty() {
+            return leased;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "nothing handed out within 10 s"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
 async fn effects_commit_with_their_events(locking: LockingStrategy) {
     let database = common::database().await;
     let store = common::store_in(&database, StoreOptions::default().locking(locking)).await;
@@ -183,19 +225,37 @@ async fn table_lock_effects_commit_with_their_events() {
 async fn racing_registrations_record_one_event_and_one_effect() {
     let database = common::database().await;
     let store = common::store_in(&database, StoreOptions::default()).await;
+    let barrier = std::sync::Arc::new(tokio::sync::Barrier::new(8));
     let mut racers = Vec::new();
     for _ in 0..8 {
-        let store = store.clone();
-        racers.push(tokio::spawn(async move { register(&store, "zoe").await }));
+        let (store, barrier) = (store.clone(), barrier.clone());
+        racers.push(tokio::spawn(async move {
+            barrier.wait().await;
+            register(&store, "zoe").await
+        }));
     }
-    let mut won = 0;
+    let mut won = Vec::new();
     for racer in racers {
-        if racer.await.unwrap().is_ok() {
-            won += 1;
+        match racer.await.unwrap() {
+            Ok(done) => won.push(done),
+            Err(DispatchError::Domain(refusal)) if refusal == "zoe is taken" => {}
+            Err(e) => panic!("unexpected {e}"),
         }
     }
-    assert_eq!(won, 1);
-    assert_eq!(outbox_rows(&store).await.len(), 1);
+    assert_eq!(won.len(), 1, "one registration wins");
+    let events = store
+        .read(&Query::all(), ReadOptions::default())
+        .await
+        .unwrap()
+        .events;
+    assert_eq!(events.len(), 1, "one event");
+    assert_eq!(events[0].position, won[0].events[0].position);
+    let position = i64::try_from(events[0].position.get()).unwrap();
+    assert_eq!(
+        outbox_rows(&store).await,
+        vec![(position, "email".to_string(), b"zoe".to_vec())],
+        "one effect, caused by that event"
+    );
 }
 
 /// Fails the first `failures` deliveries of each message, then records it.
@@ -234,6 +294,7 @@ async fn workers_ack_retry_with_backoff_and_park() {
     let leased = emails.lease().await.unwrap();
     assert_eq!(leased.len(), 3);
     assert_eq!(leased[0].payload, b"a");
+    let failed_at = std::time::Instant::now();
     assert_eq!(
         emails.fail(&leased[0], "smtp down").await.unwrap(),
         FailOutcome::RetryIn(Duration::from_millis(50))
@@ -241,12 +302,12 @@ async fn workers_ack_retry_with_backoff_and_park() {
     for message in &leased[1..] {
         emails.ack(message).await.unwrap();
     }
+    let again = lease_some(&emails).await;
     assert!(
-        emails.lease().await.unwrap().is_empty(),
-        "retried before its backoff"
+        failed_at.elapsed() >= Duration::from_millis(50),
+        "retried before its backoff, after {:?}",
+        failed_at.elapsed()
     );
-    tokio::time::sleep(Duration::from_millis(80)).await;
-    let again = emails.lease().await.unwrap();
     assert_eq!(again.len(), 1);
     assert_eq!((again[0].id, again[0].attempt), (leased[0].id, 2));
     assert_eq!(again[0].last_error.as_deref(), Some("smtp down"));
@@ -255,17 +316,24 @@ async fn workers_ack_retry_with_backoff_and_park() {
         emails.ack(&leased[0]).await,
         Err(OutboxError::LeaseLost { .. })
     ));
+    let failed_at = std::time::Instant::now();
     assert_eq!(
         emails.fail(&again[0], "smtp down").await.unwrap(),
         FailOutcome::RetryIn(Duration::from_millis(100))
     );
-    tokio::time::sleep(Duration::from_millis(130)).await;
-    let third = emails.lease().await.unwrap();
+    let third = lease_some(&emails).await;
+    assert!(
+        failed_at.elapsed() >= Duration::from_millis(100),
+        "retried before its backoff, after {:?}",
+        failed_at.elapsed()
+    );
+    assert_eq!((third[0].id, third[0].attempt), (leased[0].id, 3));
     assert_eq!(
         emails.fail(&third[0], "smtp down").await.unwrap(),
         FailOutcome::Parked
     );
-    tokio::time::sleep(Duration::from_millis(250)).await;
+    // Past the time a fourth attempt would have been due.
+    wait_until_due(&store, leased[0].id).await;
     assert!(
         emails.lease().await.unwrap().is_empty(),
         "a parked message was handed out"
@@ -329,7 +397,9 @@ async fn an_expired_lease_hands_the_message_out_again_and_workers_never_share_on
         short.ack(message).await.unwrap();
     }
     assert!(short.lease().await.unwrap().is_empty());
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    for message in &one {
+        wait_until_due(&store, message.id).await;
+    }
     let redelivered = short.lease().await.unwrap();
     let mut again: Vec<i64> = redelivered.iter().map(|m| m.id).collect();
     again.sort_unstable();
@@ -413,7 +483,7 @@ async fn a_lease_that_runs_out_counts_as_a_failed_attempt_and_parks_at_the_limit
     // Two workers take the message in turn and die holding it.
     let first = emails.lease().await.unwrap();
     assert_eq!((first.len(), first[0].attempt), (1, 1));
-    tokio::time::sleep(lease + Duration::from_millis(100)).await;
+    wait_until_due(&store, first[0].id).await;
     let second = emails.lease().await.unwrap();
     assert_eq!((second.len(), second[0].attempt), (1, 2));
     assert!(
@@ -424,7 +494,7 @@ async fn a_lease_that_runs_out_counts_as_a_failed_attempt_and_parks_at_the_limit
         "{:?}",
         second[0].last_error
     );
-    tokio::time::sleep(lease + Duration::from_millis(100)).await;
+    wait_until_due(&store, first[0].id).await;
     let third = emails.lease().await.unwrap();
     assert!(
         third.is_empty(),
@@ -591,4 +661,70 @@ async fn durations_postgres_timestamps_cannot_hold_are_refused_with_the_options(
         uncapped.lease().await.unwrap().is_empty(),
         "not due for a century"
     );
+}
+
+/// The server's clock, in seconds since the epoch.
+async fn server_now(client: &tokio_postgres::Client) -> f64 {
+    client
+        .query_one("SELECT extract(epoch FROM clock_timestamp())::float8", &[])
+        .await
+        .unwrap()
+        .get(0)
+}
+
+/// The retry delay doubles from `retry_delay` up to `max_retry_delay` and
+/// stays there: each failed attempt says so, and the server makes the
+/// message due exactly that long after the failure.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_retry_delay_doubles_up_to_its_cap() {
+    let database = common::database().await;
+    let store = common::store_in(&database, StoreOptions::default()).await;
+    register(&store, "capped").await.unwrap();
+    let emails = Outbox::new(&store, Topic::new("email").unwrap())
+        .with_options(
+            OutboxOptions::default()
+                .retry_delay(Duration::from_secs(1))
+                .max_retry_delay(Duration::from_secs(3))
+                .max_attempts(10),
+        )
+        .unwrap();
+    let client = store.pool().get().await.unwrap();
+    let schema = store.options().schema.quoted();
+    for (attempt, delay) in [(1, 1), (2, 2), (3, 3), (4, 3), (5, 3)] {
+        let leased = emails.lease().await.unwrap();
+        assert_eq!(leased.len(), 1, "attempt {attempt}");
+        assert_eq!(leased[0].attempt, attempt);
+        let before = server_now(&client).await;
+        assert_eq!(
+            emails.fail(&leased[0], "down").await.unwrap(),
+            FailOutcome::RetryIn(Duration::from_secs(delay)),
+            "attempt {attempt}"
+        );
+        let after = server_now(&client).await;
+        let due: f64 = client
+            .query_one(
+                &format!(
+                    "SELECT extract(epoch FROM available_at)::float8 FROM {schema}.factos_outbox"
+                ),
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        #[allow(clippy::cast_precision_loss)]
+        let delay = delay as f64;
+        assert!(
+            due - after <= delay && delay <= due - before,
+            "attempt {attempt}: due {:.3} s after the failure, expected {delay} s",
+            due - before
+        );
+        // Due now, without waiting out the delay.
+        client
+            .execute(
+                &format!("UPDATE {schema}.factos_outbox SET available_at = now()"),
+                &[],
+            )
+            .await
+            .unwrap();
+    }
 }

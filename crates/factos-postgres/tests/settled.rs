@@ -10,7 +10,8 @@ mod common;
 use std::time::Duration;
 
 use factos::{
-    AppendCondition, EventStore, EventType, NewEvent, Query, QueryItem, ReadOptions, StreamId, Tags,
+    AppendCondition, AppendError, ConditionFailure, EventStore, EventType, NewEvent, Query,
+    QueryItem, ReadOptions, StreamId, Tags,
 };
 use factos_postgres::{LockingStrategy, StoreOptions};
 
@@ -80,16 +81,21 @@ async fn reads_wait_for_lower_positions(locking: LockingStrategy) {
         )
         .await
         .unwrap();
-    let stale = AppendCondition::fail_if_events_match(seats, None);
+    let stale = AppendCondition::fail_if_events_match(seats.clone(), None);
+    let refused = store
+        .append(
+            &StreamId::new("s").unwrap(),
+            vec![event("Seat", "seat:1")],
+            stale,
+        )
+        .await;
     assert!(
-        store
-            .append(
-                &StreamId::new("s").unwrap(),
-                vec![event("Seat", "seat:1")],
-                stale
-            )
-            .await
-            .is_err()
+        matches!(
+            &refused,
+            Err(AppendError::ConditionFailed(ConditionFailure::EventsMatched { query, after: None }))
+                if *query == seats
+        ),
+        "{locking:?}: {refused:?}"
     );
 }
 

@@ -363,8 +363,11 @@ async fn commits_in_another_process_wake_a_subscriber_by_notify() {
     task.await.unwrap().unwrap();
 }
 
-/// Fails every batch.
-struct Failing;
+/// Fails every batch; counts the batches it was handed.
+#[derive(Default)]
+struct Failing {
+    handed: Vec<(u64, u64)>,
+}
 
 #[derive(Debug)]
 struct Refused;
@@ -377,7 +380,11 @@ impl std::error::Error for Refused {}
 
 impl EventHandler for Failing {
     type Error = Refused;
-    async fn handle(&mut self, _: &[StoredEvent]) -> Result<(), Refused> {
+    async fn handle(&mut self, events: &[StoredEvent]) -> Result<(), Refused> {
+        self.handed.push((
+            events[0].position.get(),
+            events[events.len() - 1].position.get(),
+        ));
         Err(Refused)
     }
 }
@@ -393,10 +400,16 @@ async fn a_failing_handler_is_retried_then_stops_the_subscription_at_its_batch()
         .unwrap()
         .with_options(options(Duration::from_millis(50), 2).handler_attempts(3))
         .unwrap();
+    let mut failing = Failing::default();
     let error = subscription
-        .run(&mut Failing, std::future::pending())
+        .run(&mut failing, std::future::pending())
         .await
         .unwrap_err();
+    assert_eq!(
+        failing.handed,
+        vec![(1, 2); 3],
+        "the handler saw the first batch three times, nothing else"
+    );
     match error {
         SubscriptionError::Handler {
             first,
@@ -539,4 +552,176 @@ impl ProjectionHandler for Stalling {
         .await?;
         Ok(())
     }
+}
+
+/// Applies its batches into `applied`; in its first batch it gives up the
+/// subscriber's session lock (as an instance whose lock went away without
+/// it noticing), says so, and carries on only when told.
+struct LosesItsLock {
+    lost: Option<oneshot::Sender<()>>,
+    carry_on: Option<oneshot::Receiver<()>>,
+}
+
+impl ProjectionHandler for LosesItsLock {
+    type Error = factos_postgres::tokio_postgres::Error;
+    async fn apply(
+        &mut self,
+        tx: &Transaction<'_>,
+        events: &[StoredEvent],
+    ) -> Result<(), Self::Error> {
+        if let (Some(lost), Some(carry_on)) = (self.lost.take(), self.carry_on.take()) {
+            tx.execute("SELECT pg_advisory_unlock_all()", &[]).await?;
+            let _ = lost.send(());
+            let _ = carry_on.await;
+        }
+        let positions: Vec<i64> = events
+            .iter()
+            .map(|e| i64::try_from(e.position.get()).unwrap())
+            .collect();
+        tx.execute(
+            "INSERT INTO applied (position) SELECT unnest($1::bigint[])",
+            &[&positions],
+        )
+        .await?;
+        Ok(())
+    }
+}
+
+/// An instance that lost its lock mid-batch while another instance took
+/// the subscriber over and moved the checkpoint: its compare-and-set finds
+/// the checkpoint moved, `run_projection` ends with `LeaseLost`, and none of
+/// its batch's writes are kept.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_instance_that_lost_its_lock_cannot_move_the_checkpoint() {
+    let database = common::database().await;
+    let store = common::store_in(&database, StoreOptions::default()).await;
+    let client = store.pool().get().await.unwrap();
+    client
+        .batch_execute("CREATE TABLE applied (position bigint NOT NULL)")
+        .await
+        .unwrap();
+    for i in 0..3 {
+        append(&store, &format!("s{i}"), vec![event("Seat", "seat:1")]).await;
+    }
+    let subscription = Subscription::new(&store, "taken-over", Query::all())
+        .unwrap()
+        .with_options(options(Duration::from_millis(50), 10))
+        .unwrap();
+    let (lost, lock_lost) = oneshot::channel();
+    let (carry_on, told) = oneshot::channel();
+    let mut handler = LosesItsLock {
+        lost: Some(lost),
+        carry_on: Some(told),
+    };
+    let first = {
+        let subscription = subscription.clone();
+        tokio::spawn(async move {
+            subscription
+                .run_projection(&mut handler, std::future::pending())
+                .await
+        })
+    };
+    lock_lost.await.unwrap();
+    // Another instance takes the subscriber and applies everything.
+    let mut other = Stalling {
+        batches: 0,
+        in_batch: None,
+        resumed: tokio::sync::watch::channel(true).1,
+    };
+    assert_eq!(
+        subscription.catch_up_projection(&mut other).await.unwrap(),
+        3
+    );
+    assert_eq!(subscription.checkpoint().await.unwrap(), 3);
+    carry_on.send(()).unwrap();
+    let outcome = tokio::time::timeout(Duration::from_secs(10), first)
+        .await
+        .expect("the first instance did not stop")
+        .unwrap();
+    assert!(
+        matches!(outcome, Err(SubscriptionError::LeaseLost)),
+        "{outcome:?}"
+    );
+    let applied: Vec<i64> = client
+        .query("SELECT position FROM applied ORDER BY position", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(applied, vec![1, 2, 3], "only the other instance's writes");
+    assert_eq!(subscription.checkpoint().await.unwrap(), 3);
+}
+
+/// With `notify_interval` 200 ms, a burst of 40 commits from 8 writers
+/// yields at least one notification on the store's channel and at most one
+/// per interval (plus the first).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_commits_is_announced_by_few_notifications() {
+    use futures_util::StreamExt;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let interval = Duration::from_millis(200);
+    let database = common::database().await;
+    let store = common::store_in(
+        &database,
+        StoreOptions::default().notify_interval(Some(interval)),
+    )
+    .await;
+    let channel = format!("factos_{}", store.options().schema.as_str());
+    let (listener, mut connection) = database
+        .config()
+        .connect(factos_postgres::tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    let received = std::sync::Arc::new(AtomicUsize::new(0));
+    {
+        let (received, channel) = (received.clone(), channel.clone());
+        tokio::spawn(async move {
+            let mut messages = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
+            while let Some(Ok(message)) = messages.next().await {
+                if let factos_postgres::tokio_postgres::AsyncMessage::Notification(n) = message
+                    && n.channel() == channel
+                {
+                    received.fetch_add(1, Ordering::SeqCst);
+                }
+            }
+        });
+    }
+    listener
+        .batch_execute(&format!("LISTEN {channel}"))
+        .await
+        .unwrap();
+    let start = Instant::now();
+    let writers: Vec<_> = (0..8)
+        .map(|writer| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                for n in 0..5 {
+                    append(
+                        &store,
+                        &format!("w{writer}"),
+                        vec![event("Seat", &format!("seat:{n}"))],
+                    )
+                    .await;
+                }
+            })
+        })
+        .collect();
+    for writer in writers {
+        writer.await.unwrap();
+    }
+    let burst = start.elapsed();
+    // The first commit's notification goes out at once.
+    while received.load(Ordering::SeqCst) == 0 {
+        assert!(start.elapsed() < Duration::from_secs(10), "no notification");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let seen = received.load(Ordering::SeqCst);
+    let allowed = usize::try_from(start.elapsed().as_millis() / interval.as_millis()).unwrap() + 1;
+    println!("{seen} notifications for 40 commits in {burst:?}");
+    assert!(
+        seen <= allowed,
+        "{seen} notifications within {:?}, at most {allowed} expected",
+        start.elapsed()
+    );
 }

@@ -1295,7 +1295,14 @@ async fn idempotent_racers_append_once<S: EventStore + Clone + 'static>(store: S
                     )
                     .await
                     {
-                        Ok(done) => return Ok::<_, String>(done.events[0].id),
+                        Ok(done) => {
+                            return Ok::<_, String>(
+                                done.events
+                                    .iter()
+                                    .map(|e| (e.id, e.position))
+                                    .collect::<Vec<_>>(),
+                            );
+                        }
                         Err(e) if e.is_retryable() => {}
                         Err(e) => return Err(format!("{e:?}")),
                     }
@@ -1303,19 +1310,31 @@ async fn idempotent_racers_append_once<S: EventStore + Clone + 'static>(store: S
             })
         })
         .collect();
+    let mut reported = Vec::new();
     for task in tasks {
-        let id = task.await.map_err(|e| e.to_string())??;
+        reported.push(task.await.map_err(|e| e.to_string())??);
+    }
+    let stored: Vec<_> = store
+        .read(&Query::all(), forwards())
+        .await
+        .map_err(|e| e.to_string())?
+        .events
+        .iter()
+        .map(|e| (e.id, e.position))
+        .collect();
+    ensure_eq!(stored.len(), 1, "events after eight racers with one key");
+    ensure_eq!(
+        stored[0].0,
+        factos::event_id(key, 0),
+        "the stored event's id derives from the key"
+    );
+    for events in reported {
         ensure_eq!(
-            id,
-            factos::event_id(key, 0),
-            "every racer reports the one committed event"
+            events,
+            stored,
+            "every racer reports the one stored event, id and position"
         );
     }
-    ensure_eq!(
-        count(&store).await?,
-        1,
-        "events after eight racers with one key"
-    );
     Ok(())
 }
 
