@@ -7,8 +7,9 @@ use crate::PostgresStore;
 use crate::error::{Phase, db_error};
 use crate::sql::{MIGRATIONS, SchemaName};
 
-/// The schema version this crate's code needs.
-pub const SCHEMA_VERSION: i32 = 6;
+/// The schema version this crate's code needs: the last migration's.
+#[allow(clippy::cast_possible_truncation, clippy::cast_possible_wrap)]
+pub const SCHEMA_VERSION: i32 = MIGRATIONS.len() as i32;
 
 /// What [`PostgresStore::migrate`] did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -58,6 +59,56 @@ async fn create_schema_if_missing(
     Ok(())
 }
 
+/// The SQL of a migration's checksum, computed by the server: SHA-256 of
+/// the UTF-8 text bound to `parameter`, in hex.
+fn checksum_of(parameter: &str) -> String {
+    format!("encode(sha256(convert_to({parameter}::text, 'UTF8')), 'hex')")
+}
+
+/// Checks that every applied migration's text is the one this crate holds,
+/// as sqlx does: a migration edited after it was applied is an error that
+/// names it (run a new migration instead). A migration recorded by a factos
+/// from before checksums gets its checksum now (trusted on first use).
+async fn verify_checksums(
+    transaction: &tokio_postgres::Transaction<'_>,
+    done: &[i32],
+) -> Result<(), StoreError> {
+    let fail = |what: &'static str| move |e| db_error(what, e, Phase::BeforeCommit);
+    for (version, name, sql) in MIGRATIONS.iter().filter(|(v, _, _)| done.contains(v)) {
+        transaction
+            .execute(
+                &format!(
+                    "UPDATE factos_schema_migrations SET checksum = {}
+                     WHERE version = $1 AND checksum IS NULL",
+                    checksum_of("$2")
+                ),
+                &[version, sql],
+            )
+            .await
+            .map_err(fail("cannot record a migration's checksum"))?;
+        let unchanged: bool = transaction
+            .query_one(
+                &format!(
+                    "SELECT checksum = {} FROM factos_schema_migrations WHERE version = $1",
+                    checksum_of("$2")
+                ),
+                &[version, sql],
+            )
+            .await
+            .map_err(fail("cannot read a migration's checksum"))?
+            .get(0);
+        if !unchanged {
+            return Err(StoreError::new(
+                StoreErrorKind::Schema,
+                format!(
+                    "migration {version} ({name}) was applied with other SQL than this factos-postgres holds: a migration must not change once applied"
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
 impl PostgresStore {
     /// Creates or upgrades the schema to [`SCHEMA_VERSION`]: the event table,
     /// the tag mirror and their indexes, backfilling the mirror. Creating
@@ -97,7 +148,8 @@ impl PostgresStore {
                      version integer PRIMARY KEY,
                      name text NOT NULL,
                      applied_at timestamptz NOT NULL DEFAULT now()
-                 );"
+                 );
+                 ALTER TABLE factos_schema_migrations ADD COLUMN IF NOT EXISTS checksum text;"
             ))
             .await
             .map_err(fail("cannot create the migrations table"))?;
@@ -117,6 +169,7 @@ impl PostgresStore {
                 ),
             ));
         }
+        verify_checksums(&transaction, &done).await?;
         let mut applied = Vec::new();
         for (version, name, sql) in MIGRATIONS {
             if done.contains(version) {
@@ -128,8 +181,12 @@ impl PostgresStore {
                 .map_err(fail("cannot apply a migration"))?;
             transaction
                 .execute(
-                    "INSERT INTO factos_schema_migrations (version, name) VALUES ($1, $2)",
-                    &[version, name],
+                    &format!(
+                        "INSERT INTO factos_schema_migrations (version, name, checksum)
+                         VALUES ($1, $2, {})",
+                        checksum_of("$3")
+                    ),
+                    &[version, name, sql],
                 )
                 .await
                 .map_err(fail("cannot record a migration"))?;
@@ -171,5 +228,18 @@ impl PostgresStore {
             .await
             .map_err(|e| db_error("cannot read the schema version", e, Phase::BeforeCommit))?;
         Ok(row.get(0))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The version is derived from the list, so the list must number its
+    /// migrations 1, 2, ... in order.
+    #[test]
+    fn migrations_are_numbered_in_order() {
+        let versions: Vec<i32> = MIGRATIONS.iter().map(|(v, _, _)| *v).collect();
+        assert_eq!(versions, (1..=SCHEMA_VERSION).collect::<Vec<_>>());
     }
 }

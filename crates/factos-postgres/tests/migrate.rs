@@ -255,3 +255,44 @@ async fn the_schema_owner_migrates_without_create_on_the_database() {
         "{refused}"
     );
 }
+
+/// A migration whose text changed after it was applied is refused with a
+/// schema error naming it; one recorded without a checksum (by a factos from
+/// before checksums) gets one and migrates.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_migration_changed_after_it_was_applied_is_refused() {
+    let database = common::database().await;
+    let store = common::store_in(&database, StoreOptions::default()).await;
+    let q = store.options().schema.quoted();
+    let client = store.pool().get().await.unwrap();
+    client
+        .batch_execute(&format!(
+            "UPDATE {q}.factos_schema_migrations SET checksum = NULL WHERE version = 1"
+        ))
+        .await
+        .unwrap();
+    assert!(store.migrate().await.unwrap().applied.is_empty());
+    let recorded: Option<String> = client
+        .query_one(
+            &format!("SELECT checksum FROM {q}.factos_schema_migrations WHERE version = 1"),
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(recorded.map(|c| c.len()), Some(64), "a SHA-256 in hex");
+    client
+        .batch_execute(&format!(
+            "UPDATE {q}.factos_schema_migrations SET checksum = repeat('0', 64) WHERE version = 2"
+        ))
+        .await
+        .unwrap();
+    let error = store.migrate().await.unwrap_err();
+    assert_eq!(error.kind(), factos::StoreErrorKind::Schema, "{error}");
+    assert!(
+        error
+            .to_string()
+            .contains("migration 2 (scoped locking functions)"),
+        "{error}"
+    );
+}
