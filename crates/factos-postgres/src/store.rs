@@ -1094,6 +1094,16 @@ impl PostgresStore {
         events: &[NewEvent],
     ) -> Result<Vec<StoredEvent>, StoreError> {
         let ids: Vec<uuid::Uuid> = events.iter().map(|e| e.id).collect();
+        self.stored_with_id_list(client, &ids).await
+    }
+
+    /// The stored events carrying `ids`, in their order (ids not stored are
+    /// left out).
+    async fn stored_with_id_list(
+        &self,
+        client: &deadpool_postgres::Object,
+        ids: &[uuid::Uuid],
+    ) -> Result<Vec<StoredEvent>, StoreError> {
         let statement = client
             .prepare_cached(&self.sql().read_by_ids)
             .await
@@ -1102,6 +1112,7 @@ impl PostgresStore {
             .query(&statement, &[&ids])
             .await
             .map_err(|e| db_error("cannot read the replayed events", e, Phase::BeforeCommit))?;
+
         let mut found: std::collections::HashMap<uuid::Uuid, StoredEvent> = rows
             .iter()
             .map(|row| stored_event(row, 0).map(|e| (e.id, e)))
@@ -1236,6 +1247,42 @@ impl PostgresStore {
         Ok(events)
     }
 
+    /// The ids a process plans for its events (an idempotent dispatch), at
+    /// most one append's worth.
+    fn planned_ids<P: DecisionProcess>(&self, process: &P) -> Vec<uuid::Uuid> {
+        factos::store::planned_event_ids(process, self.limits().max_events_per_append)
+    }
+
+    /// What an earlier attempt with these planned ids committed, if it did:
+    /// a keyed retry replays it without deciding again.
+    async fn earlier_attempt(
+        &self,
+        client: &deadpool_postgres::Object,
+        stream: &StreamId,
+        planned: &[uuid::Uuid],
+    ) -> Result<Option<Committed>, StoreError> {
+        if planned.is_empty() {
+            return Ok(None);
+        }
+        let stored = self.stored_with_id_list(client, planned).await?;
+        Ok(factos::store::earlier_attempt(stream, planned, stored)?
+            .map(|stored| factos::store::replayed(stream, stored, Folded::default())))
+    }
+
+    /// Replays a keyed decision whose command already committed, before it
+    /// reads or decides anything (one lookup by id).
+    async fn replay_before_deciding(
+        &self,
+        stream: &StreamId,
+        planned: &[uuid::Uuid],
+    ) -> Result<Option<Committed>, StoreError> {
+        if planned.is_empty() {
+            return Ok(None);
+        }
+        let client = self.client().await?;
+        self.earlier_attempt(&client, stream, planned).await
+    }
+
     /// Ends a locked decision whose events' ids were found stored: a replay
     /// of its own earlier attempt (committed, with its effects, if any,
     /// recorded then) or an id conflict.
@@ -1251,13 +1298,26 @@ impl PostgresStore {
             stored,
             context,
         } = found;
-        match replay_or_conflict(
-            stream,
-            &new,
-            stored,
-            |s, n, st| process.is_replay_of(s, n, st),
-            context,
-        ) {
+        // A keyed retry that raced its first attempt decided on a context
+        // holding that attempt's events: replay what the attempt committed,
+        // whatever this decision decided.
+        let planned = self.planned_ids(process);
+        let resolved = match session.client() {
+            Ok(client) if !planned.is_empty() => self
+                .earlier_attempt(client, stream, &planned)
+                .await
+                .and_then(|found| {
+                    found.ok_or_else(|| factos::store::event_id_conflict(&new, &stored))
+                }),
+            _ => replay_or_conflict(
+                stream,
+                &new,
+                stored,
+                |s, n, st| process.is_replay_of(s, n, st),
+                context,
+            ),
+        };
+        match resolved {
             Ok(replayed) if process.records_effects() => {
                 self.record_and_commit(session, process, replayed).await
             }
@@ -1392,21 +1452,14 @@ impl PostgresStore {
                     self.inner.hot.cool(query);
                     return Ok(decided_on(committed, folded));
                 }
-                Err(AppendFailure::IdsStored { new, stored }) => {
-                    return replay_or_conflict(
-                        stream,
-                        &new,
-                        stored,
-                        |s, n, st| process.is_replay_of(s, n, st),
-                        folded,
-                    )
-                    .map_err(DecisionError::Store);
-                }
                 Err(AppendFailure::Condition(_)) => {
                     self.retried();
                     self.inner.hot.heat(query);
                 }
-                Err(AppendFailure::LocksBusy) => self.retried(),
+                // Busy keys, or ids found stored by a decision on a state
+                // that may be stale: the guarded path decides again (and
+                // tells a replay from a conflict).
+                Err(AppendFailure::LocksBusy | AppendFailure::IdsStored { .. }) => self.retried(),
                 Err(AppendFailure::Store(e)) => return Err(DecisionError::Store(e)),
             }
         }
@@ -1542,6 +1595,11 @@ impl PostgresStore {
             {
                 Ok(committed) => return Ok(decided_on(committed, context_read)),
                 Err(AppendFailure::IdsStored { new, stored }) => {
+                    let planned = self.planned_ids(process);
+                    let client = self.client().await?;
+                    if let Some(replayed) = self.earlier_attempt(&client, stream, &planned).await? {
+                        return Ok(replayed);
+                    }
                     return replay_or_conflict(
                         stream,
                         &new,
@@ -1671,7 +1729,7 @@ fn replay_or_conflict(
     context: Folded,
 ) -> Result<Committed, StoreError> {
     if stored.len() != new.len() || !own(stream, new, &stored) {
-        return Err(factos::store::event_id_conflict(new));
+        return Err(factos::store::event_id_conflict(new, &stored));
     }
     let last = stored.last().map(|e| (e.revision, e.position));
     Ok(Committed {
@@ -1885,15 +1943,21 @@ impl EventStore for PostgresStore {
         process: &mut P,
     ) -> Result<Committed, DecisionError<P::Error>> {
         let span = tracing::info_span!("factos.dispatch", kind = "query", stream = %stream, query = %query, outcome = tracing::field::Empty, events = tracing::field::Empty, position = tracing::field::Empty);
-        let outcome = match self.inner.options.locking {
+        let planned = self.planned_ids(process);
+        let outcome = match self.replay_before_deciding(stream, &planned).await {
+            Ok(Some(replayed)) => Ok(replayed),
+            Err(e) => Err(DecisionError::Store(e)),
             // Effects are recorded between the append and the commit, which
             // the pessimistic path (every strategy's keys are compatible) does.
-            LockingStrategy::Optimistic if !process.records_effects() => {
+            Ok(None)
+                if self.inner.options.locking == LockingStrategy::Optimistic
+                    && !process.records_effects() =>
+            {
                 self.decide_optimistic(stream, query, process)
                     .instrument(span.clone())
                     .await
             }
-            _ => {
+            Ok(None) => {
                 self.decide_locked(stream, Context::Query(query), process, Folded::default())
                     .instrument(span.clone())
                     .await
@@ -1911,14 +1975,20 @@ impl EventStore for PostgresStore {
         folded: Folded,
     ) -> Result<Committed, DecisionError<P::Error>> {
         let span = tracing::info_span!("factos.dispatch", kind = "cached", stream = %stream, query = %query, outcome = tracing::field::Empty, events = tracing::field::Empty, position = tracing::field::Empty);
-        let outcome = if process.records_effects() {
-            self.decide_locked(stream, Context::Query(query), process, folded)
-                .instrument(span.clone())
-                .await
-        } else {
-            self.decide_cached(stream, query, process, folded)
-                .instrument(span.clone())
-                .await
+        let planned = self.planned_ids(process);
+        let outcome = match self.replay_before_deciding(stream, &planned).await {
+            Ok(Some(replayed)) => Ok(replayed),
+            Err(e) => Err(DecisionError::Store(e)),
+            Ok(None) if process.records_effects() => {
+                self.decide_locked(stream, Context::Query(query), process, folded)
+                    .instrument(span.clone())
+                    .await
+            }
+            Ok(None) => {
+                self.decide_cached(stream, query, process, folded)
+                    .instrument(span.clone())
+                    .await
+            }
         };
         record_outcome(&span, &outcome, describe_decision);
         outcome
@@ -1940,10 +2010,16 @@ impl EventStore for PostgresStore {
         process: &mut P,
     ) -> Result<Committed, DecisionError<P::Error>> {
         let span = tracing::info_span!("factos.dispatch", kind = "stream", stream = %stream, outcome = tracing::field::Empty, events = tracing::field::Empty, position = tracing::field::Empty);
-        let outcome = self
-            .decide_locked(stream, Context::Stream, process, Folded::default())
-            .instrument(span.clone())
-            .await;
+        let planned = self.planned_ids(process);
+        let outcome = match self.replay_before_deciding(stream, &planned).await {
+            Ok(Some(replayed)) => Ok(replayed),
+            Err(e) => Err(DecisionError::Store(e)),
+            Ok(None) => {
+                self.decide_locked(stream, Context::Stream, process, Folded::default())
+                    .instrument(span.clone())
+                    .await
+            }
+        };
         record_outcome(&span, &outcome, describe_decision);
         outcome
     }

@@ -40,6 +40,7 @@ use cached::{
     cache_after_refusals_and_panics,
 };
 use ids::{
+    a_keyed_retry_replays_whatever_it_would_decide_now,
     an_id_stored_with_other_content_is_a_conflict, repeated_ids_in_one_append_are_refused,
     the_same_append_again_is_a_replay,
 };
@@ -112,6 +113,7 @@ pub(crate) fn all<S: EventStore + Clone + 'static>() -> Vec<Case<S>> {
         repeated_ids_in_one_append_are_refused,
         an_id_stored_with_other_content_is_a_conflict,
         the_same_append_again_is_a_replay,
+        a_keyed_retry_replays_whatever_it_would_decide_now,
         // Cached dispatch.
         cache_after_a_decision_that_appends_nothing,
         cache_after_an_empty_decision_on_an_empty_context,

@@ -279,18 +279,23 @@ where
         Ok(encoded)
     }
 
+    fn planned_event_id(&self, index: usize) -> Option<uuid::Uuid> {
+        self.idempotency_key.map(|key| event_id(key, index))
+    }
+
     /// Under an idempotency key the ids name the command, not the content:
-    /// a retry decides on a context that may now hold the first attempt's
-    /// own events and so decide other content, yet the stored events are
-    /// still this command's. They must be on the same stream.
+    /// a retry that raced its first attempt may decide on a context holding
+    /// that attempt's events, yet the stored events are still this
+    /// command's when they carry its planned ids, from the first, on the
+    /// same stream.
     fn is_replay_of(&self, stream: &StreamId, new: &[NewEvent], stored: &[StoredEvent]) -> bool {
         match self.idempotency_key {
-            Some(_) => {
-                new.len() == stored.len()
-                    && new
+            Some(key) => {
+                !stored.is_empty()
+                    && stored
                         .iter()
-                        .zip(stored)
-                        .all(|(n, s)| n.id == s.id && &s.stream == stream)
+                        .enumerate()
+                        .all(|(index, s)| s.id == event_id(key, index) && &s.stream == stream)
             }
             None => crate::store::is_same_append(stream, new, stored),
         }

@@ -28,7 +28,8 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use crate::store::{
     AppendError, Committed, ConditionFailure, DecisionError, DecisionProcess, Folded, ReadResult,
-    StoreErrorKind, StreamEvents, event_id_conflict, is_same_append,
+    StoreErrorKind, StreamEvents, earlier_attempt, event_id_conflict, is_same_append,
+    planned_event_ids, replayed,
 };
 use crate::{
     AppendCondition, EventStore, NewEvent, Position, Query, ReadOptions, Revision, StoreError,
@@ -96,9 +97,15 @@ impl Log {
     /// The stored events carrying any of these ids, in the order of `events`
     /// (ids not stored are skipped); empty when none is stored.
     fn stored_with_ids(&self, events: &[NewEvent]) -> Vec<StoredEvent> {
-        events
-            .iter()
-            .filter_map(|e| self.ids.get(&e.id).map(|&i| self.events[i].clone()))
+        let ids: Vec<uuid::Uuid> = events.iter().map(|e| e.id).collect();
+        self.stored_with_id_list(&ids)
+    }
+
+    /// The stored events carrying these ids, in their order (ids not stored
+    /// are skipped).
+    fn stored_with_id_list(&self, ids: &[uuid::Uuid]) -> Vec<StoredEvent> {
+        ids.iter()
+            .filter_map(|id| self.ids.get(id).map(|&i| self.events[i].clone()))
             .collect()
     }
 
@@ -138,20 +145,6 @@ impl Log {
             context_events: 0,
             replayed: false,
         })
-    }
-}
-
-/// What a replay of `stored` (an earlier attempt's events, on `stream`) reports.
-fn replayed(stream: &StreamId, stored: Vec<StoredEvent>, context: Folded) -> Committed {
-    let last = stored.last().map(|e| (e.revision, e.position));
-    Committed {
-        stream: stream.clone(),
-        current_revision: last.map_or(Revision::NoEvents, |(r, _)| Revision::Current(r)),
-        position: last.map(|(_, p)| p),
-        events: stored,
-        context_position: context.position,
-        context_events: context.events,
-        replayed: true,
     }
 }
 
@@ -260,6 +253,12 @@ impl InMemoryStore {
     ) -> Result<Committed, DecisionError<P::Error>> {
         self.limits.check_context(folded.events)?;
         let mut log = self.lock();
+        // A retry of a command that committed replays it without deciding.
+        let planned = planned_event_ids(process, self.limits.max_events_per_append);
+        if let Some(stored) = earlier_attempt(stream, &planned, log.stored_with_id_list(&planned))?
+        {
+            return Ok(replayed(stream, stored, Folded::default()));
+        }
         let mut context = folded;
         let skip = folded
             .position
@@ -287,7 +286,7 @@ impl InMemoryStore {
             if stored.len() == events.len() && process.is_replay_of(stream, &events, &stored) {
                 return Ok(replayed(stream, stored, context));
             }
-            return Err(DecisionError::Store(event_id_conflict(&events)));
+            return Err(DecisionError::Store(event_id_conflict(&events, &stored)));
         }
         // Under the lock nothing can have changed since the read; the check is
         // kept so the in-memory store fails exactly where a database would.
@@ -357,7 +356,7 @@ impl EventStore for InMemoryStore {
             if is_same_append(stream, &events, &stored) {
                 return Ok(replayed(stream, stored, Folded::default()));
             }
-            return Err(AppendError::Store(event_id_conflict(&events)));
+            return Err(AppendError::Store(event_id_conflict(&events, &stored)));
         }
         log.check(&condition)
             .map_err(AppendError::ConditionFailed)?;

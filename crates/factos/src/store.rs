@@ -132,10 +132,68 @@ pub fn is_same_append(stream: &StreamId, new: &[NewEvent], stored: &[StoredEvent
         })
 }
 
-/// The error of an append whose first event id is already stored with other
-/// content (see [`is_same_append`]).
-pub fn event_id_conflict(new: &[NewEvent]) -> StoreError {
-    let id = new.first().map(|e| e.id.to_string()).unwrap_or_default();
+/// The ids a decision plans for its events ([`DecisionProcess::planned_event_id`]),
+/// at most `max` of them; empty when it plans none.
+pub fn planned_event_ids<P: DecisionProcess + ?Sized>(process: &P, max: usize) -> Vec<uuid::Uuid> {
+    (0..max)
+        .map_while(|i| process.planned_event_id(i))
+        .collect()
+}
+
+/// A replay of `stored` (an earlier attempt's events, on `stream`), decided
+/// on the context `context`.
+pub fn replayed(stream: &StreamId, stored: Vec<StoredEvent>, context: Folded) -> Committed {
+    let last = stored.last().map(|e| (e.revision, e.position));
+    Committed {
+        stream: stream.clone(),
+        current_revision: last.map_or(Revision::NoEvents, |(r, _)| Revision::Current(r)),
+        position: last.map(|(_, p)| p),
+        events: stored,
+        context_position: context.position,
+        context_events: context.events,
+        replayed: true,
+    }
+}
+
+/// What an earlier attempt of a decision with planned ids committed: the
+/// stored events under `planned` ids, in order, if the first is stored.
+/// They must be a prefix of the planned ids on `stream` (an attempt appends
+/// its events together, to one stream); otherwise the ids belong to
+/// something else: [`StoreErrorKind::EventIdConflict`].
+pub fn earlier_attempt(
+    stream: &StreamId,
+    planned: &[uuid::Uuid],
+    stored: Vec<StoredEvent>,
+) -> Result<Option<Vec<StoredEvent>>, StoreError> {
+    let Some(first) = stored.first() else {
+        return Ok(None);
+    };
+    let prefix = stored.len() <= planned.len()
+        && stored
+            .iter()
+            .zip(planned)
+            .all(|(s, id)| s.id == *id && &s.stream == stream);
+    if !prefix || planned.first() != Some(&first.id) {
+        return Err(StoreError::new(
+            StoreErrorKind::EventIdConflict,
+            format!(
+                "event id {} is already stored by another append; nothing was written",
+                first.id
+            ),
+        ));
+    }
+    Ok(Some(stored))
+}
+
+/// The error of an append one of whose event ids is already stored with
+/// other content (see [`is_same_append`]); `stored` names one such id.
+pub fn event_id_conflict(new: &[NewEvent], stored: &[StoredEvent]) -> StoreError {
+    let id = stored
+        .first()
+        .map(|e| e.id)
+        .or_else(|| new.first().map(|e| e.id))
+        .map(|id| id.to_string())
+        .unwrap_or_default();
     StoreError::new(
         StoreErrorKind::EventIdConflict,
         format!("event id {id} is already stored with other content; nothing was written"),
@@ -448,6 +506,18 @@ pub trait DecisionProcess: Send {
     /// append is a replay ([`is_same_append`]).
     fn is_replay_of(&self, stream: &StreamId, new: &[NewEvent], stored: &[StoredEvent]) -> bool {
         is_same_append(stream, new, stored)
+    }
+
+    /// The id this decision's `index`-th event will carry, when ids are fixed
+    /// before it decides (an idempotent dispatch: they derive from its key).
+    /// A store that finds the first of them stored replays the events stored
+    /// under them without deciding: a retry must not decide again on a
+    /// context that now holds its own first attempt's events (it could
+    /// refuse, or decide other events, though the command did commit).
+    /// `None` (the default): ids are known only once decided.
+    fn planned_event_id(&self, index: usize) -> Option<uuid::Uuid> {
+        let _ = index;
+        None
     }
 
     /// Whether this decision records effects with its append (an outbox).

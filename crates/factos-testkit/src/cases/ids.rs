@@ -137,3 +137,44 @@ pub(super) async fn the_same_append_again_is_a_replay<S: EventStore>(store: S) -
     ensure_eq!(count(&store).await?, 2, "events after the replay");
     Ok(())
 }
+
+/// A keyed retry replays what its first attempt committed without deciding
+/// again: decided again, on a context that now holds those events, the
+/// command would be refused ("limit reached").
+pub(super) async fn a_keyed_retry_replays_whatever_it_would_decide_now<S: EventStore>(
+    store: S,
+) -> CaseResult {
+    use crate::model::{Bounded, KitCodec, KitEvent};
+    let q = query(&["Paid"], &["invoice:3"])?;
+    let command = vec![
+        KitEvent::new("Paid", &["invoice:3"]),
+        KitEvent::new("Paid", &["invoice:3"]),
+    ];
+    let key = uuid::Uuid::now_v7();
+    let mut attempts = Vec::new();
+    for attempt in ["first attempt", "the retry"] {
+        let done = factos::dispatch_with_query_idempotent(
+            &store,
+            &stream("invoice-3"),
+            &q,
+            &Bounded { limit: 2 },
+            &KitCodec::default(),
+            &command,
+            key,
+        )
+        .await
+        .map_err(|e| format!("{attempt}: {e:?}"))?;
+        attempts.push(done);
+    }
+    let (first, retry) = (&attempts[0], &attempts[1]);
+    let ids = |d: &factos::Dispatch<KitEvent>| -> Vec<(uuid::Uuid, factos::Position)> {
+        d.events.iter().map(|e| (e.id, e.position)).collect()
+    };
+    ensure_eq!(
+        ids(retry),
+        ids(first),
+        "the retry reports the first attempt's events"
+    );
+    ensure_eq!(count(&store).await?, 2, "events after the retry");
+    Ok(())
+}
