@@ -35,6 +35,9 @@
 //! GRANT INSERT (id, stream, revision, type, version, tags, metadata, data)
 //!     ON app_events.factos_events TO factos_app;
 //! GRANT INSERT ON app_events.factos_event_tags TO factos_app;
+//! -- The table locks of the locking protocol (owner's rights, see below):
+//! GRANT EXECUTE ON FUNCTION app_events.factos_lock_events_exclusive(),
+//!     app_events.factos_lock_events_for_writing() TO factos_app;
 //! GRANT SELECT ON app_events.factos_schema_migrations TO factos_app;
 //! GRANT USAGE, SELECT ON SEQUENCE app_events.factos_events_position_seq TO factos_app;
 //! -- Only if the application runs subscriptions or the outbox (these tables change):
@@ -43,13 +46,20 @@
 //! ```
 //!
 //! The table locks of the locking protocol are taken through functions the
-//! migration creates with the owner's rights (`SECURITY DEFINER`, schema
-//! version 6), so this role runs every strategy and every query shape,
-//! including queries on all events. A role granted table-level `INSERT` on
+//! migration creates with the rights of the role that ran it (`SECURITY
+//! DEFINER`, schema version 6; `EXECUTE` is revoked from `PUBLIC`), so this
+//! role runs every strategy and every query shape, including queries on all
+//! events. A role granted table-level `INSERT` on
 //! `factos_events` can insert `OVERRIDING SYSTEM VALUE` and choose positions
-//! (an event below a subscriber's checkpoint would never be delivered):
-//! when upgrading from an older grant, `REVOKE INSERT ON
-//! app_events.factos_events FROM factos_app` before the column grant.
+//! (an event below a subscriber's checkpoint would never be delivered).
+//! Upgrading from schema version 5 and its table-level grant, in this order:
+//! run `migrate` (version 6 adds the functions), deploy the new code (it
+//! takes the table locks through them), grant `EXECUTE` and the column
+//! `INSERT`, then `REVOKE INSERT ON app_events.factos_events FROM
+//! factos_app` (code of version 5 still takes `LOCK TABLE` itself and needs
+//! the table-level grant). Within those grants, factos writers keep every
+//! invariant; raw SQL by the role can still insert rows that break stream
+//! revisions or the tag mirror (`factos verify` reports them).
 //! (`tests/security.rs` runs factos as exactly such a role, every strategy
 //! times every query shape, and checks it cannot choose positions.) For TLS, build
 //! the store with [`PostgresStore::from_config_tls`] (rustls, trusting the CA
@@ -76,7 +86,9 @@
 //! The SQL lives in `.sql` files in this crate (`sql/migrations` for the
 //! schema, `sql/statements` for the statements), reviewable on their own;
 //! users with their own migration tool can apply [`MIGRATIONS`] with
-//! `search_path` set to their schema.
+//! `search_path` set to their schema, then `pg_temp` (`SET LOCAL
+//! search_path TO app_events, pg_temp`: the `SECURITY DEFINER` functions pin
+//! the path they are created with, and `pg_temp` must come last in it).
 
 mod connection;
 mod error;

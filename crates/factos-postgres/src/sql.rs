@@ -5,7 +5,8 @@
 use std::fmt;
 
 /// The migrations, in order: (version, name, SQL). The SQL uses unqualified
-/// names; apply it with `search_path` set to the target schema.
+/// names; apply it with `search_path` set to the target schema, then
+/// `pg_temp` (the `SECURITY DEFINER` functions pin that path).
 pub const MIGRATIONS: &[(i32, &str, &str)] = &[
     (
         1,

@@ -78,6 +78,8 @@ fn least_privilege_grants(role: &str, q: &str) -> String {
          GRANT INSERT (id, stream, revision, type, version, tags, metadata, data)
              ON {q}.factos_events TO {role};
          GRANT INSERT ON {q}.factos_event_tags TO {role};
+         GRANT EXECUTE ON FUNCTION {q}.factos_lock_events_exclusive(),
+             {q}.factos_lock_events_for_writing() TO {role};
          GRANT SELECT ON {q}.factos_schema_migrations TO {role};
          GRANT USAGE, SELECT ON SEQUENCE {q}.factos_events_position_seq TO {role};
          GRANT SELECT, INSERT, UPDATE ON {q}.factos_subscriptions TO {role};

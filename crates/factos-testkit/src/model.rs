@@ -167,8 +167,21 @@ impl Codec for CountingCodec {
 }
 
 /// Items in boxes: the state is the number of items the context holds.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Shelf;
+/// Clones share a note of the count the last `decide` saw.
+#[derive(Debug, Clone, Default)]
+pub struct Shelf {
+    decided_on: std::sync::Arc<std::sync::Mutex<Option<usize>>>,
+}
+
+impl Shelf {
+    /// The count the last `decide` saw (taken: a second call says `None`).
+    pub fn decided_on(&self) -> Option<usize> {
+        self.decided_on
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take()
+    }
+}
 
 /// What a [`Shelf`] can be told.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -179,7 +192,7 @@ pub enum ShelfCommand {
     Nothing,
     /// Closes the named box when it holds at least this many items; refused otherwise.
     CloseAt(String, usize),
-    /// Refuses with the count it decided on (`"{n} items"`).
+    /// Appends nothing; the count it decided on is in [`Shelf::decided_on`].
     Count,
     /// Panics in `decide`.
     Panic,
@@ -196,14 +209,17 @@ impl Decider for Shelf {
     }
 
     fn decide(&self, items: &usize, command: &ShelfCommand) -> Result<Vec<KitEvent>, String> {
+        *self
+            .decided_on
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(*items);
         match command {
             ShelfCommand::Add(name) => Ok(vec![KitEvent::new("Item", &[&format!("box:{name}")])]),
-            ShelfCommand::Nothing => Ok(Vec::new()),
+            ShelfCommand::Nothing | ShelfCommand::Count => Ok(Vec::new()),
             ShelfCommand::CloseAt(name, at) if items >= at => {
                 Ok(vec![KitEvent::new("Closed", &[&format!("box:{name}")])])
             }
             ShelfCommand::CloseAt(_, at) => Err(format!("{items} items, closing needs {at}")),
-            ShelfCommand::Count => Err(format!("{items} items")),
             #[allow(clippy::panic)]
             ShelfCommand::Panic => panic!("the shelf was told to panic"),
         }

@@ -656,6 +656,15 @@ pub enum Via<S> {
 }
 
 impl<S: EventStore + Clone + 'static> Via<S> {
+    /// How many stores or dispatchers the racers share out.
+    fn instances(&self) -> usize {
+        match self {
+            Via::Store(_) => 1,
+            Via::Stores(stores) => stores.len(),
+            Via::Dispatchers(dispatchers) => dispatchers.len(),
+        }
+    }
+
     async fn dispatch(
         &self,
         racer: usize,
@@ -709,6 +718,12 @@ where
 {
     let started = Instant::now();
     let mut report = OracleReport::default();
+    if via.instances() == 0 {
+        report
+            .violations
+            .push("no store or dispatcher to race on".into());
+        return report;
+    }
     let via = Arc::new(via);
     let Ok(item) = QueryItem::parse(["Claimed"], ["race:1"]) else {
         report.violations.push("invalid boundary".into());
@@ -950,6 +965,11 @@ where
     S: EventStore + Clone + 'static,
 {
     let started = Instant::now();
+    if dispatchers.is_empty() {
+        let mut report = OracleReport::default();
+        report.violations.push("no dispatcher".into());
+        return report;
+    }
     let run = RUNS.fetch_add(1, Ordering::Relaxed);
     let stores: Vec<S> = dispatchers.iter().map(|d| d.store().clone()).collect();
     let retries_before = retries_of(&stores);

@@ -1,8 +1,12 @@
 //! A model-based test of [`Dispatcher`]: random sequences of steps over a few
 //! overlapping queries, through several dispatchers with small caches (so
-//! entries are evicted) on separate store instances, mixed with free-function
-//! dispatches and plain appends of "another process". After every step the
-//! decision is compared with the model: a fresh fold of the log.
+//! entries are evicted) on the store instances given (separate pools on
+//! PostgreSQL; clones of one log in memory), mixed with free-function
+//! dispatches and plain appends of "another process". After every step but a
+//! keyed retry the decision is compared with the model, a fresh fold of the
+//! log; a keyed retry must report its first attempt's events (ids and
+//! positions) and append nothing. The run does not observe whether a step
+//! hit the cache, was evicted or took the guarded path: it checks outcomes.
 //!
 //! The steps cover the paths a cache can get wrong: decisions that append
 //! nothing, one or several events; domain refusals; decider panics; keyed

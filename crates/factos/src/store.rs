@@ -275,7 +275,10 @@ pub struct Committed {
     pub events: Vec<StoredEvent>,
     /// For a decision: the settled position its context was read up to (no
     /// event matching its query can appear at or below it, other than those
-    /// it was fed). `None` for plain appends and when nothing matched.
+    /// it was fed). `None` for plain appends and for a decision that was fed
+    /// nothing and reports no settled position (stores may report one even
+    /// then: the in-memory store reports its head, PostgreSQL's optimistic
+    /// path the settled mark of its read).
     /// A decision sets it whenever it was fed an event, whether or not it
     /// appended: a cached state must carry the position it is folded up to.
     pub context_position: Option<Position>,
@@ -632,8 +635,11 @@ pub trait EventStore: Send + Sync {
     /// How many times this store (and its clones) began an attempt again on
     /// its own since it was created: a decision or append that found a key
     /// held by another decision and backed off, a condition that failed and
-    /// was decided again, a cached fast path that fell back. Work on disjoint
-    /// contexts never retries. Stores that never retry keep the default, 0.
+    /// was decided again, a cached fast path whose condition failed or whose
+    /// keys were busy (a fast-path decision refused on a possibly stale state
+    /// is decided again without counting). Work on disjoint contexts never
+    /// retries. Stores that never retry keep the default, 0. Clones share the
+    /// count.
     fn internal_retries(&self) -> u64 {
         0
     }

@@ -17,8 +17,9 @@
 -- and modes; $12 the barrier key; the condition's query (if any) is in the
 -- conflict expression.
 --
--- When an event with the batch's first id exists, an earlier attempt with the
--- same ids committed: nothing is appended and `replayed` says so.
+-- When an event with any of the batch's ids exists, nothing is appended and
+-- `replayed` says so; the caller reads the stored events and tells a replay
+-- of this very append from an id conflict.
 --
 -- Returns one row per appended event, or a single row with NULL position when
 -- nothing was appended: (locked, conflict, revision_conflict,
