@@ -119,6 +119,35 @@ async fn a_cached_context_is_not_fed_again() {
 }
 
 #[tokio::test]
+async fn a_cached_context_catches_up_once_on_another_writers_event() {
+    let decider = Counting::default();
+    let store = store().await;
+    let dispatcher = Dispatcher::new(store.clone(), decider.clone(), JsonCodec::new());
+    assert_eq!(fed(&dispatcher, &decider, "a").await, 3);
+    let event = JsonCodec::<Noted>::new()
+        .encode(&Noted { tag: "a".into() })
+        .unwrap();
+    store
+        .append(
+            &StreamId::new("other").unwrap(),
+            vec![event],
+            AppendCondition::None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        fed(&dispatcher, &decider, "a").await,
+        1,
+        "only the new event is fed"
+    );
+    assert_eq!(
+        fed(&dispatcher, &decider, "a").await,
+        0,
+        "the cache moved to it"
+    );
+}
+
+#[tokio::test]
 async fn the_least_recently_used_context_is_evicted() {
     let decider = Counting::default();
     let dispatcher =
