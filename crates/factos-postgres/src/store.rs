@@ -1731,16 +1731,7 @@ fn replay_or_conflict(
     if stored.len() != new.len() || !own(stream, new, &stored) {
         return Err(factos::store::event_id_conflict(new, &stored));
     }
-    let last = stored.last().map(|e| (e.revision, e.position));
-    Ok(Committed {
-        stream: stream.clone(),
-        current_revision: last.map_or(Revision::NoEvents, |(r, _)| Revision::Current(r)),
-        position: last.map(|(_, p)| p),
-        events: stored,
-        context_position: context.position,
-        context_events: context.events,
-        replayed: true,
-    })
+    Ok(factos::store::replayed(stream, stored, context))
 }
 
 /// Reads the append statement's result: a failed condition or the committed
