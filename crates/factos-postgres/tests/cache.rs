@@ -29,13 +29,7 @@ async fn two_instances(
 ) {
     let database = common::database().await;
     let first = common::store_in(&database, StoreOptions::default().locking(locking)).await;
-    let second = database
-        .store(
-            StoreOptions::default()
-                .schema(first.options().schema.clone())
-                .locking(locking),
-        )
-        .unwrap();
+    let second = common::second_instance(&database, &first);
     (database, first, second)
 }
 

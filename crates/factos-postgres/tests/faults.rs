@@ -53,28 +53,6 @@ async fn terminate_backends(cluster: &TempCluster) -> i64 {
         .get(0)
 }
 
-/// Events whose tags and the mirror's rows differ, both ways.
-async fn mirror_mismatches(store: &PostgresStore) -> i64 {
-    let schema = store.options().schema.quoted();
-    store
-        .pool()
-        .get()
-        .await
-        .unwrap()
-        .query_one(
-            &format!(
-                "SELECT (SELECT count(*) FROM (SELECT unnest(tags), position FROM {schema}.factos_events
-                         EXCEPT SELECT tag, position FROM {schema}.factos_event_tags) a)
-                      + (SELECT count(*) FROM (SELECT tag, position FROM {schema}.factos_event_tags
-                         EXCEPT SELECT unnest(tags), position FROM {schema}.factos_events) b)"
-            ),
-            &[],
-        )
-        .await
-        .unwrap()
-        .get(0)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn every_command_lands_exactly_once_under_backend_terminations_and_a_crash() {
     // fsync and synchronous commit on: with them off (the test default) a crash
@@ -265,7 +243,7 @@ async fn every_command_lands_exactly_once_under_backend_terminations_and_a_crash
         per_dispatch.keys().collect::<Vec<_>>()
     );
     assert_eq!(
-        mirror_mismatches(&store).await,
+        common::mirror_mismatches(&store).await,
         0,
         "the tag mirror does not match the events"
     );

@@ -14,7 +14,7 @@ use factos::{
     AppendCondition, AppendError, EventStore, EventType, Metadata, NewEvent, Query, QueryItem,
     ReadOptions, StreamId, Tag, Tags,
 };
-use factos_postgres::{PostgresStore, StoreOptions, Subscription, SubscriptionOptions};
+use factos_postgres::{StoreOptions, Subscription, SubscriptionOptions};
 
 /// A large batch.
 const LARGE: usize = 250;
@@ -30,27 +30,6 @@ fn batch(n: usize, tag: &str) -> Vec<NewEvent> {
             .with_metadata(Metadata::new().with("source", "legacy \"system\"").unwrap())
         })
         .collect()
-}
-
-async fn mirror_mismatches(store: &PostgresStore) -> i64 {
-    let schema = store.options().schema.quoted();
-    store
-        .pool()
-        .get()
-        .await
-        .unwrap()
-        .query_one(
-            &format!(
-                "SELECT (SELECT count(*) FROM (SELECT unnest(tags), position FROM {schema}.factos_events
-                         EXCEPT SELECT tag, position FROM {schema}.factos_event_tags) a)
-                      + (SELECT count(*) FROM (SELECT tag, position FROM {schema}.factos_event_tags
-                         EXCEPT SELECT unnest(tags), position FROM {schema}.factos_events) b)"
-            ),
-            &[],
-        )
-        .await
-        .unwrap()
-        .get(0)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -108,7 +87,7 @@ async fn a_large_batch_round_trips_and_continues_its_stream() {
         .await
         .unwrap();
     assert_eq!(b.events.len(), sent.len());
-    assert_eq!(mirror_mismatches(&store).await, 0);
+    assert_eq!(common::mirror_mismatches(&store).await, 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -164,7 +143,7 @@ async fn a_large_batch_under_a_failed_condition_writes_nothing_and_a_retry_is_re
         .await
         .unwrap();
     assert_eq!(all.events.len(), 3 + LARGE);
-    assert_eq!(mirror_mismatches(&store).await, 0);
+    assert_eq!(common::mirror_mismatches(&store).await, 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -243,5 +222,5 @@ async fn concurrent_large_and_small_writers_keep_positions_settled_for_a_live_su
         let revisions: Vec<u64> = stream.events.iter().map(|e| e.revision).collect();
         assert_eq!(revisions, (0..revisions.len() as u64).collect::<Vec<_>>());
     }
-    assert_eq!(mirror_mismatches(&store).await, 0);
+    assert_eq!(common::mirror_mismatches(&store).await, 0);
 }

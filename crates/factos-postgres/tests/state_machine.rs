@@ -14,13 +14,7 @@ async fn walk(locking: LockingStrategy) {
     let database = common::database().await;
     for seed in 1..=3 {
         let first = common::store_in(&database, StoreOptions::default().locking(locking)).await;
-        let second = database
-            .store(
-                StoreOptions::default()
-                    .schema(first.options().schema.clone())
-                    .locking(locking),
-            )
-            .unwrap();
+        let second = common::second_instance(&database, &first);
         let report = state_machine::run(
             &[first, second],
             &[1, 2, factos::DEFAULT_CACHE_ENTRIES],

@@ -189,6 +189,22 @@ async fn log<S: EventStore>(store: &S) -> Result<Vec<StoredEvent>, String> {
         .events)
 }
 
+/// Whether the log still starts with `before`, and the bodies of the events
+/// after it.
+async fn appended_since<S: EventStore>(
+    store: &S,
+    before: &[StoredEvent],
+) -> Result<(bool, Vec<String>), String> {
+    let after = log(store).await?;
+    let appended = after
+        .get(before.len()..)
+        .unwrap_or_default()
+        .iter()
+        .map(body)
+        .collect::<Result<_, _>>()?;
+    Ok((after.get(..before.len()) == Some(before), appended))
+}
+
 type Dispatchers<S> = Vec<Dispatcher<S, Recorder, KitCodec>>;
 
 /// One step's context: where it runs and what the model expects.
@@ -284,14 +300,7 @@ async fn check<S: EventStore>(
             step.expected_state
         ));
     }
-    let after = log(step.dispatcher.store()).await?;
-    let appended: Vec<String> = after
-        .get(before.len()..)
-        .unwrap_or_default()
-        .iter()
-        .map(body)
-        .collect::<Result<_, _>>()?;
-    let prefix_kept = after.get(..before.len()) == Some(before);
+    let (prefix_kept, appended) = appended_since(step.dispatcher.store(), before).await?;
     let expected: Vec<String> = match (command, outcome) {
         (MachineCommand::Append(events), Ok(_)) => events.iter().map(|e| e.body.clone()).collect(),
         (MachineCommand::Refuse, Err(DispatchError::Domain(_)))
@@ -470,13 +479,7 @@ async fn foreign_step<S: EventStore>(
             );
         }
     }
-    let after = log(store).await?;
-    let appended: Vec<String> = after
-        .get(before.len()..)
-        .unwrap_or_default()
-        .iter()
-        .map(body)
-        .collect::<Result<_, _>>()?;
+    let (_, appended) = appended_since(store, before).await?;
     if appended != expected {
         return Err(format!(
             "the foreign dispatch appended {appended:?}, expected {expected:?}"

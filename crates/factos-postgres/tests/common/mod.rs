@@ -26,6 +26,12 @@ pub(crate) async fn store_in(database: &TestDatabase, options: StoreOptions) -> 
     store
 }
 
+/// Another instance (its own pool, its own caches: another process) of
+/// `first`'s store, on the same schema with the same options.
+pub(crate) fn second_instance(database: &TestDatabase, first: &PostgresStore) -> PostgresStore {
+    database.store(first.options().clone()).unwrap()
+}
+
 /// Opens a transaction that inserts an event of `event_type` with `tag` the
 /// way factos writers do (barrier key shared, then insert) and keeps it open.
 /// Returns the client, so the caller decides when it commits, and the
@@ -108,4 +114,27 @@ impl EventHandler for Collect {
             .extend(events.iter().map(|e| e.position.get()));
         Ok(())
     }
+}
+
+/// Events whose tags and the mirror's rows differ, both ways (0: the mirror
+/// holds exactly one row per tag of every event).
+pub(crate) async fn mirror_mismatches(store: &PostgresStore) -> i64 {
+    let schema = store.options().schema.quoted();
+    store
+        .pool()
+        .get()
+        .await
+        .unwrap()
+        .query_one(
+            &format!(
+                "SELECT (SELECT count(*) FROM (SELECT unnest(tags), position FROM {schema}.factos_events
+                         EXCEPT SELECT tag, position FROM {schema}.factos_event_tags) a)
+                      + (SELECT count(*) FROM (SELECT tag, position FROM {schema}.factos_event_tags
+                         EXCEPT SELECT unnest(tags), position FROM {schema}.factos_events) b)"
+            ),
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0)
 }
