@@ -1595,9 +1595,11 @@ impl PostgresStore {
             {
                 Ok(committed) => return Ok(decided_on(committed, context_read)),
                 Err(AppendFailure::IdsStored { new, stored }) => {
+                    // The session's connection is idle (its pipeline
+                    // committed): no second pooled connection for the lookup.
                     let planned = self.planned_ids(process);
-                    let client = self.client().await?;
-                    if let Some(replayed) = self.earlier_attempt(&client, stream, &planned).await? {
+                    let client = session.client()?;
+                    if let Some(replayed) = self.earlier_attempt(client, stream, &planned).await? {
                         return Ok(replayed);
                     }
                     return replay_or_conflict(
