@@ -90,10 +90,12 @@
 //! search_path TO app_events, pg_temp`: the `SECURITY DEFINER` functions pin
 //! the path they are created with, and `pg_temp` must come last in it).
 
+mod connect;
 mod connection;
 mod error;
 mod locks;
 mod migrate;
+mod options;
 mod outbox;
 mod rows;
 mod sql;
@@ -103,17 +105,19 @@ mod subscription;
 pub mod throwaway;
 mod wakeup;
 
+pub use connect::DEFAULT_POOL_SIZE;
 pub use connection::{InvalidConnectionString, parse_connection_string};
 pub use migrate::{MigrationReport, SCHEMA_VERSION};
+pub use options::{
+    DEFAULT_MAX_DECISION_ATTEMPTS, DEFAULT_NOTIFY_INTERVAL, DEFAULT_POOL_WAIT_TIMEOUT,
+    LockingStrategy, StoreOptions,
+};
 pub use outbox::{
     FailOutcome, LeasedMessage, MAX_ERROR_BYTES, MAX_OUTBOX_BATCH, MAX_OUTBOX_DELAY,
     MessageHandler, Outbox, OutboxError, OutboxOptions,
 };
 pub use sql::{InvalidSchemaName, MIGRATIONS, SchemaName, statement_texts};
-pub use store::{
-    DEFAULT_MAX_DECISION_ATTEMPTS, DEFAULT_NOTIFY_INTERVAL, DEFAULT_POOL_SIZE,
-    DEFAULT_POOL_WAIT_TIMEOUT, LockingStrategy, PostgresStore, StoreOptions,
-};
+pub use store::PostgresStore;
 pub use subscription::{
     EventHandler, MAX_BATCH_SIZE, MAX_NAME_BYTES, ProjectionHandler, SubscriberStatus,
     Subscription, SubscriptionError, SubscriptionOptions,

@@ -1,0 +1,74 @@
+//! The cached fast path: a decision on a state already folded up to a
+//! position sends `BEGIN`, guard, checked append and `COMMIT` in one round
+//! trip, and falls back to the pessimistic path when the context moved.
+
+use factos::store::{Committed, DecisionError, DecisionProcess, Folded};
+use factos::{AppendCondition, Query, StreamId};
+
+use crate::store::PostgresStore;
+use crate::store::append::{AppendFailure, Write};
+use crate::store::decide::decided_on;
+use crate::store::guard::Context;
+use crate::store::session::Session;
+
+impl PostgresStore {
+    /// A decision on a state already fed up to `after`. Fast path, one round
+    /// trip: decide now, then `BEGIN`, the guard, the append with the
+    /// condition `FailIfEventsMatch(query, after)` and `COMMIT` go out
+    /// together. If the context moved (or the decision failed on a state that
+    /// may be stale), the pessimistic path catches up on the events after
+    /// `after` under the guard and decides again. A query whose fast path
+    /// keeps failing is hot: it goes straight to the pessimistic path for a
+    /// while, so contention never turns into a retry storm.
+    pub(crate) async fn decide_cached<P: DecisionProcess>(
+        &self,
+        stream: &StreamId,
+        query: &Query,
+        process: &mut P,
+        folded: Folded,
+    ) -> Result<Committed, DecisionError<P::Error>> {
+        self.limits().check_context(folded.events)?;
+        // A decision that fails or breaks the limits on a state that may be
+        // stale is not final: the pessimistic path decides it again on the
+        // current context.
+        if !self.inner.hot.is_hot(query)
+            && let Ok(decided) = process.decide()
+            && self.limits().check(&decided).is_ok()
+        {
+            let condition = AppendCondition::fail_if_events_match(query.clone(), folded.position);
+            let guard = self.guard(stream, Context::Query(query), &[]);
+            let session = Session::new(self.client().await?);
+            match self
+                .append_and_commit(
+                    &session,
+                    &guard,
+                    true,
+                    Write {
+                        stream,
+                        events: decided,
+                        condition: &condition,
+                        expected: None,
+                        commit: true,
+                    },
+                )
+                .await
+            {
+                Ok(committed) => {
+                    self.inner.hot.cool(query);
+                    return Ok(decided_on(committed, folded));
+                }
+                Err(AppendFailure::Condition(_)) => {
+                    self.retried();
+                    self.inner.hot.heat(query);
+                }
+                // Busy keys, or ids found stored by a decision on a state
+                // that may be stale: the guarded path decides again (and
+                // tells a replay from a conflict).
+                Err(AppendFailure::LocksBusy | AppendFailure::IdsStored { .. }) => self.retried(),
+                Err(AppendFailure::Store(e)) => return Err(DecisionError::Store(e)),
+            }
+        }
+        self.decide_locked(stream, Context::Query(query), process, folded)
+            .await
+    }
+}

@@ -1,0 +1,133 @@
+//! The pessimistic strategies, [`LockingStrategy::TableLock`] and
+//! [`LockingStrategy::Scoped`]: the guard is taken before the context is
+//! read, so the decision commits on the context it read.
+
+use factos::store::{Committed, DecisionError, DecisionProcess, Folded};
+use factos::{AppendCondition, Revision, StreamId};
+
+use crate::locks::KeyLock;
+use crate::store::PostgresStore;
+use crate::store::append::{AppendFailure, Write};
+use crate::store::decide::decided_on;
+use crate::store::guard::Context;
+use crate::store::read::Read;
+use crate::store::replay::IdsFound;
+use crate::store::retry::{backoff, contention};
+use crate::store::session::Session;
+
+impl PostgresStore {
+    /// A pessimistic decision: guard and read (one round trip), decide,
+    /// append and commit (one round trip). When another decision holds a key
+    /// the events need, it starts over, catching up on new events only and
+    /// taking those keys up front.
+    pub(crate) async fn decide_locked<P: DecisionProcess>(
+        &self,
+        stream: &StreamId,
+        context: Context<'_>,
+        process: &mut P,
+        folded: Folded,
+    ) -> Result<Committed, DecisionError<P::Error>> {
+        self.limits().check_context(folded.events)?;
+        let mut fed = folded.position;
+        let mut fed_count = folded.events;
+        let mut revision = Revision::NoEvents;
+        let mut extra: Vec<KeyLock> = Vec::new();
+        for attempt in 1..=self.attempts() {
+            let session = Session::new(self.client().await?);
+            let guard = self.guard(stream, context, &extra);
+            let read = self
+                .open_and_feed(
+                    &session,
+                    &guard,
+                    Read {
+                        context,
+                        stream,
+                        after: fed,
+                        fed_so_far: fed_count,
+                    },
+                    |event| {
+                        fed = Some(event.position);
+                        revision = Revision::Current(event.revision);
+                        process.evolve(&event).map_err(DecisionError::Process)
+                    },
+                )
+                .await;
+            fed_count = match read {
+                Ok(count) => count,
+                Err(e) => {
+                    session.rollback().await;
+                    return Err(e);
+                }
+            };
+            let events = match self.decide_checked(process) {
+                Ok(events) => events,
+                Err(e) => {
+                    session.rollback().await;
+                    return Err(e);
+                }
+            };
+            let next_extra: Vec<KeyLock> = self.inner.keys.events(&events);
+            let deferred = process.records_effects();
+            // The guard held since the read keeps every matching event either
+            // at or below `fed` or after this commit: a cached state resumes there.
+            let context_read = Folded {
+                position: fed,
+                events: fed_count,
+            };
+            let (condition, expected) = match context {
+                Context::Query(query) => (
+                    AppendCondition::fail_if_events_match(query.clone(), fed),
+                    None,
+                ),
+                Context::Stream => (AppendCondition::None, Some(revision)),
+            };
+            match self
+                .append_and_commit(
+                    &session,
+                    &guard,
+                    false,
+                    Write {
+                        stream,
+                        events,
+                        condition: &condition,
+                        expected,
+                        commit: !deferred,
+                    },
+                )
+                .await
+            {
+                Ok(committed) if deferred => {
+                    let committed = decided_on(committed, context_read);
+                    return self.record_and_commit(session, process, committed).await;
+                }
+                Ok(committed) => return Ok(decided_on(committed, context_read)),
+                Err(AppendFailure::IdsStored { new, stored }) => {
+                    let found = IdsFound {
+                        stream,
+                        new,
+                        stored,
+                        context: context_read,
+                    };
+                    return self.replay_in_session(session, process, found).await;
+                }
+                // With a deferred commit the transaction is still open:
+                // roll it back (a no-op when the pipeline committed).
+                Err(AppendFailure::LocksBusy) => {
+                    session.rollback().await;
+                    extra = next_extra;
+                    self.retried();
+                    backoff(attempt).await;
+                }
+                Err(AppendFailure::Condition(c)) => {
+                    session.rollback().await;
+                    return Err(DecisionError::ConditionFailed(c));
+                }
+                Err(AppendFailure::Store(e)) => {
+                    session.rollback().await;
+                    return Err(DecisionError::Store(e));
+                }
+            }
+        }
+        Err(DecisionError::Store(contention(self.attempts())))
+    }
+}

@@ -1,0 +1,106 @@
+//! [`LockingStrategy::Optimistic`]: read at a settled position without
+//! locks, decide, then lock, check and append in one short transaction; on a
+//! conflict, catch up and decide again.
+
+use factos::store::{Committed, DecisionError, DecisionProcess, Folded};
+use factos::{AppendCondition, Position, Query, StreamId};
+
+use crate::locks::KeyLock;
+use crate::store::PostgresStore;
+use crate::store::append::{AppendFailure, Write};
+use crate::store::decide::decided_on;
+use crate::store::guard::Context;
+use crate::store::replay::replay_or_conflict;
+use crate::store::retry::{backoff, contention};
+use crate::store::session::Session;
+
+impl PostgresStore {
+    /// An optimistic decision: a settled read without locks, a decision, and
+    /// a short transaction that locks, checks and appends. On a conflict it
+    /// catches up on the new matching events and decides again.
+    pub(crate) async fn decide_optimistic<P: DecisionProcess>(
+        &self,
+        stream: &StreamId,
+        query: &Query,
+        process: &mut P,
+    ) -> Result<Committed, DecisionError<P::Error>> {
+        let mut seen_upto: i64 = 0;
+        let mut fed_count = 0usize;
+        let mut extra: Vec<KeyLock> = Vec::new();
+        let mut last_conflict = None;
+        for attempt in 1..=self.attempts() {
+            let client = self.client().await?;
+            let (mark, events, _) = self
+                .settled_forward_read(&client, query, seen_upto, None)
+                .await?;
+            fed_count += events.len();
+            self.limits().check_context(fed_count)?;
+            for event in &events {
+                process.evolve(event).map_err(DecisionError::Process)?;
+            }
+            // Everything matching at or below the settled mark has been fed.
+            seen_upto = seen_upto.max(mark);
+            let context_read = Folded {
+                position: u64::try_from(seen_upto).ok().and_then(Position::new),
+                events: fed_count,
+            };
+            let decided = process.decide().map_err(DecisionError::Process)?;
+            self.limits()
+                .check(&decided)
+                .map_err(DecisionError::Invalid)?;
+            let next_extra = self.inner.keys.events(&decided);
+            let condition =
+                AppendCondition::fail_if_events_match(query.clone(), context_read.position);
+            let guard = self.guard(stream, Context::Query(query), &extra);
+            let session = Session::new(client);
+            match self
+                .append_and_commit(
+                    &session,
+                    &guard,
+                    true,
+                    Write {
+                        stream,
+                        events: decided,
+                        condition: &condition,
+                        expected: None,
+                        commit: true,
+                    },
+                )
+                .await
+            {
+                Ok(committed) => return Ok(decided_on(committed, context_read)),
+                Err(AppendFailure::IdsStored { new, stored }) => {
+                    // The session's connection is idle (its pipeline
+                    // committed): no second pooled connection for the lookup.
+                    let planned = self.planned_ids(process);
+                    let client = session.client()?;
+                    if let Some(replayed) = self.earlier_attempt(client, stream, &planned).await? {
+                        return Ok(replayed);
+                    }
+                    return replay_or_conflict(
+                        stream,
+                        &new,
+                        stored,
+                        |s, n, st| process.is_replay_of(s, n, st),
+                        context_read,
+                    )
+                    .map_err(DecisionError::Store);
+                }
+                Err(AppendFailure::LocksBusy) => {
+                    extra = next_extra;
+                    self.retried();
+                    backoff(attempt).await;
+                }
+                Err(AppendFailure::Condition(c)) => {
+                    self.retried();
+                    last_conflict = Some(c);
+                }
+                Err(AppendFailure::Store(e)) => return Err(DecisionError::Store(e)),
+            }
+        }
+        Err(last_conflict.map_or_else(
+            || DecisionError::Store(contention(self.attempts())),
+            DecisionError::ConditionFailed,
+        ))
+    }
+}

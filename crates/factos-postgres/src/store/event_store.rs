@@ -1,0 +1,172 @@
+//! The [`EventStore`] surface of [`PostgresStore`]: which path each call
+//! takes, and its tracing span.
+
+use factos::store::{
+    AppendError, Committed, DecisionError, DecisionProcess, Folded, ReadResult, StreamEvents,
+};
+use factos::{AppendCondition, EventStore, NewEvent, Query, ReadOptions, StoreError, StreamId};
+use tracing::Instrument;
+
+use crate::options::LockingStrategy;
+use crate::store::PostgresStore;
+use crate::store::guard::Context;
+
+pub(crate) fn record_outcome<T, E>(
+    span: &tracing::Span,
+    outcome: &Result<Committed, T>,
+    describe: impl Fn(&T) -> E,
+) where
+    E: std::fmt::Display,
+{
+    match outcome {
+        Ok(committed) => {
+            span.record("outcome", "committed");
+            span.record("events", committed.events.len());
+            if let Some(p) = committed.position {
+                span.record("position", p.get());
+            }
+        }
+        Err(e) => {
+            span.record("outcome", tracing::field::display(describe(e)));
+        }
+    }
+}
+
+pub(crate) fn describe_decision<E>(error: &DecisionError<E>) -> &'static str {
+    match error {
+        DecisionError::Process(_) => "refused",
+        DecisionError::Invalid(_) => "invalid",
+        DecisionError::ConditionFailed(_) => "condition failed",
+        DecisionError::Store(_) => "store error",
+    }
+}
+
+impl EventStore for PostgresStore {
+    async fn read(&self, query: &Query, options: ReadOptions) -> Result<ReadResult, StoreError> {
+        let span = tracing::debug_span!("factos.read", query = %query, events = tracing::field::Empty, head = tracing::field::Empty);
+        async {
+            let read = self.read_settled(query, options).await?;
+            let span = tracing::Span::current();
+            span.record("events", read.events.len());
+            if let Some(h) = read.head {
+                span.record("head", h.get());
+            }
+            Ok(read)
+        }
+        .instrument(span)
+        .await
+    }
+
+    async fn read_stream(&self, stream: &StreamId) -> Result<StreamEvents, StoreError> {
+        self.read_whole_stream(stream).await
+    }
+
+    async fn append(
+        &self,
+        stream: &StreamId,
+        events: Vec<NewEvent>,
+        condition: AppendCondition,
+    ) -> Result<Committed, AppendError> {
+        let span = tracing::info_span!("factos.append", stream = %stream, outcome = tracing::field::Empty, events = tracing::field::Empty, position = tracing::field::Empty);
+        let outcome = async {
+            self.limits().check(&events).map_err(AppendError::Invalid)?;
+            self.append_with_retries(stream, events, &condition).await
+        }
+        .instrument(span.clone())
+        .await;
+        record_outcome(&span, &outcome, |e: &AppendError| match e {
+            AppendError::Invalid(_) => "invalid",
+            AppendError::ConditionFailed(_) => "condition failed",
+            AppendError::Store(_) => "store error",
+        });
+        outcome
+    }
+
+    async fn decide_with_query<P: DecisionProcess>(
+        &self,
+        stream: &StreamId,
+        query: &Query,
+        process: &mut P,
+    ) -> Result<Committed, DecisionError<P::Error>> {
+        let span = tracing::info_span!("factos.dispatch", kind = "query", stream = %stream, query = %query, outcome = tracing::field::Empty, events = tracing::field::Empty, position = tracing::field::Empty);
+        let planned = self.planned_ids(process);
+        let outcome = match self.replay_before_deciding(stream, &planned).await {
+            Ok(Some(replayed)) => Ok(replayed),
+            Err(e) => Err(DecisionError::Store(e)),
+            // Effects are recorded between the append and the commit, which
+            // the pessimistic path (every strategy's keys are compatible) does.
+            Ok(None)
+                if self.inner.options.locking == LockingStrategy::Optimistic
+                    && !process.records_effects() =>
+            {
+                self.decide_optimistic(stream, query, process)
+                    .instrument(span.clone())
+                    .await
+            }
+            Ok(None) => {
+                self.decide_locked(stream, Context::Query(query), process, Folded::default())
+                    .instrument(span.clone())
+                    .await
+            }
+        };
+        record_outcome(&span, &outcome, describe_decision);
+        outcome
+    }
+
+    async fn decide_with_query_after<P: DecisionProcess>(
+        &self,
+        stream: &StreamId,
+        query: &Query,
+        process: &mut P,
+        folded: Folded,
+    ) -> Result<Committed, DecisionError<P::Error>> {
+        let span = tracing::info_span!("factos.dispatch", kind = "cached", stream = %stream, query = %query, outcome = tracing::field::Empty, events = tracing::field::Empty, position = tracing::field::Empty);
+        let planned = self.planned_ids(process);
+        let outcome = match self.replay_before_deciding(stream, &planned).await {
+            Ok(Some(replayed)) => Ok(replayed),
+            Err(e) => Err(DecisionError::Store(e)),
+            Ok(None) if process.records_effects() => {
+                self.decide_locked(stream, Context::Query(query), process, folded)
+                    .instrument(span.clone())
+                    .await
+            }
+            Ok(None) => {
+                self.decide_cached(stream, query, process, folded)
+                    .instrument(span.clone())
+                    .await
+            }
+        };
+        record_outcome(&span, &outcome, describe_decision);
+        outcome
+    }
+
+    fn records_effects(&self) -> bool {
+        true
+    }
+
+    fn internal_retries(&self) -> u64 {
+        self.inner
+            .retries
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    async fn decide_on_stream<P: DecisionProcess>(
+        &self,
+        stream: &StreamId,
+        process: &mut P,
+    ) -> Result<Committed, DecisionError<P::Error>> {
+        let span = tracing::info_span!("factos.dispatch", kind = "stream", stream = %stream, outcome = tracing::field::Empty, events = tracing::field::Empty, position = tracing::field::Empty);
+        let planned = self.planned_ids(process);
+        let outcome = match self.replay_before_deciding(stream, &planned).await {
+            Ok(Some(replayed)) => Ok(replayed),
+            Err(e) => Err(DecisionError::Store(e)),
+            Ok(None) => {
+                self.decide_locked(stream, Context::Stream, process, Folded::default())
+                    .instrument(span.clone())
+                    .await
+            }
+        };
+        record_outcome(&span, &outcome, describe_decision);
+        outcome
+    }
+}
