@@ -12,18 +12,20 @@
 -- allocation to commit, so settled reads can wait for in-flight writers.
 --
 -- $1 stream; $2..$7 the events as parallel arrays (id, type, version, tags
--- joined with U+001F, metadata, data); $8 expected revision (-2: any, -1: no
+-- joined with U+001F, metadata, data); $8 expected revision (NULL: any, -1: no
 -- events yet); $9 condition after (exclusive); $10, $11 the events' lock keys
 -- and modes; $12 the barrier key; the condition's query (if any) is in the
--- conflict expression.
+-- conflict expression ($13 types, $14 tags). `AppendParams` in
+-- src/store/append.rs names each of them.
 --
 -- When an event with any of the batch's ids exists, nothing is appended and
 -- `replayed` says so; the caller reads the stored events and tells a replay
 -- of this very append from an id conflict.
 --
 -- Returns one row per appended event, or a single row with NULL position when
--- nothing was appended: (locked, conflict, revision_conflict,
--- current_revision, position, revision, replayed).
+-- nothing was appended, with the columns (read by name): ok (the events' keys
+-- were free), conflict, revision_conflict, current_revision, position,
+-- revision, replayed.
 WITH replayed AS (
     SELECT EXISTS (SELECT 1 FROM {schema}.factos_events WHERE id = ANY ($2::uuid[])) AS yes
 ),
@@ -40,7 +42,7 @@ current AS (
 ),
 checked AS (
     SELECT ({conflict}) AS conflict,
-           ($8::bigint <> -2 AND $8::bigint <> (SELECT revision FROM current)) AS revision_conflict
+           ($8::bigint IS NOT NULL AND $8::bigint <> (SELECT revision FROM current)) AS revision_conflict
 ),
 inserted AS (
     INSERT INTO {schema}.factos_events (id, stream, revision, type, version, tags, metadata, data)

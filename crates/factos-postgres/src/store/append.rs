@@ -11,22 +11,35 @@ use tokio_postgres::types::ToSql;
 use crate::error::{Phase, db_error, is_event_id_violation, is_stream_revision_violation};
 use crate::locks::{KeyLock, arrays};
 use crate::rows::{EventColumns, position, query_items, revision};
+use crate::sql::Statements;
 use crate::store::PostgresStore;
-use crate::store::guard::Guard;
+use crate::store::guard::{Guard, Opened, PreparedGuard};
 use crate::store::read::position_value;
 use crate::store::replay::replay_or_conflict;
-use crate::store::retry::{backoff, contention};
-use crate::store::session::{Session, first_failure};
+use crate::store::retry::Attempts;
+use crate::store::retry::contention;
+use crate::store::session::Session;
 
-/// Why an append inside a transaction did not happen.
+/// Why an append inside a transaction did not happen. Nothing was
+/// appended in any case.
 pub(crate) enum AppendFailure {
     /// The condition (or the expected stream revision) failed.
     Condition(ConditionFailure),
-    /// A decision holds a key these events need: roll back and retry.
-    LocksBusy,
-    /// Some of the events' ids are already stored: nothing was appended. The
-    /// caller decides whether `stored` (read under those ids, in the order of
-    /// `new`) are its own earlier attempt's (a replay) or an id conflict.
+    /// A decision holds a key these events need: roll back, then retry
+    /// taking `event_keys` (all the events' keys) with the guard.
+    KeysBusy {
+        event_keys: Vec<KeyLock>,
+    },
+    /// Another attempt with the same ids committed between this statement's
+    /// id check and its insert (the ids' unique index refused them): retry
+    /// like [`AppendFailure::KeysBusy`]; the next attempt finds those events
+    /// stored and reports them.
+    IdsRaced {
+        event_keys: Vec<KeyLock>,
+    },
+    /// Some of the events' ids are already stored. The caller decides whether
+    /// `stored` (read under those ids, in the order of `new`) are its own
+    /// earlier attempt's (a replay) or an id conflict.
     IdsStored {
         new: Vec<NewEvent>,
         stored: Vec<StoredEvent>,
@@ -46,166 +59,225 @@ pub(crate) struct Write<'a> {
     pub(crate) events: Vec<NewEvent>,
     pub(crate) condition: &'a AppendCondition,
     pub(crate) expected: Option<Revision>,
-    /// Commit in the same pipeline; when false the transaction stays open
-    /// (effects are recorded next, then [`PostgresStore::record_and_commit`]).
-    pub(crate) commit: bool,
 }
 
-impl PostgresStore {
-    /// Checks `condition` (and the `expected` stream revision), takes the
-    /// events' keys and the barrier, and appends, inside the caller's
-    /// transaction, which holds the guard that keeps the check valid.
-    /// Checks `condition` (and the `expected` stream revision), takes the
-    /// events' keys and the barrier, appends and commits. With `open`, the
-    /// transaction is begun and the guard taken in the same round trip first;
-    /// without, the session's transaction already holds the guard.
-    // One pipeline from parameters to commit; splitting it would scatter the
-    // statement order that the round-trip count depends on.
-    #[allow(clippy::too_many_lines)]
-    pub(crate) async fn append_and_commit(
-        &self,
-        session: &Session,
+/// The parameters of `sql/statements/append.sql`, by name. [`Self::bind`]
+/// lists them in placeholder order; `append_if_all` takes `$1..$12`,
+/// `append_if_query` also `$13, $14`.
+pub(crate) struct AppendParams<'a> {
+    /// `$1`: the stream appended to.
+    stream: &'a str,
+    /// `$2..$7`: the events as parallel arrays (ids, types, versions, tags
+    /// joined with U+001F, metadata, data).
+    events: EventColumns<'a>,
+    /// `$8`: the stream revision the append expects: `NULL` for any, `-1`
+    /// for a stream with no events yet.
+    expected_revision: Option<i64>,
+    /// `$9`: the condition's exclusive lower bound (`i64::MAX` without a
+    /// condition: nothing can be after it).
+    condition_after: i64,
+    /// `$10`: the events' advisory keys the guard does not already hold.
+    event_lock_keys: Vec<i64>,
+    /// `$11`: their modes (`true`: exclusive).
+    event_lock_modes: Vec<bool>,
+    /// `$12`: the barrier key, held shared from position allocation to commit.
+    barrier: i64,
+    /// `$13`, `$14`: the condition's query as joined types and joined tags,
+    /// when it is not a query on all events.
+    condition_query: Option<(Vec<String>, Vec<String>)>,
+}
+
+impl<'a> AppendParams<'a> {
+    /// The parameters of appending `write`'s events under `guard`. Keys the
+    /// guard already holds in a mode at least as strong are left out of
+    /// `$10, $11`: asking again in another mode would queue behind waiters
+    /// of our own lock and fail.
+    pub(crate) fn new(
+        store: &PostgresStore,
         guard: &Guard,
-        open: bool,
-        write: Write<'_>,
-    ) -> Result<Committed, AppendFailure> {
-        let Write {
-            stream,
-            events,
-            condition,
-            expected,
-            commit: commit_now,
-        } = write;
-        let columns = EventColumns::new(&events)?;
-        // Keys the guard already holds in a mode at least as strong are left
-        // out: asking again in another mode would queue behind waiters of our
-        // own lock and fail.
+        write: &'a Write<'_>,
+        event_keys: &[KeyLock],
+    ) -> Result<Self, StoreError> {
         let held = |lock: &KeyLock| match guard {
             Guard::Table => false,
             Guard::Keys(locks) => locks
                 .iter()
                 .any(|l| l.key == lock.key && (l.exclusive || !lock.exclusive)),
         };
-        let needed: Vec<KeyLock> = self
-            .inner
-            .keys
-            .events(&events)
-            .into_iter()
-            .filter(|l| !held(l))
-            .collect();
-        let (lock_keys, lock_modes) = arrays(&needed);
-        let barrier = self.inner.keys.barrier();
-        let stream_name = stream.as_str();
-        let expected_value: i64 = expected.map_or(-2, Revision::as_i64);
-        let (after, query) = match condition {
+        let needed: Vec<KeyLock> = event_keys.iter().filter(|l| !held(l)).copied().collect();
+        let (event_lock_keys, event_lock_modes) = arrays(&needed);
+        let (condition_after, condition_query) = match write.condition {
             AppendCondition::None => (i64::MAX, None),
-            AppendCondition::FailIfEventsMatch { query, after } => {
-                (position_value(*after), (!query.is_all()).then_some(query))
-            }
+            AppendCondition::FailIfEventsMatch { query, after } => (
+                position_value(*after),
+                (!query.is_all()).then(|| query_items(query)),
+            ),
         };
+        Ok(Self {
+            stream: write.stream.as_str(),
+            events: EventColumns::new(&write.events)?,
+            expected_revision: write.expected.map(Revision::as_i64),
+            condition_after,
+            event_lock_keys,
+            event_lock_modes,
+            barrier: store.inner.keys.barrier(),
+            condition_query,
+        })
+    }
+
+    /// The statement these parameters are for.
+    pub(crate) fn statement<'s>(&self, sql: &'s Statements) -> &'s str {
+        if self.condition_query.is_some() {
+            &sql.append_if_query
+        } else {
+            &sql.append_if_all
+        }
+    }
+
+    /// The parameters in placeholder order (`$1` first).
+    pub(crate) fn bind(&self) -> Vec<&(dyn ToSql + Sync)> {
         let mut params: Vec<&(dyn ToSql + Sync)> = vec![
-            &stream_name,
-            &columns.ids,
-            &columns.types,
-            &columns.versions,
-            &columns.tags,
-            &columns.metadata,
-            &columns.data,
-            &expected_value,
-            &after,
-            &lock_keys,
-            &lock_modes,
-            &barrier,
+            &self.stream,
+            &self.events.ids,
+            &self.events.types,
+            &self.events.versions,
+            &self.events.tags,
+            &self.events.metadata,
+            &self.events.data,
+            &self.expected_revision,
+            &self.condition_after,
+            &self.event_lock_keys,
+            &self.event_lock_modes,
+            &self.barrier,
         ];
-        let items = query.map(query_items);
-        let text = if let Some((types, tags)) = &items {
+        if let Some((types, tags)) = &self.condition_query {
             params.push(types);
             params.push(tags);
-            &self.sql().append_if_query
-        } else {
-            &self.sql().append_if_all
-        };
+        }
+        params
+    }
+}
+
+/// How the append statement's transaction begins.
+enum Opening {
+    /// `BEGIN` and the guard go out first, in the same round trip.
+    Begin(PreparedGuard),
+    /// The session's transaction already holds the guard.
+    InTransaction,
+}
+
+/// Whether the pipeline ends with `COMMIT`.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Ending {
+    Commit,
+    /// The transaction stays open: effects are recorded next, then
+    /// [`PostgresStore::record_and_commit`].
+    KeepOpen,
+}
+
+/// What the append statement's first row says (read by column name).
+enum Verdict {
+    /// `ok` was false: a decision holds a key the events need.
+    KeysBusy,
+    /// `replayed`: some of the events' ids are already stored.
+    IdsStored,
+    /// `conflict`: the condition's query matched an event after its position.
+    ConditionFailed,
+    /// `revision_conflict`: the stream is not at the expected revision.
+    RevisionConflict,
+    /// Appended on top of `current_revision` (-1: the stream had no events).
+    Appended { current_revision: i64 },
+}
+
+impl PostgresStore {
+    /// Begins a transaction, takes `guard`, checks `write`'s condition (and
+    /// expected stream revision), takes the events' keys and the barrier,
+    /// appends and commits: one round trip.
+    pub(crate) async fn begin_append_commit(
+        &self,
+        session: &Session,
+        guard: &Guard,
+        write: Write<'_>,
+    ) -> Result<Committed, AppendFailure> {
+        let opening = Opening::Begin(self.prepare_guard(session.client()?, guard).await?);
+        self.send_append(session, guard, opening, write, Ending::Commit)
+            .await
+    }
+
+    /// In the session's transaction, which holds `guard` since before the
+    /// context was read: checks, appends and commits (one round trip).
+    pub(crate) async fn append_and_commit(
+        &self,
+        session: &Session,
+        guard: &Guard,
+        write: Write<'_>,
+    ) -> Result<Committed, AppendFailure> {
+        let opening = Opening::InTransaction;
+        self.send_append(session, guard, opening, write, Ending::Commit)
+            .await
+    }
+
+    /// Like [`Self::append_and_commit`], but the transaction stays open
+    /// for the effects ([`Self::record_and_commit`] commits it).
+    pub(crate) async fn append_keeping_open(
+        &self,
+        session: &Session,
+        guard: &Guard,
+        write: Write<'_>,
+    ) -> Result<Committed, AppendFailure> {
+        let opening = Opening::InTransaction;
+        self.send_append(session, guard, opening, write, Ending::KeepOpen)
+            .await
+    }
+
+    /// The one pipeline: the opening (if any), the append statement and the
+    /// `COMMIT` (if any) go out together, in this order. If a statement
+    /// fails, the server answers the `COMMIT` by rolling back; if the append
+    /// wrote nothing (condition, busy keys), the `COMMIT` commits nothing.
+    async fn send_append(
+        &self,
+        session: &Session,
+        guard: &Guard,
+        opening: Opening,
+        write: Write<'_>,
+        ending: Ending,
+    ) -> Result<Committed, AppendFailure> {
         let before = |what: &'static str| move |e| db_error(what, e, Phase::BeforeCommit);
         let client = session.client()?;
+        let event_keys = self.inner.keys.events(&write.events);
+        let params = AppendParams::new(self, guard, &write, &event_keys)?;
         let statement = client
-            .prepare_cached(text)
+            .prepare_cached(params.statement(self.sql()))
             .await
             .map_err(before("cannot prepare the append"))?;
-        let (table_text, guard_keys, guard_modes) = match guard {
-            Guard::Table => (&self.sql().lock_table, Vec::new(), Vec::new()),
-            Guard::Keys(locks) => {
-                let (keys, modes) = arrays(locks);
-                (&self.sql().lock_table_for_writing, keys, modes)
-            }
-        };
-        let (lock_table, lock_guard_keys) = if open {
-            (
-                Some(
-                    client
-                        .prepare_cached(table_text)
-                        .await
-                        .map_err(before("cannot prepare the table lock"))?,
-                ),
-                Some(
-                    client
-                        .prepare_cached(&self.sql().lock_keys)
-                        .await
-                        .map_err(before("cannot prepare the key locks"))?,
-                ),
-            )
-        } else {
-            (None, None)
-        };
-        let guard_params: [&(dyn ToSql + Sync); 2] = [&guard_keys, &guard_modes];
+        let bound = params.bind();
         session.set_open(true);
-        // Everything goes out together, in this order. If a statement fails,
-        // the server answers the COMMIT by rolling back; if the append wrote
-        // nothing (condition, busy keys), the COMMIT commits nothing.
-        let (begin, table, keyed, rows, commit) = futures_util::join!(
+        let (opened, rows, commit) = futures_util::join!(
             async {
-                if open {
-                    client.batch_execute(&self.inner.begin).await
-                } else {
-                    Ok(())
+                match &opening {
+                    Opening::Begin(guard) => Some(guard.open(client, &self.inner.begin).await),
+                    Opening::InTransaction => None,
                 }
             },
+            client.query(&statement, &bound),
             async {
-                match &lock_table {
-                    Some(statement) => client.execute(statement, &[]).await.map(|_| ()),
-                    None => Ok(()),
-                }
-            },
-            async {
-                match &lock_guard_keys {
-                    Some(statement) if !guard_keys.is_empty() => {
-                        client.execute(statement, &guard_params).await.map(|_| ())
-                    }
-                    _ => Ok(()),
-                }
-            },
-            client.query(&statement, &params),
-            async {
-                if commit_now {
-                    client.batch_execute("COMMIT").await
-                } else {
-                    Ok(())
+                match ending {
+                    Ending::Commit => client.batch_execute("COMMIT").await,
+                    Ending::KeepOpen => Ok(()),
                 }
             },
         );
-        session.set_open(!commit_now);
+        drop(bound);
+        drop(params);
+        session.set_open(ending == Ending::KeepOpen);
         // The COMMIT went out with everything else: if the connection broke
         // (an error the server did not send), it may have committed.
-        let broken = |r: &Result<(), tokio_postgres::Error>| {
-            r.as_ref().is_err_and(|e| e.as_db_error().is_none())
-        };
-        if broken(&begin)
-            || broken(&table)
-            || broken(&keyed)
+        if opened.as_ref().is_some_and(Opened::connection_broke)
             || rows.as_ref().is_err_and(|e| e.as_db_error().is_none())
         {
-            let e = [begin, table, keyed, commit]
-                .into_iter()
-                .find_map(Result::err)
+            let e = opened
+                .and_then(Opened::into_error)
+                .or(commit.err())
                 .or(rows.err());
             return Err(match e {
                 Some(e) => db_error(
@@ -220,11 +292,7 @@ impl PostgresStore {
             }
             .into());
         }
-        if let Some((what, e)) = first_failure([
-            begin.err().map(|e| ("cannot begin a transaction", e)),
-            table.err().map(|e| ("cannot lock the event table", e)),
-            keyed.err().map(|e| ("cannot lock the context's keys", e)),
-        ]) {
+        if let Some((what, e)) = opened.and_then(Opened::failure) {
             return Err(before(what)(e).into());
         }
         let rows = match rows {
@@ -233,56 +301,60 @@ impl PostgresStore {
                 rows
             }
             Err(e) if is_stream_revision_violation(&e) => {
-                return Err(AppendFailure::Condition(ConditionFailure::StreamRevision {
-                    stream: stream.clone(),
-                    expected: expected.unwrap_or_default(),
-                }));
+                return Err(revision_conflict(&write));
             }
-            // Another attempt with the same ids committed meanwhile: the next
-            // attempt finds it and reports it.
-            Err(e) if is_event_id_violation(&e) => return Err(AppendFailure::LocksBusy),
+            Err(e) if is_event_id_violation(&e) => {
+                return Err(AppendFailure::IdsRaced { event_keys });
+            }
             Err(e) => return Err(before("cannot append")(e).into()),
         };
-        if ids_stored(&rows)? {
-            let stored = self.stored_with_ids(client, &events).await?;
-            return Err(AppendFailure::IdsStored {
-                new: events,
-                stored,
-            });
-        }
-        let committed = committed_from_rows(&rows, stream, events, condition, expected)?;
-        if commit_now && !committed.events.is_empty() {
+        let committed = match verdict(&rows)? {
+            Verdict::KeysBusy => return Err(AppendFailure::KeysBusy { event_keys }),
+            Verdict::IdsStored => {
+                let stored = self.stored_with_ids(client, &write.events).await?;
+                return Err(AppendFailure::IdsStored {
+                    new: write.events,
+                    stored,
+                });
+            }
+            Verdict::ConditionFailed => {
+                return Err(AppendFailure::Condition(
+                    ConditionFailure::from_condition(write.condition).ok_or_else(|| {
+                        crate::error::corrupt("a condition failed without a condition")
+                    })?,
+                ));
+            }
+            Verdict::RevisionConflict => return Err(revision_conflict(&write)),
+            Verdict::Appended { current_revision } => {
+                committed_from_rows(&rows, write, current_revision)?
+            }
+        };
+        if ending == Ending::Commit && !committed.events.is_empty() {
             self.committed();
         }
         Ok(committed)
     }
 
+    /// A plain append (no decision): guard, check, append and commit in one
+    /// round trip, started over when other dispatches hold keys the events
+    /// need.
     pub(crate) async fn append_with_retries(
         &self,
         stream: &StreamId,
         events: Vec<NewEvent>,
         condition: &AppendCondition,
     ) -> Result<Committed, AppendError> {
-        let mut extra: Vec<KeyLock> = Vec::new();
-        for attempt in 1..=self.attempts() {
+        let mut attempts = Attempts::new(self.attempts());
+        while attempts.next().is_some() {
             let session = Session::new(self.client().await?);
-            let guard = self.append_guard(stream, condition, &extra);
-            let next_extra = self.inner.keys.events(&events);
-            match self
-                .append_and_commit(
-                    &session,
-                    &guard,
-                    true,
-                    Write {
-                        stream,
-                        events: events.clone(),
-                        condition,
-                        expected: None,
-                        commit: true,
-                    },
-                )
-                .await
-            {
+            let guard = self.append_guard(stream, condition, attempts.up_front());
+            let write = Write {
+                stream,
+                events: events.clone(),
+                condition,
+                expected: None,
+            };
+            match self.begin_append_commit(&session, &guard, write).await {
                 Ok(committed) => return Ok(committed),
                 Err(AppendFailure::IdsStored { new, stored }) => {
                     return replay_or_conflict(
@@ -294,11 +366,9 @@ impl PostgresStore {
                     )
                     .map_err(AppendError::Store);
                 }
-                Err(AppendFailure::LocksBusy) => {
-                    extra = next_extra;
-                    self.retried();
-                    backoff(attempt).await;
-                }
+                Err(
+                    AppendFailure::KeysBusy { event_keys } | AppendFailure::IdsRaced { event_keys },
+                ) => attempts.keys_busy(self, event_keys).await,
                 Err(AppendFailure::Condition(c)) => return Err(AppendError::ConditionFailed(c)),
                 Err(AppendFailure::Store(e)) => return Err(AppendError::Store(e)),
             }
@@ -307,51 +377,53 @@ impl PostgresStore {
     }
 }
 
-/// Whether the append statement found some of the events' ids already
-/// stored (and so appended nothing).
-pub(crate) fn ids_stored(rows: &[tokio_postgres::Row]) -> Result<bool, StoreError> {
-    let first = rows
-        .first()
-        .ok_or_else(|| crate::error::corrupt("the append returned no row"))?;
-    first
-        .try_get::<_, bool>("replayed")
-        .map_err(|e| crate::error::corrupt("unexpected append result").with_source(e))
+/// The failure of an append whose stream was not at the expected revision.
+fn revision_conflict(write: &Write<'_>) -> AppendFailure {
+    AppendFailure::Condition(ConditionFailure::StreamRevision {
+        stream: write.stream.clone(),
+        expected: write.expected.unwrap_or_default(),
+    })
 }
 
-/// Reads the append statement's result: a failed condition or the committed
-/// events (the caller has checked [`ids_stored`]).
-pub(crate) fn committed_from_rows(
-    rows: &[tokio_postgres::Row],
-    stream: &StreamId,
-    events: Vec<NewEvent>,
-    condition: &AppendCondition,
-    expected: Option<Revision>,
-) -> Result<Committed, AppendFailure> {
-    let unexpected =
-        |e: tokio_postgres::Error| crate::error::corrupt("unexpected append result").with_source(e);
+fn unexpected_result(e: tokio_postgres::Error) -> StoreError {
+    crate::error::corrupt("unexpected append result").with_source(e)
+}
+
+/// Reads the append statement's first row, by column name.
+fn verdict(rows: &[tokio_postgres::Row]) -> Result<Verdict, StoreError> {
     let first = rows
         .first()
         .ok_or_else(|| crate::error::corrupt("the append returned no row"))?;
-    if !first.try_get::<_, bool>(0).map_err(unexpected)? {
-        return Err(AppendFailure::LocksBusy);
-    }
-    if first.try_get::<_, bool>(1).map_err(unexpected)? {
-        return Err(AppendFailure::Condition(
-            ConditionFailure::from_condition(condition)
-                .ok_or_else(|| crate::error::corrupt("a condition failed without a condition"))?,
-        ));
-    }
-    if first.try_get::<_, bool>(2).map_err(unexpected)? {
-        return Err(AppendFailure::Condition(ConditionFailure::StreamRevision {
-            stream: stream.clone(),
-            expected: expected.unwrap_or_default(),
-        }));
-    }
-    let before: i64 = first.try_get(3).map_err(unexpected)?;
+    let flag = |column: &str| first.try_get::<_, bool>(column).map_err(unexpected_result);
+    Ok(if flag("replayed")? {
+        Verdict::IdsStored
+    } else if !flag("ok")? {
+        Verdict::KeysBusy
+    } else if flag("conflict")? {
+        Verdict::ConditionFailed
+    } else if flag("revision_conflict")? {
+        Verdict::RevisionConflict
+    } else {
+        Verdict::Appended {
+            current_revision: first
+                .try_get("current_revision")
+                .map_err(unexpected_result)?,
+        }
+    })
+}
+
+/// The committed events of an append that wrote (one row per event, columns
+/// `position` and `revision`), on top of `current_revision`.
+fn committed_from_rows(
+    rows: &[tokio_postgres::Row],
+    write: Write<'_>,
+    current_revision: i64,
+) -> Result<Committed, AppendFailure> {
+    let Write { stream, events, .. } = write;
     let mut committed = Vec::with_capacity(events.len());
     for (row, event) in rows.iter().zip(events) {
-        let at: Option<i64> = row.try_get(4).map_err(unexpected)?;
-        let rev: Option<i64> = row.try_get(5).map_err(unexpected)?;
+        let at: Option<i64> = row.try_get("position").map_err(unexpected_result)?;
+        let rev: Option<i64> = row.try_get("revision").map_err(unexpected_result)?;
         let (Some(at), Some(rev)) = (at, rev) else {
             return Err(crate::error::corrupt("the append stored fewer events than given").into());
         };
@@ -370,10 +442,10 @@ pub(crate) fn committed_from_rows(
     if committed.windows(2).any(|w| w[0].position >= w[1].position) {
         return Err(crate::error::corrupt("appended positions are not increasing").into());
     }
-    let previous = if before < 0 {
+    let previous = if current_revision < 0 {
         Revision::NoEvents
     } else {
-        Revision::Current(revision(before)?)
+        Revision::Current(revision(current_revision)?)
     };
     Ok(Committed {
         stream: stream.clone(),

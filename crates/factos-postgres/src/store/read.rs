@@ -8,11 +8,10 @@ use futures_util::{TryStreamExt, pin_mut};
 use tokio_postgres::types::ToSql;
 
 use crate::error::{Phase, db_error};
-use crate::locks::arrays;
 use crate::rows::{position, query_items, stored_event};
 use crate::store::PostgresStore;
 use crate::store::guard::{Context, Guard};
-use crate::store::session::{Session, first_failure};
+use crate::store::session::Session;
 
 /// What a decision reads: its context after a position.
 pub(crate) struct Read<'a> {
@@ -103,47 +102,21 @@ impl PostgresStore {
             ),
             Context::Stream => (&self.sql().read_stream_after, vec![&stream_name, &lower], 0),
         };
-        let (table_text, keys, modes) = match guard {
-            Guard::Table => (&self.sql().lock_table, Vec::new(), Vec::new()),
-            Guard::Keys(locks) => {
-                let (keys, modes) = arrays(locks);
-                (&self.sql().lock_table_for_writing, keys, modes)
-            }
-        };
-        let lock_table = client
-            .prepare_cached(table_text)
-            .await
-            .map_err(fail("cannot prepare the table lock"))?;
-        let lock_keys = client
-            .prepare_cached(&self.sql().lock_keys)
-            .await
-            .map_err(fail("cannot prepare the key locks"))?;
+        let guard = self.prepare_guard(client, guard).await?;
         let read = client
             .prepare_cached(text)
             .await
             .map_err(fail("cannot prepare the context read"))?;
         session.set_open(true);
-        let key_params: [&(dyn ToSql + Sync); 2] = [&keys, &modes];
         // Polled in this order, so sent in this order, in one round trip.
-        let (begin, table, keyed, rows) = futures_util::join!(
-            client.batch_execute(&self.inner.begin),
-            client.execute(&lock_table, &[]),
-            async {
-                if keys.is_empty() {
-                    Ok(0)
-                } else {
-                    client.execute(&lock_keys, &key_params).await
-                }
-            },
+        let (opened, rows) = futures_util::join!(
+            guard.open(client, &self.inner.begin),
             client.query_raw(&read, params_iter(&params)),
         );
         // The first failure is the cause; later statements only report an aborted transaction.
-        first_failure([
-            begin.err().map(|e| ("cannot begin a transaction", e)),
-            table.err().map(|e| ("cannot lock the event table", e)),
-            keyed.err().map(|e| ("cannot lock the context's keys", e)),
-        ])
-        .map_or(Ok(()), |(what, e)| Err(fail(what)(e)))?;
+        opened
+            .failure()
+            .map_or(Ok(()), |(what, e)| Err(fail(what)(e)))?;
         let rows = rows.map_err(fail("cannot read the context"))?;
         pin_mut!(rows);
         let mut count = fed_so_far;

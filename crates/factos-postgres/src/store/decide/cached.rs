@@ -38,21 +38,13 @@ impl PostgresStore {
             let condition = AppendCondition::fail_if_events_match(query.clone(), folded.position);
             let guard = self.guard(stream, Context::Query(query), &[]);
             let session = Session::new(self.client().await?);
-            match self
-                .append_and_commit(
-                    &session,
-                    &guard,
-                    true,
-                    Write {
-                        stream,
-                        events: decided,
-                        condition: &condition,
-                        expected: None,
-                        commit: true,
-                    },
-                )
-                .await
-            {
+            let write = Write {
+                stream,
+                events: decided,
+                condition: &condition,
+                expected: None,
+            };
+            match self.begin_append_commit(&session, &guard, write).await {
                 Ok(committed) => {
                     self.inner.hot.cool(query);
                     return Ok(decided_on(committed, folded));
@@ -64,7 +56,11 @@ impl PostgresStore {
                 // Busy keys, or ids found stored by a decision on a state
                 // that may be stale: the guarded path decides again (and
                 // tells a replay from a conflict).
-                Err(AppendFailure::LocksBusy | AppendFailure::IdsStored { .. }) => self.retried(),
+                Err(
+                    AppendFailure::KeysBusy { .. }
+                    | AppendFailure::IdsRaced { .. }
+                    | AppendFailure::IdsStored { .. },
+                ) => self.retried(),
                 Err(AppendFailure::Store(e)) => return Err(DecisionError::Store(e)),
             }
         }

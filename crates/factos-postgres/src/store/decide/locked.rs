@@ -5,14 +5,13 @@
 use factos::store::{Committed, DecisionError, DecisionProcess, Folded};
 use factos::{AppendCondition, Revision, StreamId};
 
-use crate::locks::KeyLock;
 use crate::store::PostgresStore;
 use crate::store::append::{AppendFailure, Write};
 use crate::store::decide::decided_on;
 use crate::store::guard::Context;
 use crate::store::read::Read;
 use crate::store::replay::IdsFound;
-use crate::store::retry::{backoff, contention};
+use crate::store::retry::{Attempts, contention};
 use crate::store::session::Session;
 
 impl PostgresStore {
@@ -31,10 +30,10 @@ impl PostgresStore {
         let mut fed = folded.position;
         let mut fed_count = folded.events;
         let mut revision = Revision::NoEvents;
-        let mut extra: Vec<KeyLock> = Vec::new();
-        for attempt in 1..=self.attempts() {
+        let mut attempts = Attempts::new(self.attempts());
+        while attempts.next().is_some() {
             let session = Session::new(self.client().await?);
-            let guard = self.guard(stream, context, &extra);
+            let guard = self.guard(stream, context, attempts.up_front());
             let read = self
                 .open_and_feed(
                     &session,
@@ -66,7 +65,6 @@ impl PostgresStore {
                     return Err(e);
                 }
             };
-            let next_extra: Vec<KeyLock> = self.inner.keys.events(&events);
             let deferred = process.records_effects();
             // The guard held since the read keeps every matching event either
             // at or below `fed` or after this commit: a cached state resumes there.
@@ -81,21 +79,18 @@ impl PostgresStore {
                 ),
                 Context::Stream => (AppendCondition::None, Some(revision)),
             };
-            match self
-                .append_and_commit(
-                    &session,
-                    &guard,
-                    false,
-                    Write {
-                        stream,
-                        events,
-                        condition: &condition,
-                        expected,
-                        commit: !deferred,
-                    },
-                )
-                .await
-            {
+            let write = Write {
+                stream,
+                events,
+                condition: &condition,
+                expected,
+            };
+            let appended = if deferred {
+                self.append_keeping_open(&session, &guard, write).await
+            } else {
+                self.append_and_commit(&session, &guard, write).await
+            };
+            match appended {
                 Ok(committed) if deferred => {
                     let committed = decided_on(committed, context_read);
                     return self.record_and_commit(session, process, committed).await;
@@ -112,11 +107,11 @@ impl PostgresStore {
                 }
                 // With a deferred commit the transaction is still open:
                 // roll it back (a no-op when the pipeline committed).
-                Err(AppendFailure::LocksBusy) => {
+                Err(
+                    AppendFailure::KeysBusy { event_keys } | AppendFailure::IdsRaced { event_keys },
+                ) => {
                     session.rollback().await;
-                    extra = next_extra;
-                    self.retried();
-                    backoff(attempt).await;
+                    attempts.keys_busy(self, event_keys).await;
                 }
                 Err(AppendFailure::Condition(c)) => {
                     session.rollback().await;

@@ -5,13 +5,12 @@
 use factos::store::{Committed, DecisionError, DecisionProcess, Folded};
 use factos::{AppendCondition, Position, Query, StreamId};
 
-use crate::locks::KeyLock;
 use crate::store::PostgresStore;
 use crate::store::append::{AppendFailure, Write};
 use crate::store::decide::decided_on;
 use crate::store::guard::Context;
 use crate::store::replay::replay_or_conflict;
-use crate::store::retry::{backoff, contention};
+use crate::store::retry::{Attempts, contention};
 use crate::store::session::Session;
 
 impl PostgresStore {
@@ -26,9 +25,9 @@ impl PostgresStore {
     ) -> Result<Committed, DecisionError<P::Error>> {
         let mut seen_upto: i64 = 0;
         let mut fed_count = 0usize;
-        let mut extra: Vec<KeyLock> = Vec::new();
         let mut last_conflict = None;
-        for attempt in 1..=self.attempts() {
+        let mut attempts = Attempts::new(self.attempts());
+        while attempts.next().is_some() {
             let client = self.client().await?;
             let (mark, events, _) = self
                 .settled_forward_read(&client, query, seen_upto, None)
@@ -44,30 +43,18 @@ impl PostgresStore {
                 position: u64::try_from(seen_upto).ok().and_then(Position::new),
                 events: fed_count,
             };
-            let decided = process.decide().map_err(DecisionError::Process)?;
-            self.limits()
-                .check(&decided)
-                .map_err(DecisionError::Invalid)?;
-            let next_extra = self.inner.keys.events(&decided);
+            let decided = self.decide_checked(process)?;
             let condition =
                 AppendCondition::fail_if_events_match(query.clone(), context_read.position);
-            let guard = self.guard(stream, Context::Query(query), &extra);
+            let guard = self.guard(stream, Context::Query(query), attempts.up_front());
             let session = Session::new(client);
-            match self
-                .append_and_commit(
-                    &session,
-                    &guard,
-                    true,
-                    Write {
-                        stream,
-                        events: decided,
-                        condition: &condition,
-                        expected: None,
-                        commit: true,
-                    },
-                )
-                .await
-            {
+            let write = Write {
+                stream,
+                events: decided,
+                condition: &condition,
+                expected: None,
+            };
+            match self.begin_append_commit(&session, &guard, write).await {
                 Ok(committed) => return Ok(decided_on(committed, context_read)),
                 Err(AppendFailure::IdsStored { new, stored }) => {
                     // The session's connection is idle (its pipeline
@@ -86,11 +73,9 @@ impl PostgresStore {
                     )
                     .map_err(DecisionError::Store);
                 }
-                Err(AppendFailure::LocksBusy) => {
-                    extra = next_extra;
-                    self.retried();
-                    backoff(attempt).await;
-                }
+                Err(
+                    AppendFailure::KeysBusy { event_keys } | AppendFailure::IdsRaced { event_keys },
+                ) => attempts.keys_busy(self, event_keys).await,
                 Err(AppendFailure::Condition(c)) => {
                     self.retried();
                     last_conflict = Some(c);
