@@ -62,6 +62,7 @@ mod cache;
 mod codec;
 mod decider;
 mod dispatch;
+mod dispatcher;
 mod event;
 mod memory;
 mod names;
@@ -73,7 +74,7 @@ pub mod store;
 #[cfg(feature = "json")]
 pub mod json;
 
-pub use cache::{DEFAULT_CACHE_ENTRIES, Dispatcher};
+pub use cache::DEFAULT_CACHE_ENTRIES;
 pub use codec::{Codec, DecodeError, Decoded, EncodeError};
 pub use decider::{
     Decider, FnReactor, MergedReactors, MergedViews, Reactor, View, compute_events, fold_decider,
@@ -83,6 +84,7 @@ pub use dispatch::{
     Append, Context, Dispatch, DispatchError, LoadedStream, ReadError, dispatch,
     dispatch_with_query, dispatch_with_query_idempotent, event_id, load_stream, read_context,
 };
+pub use dispatcher::Dispatcher;
 pub use event::{NewEvent, Recorded, StoredEvent, matches_query};
 pub use memory::InMemoryStore;
 pub use names::{
