@@ -142,7 +142,7 @@ where
     where
         R: Reactor<Event = D::Event, Effect = OutboxMessage> + Sync,
     {
-        crate::outbox::require_effects(&self.store)?;
+        crate::dispatch::require_effects(&self.store)?;
         self.cached_dispatch(stream, query, command, None, Some(reactor))
             .await
     }

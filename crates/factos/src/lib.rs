@@ -82,7 +82,8 @@ pub use decider::{
 };
 pub use dispatch::{
     Append, Context, Dispatch, DispatchError, LoadedStream, ReadError, dispatch,
-    dispatch_with_query, dispatch_with_query_idempotent, event_id, load_stream, read_context,
+    dispatch_with_outbox, dispatch_with_query, dispatch_with_query_idempotent, event_id,
+    load_stream, read_context,
 };
 pub use dispatcher::Dispatcher;
 pub use event::{NewEvent, Recorded, StoredEvent, matches_query};
@@ -92,7 +93,7 @@ pub use names::{
     MAX_METADATA_VALUE_BYTES, MAX_STREAM_BYTES, MAX_TAG_BYTES, MAX_TAGS_PER_EVENT, MAX_TOPIC_BYTES,
     Metadata, NameKind, StreamId, Tag, Tags, Topic, ValidationError,
 };
-pub use outbox::{Effect, OutboxMessage, dispatch_with_outbox};
+pub use outbox::{Effect, OutboxMessage};
 pub use position::{Position, Revision, highest_position};
 pub use query::{AppendCondition, Query, QueryItem};
 pub use store::{
