@@ -1,6 +1,6 @@
-//! A [`Dispatcher`] keeps, per query, the folded decision state and the
-//! settled position it is current at, so most dispatches neither read their
-//! context again nor wait for a second round trip.
+//! The context cache of a [`Dispatcher`](crate::Dispatcher): a bounded
+//! least-recently-used map from query to the folded decision state and the
+//! settled position it is current at ([`Folded`]).
 //!
 //! A cached state is never trusted on its own: the store appends under the
 //! condition `FailIfEventsMatch(query, cached_position)`, which proves it
@@ -8,16 +8,11 @@
 //! events after the cached position and decides again.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Mutex, PoisonError};
 
-use crate::dispatch::{
-    CommandProcess, Dispatch, DispatchError, from_decision_error, from_process_error, into_dispatch,
-};
-use crate::outbox::OutboxMessage;
+use crate::Query;
 use crate::store::Folded;
-use crate::{Codec, Decider, EventStore, Query, Reactor, StreamId};
 
-/// Default number of contexts a [`Dispatcher`] caches.
+/// Default number of contexts a [`Dispatcher`](crate::Dispatcher) caches.
 pub const DEFAULT_CACHE_ENTRIES: usize = 10_000;
 
 struct Entry<S> {
@@ -29,7 +24,7 @@ struct Entry<S> {
 }
 
 /// A bounded least-recently-used map from query to (state, position).
-struct ContextCache<S> {
+pub(crate) struct ContextCache<S> {
     entries: HashMap<Query, Entry<S>>,
     by_use: BTreeMap<u64, Query>,
     tick: u64,
@@ -37,7 +32,7 @@ struct ContextCache<S> {
 }
 
 impl<S: Clone> ContextCache<S> {
-    fn new(capacity: usize) -> Self {
+    pub(crate) fn new(capacity: usize) -> Self {
         Self {
             entries: HashMap::new(),
             by_use: BTreeMap::new(),
@@ -46,7 +41,7 @@ impl<S: Clone> ContextCache<S> {
         }
     }
 
-    fn get(&mut self, query: &Query) -> Option<(S, Folded)> {
+    pub(crate) fn get(&mut self, query: &Query) -> Option<(S, Folded)> {
         self.tick += 1;
         let entry = self.entries.get_mut(query)?;
         self.by_use.remove(&entry.used);
@@ -55,7 +50,7 @@ impl<S: Clone> ContextCache<S> {
         Some((entry.state.clone(), entry.folded))
     }
 
-    fn put(&mut self, query: &Query, state: S, folded: Folded) {
+    pub(crate) fn put(&mut self, query: &Query, state: S, folded: Folded) {
         if self.capacity == 0 {
             return;
         }
@@ -90,216 +85,9 @@ impl<S: Clone> ContextCache<S> {
         self.by_use.insert(self.tick, query.clone());
     }
 
-    fn remove(&mut self, query: &Query) {
+    pub(crate) fn remove(&mut self, query: &Query) {
         if let Some(entry) = self.entries.remove(query) {
             self.by_use.remove(&entry.used);
         }
-    }
-}
-
-/// A command handler bound to a store, a decider and a codec, with a cache
-/// of decision contexts (on by default, [`DEFAULT_CACHE_ENTRIES`] entries).
-///
-/// The cache assumes the decider's `evolve` depends only on the events: use
-/// one dispatcher per decider value. Several dispatchers, in one process or
-/// many, may work on the same store and the same queries: each keeps its
-/// own cache and the append condition keeps every one of them honest.
-///
-/// ```
-/// # use factos::*;
-/// # use factos::json::{JsonCodec, JsonEvent};
-/// # #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
-/// # struct Sold;
-/// # impl JsonEvent for Sold {
-/// #     const EVENT_TYPES: &'static [&'static str] = &["Sold"];
-/// #     fn event_type(&self) -> &'static str { "Sold" }
-/// #     fn tags(&self) -> Vec<String> { vec!["concert:c1".into()] }
-/// # }
-/// # struct Capacity(usize);
-/// # impl Decider for Capacity {
-/// #     type State = usize; type Command = (); type Event = Sold; type Error = &'static str;
-/// #     fn initial(&self) -> usize { 0 }
-/// #     fn decide(&self, n: &usize, _: &()) -> Result<Vec<Sold>, &'static str> {
-/// #         if *n >= self.0 { Err("sold out") } else { Ok(vec![Sold]) } }
-/// #     fn evolve(&self, n: usize, _: &Sold) -> usize { n + 1 }
-/// # }
-/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
-/// let dispatcher = Dispatcher::new(InMemoryStore::new(), Capacity(2), JsonCodec::<Sold>::new());
-/// let query = Query::item(QueryItem::parse(["Sold"], ["concert:c1"])?);
-/// let stream = StreamId::new("box-office")?;
-/// dispatcher.dispatch_with_query(&stream, &query, &()).await?;
-/// dispatcher.dispatch_with_query(&stream, &query, &()).await?; // decided on the cached count
-/// assert!(matches!(dispatcher.dispatch_with_query(&stream, &query, &()).await, Err(DispatchError::Domain("sold out"))));
-/// # Ok::<(), Box<dyn std::error::Error>>(())
-/// # }).unwrap();
-/// ```
-pub struct Dispatcher<S, D: Decider, C> {
-    store: S,
-    decider: D,
-    codec: C,
-    cache: Mutex<ContextCache<D::State>>,
-}
-
-impl<S, D, C> std::fmt::Debug for Dispatcher<S, D, C>
-where
-    D: Decider,
-{
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Dispatcher").finish_non_exhaustive()
-    }
-}
-
-impl<S, D, C> Dispatcher<S, D, C>
-where
-    S: EventStore,
-    D: Decider + Sync,
-    D::State: Clone + Send,
-    D::Event: Send,
-    D::Command: Sync,
-    D::Error: Send,
-    C: Codec<Event = D::Event>,
-{
-    /// A dispatcher with a cache of [`DEFAULT_CACHE_ENTRIES`] contexts.
-    pub fn new(store: S, decider: D, codec: C) -> Self {
-        Self {
-            store,
-            decider,
-            codec,
-            cache: Mutex::new(ContextCache::new(DEFAULT_CACHE_ENTRIES)),
-        }
-    }
-
-    /// Sets how many contexts are cached; 0 turns the cache off.
-    #[must_use]
-    pub fn with_cache_entries(self, entries: usize) -> Self {
-        Self {
-            cache: Mutex::new(ContextCache::new(entries)),
-            ..self
-        }
-    }
-
-    /// The store.
-    pub fn store(&self) -> &S {
-        &self.store
-    }
-
-    fn cache(&self) -> std::sync::MutexGuard<'_, ContextCache<D::State>> {
-        self.cache.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    /// Like [`dispatch_with_query`](crate::dispatch_with_query), starting from
-    /// the cached context of `query` when there is one.
-    pub async fn dispatch_with_query(
-        &self,
-        stream: &StreamId,
-        query: &Query,
-        command: &D::Command,
-    ) -> Result<Dispatch<D::Event>, DispatchError<D::Error>> {
-        self.cached_dispatch(stream, query, command, None, None)
-            .await
-    }
-
-    /// Like [`dispatch_with_query_idempotent`](crate::dispatch_with_query_idempotent)
-    /// (event ids derive from `key`, so a retry after an unknown outcome
-    /// appends nothing twice), starting from the cached context.
-    pub async fn dispatch_with_query_idempotent(
-        &self,
-        stream: &StreamId,
-        query: &Query,
-        command: &D::Command,
-        key: uuid::Uuid,
-    ) -> Result<Dispatch<D::Event>, DispatchError<D::Error>> {
-        self.cached_dispatch(stream, query, command, Some(key), None)
-            .await
-    }
-
-    /// Like [`dispatch_with_outbox`](crate::dispatch_with_outbox) (the
-    /// reactor's effects are recorded in the dispatch's transaction),
-    /// starting from the cached context.
-    pub async fn dispatch_with_outbox<R>(
-        &self,
-        stream: &StreamId,
-        query: &Query,
-        command: &D::Command,
-        reactor: &R,
-    ) -> Result<Dispatch<D::Event>, DispatchError<D::Error>>
-    where
-        R: Reactor<Event = D::Event, Effect = OutboxMessage> + Sync,
-    {
-        crate::outbox::require_effects(&self.store)?;
-        self.cached_dispatch(stream, query, command, None, Some(reactor))
-            .await
-    }
-
-    /// The one cached dispatch behind the three entry points.
-    async fn cached_dispatch(
-        &self,
-        stream: &StreamId,
-        query: &Query,
-        command: &D::Command,
-        key: Option<uuid::Uuid>,
-        reactor: Option<&(dyn Reactor<Event = D::Event, Effect = OutboxMessage> + Sync)>,
-    ) -> Result<Dispatch<D::Event>, DispatchError<D::Error>> {
-        let cached = self.cache().get(query);
-        let (mut process, outcome) = if let Some((state, folded)) = cached {
-            let mut process =
-                CommandProcess::with_state(&self.decider, &self.codec, command, state);
-            process.idempotency_key = key;
-            process.reactor = reactor;
-            let outcome = self
-                .store
-                .decide_with_query_after(stream, query, &mut process, folded)
-                .await;
-            (process, outcome)
-        } else {
-            let mut process = CommandProcess::new(&self.decider, &self.codec, command)
-                .map_err(from_process_error)?;
-            process.idempotency_key = key;
-            process.reactor = reactor;
-            let outcome = self
-                .store
-                .decide_with_query(stream, query, &mut process)
-                .await;
-            (process, outcome)
-        };
-        let committed = match outcome {
-            Ok(committed) => committed,
-            Err(e) => {
-                // The state may have been fed events whose position is not known here.
-                self.cache().remove(query);
-                return Err(from_decision_error(e));
-            }
-        };
-        let decided = std::mem::take(&mut process.decided);
-        if committed.replayed {
-            // An earlier attempt's events came back instead of this decision's:
-            // the state cannot be brought up to date from them; read it afresh next time.
-            self.cache().remove(query);
-        } else if let Some(mut state) = process.state.take() {
-            // The state the store decided on, plus this decision's own events
-            // that match the query: the context as it is right after the commit.
-            let mut folded = Folded {
-                position: committed.context_position,
-                events: committed.context_events,
-            };
-            for (stored, event) in committed.events.iter().zip(&decided) {
-                if stored.matches(query) {
-                    state = self.decider.evolve(state, event);
-                    folded.events += 1;
-                }
-            }
-            folded.position = folded.position.max(committed.position);
-            self.cache().put(query, state, folded);
-        }
-        into_dispatch(committed, decided, &self.codec)
-    }
-
-    /// Like [`dispatch`](crate::dispatch()) (stream revision), without the cache.
-    pub async fn dispatch(
-        &self,
-        stream: &StreamId,
-        command: &D::Command,
-    ) -> Result<Dispatch<D::Event>, DispatchError<D::Error>> {
-        crate::dispatch(&self.store, stream, &self.decider, &self.codec, command).await
     }
 }

@@ -8,8 +8,8 @@ use crate::outbox::{Effect, MAX_EFFECT_PAYLOAD_BYTES, MAX_EFFECTS_PER_DISPATCH, 
 use crate::store::{Committed, ConditionFailure, DecisionError, DecisionProcess};
 use crate::{
     AppendCondition, Codec, Decider, DecodeError, EncodeError, EventStore, NewEvent, Position,
-    Query, Reactor, ReadOptions, Recorded, Revision, StoreError, StoredEvent, StreamId,
-    ValidationError,
+    Query, Reactor, ReadOptions, Recorded, Revision, StoreError, StoreErrorKind, StoredEvent,
+    StreamId, ValidationError,
 };
 
 /// Where a dispatch's events landed.
@@ -384,7 +384,7 @@ pub(crate) fn into_dispatch<C: Codec, X>(
     }
     if committed.events.len() != decided.len() {
         return Err(DispatchError::Store(StoreError::new(
-            crate::StoreErrorKind::Corrupt,
+            StoreErrorKind::Corrupt,
             format!(
                 "the store committed {} events for {} decided",
                 committed.events.len(),
@@ -560,9 +560,97 @@ where
     .await
 }
 
+/// Like [`dispatch_with_query`], and the
+/// `reactor`'s effects of the new events are recorded in the same
+/// transaction as the events: both commit or neither does.
+///
+/// The reactor runs once the append has assigned positions, before the
+/// commit. It should be quick and pure (it runs while the dispatch holds its
+/// context's locks); a panic in it is caught and writes nothing. Stores that
+/// cannot record effects ([`EventStore::records_effects`]) refuse with a
+/// [`StoreErrorKind::Rejected`] error before doing anything.
+///
+/// ```
+/// # use factos::*;
+/// # use factos::json::{JsonCodec, JsonEvent};
+/// # #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+/// # struct Registered { username: String }
+/// # impl JsonEvent for Registered {
+/// #     const EVENT_TYPES: &'static [&'static str] = &["UserRegistered"];
+/// #     fn event_type(&self) -> &'static str { "UserRegistered" }
+/// #     fn tags(&self) -> Vec<String> { vec![format!("username:{}", self.username)] }
+/// # }
+/// # struct Register;
+/// # impl Decider for Register {
+/// #     type Command = String; type Event = Registered; type State = bool; type Error = String;
+/// #     fn initial(&self) -> bool { false }
+/// #     fn decide(&self, taken: &bool, name: &String) -> Result<Vec<Registered>, String> {
+/// #         if *taken { Err("taken".into()) } else { Ok(vec![Registered { username: name.clone() }]) }
+/// #     }
+/// #     fn evolve(&self, _: bool, _: &Registered) -> bool { true }
+/// # }
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// let store = InMemoryStore::new();
+/// let welcome = reactor_fn(|r: &Recorded<Registered>| {
+///     vec![OutboxMessage::new(Topic::new("email").unwrap(), r.event.username.clone().into_bytes())]
+/// });
+/// let query = Query::tags([Tag::new("username:renata")?]);
+/// dispatch_with_outbox(&store, &StreamId::new("users")?, &query, &Register,
+///     &JsonCodec::<Registered>::new(), &"renata".to_string(), &welcome).await?;
+/// let recorded = store.outbox();
+/// assert_eq!(recorded.len(), 1);
+/// assert_eq!(recorded[0].message.payload, b"renata");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// # }).unwrap();
+/// ```
+pub async fn dispatch_with_outbox<S, D, C, R>(
+    store: &S,
+    stream: &StreamId,
+    query: &Query,
+    decider: &D,
+    codec: &C,
+    command: &D::Command,
+    reactor: &R,
+) -> Result<Dispatch<D::Event>, DispatchError<D::Error>>
+where
+    S: EventStore,
+    D: Decider + Sync,
+    D::State: Send,
+    D::Event: Send,
+    D::Command: Sync,
+    D::Error: Send,
+    C: Codec<Event = D::Event>,
+    R: Reactor<Event = D::Event, Effect = OutboxMessage> + Sync,
+{
+    require_effects(store)?;
+    query_dispatch(
+        store,
+        stream,
+        query,
+        decider,
+        codec,
+        command,
+        None,
+        Some(reactor),
+    )
+    .await
+}
+
+/// Refuses, before anything is read or written, a store that cannot record
+/// effects with its appends.
+pub(crate) fn require_effects<S: EventStore, E>(store: &S) -> Result<(), DispatchError<E>> {
+    if store.records_effects() {
+        Ok(())
+    } else {
+        Err(DispatchError::Store(StoreError::new(
+            StoreErrorKind::Rejected,
+            "this store cannot record effects with its appends",
+        )))
+    }
+}
+
 /// The one query dispatch behind [`dispatch_with_query`],
-/// [`dispatch_with_query_idempotent`] and
-/// [`dispatch_with_outbox`](crate::dispatch_with_outbox).
+/// [`dispatch_with_query_idempotent`] and [`dispatch_with_outbox`].
 #[allow(clippy::too_many_arguments)]
 pub(crate) async fn query_dispatch<S, D, C>(
     store: &S,

@@ -62,6 +62,7 @@ mod cache;
 mod codec;
 mod decider;
 mod dispatch;
+mod dispatcher;
 mod event;
 mod memory;
 mod names;
@@ -73,7 +74,7 @@ pub mod store;
 #[cfg(feature = "json")]
 pub mod json;
 
-pub use cache::{DEFAULT_CACHE_ENTRIES, Dispatcher};
+pub use cache::DEFAULT_CACHE_ENTRIES;
 pub use codec::{Codec, DecodeError, Decoded, EncodeError};
 pub use decider::{
     Decider, FnReactor, MergedReactors, MergedViews, Reactor, View, compute_events, fold_decider,
@@ -81,8 +82,10 @@ pub use decider::{
 };
 pub use dispatch::{
     Append, Context, Dispatch, DispatchError, LoadedStream, ReadError, dispatch,
-    dispatch_with_query, dispatch_with_query_idempotent, event_id, load_stream, read_context,
+    dispatch_with_outbox, dispatch_with_query, dispatch_with_query_idempotent, event_id,
+    load_stream, read_context,
 };
+pub use dispatcher::Dispatcher;
 pub use event::{NewEvent, Recorded, StoredEvent, matches_query};
 pub use memory::InMemoryStore;
 pub use names::{
@@ -90,7 +93,7 @@ pub use names::{
     MAX_METADATA_VALUE_BYTES, MAX_STREAM_BYTES, MAX_TAG_BYTES, MAX_TAGS_PER_EVENT, MAX_TOPIC_BYTES,
     Metadata, NameKind, StreamId, Tag, Tags, Topic, ValidationError,
 };
-pub use outbox::{Effect, OutboxMessage, dispatch_with_outbox};
+pub use outbox::{Effect, OutboxMessage};
 pub use position::{Position, Revision, highest_position};
 pub use query::{AppendCondition, Query, QueryItem};
 pub use store::{

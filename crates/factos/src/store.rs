@@ -646,7 +646,7 @@ pub trait EventStore: Send + Sync {
 
     /// Whether the store records a decision's [effects](DecisionProcess::effects)
     /// atomically with its append (an outbox). Stores that do not refuse
-    /// [`dispatch_with_outbox`](crate::outbox::dispatch_with_outbox) before
+    /// [`dispatch_with_outbox`](crate::dispatch_with_outbox) before
     /// doing anything.
     fn records_effects(&self) -> bool {
         false

@@ -1,0 +1,552 @@
+//! Cases of the dispatch functions over a store: `dispatch_with_query`
+//! (committed events, refusals, empty and large decisions, decode, encode
+//! and panic failures writing nothing, the codec seeing only matching rows),
+//! `read_context`, `load_stream`, the stream `dispatch` and the idempotent
+//! dispatch (once, and under racing retries).
+
+use std::sync::Arc;
+
+use factos::store::EventStore;
+use factos::{
+    AppendCondition, Codec, DecodeError, DispatchError, EncodeError, Query, Revision,
+    ValidationError, dispatch, dispatch_with_query, load_stream, read_context,
+};
+use tokio::sync::Barrier;
+
+use super::{LOG, count, forwards, query, raw, seed, stream};
+use crate::CaseResult;
+use crate::model::{Bounded, CountingCodec, KitCodec, KitEvent, LIMIT_REACHED, Panicking};
+
+pub(super) async fn dispatch_with_query_returns_committed_events<S: EventStore>(
+    store: S,
+) -> CaseResult {
+    seed(&store, LOG).await?;
+    let q = query(&["A"], &["x:1"])?;
+    let command = vec![
+        KitEvent::new("A", &["x:1", "z:9"]),
+        KitEvent::new("B", &["x:1"]),
+    ];
+    let result = dispatch_with_query(
+        &store,
+        &stream("s"),
+        &q,
+        &Bounded { limit: 10 },
+        &KitCodec::default(),
+        &command,
+    )
+    .await
+    .map_err(|e| format!("{e:?}"))?;
+    ensure_eq!(result.events.len(), 2, "recorded events");
+    ensure_eq!(
+        result.events[0].event.body,
+        "2",
+        "the decision saw the two matching events"
+    );
+    ensure_eq!(
+        result.append.current_revision,
+        Revision::Current(1),
+        "current revision"
+    );
+    ensure_eq!(
+        result.append.position,
+        result.events.last().map(|e| e.position),
+        "append position"
+    );
+    let read = store
+        .read(&Query::all(), forwards().from(result.events[0].position))
+        .await
+        .map_err(|e| e.to_string())?;
+    ensure_eq!(read.events.len(), 2, "events read back");
+    for (recorded, stored) in result.events.iter().zip(&read.events) {
+        ensure_eq!(recorded.id, stored.id, "id");
+        ensure_eq!(recorded.position, stored.position, "position");
+        ensure_eq!(recorded.revision, stored.revision, "revision");
+        ensure_eq!(recorded.tags, stored.tags, "tags");
+        ensure_eq!(recorded.metadata, stored.metadata, "metadata");
+        ensure_eq!(
+            KitCodec::default()
+                .decode(stored)
+                .map_err(|e| e.to_string())?,
+            recorded.event,
+            "decoded event"
+        );
+    }
+    Ok(())
+}
+
+pub(super) async fn dispatch_with_query_domain_error_writes_nothing<S: EventStore>(
+    store: S,
+) -> CaseResult {
+    seed(&store, LOG).await?;
+    let q = query(&[], &["x:1"])?;
+    let outcome = dispatch_with_query(
+        &store,
+        &stream("s"),
+        &q,
+        &Bounded { limit: 4 },
+        &KitCodec::default(),
+        &vec![KitEvent::new("A", &["x:1"])],
+    )
+    .await;
+    ensure!(
+        matches!(outcome, Err(DispatchError::Domain(LIMIT_REACHED))),
+        "expected the domain error, got {outcome:?}"
+    );
+    ensure_eq!(
+        count(&store).await?,
+        LOG.len(),
+        "events after a refused command"
+    );
+    Ok(())
+}
+
+pub(super) async fn dispatch_with_query_without_events<S: EventStore>(store: S) -> CaseResult {
+    seed(&store, LOG).await?;
+    let result = dispatch_with_query(
+        &store,
+        &stream("seed"),
+        &query(&["A"], &[])?,
+        &Bounded { limit: 10 },
+        &KitCodec::default(),
+        &Vec::new(),
+    )
+    .await
+    .map_err(|e| format!("{e:?}"))?;
+    ensure!(
+        result.events.is_empty(),
+        "no event was decided but some were recorded"
+    );
+    ensure_eq!(result.append.position, None, "position");
+    ensure_eq!(
+        result.append.current_revision,
+        Revision::Current(7),
+        "the stream's current revision"
+    );
+    let empty = dispatch_with_query(
+        &store,
+        &stream("fresh"),
+        &query(&["A"], &[])?,
+        &Bounded { limit: 10 },
+        &KitCodec::default(),
+        &Vec::new(),
+    )
+    .await
+    .map_err(|e| format!("{e:?}"))?;
+    ensure_eq!(
+        empty.append.current_revision,
+        Revision::NoEvents,
+        "revision of an empty stream"
+    );
+    ensure_eq!(
+        empty.append.current_revision.as_i64(),
+        -1,
+        "the original's -1"
+    );
+    ensure_eq!(count(&store).await?, LOG.len(), "events");
+    Ok(())
+}
+
+pub(super) async fn dispatch_with_query_many_events<S: EventStore>(store: S) -> CaseResult {
+    let command: Vec<KitEvent> = (0..200)
+        .map(|i| KitEvent::new("Many", &["batch:1", &format!("n:{i}")]))
+        .collect();
+    let result = dispatch_with_query(
+        &store,
+        &stream("s"),
+        &query(&["Many"], &[])?,
+        &Bounded { limit: 1 },
+        &KitCodec::default(),
+        &command,
+    )
+    .await
+    .map_err(|e| format!("{e:?}"))?;
+    ensure_eq!(result.events.len(), 200, "recorded events");
+    let revisions: Vec<u64> = result.events.iter().map(|e| e.revision).collect();
+    ensure_eq!(revisions, (0..200).collect::<Vec<u64>>(), "revisions");
+    ensure!(
+        result
+            .events
+            .windows(2)
+            .all(|w| w[0].position < w[1].position),
+        "positions not increasing"
+    );
+    for (i, recorded) in result.events.iter().enumerate() {
+        ensure_eq!(recorded.event.tags[1], format!("n:{i}"), "event order");
+    }
+    let read = store
+        .read(&query(&[], &["batch:1"])?, forwards())
+        .await
+        .map_err(|e| e.to_string())?;
+    ensure_eq!(read.events.len(), 200, "events found by their tag");
+    Ok(())
+}
+
+pub(super) async fn dispatch_decode_error_on_matching_row<S: EventStore>(store: S) -> CaseResult {
+    store
+        .append(
+            &stream("foreign"),
+            vec![raw(KitCodec::UNDECODABLE, &["x:1"])?],
+            AppendCondition::None,
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+    let outcome = dispatch_with_query(
+        &store,
+        &stream("s"),
+        &query(&[], &["x:1"])?,
+        &Bounded { limit: 10 },
+        &KitCodec::strict(),
+        &vec![KitEvent::new("A", &["x:1"])],
+    )
+    .await;
+    ensure!(
+        matches!(
+            outcome,
+            Err(DispatchError::Decode(DecodeError::UnknownEvent { .. }))
+        ),
+        "expected an unknown-event decode error, got {outcome:?}"
+    );
+    ensure_eq!(count(&store).await?, 1, "events after a failed decode");
+    Ok(())
+}
+
+pub(super) async fn codec_sees_only_matching_rows<S: EventStore>(store: S) -> CaseResult {
+    seed(&store, LOG).await?;
+    store
+        .append(
+            &stream("foreign"),
+            vec![raw(KitCodec::UNDECODABLE, &["x:1"])?],
+            AppendCondition::None,
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+    let codec = CountingCodec {
+        inner: KitCodec::strict(),
+        ..CountingCodec::default()
+    };
+    let q = query(&["A"], &["y:1"])?;
+    dispatch_with_query(
+        &store,
+        &stream("s"),
+        &q,
+        &Bounded { limit: 10 },
+        &codec,
+        &vec![KitEvent::new("A", &["y:1"])],
+    )
+    .await
+    .map_err(|e| format!("{e:?}"))?;
+    // Type A with y:1 matches indexes 2 and 4 of the log: two rows decoded, no more.
+    ensure_eq!(
+        codec.decoded.load(std::sync::atomic::Ordering::SeqCst),
+        2,
+        "rows decoded"
+    );
+    Ok(())
+}
+
+pub(super) async fn dispatch_panic_is_caught<S: EventStore>(store: S) -> CaseResult {
+    seed(&store, LOG).await?;
+    let outcome = dispatch_with_query(
+        &store,
+        &stream("s"),
+        &query(&["A"], &[])?,
+        &Panicking,
+        &KitCodec::default(),
+        &(),
+    )
+    .await;
+    ensure!(
+        matches!(outcome, Err(DispatchError::Panicked { .. })),
+        "expected a caught panic, got {outcome:?}"
+    );
+    ensure_eq!(count(&store).await?, LOG.len(), "events after a panic");
+    // The store still works afterwards.
+    let q = query(&["A"], &[])?;
+    dispatch_with_query(
+        &store,
+        &stream("s"),
+        &q,
+        &Bounded { limit: 10 },
+        &KitCodec::default(),
+        &vec![KitEvent::new("A", &[])],
+    )
+    .await
+    .map_err(|e| format!("after a panic: {e:?}"))?;
+    Ok(())
+}
+
+pub(super) async fn dispatch_encode_error_writes_nothing<S: EventStore>(store: S) -> CaseResult {
+    let command = vec![
+        KitEvent::new("A", &["fine"]),
+        KitEvent::new("A", &["bad\0tag"]),
+    ];
+    let outcome = dispatch_with_query(
+        &store,
+        &stream("s"),
+        &query(&["A"], &[])?,
+        &Bounded { limit: 10 },
+        &KitCodec::default(),
+        &command,
+    )
+    .await;
+    ensure!(
+        matches!(
+            outcome,
+            Err(DispatchError::Encode(EncodeError::Invalid(
+                ValidationError::ForbiddenCharacter { .. }
+            )))
+        ),
+        "expected an encode error, got {outcome:?}"
+    );
+    ensure_eq!(count(&store).await?, 0, "events after an encode error");
+    Ok(())
+}
+
+pub(super) async fn read_context_folds_matching_events<S: EventStore>(store: S) -> CaseResult {
+    let positions = seed(&store, LOG).await?;
+    let q = query(&["A"], &[])?;
+    let context = read_context(&store, &q, &Bounded { limit: 10 }, &KitCodec::default())
+        .await
+        .map_err(|e| e.to_string())?;
+    ensure_eq!(context.state, 3, "folded state");
+    ensure_eq!(context.events.len(), 3, "events");
+    ensure_eq!(
+        context.position,
+        Some(positions[4]),
+        "position of the last matching event, not the head"
+    );
+    ensure_eq!(
+        context.append_condition,
+        AppendCondition::fail_if_events_match(q.clone(), Some(positions[4])),
+        "append condition"
+    );
+    let fresh = read_context(
+        &store,
+        &query(&["Z"], &[])?,
+        &Bounded { limit: 10 },
+        &KitCodec::default(),
+    )
+    .await
+    .map_err(|e| e.to_string())?;
+    ensure_eq!(fresh.position, None, "position of an empty context");
+    ensure_eq!(fresh.state, 0, "state of an empty context");
+    Ok(())
+}
+
+pub(super) async fn load_stream_folds_the_stream<S: EventStore>(store: S) -> CaseResult {
+    seed(&store, LOG).await?;
+    let loaded = load_stream(
+        &store,
+        &stream("seed"),
+        &Bounded { limit: 10 },
+        &KitCodec::default(),
+    )
+    .await
+    .map_err(|e| e.to_string())?;
+    ensure_eq!(loaded.state, LOG.len(), "folded state");
+    ensure_eq!(loaded.revision, Revision::Current(7), "revision");
+    ensure_eq!(loaded.events.len(), LOG.len(), "events");
+    let empty = load_stream(
+        &store,
+        &stream("none"),
+        &Bounded { limit: 10 },
+        &KitCodec::default(),
+    )
+    .await
+    .map_err(|e| e.to_string())?;
+    ensure_eq!(
+        empty.revision,
+        Revision::NoEvents,
+        "revision of an empty stream"
+    );
+    Ok(())
+}
+
+pub(super) async fn stream_dispatch_revisions<S: EventStore>(store: S) -> CaseResult {
+    let s = stream("account");
+    for expected in 0..5u64 {
+        let result = dispatch(
+            &store,
+            &s,
+            &Bounded { limit: 10 },
+            &KitCodec::default(),
+            &vec![KitEvent::new("Deposited", &[])],
+        )
+        .await
+        .map_err(|e| format!("{e:?}"))?;
+        ensure_eq!(result.events[0].revision, expected, "revision");
+        ensure_eq!(
+            result.events[0].event.body,
+            expected.to_string(),
+            "events the decision saw"
+        );
+        ensure_eq!(
+            result.append.current_revision,
+            Revision::Current(expected),
+            "current revision"
+        );
+    }
+    Ok(())
+}
+
+pub(super) async fn stream_dispatch_domain_error<S: EventStore>(store: S) -> CaseResult {
+    let s = stream("once");
+    dispatch(
+        &store,
+        &s,
+        &Bounded { limit: 1 },
+        &KitCodec::default(),
+        &vec![KitEvent::new("A", &[])],
+    )
+    .await
+    .map_err(|e| format!("{e:?}"))?;
+    let outcome = dispatch(
+        &store,
+        &s,
+        &Bounded { limit: 1 },
+        &KitCodec::default(),
+        &vec![KitEvent::new("A", &[])],
+    )
+    .await;
+    ensure!(
+        matches!(outcome, Err(DispatchError::Domain(LIMIT_REACHED))),
+        "expected the domain error, got {outcome:?}"
+    );
+    ensure_eq!(count(&store).await?, 1, "events");
+    Ok(())
+}
+
+pub(super) async fn idempotent_dispatch_appends_once<S: EventStore>(store: S) -> CaseResult {
+    let q = query(&["Paid"], &["invoice:1"])?;
+    let key = uuid::Uuid::now_v7();
+    let command = vec![
+        KitEvent::new("Paid", &["invoice:1"]),
+        KitEvent::new("Paid", &["invoice:1", "part:2"]),
+    ];
+    let first = factos::dispatch_with_query_idempotent(
+        &store,
+        &stream("invoice-1"),
+        &q,
+        &Bounded { limit: 10 },
+        &KitCodec::default(),
+        &command,
+        key,
+    )
+    .await
+    .map_err(|e| format!("{e:?}"))?;
+    // The retry decides on a context that now holds the first attempt's events,
+    // and still reports what that attempt committed instead of appending again.
+    let retry = factos::dispatch_with_query_idempotent(
+        &store,
+        &stream("invoice-1"),
+        &q,
+        &Bounded { limit: 10 },
+        &KitCodec::default(),
+        &command,
+        key,
+    )
+    .await
+    .map_err(|e| format!("{e:?}"))?;
+    let ids = |d: &factos::Dispatch<KitEvent>| {
+        d.events
+            .iter()
+            .map(|e| (e.id, e.position))
+            .collect::<Vec<_>>()
+    };
+    ensure_eq!(
+        ids(&retry),
+        ids(&first),
+        "the retry reports the first attempt's events"
+    );
+    ensure_eq!(
+        retry.events[0].event.body,
+        "0",
+        "the first attempt's payload is reported"
+    );
+    ensure_eq!(count(&store).await?, 2, "events after a retried dispatch");
+    ensure_eq!(
+        first.events[0].id,
+        factos::event_id(key, 0),
+        "ids derive from the key"
+    );
+    let other = factos::dispatch_with_query_idempotent(
+        &store,
+        &stream("invoice-1"),
+        &q,
+        &Bounded { limit: 10 },
+        &KitCodec::default(),
+        &command,
+        uuid::Uuid::now_v7(),
+    )
+    .await
+    .map_err(|e| format!("{e:?}"))?;
+    ensure_eq!(other.events[0].revision, 2, "another key appends");
+    Ok(())
+}
+
+pub(super) async fn idempotent_racers_append_once<S: EventStore + Clone + 'static>(
+    store: S,
+) -> CaseResult {
+    let key = uuid::Uuid::now_v7();
+    let barrier = Arc::new(Barrier::new(8));
+    let tasks: Vec<_> = (0..8)
+        .map(|_| {
+            let (store, barrier) = (store.clone(), barrier.clone());
+            tokio::spawn(async move {
+                let q = query(&["Paid"], &["invoice:2"])?;
+                barrier.wait().await;
+                let command = vec![KitEvent::new("Paid", &["invoice:2"])];
+                loop {
+                    match factos::dispatch_with_query_idempotent(
+                        &store,
+                        &stream("invoice-2"),
+                        &q,
+                        &Bounded { limit: 100 },
+                        &KitCodec::default(),
+                        &command,
+                        key,
+                    )
+                    .await
+                    {
+                        Ok(done) => {
+                            return Ok::<_, String>(
+                                done.events
+                                    .iter()
+                                    .map(|e| (e.id, e.position))
+                                    .collect::<Vec<_>>(),
+                            );
+                        }
+                        Err(e) if e.is_retryable() => {}
+                        Err(e) => return Err(format!("{e:?}")),
+                    }
+                }
+            })
+        })
+        .collect();
+    let mut reported = Vec::new();
+    for task in tasks {
+        reported.push(task.await.map_err(|e| e.to_string())??);
+    }
+    let stored: Vec<_> = store
+        .read(&Query::all(), forwards())
+        .await
+        .map_err(|e| e.to_string())?
+        .events
+        .iter()
+        .map(|e| (e.id, e.position))
+        .collect();
+    ensure_eq!(stored.len(), 1, "events after eight racers with one key");
+    ensure_eq!(
+        stored[0].0,
+        factos::event_id(key, 0),
+        "the stored event's id derives from the key"
+    );
+    for events in reported {
+        ensure_eq!(
+            events,
+            stored,
+            "every racer reports the one stored event, id and position"
+        );
+    }
+    Ok(())
+}
