@@ -92,6 +92,7 @@
 
 mod connection;
 mod error;
+mod inspect;
 mod locks;
 mod migrate;
 mod outbox;
@@ -104,6 +105,9 @@ pub mod throwaway;
 mod wakeup;
 
 pub use connection::{InvalidConnectionString, parse_connection_string};
+pub use inspect::{
+    Fault, OutboxTopic, StoreStatus, SubscriberStatus, VerifyOptions, VerifyProgress, VerifyReport,
+};
 pub use migrate::{MigrationReport, SCHEMA_VERSION};
 pub use outbox::{
     FailOutcome, LeasedMessage, MAX_ERROR_BYTES, MAX_OUTBOX_BATCH, MAX_OUTBOX_DELAY,
@@ -115,8 +119,8 @@ pub use store::{
     DEFAULT_POOL_WAIT_TIMEOUT, LockingStrategy, PostgresStore, StoreOptions,
 };
 pub use subscription::{
-    EventHandler, MAX_BATCH_SIZE, MAX_NAME_BYTES, ProjectionHandler, SubscriberStatus,
-    Subscription, SubscriptionError, SubscriptionOptions,
+    EventHandler, MAX_BATCH_SIZE, MAX_NAME_BYTES, ProjectionHandler, Subscription,
+    SubscriptionError, SubscriptionOptions,
 };
 
 /// The driver crates, re-exported so users can build pools and configurations
