@@ -8,7 +8,6 @@ use clap::Args;
 use factos::{
     EventStore, Position, Query, QueryItem, ReadOptions, StoreError, StoreErrorKind, StreamId,
 };
-use factos_postgres::throwaway::TempCluster;
 use factos_postgres::tokio_postgres;
 use factos_postgres::{PostgresStore, SchemaName, StoreOptions, VerifyOptions};
 
@@ -79,7 +78,6 @@ pub(crate) async fn run(
 ) -> Result<ExitCode, String> {
     let schema = SchemaName::new(schema).map_err(|e| e.to_string())?;
     match command {
-        Command::Demo => demo(url, schema).await,
         Command::Migrate => {
             let store = connect(url.as_deref(), &schema)?;
             let report = store.migrate().await.map_err(|e| explain(&e, &schema))?;
@@ -121,7 +119,7 @@ fn describe(config: &tokio_postgres::Config) -> String {
 
 fn connect(url: Option<&str>, schema: &SchemaName) -> Result<PostgresStore, String> {
     let url = url.filter(|u| !u.trim().is_empty()).ok_or(
-        "no database given: pass --database-url or set DATABASE_URL (or run `factos demo` to try factos on a throwaway PostgreSQL)",
+        "no database given: pass --database-url or set DATABASE_URL (or run `cargo run -p factos-examples --example tickets` to try factos on a throwaway PostgreSQL)",
     )?;
     // The parse error never repeats the string: it may hold a password.
     let config = factos_postgres::parse_connection_string(url)
@@ -156,36 +154,6 @@ fn explain(error: &StoreError, schema: &SchemaName) -> String {
         ),
         _ => error.to_string(),
     }
-}
-
-async fn demo(url: Option<String>, schema: SchemaName) -> Result<ExitCode, String> {
-    let (store, cluster) = if let Some(url) = url.filter(|u| !u.trim().is_empty()) {
-        println!("using the database from --database-url / DATABASE_URL");
-        (connect(Some(&url), &schema)?, None)
-    } else {
-        println!(
-            "DATABASE_URL is not set: starting a throwaway PostgreSQL cluster (removed on exit)"
-        );
-        let cluster = TempCluster::start().map_err(|e| e.to_string())?;
-        let store = PostgresStore::from_config(
-            cluster.config("postgres"),
-            32,
-            StoreOptions::default().schema(schema.clone()),
-        )
-        .map_err(|e| e.to_string())?;
-        (store, Some(cluster))
-    };
-    store.migrate().await.map_err(|e| explain(&e, &schema))?;
-    println!("tickets: capacity 100, 300 buyers, 128 at a time");
-    let outcome = factos_examples::tickets::run_sale(&store, "demo-concert", 100, 300, 128)
-        .await
-        .map_err(|e| e.to_string())?;
-    println!("accepted: {}", outcome.accepted);
-    println!("sold out: {}", outcome.sold_out);
-    println!("events stored: {}", outcome.events_stored);
-    drop(store);
-    drop(cluster);
-    Ok(ExitCode::SUCCESS)
 }
 
 fn human_bytes(bytes: u64) -> String {
