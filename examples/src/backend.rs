@@ -27,23 +27,24 @@ pub async fn from_environment() -> Result<Backend, Box<dyn std::error::Error + S
         println!("store: in-memory (--memory)");
         return Ok(Backend::Memory(InMemoryStore::new()));
     }
-    let (store, cluster) = match std::env::var("DATABASE_URL") {
-        Ok(url) if !url.trim().is_empty() => {
-            println!("store: PostgreSQL from DATABASE_URL");
-            (PostgresStore::connect(&url, StoreOptions::default())?, None)
-        }
-        _ => {
-            println!(
-                "store: throwaway PostgreSQL cluster (DATABASE_URL is not set), starting it..."
-            );
-            let cluster = TempCluster::start()?;
-            let store = PostgresStore::from_config(
-                cluster.config("postgres"),
-                32,
-                StoreOptions::default(),
-            )?;
-            (store, Some(cluster))
-        }
+    let url = std::env::var("DATABASE_URL").ok();
+    postgres(url.as_deref().filter(|url| !url.trim().is_empty())).await
+}
+
+/// A migrated PostgreSQL store: on the server at `url`, or, without one, on
+/// a throwaway cluster started for the run. Says which.
+pub async fn postgres(
+    url: Option<&str>,
+) -> Result<Backend, Box<dyn std::error::Error + Send + Sync>> {
+    let (store, cluster) = if let Some(url) = url {
+        println!("store: PostgreSQL from DATABASE_URL");
+        (PostgresStore::connect(url, StoreOptions::default())?, None)
+    } else {
+        println!("store: throwaway PostgreSQL cluster (DATABASE_URL is not set), starting it...");
+        let cluster = TempCluster::start()?;
+        let store =
+            PostgresStore::from_config(cluster.config("postgres"), 32, StoreOptions::default())?;
+        (store, Some(cluster))
     };
     store.migrate().await?;
     Ok(Backend::Postgres { store, cluster })

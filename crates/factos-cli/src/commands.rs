@@ -8,9 +8,8 @@ use clap::Args;
 use factos::{
     EventStore, Position, Query, QueryItem, ReadOptions, StoreError, StoreErrorKind, StreamId,
 };
-use factos_postgres::throwaway::TempCluster;
 use factos_postgres::tokio_postgres;
-use factos_postgres::{PostgresStore, SchemaName, StoreOptions};
+use factos_postgres::{PostgresStore, SchemaName, StoreOptions, VerifyOptions};
 
 use crate::Command;
 use crate::output::{Format, print_event};
@@ -68,8 +67,8 @@ pub(crate) struct TailArgs {
 #[derive(Debug, Args)]
 pub(crate) struct VerifyArgs {
     /// Positions checked per batch (1 to 10000000).
-    #[arg(long, default_value_t = 100_000, value_parser = clap::value_parser!(i64).range(1..=10_000_000))]
-    batch: i64,
+    #[arg(long, default_value_t = 100_000, value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
+    batch: u64,
 }
 
 pub(crate) async fn run(
@@ -79,7 +78,6 @@ pub(crate) async fn run(
 ) -> Result<ExitCode, String> {
     let schema = SchemaName::new(schema).map_err(|e| e.to_string())?;
     match command {
-        Command::Demo => demo(url, schema).await,
         Command::Migrate => {
             let store = connect(url.as_deref(), &schema)?;
             let report = store.migrate().await.map_err(|e| explain(&e, &schema))?;
@@ -121,7 +119,7 @@ fn describe(config: &tokio_postgres::Config) -> String {
 
 fn connect(url: Option<&str>, schema: &SchemaName) -> Result<PostgresStore, String> {
     let url = url.filter(|u| !u.trim().is_empty()).ok_or(
-        "no database given: pass --database-url or set DATABASE_URL (or run `factos demo` to try factos on a throwaway PostgreSQL)",
+        "no database given: pass --database-url or set DATABASE_URL (or run `cargo run -p factos-examples --example tickets` to try factos on a throwaway PostgreSQL)",
     )?;
     // The parse error never repeats the string: it may hold a password.
     let config = factos_postgres::parse_connection_string(url)
@@ -158,37 +156,7 @@ fn explain(error: &StoreError, schema: &SchemaName) -> String {
     }
 }
 
-async fn demo(url: Option<String>, schema: SchemaName) -> Result<ExitCode, String> {
-    let (store, cluster) = if let Some(url) = url.filter(|u| !u.trim().is_empty()) {
-        println!("using the database from --database-url / DATABASE_URL");
-        (connect(Some(&url), &schema)?, None)
-    } else {
-        println!(
-            "DATABASE_URL is not set: starting a throwaway PostgreSQL cluster (removed on exit)"
-        );
-        let cluster = TempCluster::start().map_err(|e| e.to_string())?;
-        let store = PostgresStore::from_config(
-            cluster.config("postgres"),
-            32,
-            StoreOptions::default().schema(schema.clone()),
-        )
-        .map_err(|e| e.to_string())?;
-        (store, Some(cluster))
-    };
-    store.migrate().await.map_err(|e| explain(&e, &schema))?;
-    println!("tickets: capacity 100, 300 buyers, 128 at a time");
-    let outcome = factos_examples::tickets::run_sale(&store, "demo-concert", 100, 300, 128)
-        .await
-        .map_err(|e| e.to_string())?;
-    println!("accepted: {}", outcome.accepted);
-    println!("sold out: {}", outcome.sold_out);
-    println!("events stored: {}", outcome.events_stored);
-    drop(store);
-    drop(cluster);
-    Ok(ExitCode::SUCCESS)
-}
-
-fn human_bytes(bytes: i64) -> String {
+fn human_bytes(bytes: u64) -> String {
     const UNITS: [&str; 4] = ["B", "KiB", "MiB", "GiB"];
     #[allow(clippy::cast_precision_loss)]
     let mut value = bytes as f64;
@@ -202,35 +170,23 @@ fn human_bytes(bytes: i64) -> String {
 
 async fn status(store: &PostgresStore) -> Result<ExitCode, String> {
     let schema = &store.options().schema;
-    let version = store
-        .schema_version()
-        .await
-        .map_err(|e| explain(&e, schema))?
-        .unwrap_or(0);
-    let client = store
-        .pool()
-        .get()
-        .await
-        .map_err(|e| format!("cannot reach PostgreSQL: {e}"))?;
-    let sql = include_str!("../sql/status.sql").replace("{schema}", &schema.quoted());
-    let row = client
-        .query_one(&sql, &[])
-        .await
-        .map_err(|e| format!("cannot read the status: {e}"))?;
-    let head: Option<i64> = row.get("head");
+    let status = store.status().await.map_err(|e| explain(&e, schema))?;
     println!(
-        "schema:        {schema} (version {version}, this factos needs {})",
+        "schema:        {schema} (version {}, this factos needs {})",
+        status.schema_version,
         factos_postgres::SCHEMA_VERSION
     );
-    println!("events:        {}", row.get::<_, i64>("events"));
+    println!("events:        {}", status.events);
     println!(
         "head position: {}",
-        head.map_or_else(|| "none".to_string(), |h| h.to_string())
+        status
+            .head
+            .map_or_else(|| "none".to_string(), |h| h.to_string())
     );
-    println!("streams:       {}", row.get::<_, i64>("streams"));
-    println!("distinct tags: {}", row.get::<_, i64>("tags"));
-    println!("event table:   {}", human_bytes(row.get("events_bytes")));
-    println!("tag mirror:    {}", human_bytes(row.get("tags_bytes")));
+    println!("streams:       {}", status.streams);
+    println!("distinct tags: {}", status.distinct_tags);
+    println!("event table:   {}", human_bytes(status.event_table_bytes));
+    println!("tag mirror:    {}", human_bytes(status.tag_mirror_bytes));
     Ok(ExitCode::SUCCESS)
 }
 
@@ -260,30 +216,21 @@ async fn subscriptions(store: &PostgresStore) -> Result<ExitCode, String> {
             );
         }
     }
-    let client = store
-        .pool()
-        .get()
+    let topics = store
+        .outbox_topics()
         .await
-        .map_err(|e| format!("cannot reach PostgreSQL: {e}"))?;
-    let sql = include_str!("../sql/outbox_summary.sql").replace("{schema}", &schema.quoted());
-    let rows = client
-        .query(&sql, &[])
-        .await
-        .map_err(|e| format!("cannot read the outbox: {e}"))?;
-    if rows.is_empty() {
+        .map_err(|e| explain(&e, schema))?;
+    if topics.is_empty() {
         println!("outbox: empty");
     } else {
         println!(
             "{:<32} {:>9} {:>9} {:>9}",
             "outbox topic", "waiting", "leased", "parked"
         );
-        for row in rows {
+        for topic in topics {
             println!(
                 "{:<32} {:>9} {:>9} {:>9}",
-                row.get::<_, String>("topic"),
-                row.get::<_, i64>("waiting"),
-                row.get::<_, i64>("leased"),
-                row.get::<_, i64>("parked")
+                topic.topic, topic.waiting, topic.leased, topic.parked
             );
         }
     }
@@ -401,24 +348,10 @@ async fn tail(store: &PostgresStore, args: TailArgs) -> Result<ExitCode, String>
 }
 
 async fn verify(store: &PostgresStore, args: &VerifyArgs) -> Result<ExitCode, String> {
-    let schema = store.options().schema.quoted();
-    let client = store
-        .pool()
-        .get()
-        .await
-        .map_err(|e| format!("cannot reach PostgreSQL: {e}"))?;
-    let head: i64 = client
-        .query_one(
-            &format!("SELECT coalesce(max(position), 0) FROM {schema}.factos_events"),
-            &[],
-        )
-        .await
-        .map_err(|e| format!("cannot read the head: {e}"))?
-        .get(0);
-    let missing_sql = include_str!("../sql/verify_mirror_missing.sql").replace("{schema}", &schema);
-    let extra_sql = include_str!("../sql/verify_mirror_extra.sql").replace("{schema}", &schema);
+    let schema = &store.options().schema;
+    let batch = std::num::NonZeroU64::new(args.batch).ok_or("--batch must be at least 1")?;
     let progress = if std::io::stderr().is_terminal() {
-        indicatif::ProgressBar::new(u64::try_from(head).unwrap_or(0))
+        indicatif::ProgressBar::new(0)
     } else {
         indicatif::ProgressBar::hidden()
     };
@@ -428,61 +361,24 @@ async fn verify(store: &PostgresStore, args: &VerifyArgs) -> Result<ExitCode, St
         )
         .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );
-    let mut faults: Vec<String> = Vec::new();
-    let batch = args.batch;
-    let mut lower = 0i64;
-    while lower < head && faults.len() < 50 {
-        let upper = lower.saturating_add(batch).min(head);
-        for row in client
-            .query(&missing_sql, &[&lower, &upper])
-            .await
-            .map_err(|e| format!("cannot check the tag mirror: {e}"))?
-        {
-            faults.push(format!(
-                "event {} carries tag {:?} but the mirror has no row for it",
-                row.get::<_, i64>(0),
-                row.get::<_, String>(1)
-            ));
-        }
-        for row in client
-            .query(&extra_sql, &[&lower, &upper])
-            .await
-            .map_err(|e| format!("cannot check the tag mirror: {e}"))?
-        {
-            faults.push(format!(
-                "the mirror has tag {:?} for position {}, which the event does not carry",
-                row.get::<_, String>(1),
-                row.get::<_, i64>(0)
-            ));
-        }
-        progress.set_position(u64::try_from(upper).unwrap_or(0));
-        lower = upper;
-    }
-    progress.finish_and_clear();
-    let revisions_sql = include_str!("../sql/verify_revisions.sql").replace("{schema}", &schema);
-    for row in client
-        .query(&revisions_sql, &[])
+    let report = store
+        .verify(&VerifyOptions::default().batch(batch), |step| {
+            progress.set_length(step.head.get());
+            progress.set_position(step.checked_up_to.get());
+        })
         .await
-        .map_err(|e| format!("cannot check the revisions: {e}"))?
-    {
-        let (stream, count, first, last, increasing): (String, i64, i64, i64, bool) =
-            (row.get(0), row.get(1), row.get(2), row.get(3), row.get(4));
-        if increasing {
-            faults.push(format!("stream {stream:?}: {count} events with revisions {first}..={last}, expected 0..={}", count - 1));
-        } else {
-            faults.push(format!(
-                "stream {stream:?}: positions do not increase with revisions"
-            ));
-        }
-    }
-    if faults.is_empty() {
+        .map_err(|e| explain(&e, schema));
+    progress.finish_and_clear();
+    let report = report?;
+    if report.is_ok() {
         println!(
-            "ok: {head} positions checked; revisions contiguous in every stream; the tag mirror matches the events"
+            "ok: {} positions checked; revisions contiguous in every stream; the tag mirror matches the events",
+            report.head.map_or(0, Position::get)
         );
         Ok(ExitCode::SUCCESS)
     } else {
-        println!("{} faults found:", faults.len());
-        for fault in &faults {
+        println!("{} faults found:", report.faults.len());
+        for fault in &report.faults {
             println!("  {fault}");
         }
         Ok(ExitCode::from(1))

@@ -1,7 +1,6 @@
 //! `factos`: look into a factos store on PostgreSQL without writing SQL.
 //!
 //! ```text
-//! factos demo                      # the tickets race on a throwaway cluster
 //! factos migrate                   # create or upgrade the schema
 //! factos status                    # version, counts, head, sizes
 //! factos events --tag event:e1     # list events (table, or --json lines)
@@ -9,7 +8,9 @@
 //! factos verify                    # check positions, revisions and the tag mirror
 //! ```
 //!
-//! The connection comes from `--database-url` or `DATABASE_URL`.
+//! The connection comes from `--database-url` or `DATABASE_URL`. To try factos
+//! without a database, run the tickets example on a throwaway PostgreSQL:
+//! `cargo run -p factos-examples --example tickets`.
 
 mod commands;
 mod output;
@@ -34,8 +35,6 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run the tickets example end to end (on a throwaway PostgreSQL when no database is given).
-    Demo,
     /// Create or upgrade the factos schema.
     Migrate,
     /// Show the schema version, event count, head position, streams, tags and table sizes.

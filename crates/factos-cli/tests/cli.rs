@@ -338,29 +338,6 @@ fn no_database_says_how_to_give_one() {
     assert_human_error(&output, "pass --database-url or set DATABASE_URL");
 }
 
-#[test]
-fn demo_runs_the_tickets_race_on_a_throwaway_cluster() {
-    let output = Command::cargo_bin("factos")
-        .unwrap()
-        .env_remove("DATABASE_URL")
-        .arg("demo")
-        .timeout(Duration::from_secs(120))
-        .output()
-        .unwrap();
-    assert!(output.status.success(), "{}", stderr(&output));
-    let text = stdout(&output);
-    assert!(
-        text.contains("starting a throwaway PostgreSQL cluster"),
-        "{text}"
-    );
-    assert!(
-        text.contains("accepted: 100")
-            && text.contains("sold out: 200")
-            && text.contains("events stored: 100"),
-        "{text}"
-    );
-}
-
 /// Counts events; never fails.
 struct Count;
 

@@ -93,6 +93,7 @@
 mod connect;
 mod connection;
 mod error;
+mod inspect;
 mod locks;
 mod migrate;
 mod options;
@@ -107,6 +108,9 @@ mod wakeup;
 
 pub use connect::DEFAULT_POOL_SIZE;
 pub use connection::{InvalidConnectionString, parse_connection_string};
+pub use inspect::{
+    Fault, OutboxTopic, StoreStatus, SubscriberStatus, VerifyOptions, VerifyProgress, VerifyReport,
+};
 pub use migrate::{MigrationReport, SCHEMA_VERSION};
 pub use options::{
     DEFAULT_MAX_DECISION_ATTEMPTS, DEFAULT_NOTIFY_INTERVAL, DEFAULT_POOL_WAIT_TIMEOUT,
@@ -119,8 +123,8 @@ pub use outbox::{
 pub use sql::{InvalidSchemaName, MIGRATIONS, SchemaName, statement_texts};
 pub use store::PostgresStore;
 pub use subscription::{
-    EventHandler, MAX_BATCH_SIZE, MAX_NAME_BYTES, ProjectionHandler, SubscriberStatus,
-    Subscription, SubscriptionError, SubscriptionOptions,
+    EventHandler, MAX_BATCH_SIZE, MAX_NAME_BYTES, ProjectionHandler, Subscription,
+    SubscriptionError, SubscriptionOptions,
 };
 
 /// The driver crates, re-exported so users can build pools and configurations

@@ -52,6 +52,11 @@ const OUTBOX_RECORD: &str = include_str!("../sql/statements/outbox_record.sql");
 const OUTBOX_LEASE: &str = include_str!("../sql/statements/outbox_lease.sql");
 const ADVISORY_KEYS_HELD: &str = include_str!("../sql/statements/advisory_keys_held.sql");
 const OUTBOX_FAIL: &str = include_str!("../sql/statements/outbox_fail.sql");
+const INSPECT_STATUS: &str = include_str!("../sql/statements/inspect_status.sql");
+const INSPECT_MIRROR_MISSING: &str = include_str!("../sql/statements/inspect_mirror_missing.sql");
+const INSPECT_MIRROR_EXTRA: &str = include_str!("../sql/statements/inspect_mirror_extra.sql");
+const INSPECT_REVISIONS: &str = include_str!("../sql/statements/inspect_revisions.sql");
+const INSPECT_OUTBOX_TOPICS: &str = include_str!("../sql/statements/inspect_outbox_topics.sql");
 
 /// A schema name that is safe to interpolate: lowercase ASCII letters, digits
 /// and `_`, not starting with a digit, at most 63 bytes (PostgreSQL's limit),
@@ -178,6 +183,18 @@ pub(crate) struct Statements {
     pub(crate) subscribers: String,
     /// The advisory keys sessions of this database hold (active subscribers).
     pub(crate) advisory_keys_held: String,
+    /// Schema version, counts, head and sizes ([`crate::inspect`]).
+    pub(crate) inspect_status: String,
+    /// The highest position, 0 when there are no events.
+    pub(crate) inspect_head: String,
+    /// Event tags without a mirror row, for positions in `($1, $2]`.
+    pub(crate) inspect_mirror_missing: String,
+    /// Mirror rows the event at their position does not carry, in `($1, $2]`.
+    pub(crate) inspect_mirror_extra: String,
+    /// Streams whose revisions are not `0..n-1` in position order.
+    pub(crate) inspect_revisions: String,
+    /// Outbox messages per topic and state.
+    pub(crate) inspect_outbox_topics: String,
 }
 
 /// The statement without its comment lines, so placeholders mentioned in
@@ -228,6 +245,12 @@ pub fn statement_texts(schema: &SchemaName) -> Vec<(&'static str, String)> {
         ("notify", s.notify),
         ("subscribers", s.subscribers),
         ("advisory_keys_held", s.advisory_keys_held),
+        ("inspect_status", s.inspect_status),
+        ("inspect_head", s.inspect_head),
+        ("inspect_mirror_missing", s.inspect_mirror_missing),
+        ("inspect_mirror_extra", s.inspect_mirror_extra),
+        ("inspect_revisions", s.inspect_revisions),
+        ("inspect_outbox_topics", s.inspect_outbox_topics),
     ]
 }
 
@@ -300,6 +323,12 @@ impl Statements {
                 "SELECT name, position FROM {s}.factos_subscriptions ORDER BY name"
             ),
             advisory_keys_held: code(ADVISORY_KEYS_HELD),
+            inspect_status: code(INSPECT_STATUS).replace("{schema}", &s),
+            inspect_head: format!("SELECT coalesce(max(position), 0) FROM {s}.factos_events"),
+            inspect_mirror_missing: code(INSPECT_MIRROR_MISSING).replace("{schema}", &s),
+            inspect_mirror_extra: code(INSPECT_MIRROR_EXTRA).replace("{schema}", &s),
+            inspect_revisions: code(INSPECT_REVISIONS).replace("{schema}", &s),
+            inspect_outbox_topics: code(INSPECT_OUTBOX_TOPICS).replace("{schema}", &s),
         }
     }
 }

@@ -255,17 +255,6 @@ pub trait ProjectionHandler: Send {
     ) -> impl Future<Output = Result<(), Self::Error>> + Send;
 }
 
-/// A subscriber's state as stored.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SubscriberStatus {
-    /// The subscriber's name.
-    pub name: String,
-    /// Every matching event at or below it has been handled.
-    pub checkpoint: u64,
-    /// Whether an instance holds the subscriber now.
-    pub active: bool,
-}
-
 /// A named, durable subscriber: a query and a checkpoint in PostgreSQL.
 ///
 /// ```no_run
@@ -776,37 +765,5 @@ impl<P: ProjectionHandler> Apply for ExactlyOnce<'_, P> {
             .map_err(|e| db_error("cannot commit the batch", e, Phase::BeforeCommit))
             .map_err(SubscriptionError::from)?;
         Ok(())
-    }
-}
-
-impl PostgresStore {
-    /// Every subscriber with a stored checkpoint, by name, and whether an
-    /// instance holds it now.
-    pub async fn subscribers(&self) -> Result<Vec<SubscriberStatus>, StoreError> {
-        let client = self.client().await?;
-        let unexpected = |e| crate::error::corrupt("unexpected subscriber row").with_source(e);
-        let (rows, held) = futures_util::join!(
-            client.query(&self.statements().subscribers, &[]),
-            client.query(&self.statements().advisory_keys_held, &[]),
-        );
-        let rows = rows.map_err(|e| db_error("cannot list subscribers", e, Phase::BeforeCommit))?;
-        let held = held
-            .map_err(|e| db_error("cannot read the subscribers' locks", e, Phase::BeforeCommit))?
-            .iter()
-            .map(|row| row.try_get::<_, i64>(0))
-            .collect::<Result<std::collections::HashSet<i64>, _>>()
-            .map_err(unexpected)?;
-        let mut subscribers = Vec::with_capacity(rows.len());
-        for row in rows {
-            let name: String = row.try_get(0).map_err(unexpected)?;
-            let checkpoint: i64 = row.try_get(1).map_err(unexpected)?;
-            let active = held.contains(&self.keys().subscriber(&name));
-            subscribers.push(SubscriberStatus {
-                name,
-                checkpoint: u64::try_from(checkpoint).unwrap_or(0),
-                active,
-            });
-        }
-        Ok(subscribers)
     }
 }

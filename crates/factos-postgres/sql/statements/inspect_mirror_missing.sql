@@ -1,4 +1,5 @@
--- Event tags without their mirror row, for positions in ($1, $2].
+-- Event tags without their mirror row, for positions in ($1, $2]: position
+-- and tag, at most 20 (`PostgresStore::verify`).
 SELECT e.position, t.tag
 FROM {schema}.factos_events e
 CROSS JOIN LATERAL unnest(e.tags) AS t(tag)

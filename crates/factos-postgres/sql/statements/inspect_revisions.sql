@@ -1,4 +1,6 @@
--- Streams whose revisions are not exactly 0..n-1 in position order.
+-- Streams whose revisions are not exactly 0..n-1 in position order, at most
+-- 20 (`PostgresStore::verify`): stream, events, first and last revision, and
+-- whether positions increase with revisions.
 SELECT stream, count(*) AS events, min(revision) AS first, max(revision) AS last,
        bool_and(previous IS NULL OR previous < position) AS positions_increase
 FROM (

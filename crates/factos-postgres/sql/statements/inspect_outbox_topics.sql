@@ -1,5 +1,7 @@
--- Outbox messages per topic: waiting (due now or after a backoff), leased
--- (a worker holds them), parked (failed too often).
+-- Outbox messages per topic, for `PostgresStore::outbox_topics`: waiting
+-- (no lease: due now or after a backoff), leased (a lease that has not run
+-- out), parked (failed too often). A message whose lease ran out (its worker
+-- died) counts in none of the three until a worker leases it again.
 SELECT topic,
        count(*) FILTER (WHERE parked_at IS NULL AND lease_token IS NULL) AS waiting,
        count(*) FILTER (WHERE parked_at IS NULL AND lease_token IS NOT NULL AND available_at > now()) AS leased,
