@@ -71,6 +71,7 @@ pub struct LoadedStream<E, S> {
 /// assert!(moved.is_retryable());
 /// ```
 #[derive(Debug)]
+#[non_exhaustive]
 pub enum DispatchError<E> {
     /// The decider refused the command.
     Domain(E),
@@ -125,6 +126,7 @@ impl<E> DispatchError<E> {
 
 /// Why a context read failed.
 #[derive(Debug)]
+#[non_exhaustive]
 pub enum ReadError {
     /// The store failed.
     Store(StoreError),
