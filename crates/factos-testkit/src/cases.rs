@@ -7,10 +7,9 @@
 //! [`concurrency`]. The helpers they share (seeding, the read log, counting)
 //! are here.
 
-use factos::store::{ConditionFailure, EventStore};
 use factos::{
-    AppendCondition, AppendError, Codec, NewEvent, Position, Query, QueryItem, ReadOptions,
-    StreamId,
+    AppendCondition, AppendError, Codec, ConditionFailure, EventStore, NewEvent, Position, Query,
+    QueryItem, ReadOptions, StreamId,
 };
 
 use crate::model::{KitCodec, KitEvent};

@@ -17,10 +17,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use factos::store::{ConditionFailure, DecisionError, DecisionProcess};
+use factos::store::{DecisionError, DecisionProcess};
 use factos::{
-    Codec, Decider, DecodeError, Dispatcher, EncodeError, EventStore, EventType, NewEvent,
-    Position, Query, QueryItem, ReadOptions, StoreErrorKind, StoredEvent, StreamId, Tags,
+    Codec, ConditionFailure, Decider, DecodeError, Dispatcher, EncodeError, EventStore, EventType,
+    NewEvent, Position, Query, QueryItem, ReadOptions, StoreErrorKind, StoredEvent, StreamId, Tags,
     dispatch_with_query,
 };
 use serde::{Deserialize, Serialize};

@@ -42,6 +42,7 @@ pub trait Codec: Send + Sync {
 
 /// Why a stored row could not be decoded.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum DecodeError {
     /// The codec does not know this type (or this version of it).
     UnknownEvent {
@@ -88,6 +89,7 @@ impl std::error::Error for DecodeError {}
 
 /// Why a domain event could not be encoded.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum EncodeError {
     /// A type, tag or metadata value broke the limits.
     Invalid(ValidationError),

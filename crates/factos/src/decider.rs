@@ -46,6 +46,37 @@ pub trait Decider {
     fn evolve(&self, state: Self::State, event: &Self::Event) -> Self::State;
 }
 
+/// A [`Decider`] the dispatch functions can run: a dispatch holds the
+/// decider, the command and the state across the store's `.await`s, so the
+/// decider and its command must be [`Sync`], its state, events and errors
+/// [`Send`].
+///
+/// It names the bound the dispatch functions and [`Dispatcher`](crate::Dispatcher)
+/// share and is implemented for every such decider: implement [`Decider`],
+/// never this.
+///
+/// ```
+/// use factos::{Decider, DispatchDecider};
+/// struct Count;
+/// impl Decider for Count {
+///     type State = u32; type Command = (); type Event = (); type Error = ();
+///     fn initial(&self) -> u32 { 0 }
+///     fn decide(&self, _: &u32, _: &()) -> Result<Vec<()>, ()> { Ok(vec![()]) }
+///     fn evolve(&self, n: u32, _: &()) -> u32 { n + 1 }
+/// }
+/// fn dispatchable<D: DispatchDecider>(_: &D) {}
+/// dispatchable(&Count);
+/// ```
+pub trait DispatchDecider:
+    Decider<State: Send, Event: Send, Command: Sync, Error: Send> + Sync
+{
+}
+
+impl<D> DispatchDecider for D where
+    D: Decider<State: Send, Event: Send, Command: Sync, Error: Send> + Sync
+{
+}
+
 /// Folds `events` into a decider's state.
 pub fn fold_decider<'a, D>(decider: &D, events: impl IntoIterator<Item = &'a D::Event>) -> D::State
 where

@@ -7,9 +7,9 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use crate::outbox::{Effect, MAX_EFFECT_PAYLOAD_BYTES, MAX_EFFECTS_PER_DISPATCH, OutboxMessage};
 use crate::store::{Committed, ConditionFailure, DecisionError, DecisionProcess};
 use crate::{
-    AppendCondition, Codec, Decider, DecodeError, EncodeError, EventStore, NewEvent, Position,
-    Query, Reactor, ReadOptions, Recorded, Revision, StoreError, StoreErrorKind, StoredEvent,
-    StreamId, ValidationError,
+    AppendCondition, Codec, Decider, DecodeError, DispatchDecider, EncodeError, EventStore,
+    NewEvent, Position, Query, Reactor, ReadOptions, Recorded, Revision, StoreError,
+    StoreErrorKind, StoredEvent, StreamId, ValidationError,
 };
 
 /// Where a dispatch's events landed.
@@ -71,6 +71,7 @@ pub struct LoadedStream<E, S> {
 /// assert!(moved.is_retryable());
 /// ```
 #[derive(Debug)]
+#[non_exhaustive]
 pub enum DispatchError<E> {
     /// The decider refused the command.
     Domain(E),
@@ -125,6 +126,7 @@ impl<E> DispatchError<E> {
 
 /// Why a context read failed.
 #[derive(Debug)]
+#[non_exhaustive]
 pub enum ReadError {
     /// The store failed.
     Store(StoreError),
@@ -179,6 +181,54 @@ fn guarded<T, E>(during: &'static str, f: impl FnOnce() -> T) -> Result<T, Proce
     })
 }
 
+/// What a query dispatch adds to deciding on its context and appending: the
+/// idempotency key of [`dispatch_with_query_idempotent`] and the reactor of
+/// [`dispatch_with_outbox`]. The default adds neither ([`dispatch_with_query`]).
+pub(crate) struct DispatchOptions<'a, E> {
+    /// When set, event ids derive from it, so a retry appends the same ids.
+    pub(crate) idempotency_key: Option<uuid::Uuid>,
+    /// When set, the new events' effects are recorded with the append.
+    pub(crate) reactor: Option<&'a (dyn Reactor<Event = E, Effect = OutboxMessage> + Sync)>,
+}
+
+// Manual impls: the derives would ask `E: Clone`, `E: Copy`.
+impl<E> Clone for DispatchOptions<'_, E> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<E> Copy for DispatchOptions<'_, E> {}
+
+impl<E> Default for DispatchOptions<'_, E> {
+    fn default() -> Self {
+        Self {
+            idempotency_key: None,
+            reactor: None,
+        }
+    }
+}
+
+impl<'a, E> DispatchOptions<'a, E> {
+    /// Event ids derive from `key`.
+    pub(crate) fn idempotent(key: uuid::Uuid) -> Self {
+        Self {
+            idempotency_key: Some(key),
+            ..Self::default()
+        }
+    }
+
+    /// The new events' effects by `reactor` are recorded with the append.
+    pub(crate) fn with_effects(
+        reactor: &'a (dyn Reactor<Event = E, Effect = OutboxMessage> + Sync),
+    ) -> Self {
+        Self {
+            reactor: Some(reactor),
+            ..Self::default()
+        }
+    }
+}
+
 /// The decision process the dispatch functions hand to the store: decode,
 /// evolve, decide and encode, catching panics of application code.
 pub(crate) struct CommandProcess<'a, D: Decider, C> {
@@ -225,6 +275,19 @@ where
             reactor: None,
         }
     }
+
+    /// The process with `options` (a key, a reactor) set.
+    pub(crate) fn with_options(self, options: DispatchOptions<'a, D::Event>) -> Self {
+        let DispatchOptions {
+            idempotency_key,
+            reactor,
+        } = options;
+        Self {
+            idempotency_key,
+            reactor,
+            ..self
+        }
+    }
 }
 
 fn lost_state<E>() -> ProcessError<E> {
@@ -236,11 +299,7 @@ fn lost_state<E>() -> ProcessError<E> {
 
 impl<D, C> DecisionProcess for CommandProcess<'_, D, C>
 where
-    D: Decider + Sync,
-    D::State: Send,
-    D::Event: Send,
-    D::Command: Sync,
-    D::Error: Send,
+    D: DispatchDecider,
     C: Codec<Event = D::Event>,
 {
     type Error = ProcessError<D::Error>;
@@ -477,14 +536,19 @@ pub async fn dispatch_with_query<S, D, C>(
 ) -> Result<Dispatch<D::Event>, DispatchError<D::Error>>
 where
     S: EventStore,
-    D: Decider + Sync,
-    D::State: Send,
-    D::Event: Send,
-    D::Command: Sync,
-    D::Error: Send,
+    D: DispatchDecider,
     C: Codec<Event = D::Event>,
 {
-    query_dispatch(store, stream, query, decider, codec, command, None, None).await
+    query_dispatch(
+        store,
+        stream,
+        query,
+        decider,
+        codec,
+        command,
+        DispatchOptions::default(),
+    )
+    .await
 }
 
 /// The id of the `index`-th event decided under an idempotency `key`
@@ -540,11 +604,7 @@ pub async fn dispatch_with_query_idempotent<S, D, C>(
 ) -> Result<Dispatch<D::Event>, DispatchError<D::Error>>
 where
     S: EventStore,
-    D: Decider + Sync,
-    D::State: Send,
-    D::Event: Send,
-    D::Command: Sync,
-    D::Error: Send,
+    D: DispatchDecider,
     C: Codec<Event = D::Event>,
 {
     query_dispatch(
@@ -554,8 +614,7 @@ where
         decider,
         codec,
         command,
-        Some(key),
-        None,
+        DispatchOptions::idempotent(key),
     )
     .await
 }
@@ -614,11 +673,7 @@ pub async fn dispatch_with_outbox<S, D, C, R>(
 ) -> Result<Dispatch<D::Event>, DispatchError<D::Error>>
 where
     S: EventStore,
-    D: Decider + Sync,
-    D::State: Send,
-    D::Event: Send,
-    D::Command: Sync,
-    D::Error: Send,
+    D: DispatchDecider,
     C: Codec<Event = D::Event>,
     R: Reactor<Event = D::Event, Effect = OutboxMessage> + Sync,
 {
@@ -630,8 +685,7 @@ where
         decider,
         codec,
         command,
-        None,
-        Some(reactor),
+        DispatchOptions::with_effects(reactor),
     )
     .await
 }
@@ -651,7 +705,6 @@ pub(crate) fn require_effects<S: EventStore, E>(store: &S) -> Result<(), Dispatc
 
 /// The one query dispatch behind [`dispatch_with_query`],
 /// [`dispatch_with_query_idempotent`] and [`dispatch_with_outbox`].
-#[allow(clippy::too_many_arguments)]
 pub(crate) async fn query_dispatch<S, D, C>(
     store: &S,
     stream: &StreamId,
@@ -659,21 +712,16 @@ pub(crate) async fn query_dispatch<S, D, C>(
     decider: &D,
     codec: &C,
     command: &D::Command,
-    key: Option<uuid::Uuid>,
-    reactor: Option<&(dyn Reactor<Event = D::Event, Effect = OutboxMessage> + Sync)>,
+    options: DispatchOptions<'_, D::Event>,
 ) -> Result<Dispatch<D::Event>, DispatchError<D::Error>>
 where
     S: EventStore,
-    D: Decider + Sync,
-    D::State: Send,
-    D::Event: Send,
-    D::Command: Sync,
-    D::Error: Send,
+    D: DispatchDecider,
     C: Codec<Event = D::Event>,
 {
-    let mut process = CommandProcess::new(decider, codec, command).map_err(from_process_error)?;
-    process.idempotency_key = key;
-    process.reactor = reactor;
+    let mut process = CommandProcess::new(decider, codec, command)
+        .map_err(from_process_error)?
+        .with_options(options);
     let committed = store
         .decide_with_query(stream, query, &mut process)
         .await
@@ -722,11 +770,7 @@ pub async fn dispatch<S, D, C>(
 ) -> Result<Dispatch<D::Event>, DispatchError<D::Error>>
 where
     S: EventStore,
-    D: Decider + Sync,
-    D::State: Send,
-    D::Event: Send,
-    D::Command: Sync,
-    D::Error: Send,
+    D: DispatchDecider,
     C: Codec<Event = D::Event>,
 {
     let mut process = CommandProcess::new(decider, codec, command).map_err(from_process_error)?;

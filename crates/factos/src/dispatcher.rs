@@ -7,11 +7,12 @@ use std::sync::{Mutex, PoisonError};
 
 use crate::cache::{ContextCache, DEFAULT_CACHE_ENTRIES};
 use crate::dispatch::{
-    CommandProcess, Dispatch, DispatchError, from_decision_error, from_process_error, into_dispatch,
+    CommandProcess, Dispatch, DispatchError, DispatchOptions, from_decision_error,
+    from_process_error, into_dispatch,
 };
 use crate::outbox::OutboxMessage;
 use crate::store::Folded;
-use crate::{Codec, Decider, EventStore, Query, Reactor, StreamId};
+use crate::{Codec, Decider, DispatchDecider, EventStore, Query, Reactor, StreamId};
 
 /// A command handler bound to a store, a decider and a codec, with a cache
 /// of decision contexts (on by default, [`DEFAULT_CACHE_ENTRIES`] entries).
@@ -68,11 +69,8 @@ where
 impl<S, D, C> Dispatcher<S, D, C>
 where
     S: EventStore,
-    D: Decider + Sync,
-    D::State: Clone + Send,
-    D::Event: Send,
-    D::Command: Sync,
-    D::Error: Send,
+    D: DispatchDecider,
+    D::State: Clone,
     C: Codec<Event = D::Event>,
 {
     /// A dispatcher with a cache of [`DEFAULT_CACHE_ENTRIES`] contexts.
@@ -111,7 +109,7 @@ where
         query: &Query,
         command: &D::Command,
     ) -> Result<Dispatch<D::Event>, DispatchError<D::Error>> {
-        self.cached_dispatch(stream, query, command, None, None)
+        self.cached_dispatch(stream, query, command, DispatchOptions::default())
             .await
     }
 
@@ -125,7 +123,7 @@ where
         command: &D::Command,
         key: uuid::Uuid,
     ) -> Result<Dispatch<D::Event>, DispatchError<D::Error>> {
-        self.cached_dispatch(stream, query, command, Some(key), None)
+        self.cached_dispatch(stream, query, command, DispatchOptions::idempotent(key))
             .await
     }
 
@@ -143,8 +141,13 @@ where
         R: Reactor<Event = D::Event, Effect = OutboxMessage> + Sync,
     {
         crate::dispatch::require_effects(&self.store)?;
-        self.cached_dispatch(stream, query, command, None, Some(reactor))
-            .await
+        self.cached_dispatch(
+            stream,
+            query,
+            command,
+            DispatchOptions::with_effects(reactor),
+        )
+        .await
     }
 
     /// The one cached dispatch behind the three entry points.
@@ -153,15 +156,13 @@ where
         stream: &StreamId,
         query: &Query,
         command: &D::Command,
-        key: Option<uuid::Uuid>,
-        reactor: Option<&(dyn Reactor<Event = D::Event, Effect = OutboxMessage> + Sync)>,
+        options: DispatchOptions<'_, D::Event>,
     ) -> Result<Dispatch<D::Event>, DispatchError<D::Error>> {
         let cached = self.cache().get(query);
         let (mut process, outcome) = if let Some((state, folded)) = cached {
             let mut process =
-                CommandProcess::with_state(&self.decider, &self.codec, command, state);
-            process.idempotency_key = key;
-            process.reactor = reactor;
+                CommandProcess::with_state(&self.decider, &self.codec, command, state)
+                    .with_options(options);
             let outcome = self
                 .store
                 .decide_with_query_after(stream, query, &mut process, folded)
@@ -169,9 +170,8 @@ where
             (process, outcome)
         } else {
             let mut process = CommandProcess::new(&self.decider, &self.codec, command)
-                .map_err(from_process_error)?;
-            process.idempotency_key = key;
-            process.reactor = reactor;
+                .map_err(from_process_error)?
+                .with_options(options);
             let outcome = self
                 .store
                 .decide_with_query(stream, query, &mut process)

@@ -77,8 +77,8 @@ pub mod json;
 pub use cache::DEFAULT_CACHE_ENTRIES;
 pub use codec::{Codec, DecodeError, Decoded, EncodeError};
 pub use decider::{
-    Decider, FnReactor, MergedReactors, MergedViews, Reactor, View, compute_events, fold_decider,
-    fold_view, merge_reactors, merge_views, react_all, reactor_fn,
+    Decider, DispatchDecider, FnReactor, MergedReactors, MergedViews, Reactor, View,
+    compute_events, fold_decider, fold_view, merge_reactors, merge_views, react_all, reactor_fn,
 };
 pub use dispatch::{
     Append, Context, Dispatch, DispatchError, LoadedStream, ReadError, dispatch,

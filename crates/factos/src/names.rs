@@ -73,6 +73,7 @@ impl fmt::Display for NameKind {
 /// CLI output and PostgreSQL refuses NUL in `text`. Everything else, including SQL
 /// metacharacters, quotes and any unicode, is stored and read back verbatim.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum ValidationError {
     /// The value is empty but must not be.
     Empty {

@@ -293,6 +293,7 @@ pub struct Committed {
 
 /// Which condition an append failed.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum ConditionFailure {
     /// Events matching the query exist after `after`.
     EventsMatched {

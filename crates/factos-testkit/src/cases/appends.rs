@@ -3,9 +3,9 @@
 //! head too, and for an empty append), a failed condition writing nothing,
 //! and the store limits refusing an oversized payload or too many events.
 
-use factos::store::EventStore;
 use factos::{
-    AppendCondition, AppendError, EventType, NewEvent, Position, Query, Revision, ValidationError,
+    AppendCondition, AppendError, EventStore, EventType, NewEvent, Position, Query, Revision,
+    ValidationError,
 };
 
 use super::{LOG, count, expect_condition_failed, forwards, query, raw, seed, stream};

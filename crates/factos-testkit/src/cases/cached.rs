@@ -2,8 +2,7 @@
 //! fresh read of the log would, after every kind of outcome (a decision
 //! that appends nothing, a refusal, a panic, another writer's event).
 
-use factos::store::EventStore;
-use factos::{AppendCondition, DispatchError, Dispatcher, Query, StoreErrorKind};
+use factos::{AppendCondition, DispatchError, Dispatcher, EventStore, Query, StoreErrorKind};
 
 use super::{count, raw, stream};
 use crate::CaseResult;

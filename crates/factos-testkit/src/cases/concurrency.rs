@@ -4,8 +4,9 @@
 
 use std::sync::Arc;
 
-use factos::store::{ConditionFailure, EventStore};
-use factos::{DispatchError, Revision, dispatch, dispatch_with_query};
+use factos::{
+    ConditionFailure, DispatchError, EventStore, Revision, dispatch, dispatch_with_query,
+};
 use tokio::sync::Barrier;
 
 use super::{count, forwards, query, stream};

@@ -6,9 +6,8 @@
 
 use std::sync::Arc;
 
-use factos::store::EventStore;
 use factos::{
-    AppendCondition, Codec, DecodeError, DispatchError, EncodeError, Query, Revision,
+    AppendCondition, Codec, DecodeError, DispatchError, EncodeError, EventStore, Query, Revision,
     ValidationError, dispatch, dispatch_with_query, load_stream, read_context,
 };
 use tokio::sync::Barrier;

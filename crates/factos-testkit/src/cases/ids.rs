@@ -1,9 +1,10 @@
 //! Cases of event ids: unique in a store; an append is replayed only when the
 //! stored events are that very append's.
 
-use factos::store::{DecisionError, DecisionProcess, EventStore};
+use factos::store::{DecisionError, DecisionProcess};
 use factos::{
-    AppendCondition, AppendError, NewEvent, StoreErrorKind, StoredEvent, ValidationError,
+    AppendCondition, AppendError, EventStore, NewEvent, StoreErrorKind, StoredEvent,
+    ValidationError,
 };
 
 use super::{count, query, raw, stream};

@@ -2,8 +2,7 @@
 //! shape (types only, tags only, both, several items, the empty and the
 //! unconstrained item), and the head a read reports when nothing matches.
 
-use factos::store::EventStore;
-use factos::{Query, QueryItem};
+use factos::{EventStore, Query, QueryItem};
 
 use super::{expect_read, forwards, item, query};
 use crate::CaseResult;

@@ -4,10 +4,9 @@
 
 use std::sync::Arc;
 
-use factos::store::EventStore;
 use factos::{
-    AppendCondition, DispatchError, Revision, Tags, dispatch, dispatch_with_query, react_all,
-    reactor_fn,
+    AppendCondition, DispatchError, EventStore, Revision, Tags, dispatch, dispatch_with_query,
+    react_all, reactor_fn,
 };
 
 use super::{count, forwards, query, raw, stream};

@@ -3,9 +3,9 @@
 //! strictly increase, stream reads in revision order, and every stored
 //! field coming back as it was appended.
 
-use factos::store::EventStore;
 use factos::{
-    AppendCondition, EventType, Metadata, NewEvent, Position, Query, Revision, StreamId, Tags,
+    AppendCondition, EventStore, EventType, Metadata, NewEvent, Position, Query, Revision,
+    StreamId, Tags,
 };
 
 use super::{LOG, expect_read, forwards, query, raw, seed, stream};
