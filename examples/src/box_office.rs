@@ -242,7 +242,7 @@ pub async fn run_box_office(
     let sold = store
         .read(&sale_query(concert)?, factos::ReadOptions::default())
         .await?;
-    let head = sold.head.map_or(0, factos::Position::get);
+    let head = sold.head;
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     while projection.checkpoint().await? < head || mailer.sent.load(Ordering::Relaxed) < accepted {
         if std::time::Instant::now() > deadline {

@@ -210,8 +210,8 @@ async fn subscriptions(store: &PostgresStore) -> Result<ExitCode, String> {
             println!(
                 "{:<32} {:>12} {:>12}  {}",
                 s.name,
-                s.checkpoint,
-                head.saturating_sub(s.checkpoint),
+                s.checkpoint.map_or(0, Position::get),
+                head.saturating_sub(s.checkpoint.map_or(0, Position::get)),
                 if s.active { "active" } else { "stopped" }
             );
         }

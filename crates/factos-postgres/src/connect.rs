@@ -62,17 +62,12 @@ pub(crate) fn settings(options: &StoreOptions, on_connection: bool) -> (String, 
     if on_connection {
         return ("BEGIN".to_string(), String::new());
     }
-    let chosen = chosen_settings(options);
+    let (local, session) = crate::sql::setting_statements(&chosen_settings(options));
     let begin = std::iter::once("BEGIN".to_string())
-        .chain(chosen.iter().map(|(k, v)| format!("SET LOCAL {k} = '{v}'")))
+        .chain(local)
         .collect::<Vec<_>>()
         .join("; ");
-    let outside = chosen
-        .iter()
-        .map(|(k, v)| format!("SET {k} = '{v}'"))
-        .collect::<Vec<_>>()
-        .join("; ");
-    (begin, outside)
+    (begin, session.join("; "))
 }
 
 /// `config` with the store's settings added to its startup options, so every

@@ -189,8 +189,9 @@ impl VerifyReport {
 pub struct SubscriberStatus {
     /// The subscriber's name.
     pub name: String,
-    /// Every matching event at or below it has been handled.
-    pub checkpoint: u64,
+    /// Every matching event at or below it has been handled (`None`: no
+    /// batch has been handled yet).
+    pub checkpoint: Option<Position>,
     /// Whether an instance holds the subscriber now.
     pub active: bool,
 }
@@ -371,7 +372,7 @@ impl PostgresStore {
             let active = held.contains(&self.keys().subscriber(&name));
             subscribers.push(SubscriberStatus {
                 name,
-                checkpoint: u64::try_from(checkpoint).unwrap_or(0),
+                checkpoint: stored_position(checkpoint),
                 active,
             });
         }
@@ -397,4 +398,10 @@ impl PostgresStore {
             })
             .collect()
     }
+}
+
+/// A position column as stored (0: none yet; a negative value, which no
+/// factos writes, reads as none too).
+pub(crate) fn stored_position(value: i64) -> Option<Position> {
+    u64::try_from(value).ok().and_then(Position::new)
 }

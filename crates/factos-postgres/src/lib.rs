@@ -120,7 +120,10 @@ pub use outbox::{
     FailOutcome, LeasedMessage, MAX_ERROR_BYTES, MAX_OUTBOX_BATCH, MAX_OUTBOX_DELAY,
     MessageHandler, Outbox, OutboxError, OutboxOptions,
 };
-pub use sql::{InvalidSchemaName, MIGRATIONS, SchemaName, statement_texts};
+pub use sql::{
+    InvalidSchemaName, MIGRATIONS, SchemaName, StatementContract, statement_contracts,
+    statement_texts,
+};
 pub use store::PostgresStore;
 pub use subscription::{
     EventHandler, MAX_BATCH_SIZE, MAX_NAME_BYTES, ProjectionHandler, Subscription,

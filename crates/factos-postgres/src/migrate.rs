@@ -5,7 +5,7 @@ use tracing::Instrument;
 
 use crate::PostgresStore;
 use crate::error::{Phase, db_error};
-use crate::sql::{MIGRATIONS, SchemaName};
+use crate::sql::{MIGRATIONS, SchemaName, Statements};
 
 /// The schema version this crate's code needs: the last migration's.
 #[allow(clippy::cast_possible_truncation, clippy::cast_possible_wrap)]
@@ -33,36 +33,28 @@ fn migration_lock_key(schema: &str) -> i64 {
     i64::from_ne_bytes(hash.to_ne_bytes())
 }
 
-/// Creates `schema` unless it exists. `CREATE SCHEMA IF NOT EXISTS` alone
-/// would check `CREATE` on the database even when the schema exists, so its
-/// owner could not migrate it without that privilege.
+/// Creates the store's schema unless it exists. `CREATE SCHEMA IF NOT
+/// EXISTS` alone would check `CREATE` on the database even when the schema
+/// exists, so its owner could not migrate it without that privilege.
 async fn create_schema_if_missing(
     transaction: &deadpool_postgres::Transaction<'_>,
+    sql: &Statements,
     schema: &SchemaName,
 ) -> Result<(), StoreError> {
     let fail = |what: &'static str| move |e| db_error(what, e, Phase::BeforeCommit);
     let exists: bool = transaction
-        .query_one(
-            "SELECT EXISTS (SELECT FROM pg_namespace WHERE nspname = $1)",
-            &[&schema.as_str()],
-        )
+        .query_one(&sql.schema_exists, &[&schema.as_str()])
         .await
         .map_err(fail("cannot look for the schema"))?
         .try_get(0)
         .map_err(fail("cannot look for the schema"))?;
     if !exists {
         transaction
-            .batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS {}", schema.quoted()))
+            .batch_execute(&sql.create_schema)
             .await
             .map_err(fail("cannot create the schema"))?;
     }
     Ok(())
-}
-
-/// The SQL of a migration's checksum, computed by the server: SHA-256 of
-/// the UTF-8 text bound to `parameter`, in hex.
-fn checksum_of(parameter: &str) -> String {
-    format!("encode(sha256(convert_to({parameter}::text, 'UTF8')), 'hex')")
 }
 
 /// Checks that every applied migration's text is the one this crate holds,
@@ -71,32 +63,21 @@ fn checksum_of(parameter: &str) -> String {
 /// from before checksums gets its checksum now (trusted on first use).
 async fn verify_checksums(
     transaction: &tokio_postgres::Transaction<'_>,
+    sql: &Statements,
     done: &[i32],
 ) -> Result<(), StoreError> {
     let fail = |what: &'static str| move |e| db_error(what, e, Phase::BeforeCommit);
-    for (version, name, sql) in MIGRATIONS.iter().filter(|(v, _, _)| done.contains(v)) {
+    for (version, name, text) in MIGRATIONS.iter().filter(|(v, _, _)| done.contains(v)) {
         transaction
-            .execute(
-                &format!(
-                    "UPDATE factos_schema_migrations SET checksum = {}
-                     WHERE version = $1 AND checksum IS NULL",
-                    checksum_of("$2")
-                ),
-                &[version, sql],
-            )
+            .execute(&sql.migration_checksum_backfill, &[version, text])
             .await
             .map_err(fail("cannot record a migration's checksum"))?;
         let unchanged: bool = transaction
-            .query_one(
-                &format!(
-                    "SELECT checksum = {} FROM factos_schema_migrations WHERE version = $1",
-                    checksum_of("$2")
-                ),
-                &[version, sql],
-            )
+            .query_one(&sql.migration_checksum_unchanged, &[version, text])
             .await
             .map_err(fail("cannot read a migration's checksum"))?
-            .get(0);
+            .try_get(0)
+            .map_err(fail("cannot read a migration's checksum"))?;
         if !unchanged {
             return Err(StoreError::new(
                 StoreErrorKind::Schema,
@@ -132,35 +113,25 @@ impl PostgresStore {
             .await
             .map_err(|e| db_error("cannot begin the migration", e, Phase::BeforeCommit))?;
         let fail = |what: &'static str| move |e| db_error(what, e, Phase::BeforeCommit);
+        let sql = self.sql();
         transaction
-            .execute(
-                "SELECT pg_advisory_xact_lock($1)",
-                &[&migration_lock_key(schema.as_str())],
-            )
+            .execute(&sql.migration_lock, &[&migration_lock_key(schema.as_str())])
             .await
             .map_err(fail("cannot take the migration lock"))?;
-        let quoted = schema.quoted();
-        create_schema_if_missing(&transaction, &schema).await?;
+        create_schema_if_missing(&transaction, sql, &schema).await?;
         transaction
-            .batch_execute(&format!(
-                "SET LOCAL search_path TO {quoted}, pg_temp;
-                 CREATE TABLE IF NOT EXISTS factos_schema_migrations (
-                     version integer PRIMARY KEY,
-                     name text NOT NULL,
-                     applied_at timestamptz NOT NULL DEFAULT now()
-                 );
-                 ALTER TABLE factos_schema_migrations ADD COLUMN IF NOT EXISTS checksum text;"
-            ))
+            .batch_execute(&sql.migrations_table)
             .await
             .map_err(fail("cannot create the migrations table"))?;
         let rows = transaction
-            .query(
-                "SELECT version FROM factos_schema_migrations ORDER BY version",
-                &[],
-            )
+            .query(&sql.migrations_applied, &[])
             .await
             .map_err(fail("cannot read the schema version"))?;
-        let done: Vec<i32> = rows.iter().map(|r| r.get(0)).collect();
+        let done = rows
+            .iter()
+            .map(|r| r.try_get(0))
+            .collect::<Result<Vec<i32>, _>>()
+            .map_err(fail("cannot read the schema version"))?;
         if let Some(newer) = done.iter().find(|v| **v > SCHEMA_VERSION) {
             return Err(StoreError::new(
                 StoreErrorKind::Schema,
@@ -169,25 +140,18 @@ impl PostgresStore {
                 ),
             ));
         }
-        verify_checksums(&transaction, &done).await?;
+        verify_checksums(&transaction, sql, &done).await?;
         let mut applied = Vec::new();
-        for (version, name, sql) in MIGRATIONS {
+        for (version, name, text) in MIGRATIONS {
             if done.contains(version) {
                 continue;
             }
             transaction
-                .batch_execute(sql)
+                .batch_execute(text)
                 .await
                 .map_err(fail("cannot apply a migration"))?;
             transaction
-                .execute(
-                    &format!(
-                        "INSERT INTO factos_schema_migrations (version, name, checksum)
-                         VALUES ($1, $2, {})",
-                        checksum_of("$3")
-                    ),
-                    &[version, name, sql],
-                )
+                .execute(&sql.migration_record, &[version, name, text])
                 .await
                 .map_err(fail("cannot record a migration"))?;
             applied.push(*version);
@@ -207,27 +171,23 @@ impl PostgresStore {
     /// The schema version recorded in the database (`None`: not migrated).
     pub async fn schema_version(&self) -> Result<Option<i32>, StoreError> {
         let client = self.client().await?;
-        let row = client
+        let fail = |e| db_error("cannot read the schema version", e, Phase::BeforeCommit);
+        let migrated: bool = client
             .query_one(
-                "SELECT to_regclass(format('%I.factos_schema_migrations', $1::text)) IS NOT NULL",
+                &self.sql().migrations_table_exists,
                 &[&self.options().schema.as_str()],
             )
             .await
-            .map_err(|e| db_error("cannot read the schema version", e, Phase::BeforeCommit))?;
-        if !row.get::<_, bool>(0) {
+            .and_then(|row| row.try_get(0))
+            .map_err(fail)?;
+        if !migrated {
             return Ok(None);
         }
-        let row = client
-            .query_one(
-                &format!(
-                    "SELECT max(version) FROM {}.factos_schema_migrations",
-                    self.options().schema.quoted()
-                ),
-                &[],
-            )
+        client
+            .query_one(&self.sql().schema_version, &[])
             .await
-            .map_err(|e| db_error("cannot read the schema version", e, Phase::BeforeCommit))?;
-        Ok(row.get(0))
+            .and_then(|row| row.try_get(0))
+            .map_err(fail)
     }
 }
 

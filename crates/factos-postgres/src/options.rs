@@ -30,7 +30,7 @@ pub enum LockingStrategy {
 /// Default of [`StoreOptions::max_decision_attempts`].
 pub const DEFAULT_MAX_DECISION_ATTEMPTS: u32 = 16;
 
-/// Options of a [`PostgresStore`].
+/// Options of a [`PostgresStore`](crate::PostgresStore).
 ///
 /// ```
 /// use factos_postgres::{SchemaName, StoreOptions};
@@ -53,10 +53,10 @@ pub struct StoreOptions {
     pub max_decision_attempts: u32,
     /// Longest wait for a lock (the table lock, a context's keys, a settled
     /// read's barrier) before the operation fails with
-    /// [`StoreErrorKind::Timeout`]; `None`: the server's setting.
+    /// [`StoreErrorKind::Timeout`](factos::StoreErrorKind::Timeout); `None`: the server's setting.
     pub lock_timeout: Option<std::time::Duration>,
     /// Longest any one statement may run before it fails with
-    /// [`StoreErrorKind::Timeout`]; `None`: the server's setting.
+    /// [`StoreErrorKind::Timeout`](factos::StoreErrorKind::Timeout); `None`: the server's setting.
     pub statement_timeout: Option<std::time::Duration>,
     /// After commits, wake subscribers in other processes with one `NOTIFY`
     /// at most this often (coalesced, sent outside the append transactions,
@@ -66,7 +66,7 @@ pub struct StoreOptions {
     pub notify_interval: Option<std::time::Duration>,
     /// Longest wait for a pooled connection (all of them busy, or a new
     /// one connecting) before the operation fails with
-    /// [`StoreErrorKind::Timeout`], which is safe to retry (default
+    /// [`StoreErrorKind::Timeout`](factos::StoreErrorKind::Timeout), which is safe to retry (default
     /// [`DEFAULT_POOL_WAIT_TIMEOUT`]).
     pub pool_wait_timeout: std::time::Duration,
 }

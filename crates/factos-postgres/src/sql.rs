@@ -4,6 +4,8 @@
 
 use std::fmt;
 
+use tokio_postgres::types::Type;
+
 /// The migrations, in order: (version, name, SQL). The SQL uses unqualified
 /// names; apply it with `search_path` set to the target schema, then
 /// `pg_temp` (the `SECURITY DEFINER` functions pin that path).
@@ -39,24 +41,6 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         include_str!("../sql/migrations/0006_lock_functions.sql"),
     ),
 ];
-
-const MATCHING_POSITIONS: &str = include_str!("../sql/statements/matching_positions.sql");
-const READ_QUERY: &str = include_str!("../sql/statements/read_query.sql");
-const READ_ALL: &str = include_str!("../sql/statements/read_all.sql");
-const READ_STREAM: &str = include_str!("../sql/statements/read_stream.sql");
-const READ_STREAM_AFTER: &str = include_str!("../sql/statements/read_stream_after.sql");
-const READ_BY_IDS: &str = include_str!("../sql/statements/read_by_ids.sql");
-const APPEND: &str = include_str!("../sql/statements/append.sql");
-const CHECKPOINT_ADVANCE: &str = include_str!("../sql/statements/checkpoint_advance.sql");
-const OUTBOX_RECORD: &str = include_str!("../sql/statements/outbox_record.sql");
-const OUTBOX_LEASE: &str = include_str!("../sql/statements/outbox_lease.sql");
-const ADVISORY_KEYS_HELD: &str = include_str!("../sql/statements/advisory_keys_held.sql");
-const OUTBOX_FAIL: &str = include_str!("../sql/statements/outbox_fail.sql");
-const INSPECT_STATUS: &str = include_str!("../sql/statements/inspect_status.sql");
-const INSPECT_MIRROR_MISSING: &str = include_str!("../sql/statements/inspect_mirror_missing.sql");
-const INSPECT_MIRROR_EXTRA: &str = include_str!("../sql/statements/inspect_mirror_extra.sql");
-const INSPECT_REVISIONS: &str = include_str!("../sql/statements/inspect_revisions.sql");
-const INSPECT_OUTBOX_TOPICS: &str = include_str!("../sql/statements/inspect_outbox_topics.sql");
 
 /// A schema name that is safe to interpolate: lowercase ASCII letters, digits
 /// and `_`, not starting with a digit, at most 63 bytes (PostgreSQL's limit),
@@ -141,60 +125,263 @@ impl fmt::Display for SchemaName {
     }
 }
 
-/// Every statement a store runs, bound to its schema.
-#[derive(Debug)]
-pub(crate) struct Statements {
-    pub(crate) lock_table: String,
-    pub(crate) lock_table_for_writing: String,
-    pub(crate) lock_keys: String,
-    pub(crate) settled_position: String,
-    pub(crate) read_stream_after: String,
-    pub(crate) read_by_ids: String,
-    pub(crate) read_query_forwards: String,
-    pub(crate) read_query_backwards: String,
-    pub(crate) read_all_forwards: String,
-    pub(crate) read_all_backwards: String,
-    pub(crate) read_stream: String,
-    /// Append with a condition on all events after `$9` (also used without a
-    /// condition, with `$9` at the maximum position).
-    pub(crate) append_if_all: String,
-    /// Append with a condition on a query (`$13` types, `$14` tags) after `$9`.
-    pub(crate) append_if_query: String,
-    /// Creates a subscriber's checkpoint at 0 if it has none.
-    pub(crate) checkpoint_create: String,
-    /// A subscriber's checkpoint.
-    pub(crate) checkpoint_read: String,
-    /// Compare-and-set of a subscriber's checkpoint.
-    pub(crate) checkpoint_advance: String,
-    /// Effects recorded in a dispatch's transaction.
-    pub(crate) outbox_record: String,
-    pub(crate) outbox_lease: String,
-    pub(crate) outbox_ack: String,
-    pub(crate) outbox_fail: String,
-    pub(crate) outbox_requeue: String,
-    pub(crate) outbox_parked: String,
-    /// The channel commits are announced on (`factos_` and the schema, cut
-    /// to PostgreSQL's 63-byte identifier limit; a clash only wakes a
-    /// subscriber for nothing).
-    pub(crate) notify_channel: String,
-    /// Announces commits on the channel.
-    pub(crate) notify: String,
-    /// Every subscriber's name and checkpoint.
-    pub(crate) subscribers: String,
-    /// The advisory keys sessions of this database hold (active subscribers).
-    pub(crate) advisory_keys_held: String,
-    /// Schema version, counts, head and sizes ([`crate::inspect`]).
-    pub(crate) inspect_status: String,
-    /// The highest position, 0 when there are no events.
-    pub(crate) inspect_head: String,
-    /// Event tags without a mirror row, for positions in `($1, $2]`.
-    pub(crate) inspect_mirror_missing: String,
-    /// Mirror rows the event at their position does not carry, in `($1, $2]`.
-    pub(crate) inspect_mirror_extra: String,
-    /// Streams whose revisions are not `0..n-1` in position order.
-    pub(crate) inspect_revisions: String,
-    /// Outbox messages per topic and state.
-    pub(crate) inspect_outbox_topics: String,
+/// The text of a file of this crate's `sql/` folder.
+macro_rules! sql_file {
+    ($folder:literal, $name:literal) => {
+        include_str!(concat!("../sql/", $folder, "/", $name, ".sql"))
+    };
+}
+
+/// Declares every statement once, in one row: its name (the field of
+/// [`Statements`]), the types of the parameters the code binds in
+/// placeholder order (`$1`, `$2`, ...), and how its text is made from the
+/// files in `sql/`. [`statement_contracts`] lists the same rows, so a test
+/// can prepare each text on a server and compare what PostgreSQL infers
+/// with what is declared (`tests/statements.rs`). Batches run through the
+/// simple protocol and bind nothing.
+macro_rules! statements {
+    (
+        $t:ident;
+        prepared {
+            $( $(#[doc = $doc:literal])* $name:ident ( $($param:ident),* ) = $text:expr; )*
+        }
+        batches {
+            $( $(#[doc = $batch_doc:literal])* $batch:ident = $batch_text:expr; )*
+        }
+    ) => {
+        /// Every statement a store runs, bound to its schema.
+        #[derive(Debug)]
+        pub(crate) struct Statements {
+            $( $(#[doc = $doc])* pub(crate) $name: String, )*
+            $( $(#[doc = $batch_doc])* pub(crate) $batch: String, )*
+        }
+
+        impl Statements {
+            pub(crate) fn new(schema: &SchemaName) -> Self {
+                let $t = Templates::new(schema);
+                Self {
+                    $( $name: $text, )*
+                    $( $batch: $batch_text, )*
+                }
+            }
+        }
+
+        /// Every statement a store with this schema runs: its name, how it
+        /// is sent, its parameter types and its text. For tests and for
+        /// reviewing plans (`EXPLAIN`); not a stable interface.
+        #[doc(hidden)]
+        pub fn statement_contracts(schema: &SchemaName) -> Vec<StatementContract> {
+            let s = Statements::new(schema);
+            vec![
+                $( StatementContract {
+                    name: stringify!($name),
+                    params: Some(&[$(Type::$param),*]),
+                    text: s.$name,
+                }, )*
+                $( StatementContract {
+                    name: stringify!($batch),
+                    params: None,
+                    text: s.$batch,
+                }, )*
+            ]
+        }
+    };
+}
+
+/// One statement's contract (see [`statement_contracts`]).
+#[doc(hidden)]
+#[derive(Debug, Clone)]
+pub struct StatementContract {
+    /// The statement's name.
+    pub name: &'static str,
+    /// The parameter types, in placeholder order; `None` for a batch (sent
+    /// with the simple protocol, binding nothing).
+    pub params: Option<&'static [Type]>,
+    /// The text, bound to the schema.
+    pub text: String,
+}
+
+/// Every statement text a store with this schema runs, by name. Not a
+/// stable interface.
+#[doc(hidden)]
+pub fn statement_texts(schema: &SchemaName) -> Vec<(&'static str, String)> {
+    statement_contracts(schema)
+        .into_iter()
+        .map(|c| (c.name, c.text))
+        .collect()
+}
+
+/// Fills the slots of the files in `sql/`: `{schema}` (quoted), `{channel}`
+/// and, per statement, named pieces (`{direction}`, `{bound}`, ...).
+struct Templates {
+    schema: String,
+    channel: String,
+}
+
+impl Templates {
+    fn new(schema: &SchemaName) -> Self {
+        Self {
+            schema: schema.quoted(),
+            channel: notify_channel(schema),
+        }
+    }
+
+    /// `template` without comment lines, with `slots` and then the schema
+    /// and channel filled (a slot's value may hold `{schema}`).
+    fn fill(&self, template: &str, slots: &[(&str, &str)]) -> String {
+        let mut text = code(template);
+        for (slot, value) in slots {
+            text = text.replace(&format!("{{{slot}}}"), &code(value));
+        }
+        text.replace("{schema}", &self.schema)
+            .replace("{channel}", &self.channel)
+    }
+
+    /// `file` as it is.
+    fn file(&self, file: &str) -> String {
+        self.fill(file, &[])
+    }
+
+    /// The positions matching the items `$types`, `$tags` within `bound`.
+    fn matching(&self, types: &str, tags: &str, bound: &str) -> String {
+        self.fill(
+            sql_file!("fragments", "matching_positions"),
+            &[("types", types), ("tags", tags), ("bound", bound)],
+        )
+    }
+
+    /// Events matching `$1` types, `$2` tags within `bound` (`$3`), ordered by `direction`.
+    fn read_query(&self, direction: &str, bound: &str) -> String {
+        let matching = self.matching("$1", "$2", bound);
+        self.fill(
+            sql_file!("statements", "read_query"),
+            &[("matching", &matching), ("direction", direction)],
+        )
+    }
+
+    fn read_all(&self, direction: &str, bound: &str) -> String {
+        self.fill(
+            sql_file!("statements", "read_all"),
+            &[("direction", direction), ("bound", bound)],
+        )
+    }
+
+    fn append(&self, conflict: &str) -> String {
+        self.fill(sql_file!("statements", "append"), &[("conflict", conflict)])
+    }
+}
+
+/// The channel commits are announced on: `factos_` and the schema, cut to
+/// PostgreSQL's 63-byte identifier limit (a clash only wakes a subscriber
+/// for nothing).
+fn notify_channel(schema: &SchemaName) -> String {
+    let mut channel = format!("factos_{}", schema.as_str());
+    // Schema names are ASCII, so any byte is a character boundary.
+    channel.truncate(63);
+    channel
+}
+
+statements! {
+    t;
+    prepared {
+        lock_table() = t.file(sql_file!("statements", "lock_table"));
+        lock_table_for_writing() = t.file(sql_file!("statements", "lock_table_for_writing"));
+        lock_keys(INT8_ARRAY, BOOL_ARRAY) = t.file(sql_file!("statements", "lock_keys"));
+        settled_position(INT8) = t.file(sql_file!("statements", "settled_position"));
+        read_stream_after(TEXT, INT8) = t.file(sql_file!("statements", "read_stream_after"));
+        read_by_ids(UUID_ARRAY) = t.file(sql_file!("statements", "read_by_ids"));
+        // Forwards reads are bounded below (exclusive), backwards reads above (inclusive).
+        read_query_forwards(TEXT_ARRAY, TEXT_ARRAY, INT8, INT8) = t.read_query("ASC", "> $3");
+        read_query_backwards(TEXT_ARRAY, TEXT_ARRAY, INT8, INT8) = t.read_query("DESC", "<= $3");
+        read_all_forwards(INT8, INT8) = t.read_all("ASC", "> $1");
+        read_all_backwards(INT8, INT8) = t.read_all("DESC", "<= $1");
+        read_stream(TEXT) = t.file(sql_file!("statements", "read_stream"));
+        /// Append with a condition on all events after `$9` (also used
+        /// without a condition, with `$9` at the maximum position).
+        append_if_all(
+            TEXT, UUID_ARRAY, TEXT_ARRAY, INT4_ARRAY, TEXT_ARRAY, JSONB_ARRAY, BYTEA_ARRAY,
+            INT8, INT8, INT8_ARRAY, BOOL_ARRAY, INT8
+        ) = t.append(sql_file!("fragments", "conflict_after_head"));
+        /// Append with a condition on a query (`$13` types, `$14` tags) after `$9`.
+        append_if_query(
+            TEXT, UUID_ARRAY, TEXT_ARRAY, INT4_ARRAY, TEXT_ARRAY, JSONB_ARRAY, BYTEA_ARRAY,
+            INT8, INT8, INT8_ARRAY, BOOL_ARRAY, INT8, TEXT_ARRAY, TEXT_ARRAY
+        ) = t.append(&t.fill(
+            sql_file!("fragments", "conflict_after_query"),
+            &[("matching", &t.matching("$13", "$14", "> $9"))],
+        ));
+        /// Creates a subscriber's checkpoint at 0 if it has none.
+        checkpoint_create(TEXT) = t.file(sql_file!("statements", "checkpoint_create"));
+        /// A subscriber's checkpoint.
+        checkpoint_read(TEXT) = t.file(sql_file!("statements", "checkpoint_read"));
+        /// Compare-and-set of a subscriber's checkpoint.
+        checkpoint_advance(TEXT, INT8, INT8) = t.file(sql_file!("statements", "checkpoint_advance"));
+        /// Every subscriber's name and checkpoint.
+        subscribers() = t.file(sql_file!("statements", "subscribers"));
+        /// One subscriber instance at a time: a session advisory lock.
+        subscriber_lock(INT8) = t.file(sql_file!("statements", "subscriber_lock"));
+        subscriber_unlock(INT8) = t.file(sql_file!("statements", "subscriber_unlock"));
+        /// The advisory keys sessions of this database hold (active subscribers).
+        advisory_keys_held() = t.file(sql_file!("statements", "advisory_keys_held"));
+        /// Effects recorded in a dispatch's transaction.
+        outbox_record(INT8_ARRAY, TEXT_ARRAY, BYTEA_ARRAY) = t.file(sql_file!("statements", "outbox_record"));
+        outbox_lease(TEXT, INT8, UUID, INT8, INT4) = t.file(sql_file!("statements", "outbox_lease"));
+        outbox_ack(INT8, UUID) = t.file(sql_file!("statements", "outbox_ack"));
+        outbox_fail(INT8, UUID, TEXT, INT8, INT4) = t.file(sql_file!("statements", "outbox_fail"));
+        outbox_requeue(INT8) = t.file(sql_file!("statements", "outbox_requeue"));
+        outbox_parked(TEXT) = t.file(sql_file!("statements", "outbox_parked"));
+        /// Schema version, counts, head and sizes ([`crate::inspect`]).
+        inspect_status() = t.file(sql_file!("statements", "inspect_status"));
+        /// The highest position, 0 when there are no events.
+        inspect_head() = t.file(sql_file!("statements", "inspect_head"));
+        /// Event tags without a mirror row, for positions in `($1, $2]`.
+        inspect_mirror_missing(INT8, INT8) = t.file(sql_file!("statements", "inspect_mirror_missing"));
+        /// Mirror rows the event at their position does not carry, in `($1, $2]`.
+        inspect_mirror_extra(INT8, INT8) = t.file(sql_file!("statements", "inspect_mirror_extra"));
+        /// Streams whose revisions are not `0..n-1` in position order.
+        inspect_revisions() = t.file(sql_file!("statements", "inspect_revisions"));
+        /// Outbox messages per topic and state.
+        inspect_outbox_topics() = t.file(sql_file!("statements", "inspect_outbox_topics"));
+        /// Serializes migrations of one schema.
+        migration_lock(INT8) = t.file(sql_file!("statements", "migration_lock"));
+        schema_exists(NAME) = t.file(sql_file!("statements", "schema_exists"));
+        migrations_applied() = t.file(sql_file!("statements", "migrations_applied"));
+        migration_checksum_backfill(INT4, TEXT) = t.file(sql_file!("statements", "migration_checksum_backfill"));
+        migration_checksum_unchanged(INT4, TEXT) = t.file(sql_file!("statements", "migration_checksum_unchanged"));
+        migration_record(INT4, TEXT, TEXT) = t.file(sql_file!("statements", "migration_record"));
+        migrations_table_exists(TEXT) = t.file(sql_file!("statements", "migrations_table_exists"));
+        schema_version() = t.file(sql_file!("statements", "schema_version"));
+    }
+    batches {
+        /// Creates the schema.
+        create_schema = t.file(sql_file!("batches", "create_schema"));
+        /// The migrations' search path and bookkeeping table.
+        migrations_table = t.file(sql_file!("batches", "migrations_table"));
+        /// Announces commits on the schema's channel.
+        notify = t.file(sql_file!("batches", "notify"));
+        /// Listens on the schema's channel.
+        listen = t.file(sql_file!("batches", "listen"));
+    }
+}
+
+/// The statements that apply `settings` to the current transaction
+/// (`SET LOCAL`) and to the session (`SET`). Names and values come from
+/// [`crate::StoreOptions`], never from input.
+pub(crate) fn setting_statements(settings: &[(&str, String)]) -> (Vec<String>, Vec<String>) {
+    let with = |template: &str| {
+        settings
+            .iter()
+            .map(|(name, value)| {
+                code(template)
+                    .replace("{name}", name)
+                    .replace("{value}", value)
+            })
+            .collect::<Vec<_>>()
+    };
+    (
+        with(sql_file!("fragments", "set_local")),
+        with(sql_file!("fragments", "set_session")),
+    )
 }
 
 /// The statement without its comment lines, so placeholders mentioned in
@@ -204,133 +391,6 @@ fn code(sql: &str) -> String {
         .filter(|line| !line.trim_start().starts_with("--"))
         .collect::<Vec<_>>()
         .join("\n")
-}
-
-fn matching(schema: &str, types: &str, tags: &str, bound: &str) -> String {
-    code(MATCHING_POSITIONS)
-        .replace("{schema}", schema)
-        .replace("{types}", types)
-        .replace("{tags}", tags)
-        .replace("{bound}", bound)
-}
-
-/// Every statement text a store with this schema runs, by name, for
-/// reviewing plans (`EXPLAIN`) and for tests. Not a stable interface.
-#[doc(hidden)]
-pub fn statement_texts(schema: &SchemaName) -> Vec<(&'static str, String)> {
-    let s = Statements::new(schema);
-    vec![
-        ("lock_table", s.lock_table),
-        ("lock_table_for_writing", s.lock_table_for_writing),
-        ("lock_keys", s.lock_keys),
-        ("settled_position", s.settled_position),
-        ("read_stream_after", s.read_stream_after),
-        ("read_by_ids", s.read_by_ids),
-        ("read_query_forwards", s.read_query_forwards),
-        ("read_query_backwards", s.read_query_backwards),
-        ("read_all_forwards", s.read_all_forwards),
-        ("read_all_backwards", s.read_all_backwards),
-        ("read_stream", s.read_stream),
-        ("append_if_all", s.append_if_all),
-        ("append_if_query", s.append_if_query),
-        ("checkpoint_create", s.checkpoint_create),
-        ("checkpoint_read", s.checkpoint_read),
-        ("checkpoint_advance", s.checkpoint_advance),
-        ("outbox_record", s.outbox_record),
-        ("outbox_lease", s.outbox_lease),
-        ("outbox_ack", s.outbox_ack),
-        ("outbox_fail", s.outbox_fail),
-        ("outbox_requeue", s.outbox_requeue),
-        ("outbox_parked", s.outbox_parked),
-        ("notify", s.notify),
-        ("subscribers", s.subscribers),
-        ("advisory_keys_held", s.advisory_keys_held),
-        ("inspect_status", s.inspect_status),
-        ("inspect_head", s.inspect_head),
-        ("inspect_mirror_missing", s.inspect_mirror_missing),
-        ("inspect_mirror_extra", s.inspect_mirror_extra),
-        ("inspect_revisions", s.inspect_revisions),
-        ("inspect_outbox_topics", s.inspect_outbox_topics),
-    ]
-}
-
-impl Statements {
-    pub(crate) fn new(schema: &SchemaName) -> Self {
-        let s = schema.quoted();
-        // Forwards reads are bounded below (exclusive), backwards reads above (inclusive).
-        let read_query = |direction: &str, bound: &str| {
-            code(READ_QUERY)
-                .replace("{matching}", &matching(&s, "$1", "$2", bound))
-                .replace("{schema}", &s)
-                .replace("{direction}", direction)
-        };
-        let read_all = |direction: &str, bound: &str| {
-            code(READ_ALL)
-                .replace("{schema}", &s)
-                .replace("{direction}", direction)
-                .replace("{bound}", bound)
-        };
-        let append = |conflict: &str| {
-            code(APPEND)
-                .replace("{conflict}", conflict)
-                .replace("{schema}", &s)
-        };
-        let mut notify_channel = format!("factos_{}", schema.as_str());
-        // Schema names are ASCII, so any byte is a character boundary.
-        notify_channel.truncate(63);
-        // Not `EXISTS (... WHERE position > $9)`: under a generic plan that
-        // expects a third of the log to match and picks a sequential scan,
-        // which reads the whole log when nothing matches (found profiling
-        // bulk appends). The head is one probe at the end of the primary key.
-        let conflict_all =
-            format!("coalesce((SELECT max(position) FROM {s}.factos_events), 0) > $9");
-        let conflict_query = format!("EXISTS ({})", matching(&s, "$13", "$14", "> $9"));
-        Self {
-            lock_table: format!("SELECT {s}.factos_lock_events_exclusive()"),
-            lock_table_for_writing: format!("SELECT {s}.factos_lock_events_for_writing()"),
-            lock_keys: format!("SELECT {s}.factos_lock_keys($1::bigint[], $2::boolean[])"),
-            settled_position: format!("SELECT {s}.factos_settled_position($1::bigint)"),
-            read_stream_after: code(READ_STREAM_AFTER).replace("{schema}", &s),
-            read_by_ids: code(READ_BY_IDS).replace("{schema}", &s),
-            read_query_forwards: read_query("ASC", "> $3"),
-            read_query_backwards: read_query("DESC", "<= $3"),
-            read_all_forwards: read_all("ASC", "> $1"),
-            read_all_backwards: read_all("DESC", "<= $1"),
-            read_stream: code(READ_STREAM).replace("{schema}", &s),
-            append_if_all: append(&conflict_all),
-            append_if_query: append(&conflict_query),
-            checkpoint_create: format!(
-                "INSERT INTO {s}.factos_subscriptions (name) VALUES ($1) ON CONFLICT (name) DO NOTHING"
-            ),
-            checkpoint_read: format!(
-                "SELECT position FROM {s}.factos_subscriptions WHERE name = $1"
-            ),
-            checkpoint_advance: code(CHECKPOINT_ADVANCE).replace("{schema}", &s),
-            outbox_record: code(OUTBOX_RECORD).replace("{schema}", &s),
-            outbox_lease: code(OUTBOX_LEASE).replace("{schema}", &s),
-            outbox_ack: format!("DELETE FROM {s}.factos_outbox WHERE id = $1 AND lease_token = $2"),
-            outbox_fail: code(OUTBOX_FAIL).replace("{schema}", &s),
-            outbox_requeue: format!(
-                "UPDATE {s}.factos_outbox SET parked_at = NULL, attempts = 0, lease_token = NULL, \
-                 available_at = now() WHERE id = $1 AND parked_at IS NOT NULL"
-            ),
-            outbox_parked: format!(
-                "SELECT id FROM {s}.factos_outbox WHERE topic = $1 AND parked_at IS NOT NULL ORDER BY id"
-            ),
-            notify: format!("SELECT pg_notify('{notify_channel}', '')"),
-            notify_channel,
-            subscribers: format!(
-                "SELECT name, position FROM {s}.factos_subscriptions ORDER BY name"
-            ),
-            advisory_keys_held: code(ADVISORY_KEYS_HELD),
-            inspect_status: code(INSPECT_STATUS).replace("{schema}", &s),
-            inspect_head: format!("SELECT coalesce(max(position), 0) FROM {s}.factos_events"),
-            inspect_mirror_missing: code(INSPECT_MIRROR_MISSING).replace("{schema}", &s),
-            inspect_mirror_extra: code(INSPECT_MIRROR_EXTRA).replace("{schema}", &s),
-            inspect_revisions: code(INSPECT_REVISIONS).replace("{schema}", &s),
-            inspect_outbox_topics: code(INSPECT_OUTBOX_TOPICS).replace("{schema}", &s),
-        }
-    }
 }
 
 #[cfg(test)]

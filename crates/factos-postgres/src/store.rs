@@ -116,7 +116,7 @@ impl PostgresStore {
     /// Opens a connection listening on the store's channel, if the store can connect.
     pub(crate) async fn listen(&self) -> Option<Result<crate::wakeup::Listening, StoreError>> {
         let connect = self.inner.listener.as_ref()?;
-        Some(crate::wakeup::listen(connect, &self.inner.sql.notify_channel).await)
+        Some(crate::wakeup::listen(connect, &self.inner.sql.listen).await)
     }
 
     pub(crate) fn keys(&self) -> &LockKeys {

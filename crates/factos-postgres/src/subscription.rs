@@ -338,8 +338,8 @@ impl Subscription {
     }
 
     /// The stored checkpoint: every matching event at or below it has been
-    /// handled (0 before the first batch).
-    pub async fn checkpoint(&self) -> Result<u64, SubscriptionError> {
+    /// handled (`None` before the first batch).
+    pub async fn checkpoint(&self) -> Result<Option<Position>, SubscriptionError> {
         let client = self.store.client().await?;
         let row = client
             .query_opt(&self.store.statements().checkpoint_read, &[&self.name])
@@ -351,7 +351,7 @@ impl Subscription {
                 .map_err(|e| crate::error::corrupt("unexpected checkpoint").with_source(e))?,
             None => 0,
         };
-        Ok(u64::try_from(position).unwrap_or(0))
+        Ok(crate::inspect::stored_position(position))
     }
 
     /// Runs `handler` (at least once per event) until `stop` completes:
@@ -498,7 +498,7 @@ impl Subscription {
         client: deadpool_postgres::ClientWrapper,
     ) -> Result<Result<Lease, deadpool_postgres::ClientWrapper>, SubscriptionError> {
         let locked: bool = client
-            .query_one("SELECT pg_try_advisory_lock($1)", &[&self.lock_key])
+            .query_one(&self.store.statements().subscriber_lock, &[&self.lock_key])
             .await
             .map_err(|e| db_error("cannot take the subscriber's lock", e, Phase::BeforeCommit))?
             .try_get(0)
@@ -526,7 +526,10 @@ impl Subscription {
     async fn release(&self, lease: Lease) {
         if let Err(e) = lease
             .client
-            .execute("SELECT pg_advisory_unlock($1)", &[&self.lock_key])
+            .execute(
+                &self.store.statements().subscriber_unlock,
+                &[&self.lock_key],
+            )
             .await
         {
             tracing::debug!(subscriber = %self.name, error = %e, "cannot release the subscriber; closing its connection");

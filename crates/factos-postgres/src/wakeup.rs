@@ -75,15 +75,14 @@ where
     })
 }
 
-/// Connects and listens on `channel`.
-pub(crate) async fn listen(connect: &Connect, channel: &str) -> Result<Listening, StoreError> {
+/// Connects and runs `listen` (the store's `LISTEN` on its channel).
+pub(crate) async fn listen(connect: &Connect, listen: &str) -> Result<Listening, StoreError> {
     let listening = connect()
         .await
         .map_err(|e| db_error("cannot open a listening connection", e, Phase::BeforeCommit))?;
-    // The channel name is made of factos' prefix and a validated schema name.
     listening
         .client
-        .batch_execute(&format!("LISTEN {channel}"))
+        .batch_execute(listen)
         .await
         .map_err(|e| db_error("cannot listen for commits", e, Phase::BeforeCommit))?;
     Ok(listening)

@@ -384,7 +384,10 @@ async fn the_least_privilege_role_runs_a_subscription_and_an_outbox_worker() {
     let mut seen = common::Collect::default();
     subscription.catch_up(&mut seen).await.unwrap();
     assert_eq!(seen.positions(), [1, 2, 3]);
-    assert_eq!(subscription.checkpoint().await.unwrap(), 3);
+    assert_eq!(
+        subscription.checkpoint().await.unwrap(),
+        factos::Position::new(3)
+    );
     let worker = factos_postgres::Outbox::new(&app, topic);
     let leased = worker.lease().await.unwrap();
     let payloads: Vec<Vec<u8>> = leased.iter().map(|m| m.payload.clone()).collect();

@@ -57,6 +57,43 @@ fn spawn_run<H: EventHandler + 'static>(
     (stop, task)
 }
 
+/// Another handle on subscriber `name`, to read its stored checkpoint.
+fn handle_on(store: &PostgresStore, name: &str) -> Subscription {
+    Subscription::new(store, name, Query::all()).unwrap()
+}
+
+/// Waits until `subscription`'s checkpoint is `position` and no other
+/// session of the store's database has been busy for 10 polls in a row
+/// (200 ms): the subscriber has finished its batch and waits for a wake-up.
+async fn wait_until_idle(store: &PostgresStore, subscription: &Subscription, position: u64) {
+    let client = store.pool().get().await.unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let mut quiet = 0;
+    while quiet < 10 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the subscriber did not go idle"
+        );
+        let busy: i64 = client
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity
+                 WHERE datname = current_database() AND pid <> pg_backend_pid()
+                   AND state IS DISTINCT FROM 'idle'",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        let at = subscription.checkpoint().await.unwrap();
+        quiet = if busy == 0 && at == factos::Position::new(position) {
+            quiet + 1
+        } else {
+            0
+        };
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 fn options(poll: Duration, batch: usize) -> SubscriptionOptions {
     SubscriptionOptions::default()
         .poll_interval(poll)
@@ -83,11 +120,23 @@ async fn an_event_that_commits_late_with_a_lower_position_is_not_skipped() {
 
     append(&store, "a", vec![event("Seat", "seat:1")]).await;
     assert_eq!(collect.wait_for(1, Duration::from_secs(10)).await, vec![1]);
+    // The same cycle without NOTIFY: a read the subscriber starts after
+    // position 2 is held open (its loop may read once more after a batch)
+    // would hold up the append of 3. Hold 2 open only once the subscriber
+    // has moved its checkpoint and is waiting (no other session of this
+    // database busy, 10 times over 200 ms); then only the commit of 3
+    // wakes it, and that read waits for 2 without blocking anyone.
+    wait_until_idle(&store, &handle_on(&store, "late"), 1).await;
 
     // Position 2 is allocated and held open; position 3 commits after it.
     let (slow, slow_position) = common::in_flight_writer(&store, "Seat", "seat:2").await;
     assert_eq!(slow_position, 2);
-    append(&store, "b", vec![event("Seat", "seat:3")]).await;
+    tokio::time::timeout(
+        Duration::from_secs(20),
+        append(&store, "b", vec![event("Seat", "seat:3")]),
+    )
+    .await
+    .expect("the append of 3 waited behind a settled read (the subscriber was not idle)");
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(
         collect.positions(),
@@ -176,7 +225,7 @@ async fn ten_thousand_events_from_concurrent_writers_arrive_in_order_with_none_s
     let subscription = Subscription::new(&store, "all", Query::all()).unwrap();
     assert_eq!(
         subscription.checkpoint().await.unwrap(),
-        *logged.last().unwrap()
+        factos::Position::new(*logged.last().unwrap())
     );
 }
 
@@ -251,7 +300,7 @@ async fn a_subscriber_killed_mid_batch_loses_nothing_and_applies_nothing_twice()
     assert!(task.await.unwrap_err().is_cancelled());
     assert_eq!(
         subscription.checkpoint().await.unwrap(),
-        20,
+        factos::Position::new(20),
         "two batches committed"
     );
 
@@ -272,7 +321,10 @@ async fn a_subscriber_killed_mid_batch_loses_nothing_and_applies_nothing_twice()
         }
     };
     assert_eq!(handled, 80);
-    assert_eq!(subscription.checkpoint().await.unwrap(), 100);
+    assert_eq!(
+        subscription.checkpoint().await.unwrap(),
+        factos::Position::new(100)
+    );
     let row = client
         .query_one(
             "SELECT count(*), count(DISTINCT position), min(position), max(position) FROM applied",
@@ -321,7 +373,7 @@ async fn a_standby_instance_takes_over_when_the_active_one_dies() {
     let status = store_b.subscribers().await.unwrap();
     assert_eq!(status.len(), 1);
     assert!(status[0].active);
-    assert_eq!(status[0].checkpoint, 20);
+    assert_eq!(status[0].checkpoint, factos::Position::new(20));
 
     task_a.abort();
     let _ = task_a.await;
@@ -338,7 +390,7 @@ async fn a_standby_instance_takes_over_when_the_active_one_dies() {
         !status[0].active,
         "stopped instances release the subscriber"
     );
-    assert_eq!(status[0].checkpoint, 40);
+    assert_eq!(status[0].checkpoint, factos::Position::new(40));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -419,7 +471,7 @@ async fn a_failing_handler_is_retried_then_stops_the_subscription_at_its_batch()
         } => assert_eq!((first.get(), last.get(), attempts), (1, 2, 3)),
         other => panic!("unexpected {other}"),
     }
-    assert_eq!(subscription.checkpoint().await.unwrap(), 0);
+    assert_eq!(subscription.checkpoint().await.unwrap(), None);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -503,7 +555,7 @@ async fn a_subscriber_whose_connection_is_killed_mid_batch_resumes_exactly_once(
     resume.send(true).unwrap();
     // `run` reports nothing: it takes the lease again and finishes.
     let start = Instant::now();
-    while subscription.checkpoint().await.unwrap() < 50 {
+    while subscription.checkpoint().await.unwrap() < factos::Position::new(50) {
         assert!(start.elapsed() < Duration::from_secs(20), "did not resume");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
@@ -632,7 +684,10 @@ async fn an_instance_that_lost_its_lock_cannot_move_the_checkpoint() {
         subscription.catch_up_projection(&mut other).await.unwrap(),
         3
     );
-    assert_eq!(subscription.checkpoint().await.unwrap(), 3);
+    assert_eq!(
+        subscription.checkpoint().await.unwrap(),
+        factos::Position::new(3)
+    );
     carry_on.send(()).unwrap();
     let outcome = tokio::time::timeout(Duration::from_secs(10), first)
         .await
@@ -650,7 +705,10 @@ async fn an_instance_that_lost_its_lock_cannot_move_the_checkpoint() {
         .map(|r| r.get(0))
         .collect();
     assert_eq!(applied, vec![1, 2, 3], "only the other instance's writes");
-    assert_eq!(subscription.checkpoint().await.unwrap(), 3);
+    assert_eq!(
+        subscription.checkpoint().await.unwrap(),
+        factos::Position::new(3)
+    );
 }
 
 /// With `notify_interval` 200 ms, a burst of 40 commits from 8 writers

@@ -414,6 +414,9 @@ where
                         Err(DecisionError::Process(e)) => {
                             return Err(format!("decision {decision}: {e}"));
                         }
+                        Err(other) => {
+                            return Err(format!("decision {decision}: failed: {other:?}"));
+                        }
                     }
                     if attempts >= MAX_ATTEMPTS {
                         return Err(format!("decision {decision} failed {attempts} times"));

@@ -274,7 +274,7 @@ where
             13..=14 => {
                 keyed_step(&step, &recorder, &mut rng, &mut keyed, &before, &mut report).await
             }
-            15..=16 if first.records_effects() => {
+            15..=16 if first.can_record_effects() => {
                 outbox_step(&step, &recorder, &mut rng, &before, &mut report).await
             }
             _ => foreign_step(&step, first, &mut rng, &before, &mut report).await,

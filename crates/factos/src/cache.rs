@@ -10,7 +10,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use crate::Query;
-use crate::store::Folded;
+use crate::event_store::Folded;
 
 /// Default number of contexts a [`Dispatcher`](crate::Dispatcher) caches.
 pub const DEFAULT_CACHE_ENTRIES: usize = 10_000;

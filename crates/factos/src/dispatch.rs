@@ -4,8 +4,8 @@
 use std::fmt;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
-use crate::outbox::{Effect, MAX_EFFECT_PAYLOAD_BYTES, MAX_EFFECTS_PER_DISPATCH, OutboxMessage};
-use crate::store::{Committed, ConditionFailure, DecisionError, DecisionProcess};
+use crate::effect::{Effect, MAX_EFFECT_PAYLOAD_BYTES, MAX_EFFECTS_PER_DISPATCH, OutboxMessage};
+use crate::event_store::{Committed, ConditionFailure, DecisionError, DecisionProcess};
 use crate::{
     AppendCondition, Codec, Decider, DecodeError, DispatchDecider, EncodeError, EventStore,
     NewEvent, Position, Query, Reactor, ReadOptions, Recorded, Revision, StoreError,
@@ -356,11 +356,11 @@ where
                         .enumerate()
                         .all(|(index, s)| s.id == event_id(key, index) && &s.stream == stream)
             }
-            None => crate::store::is_same_append(stream, new, stored),
+            None => crate::event_store::is_same_append(stream, new, stored),
         }
     }
 
-    fn records_effects(&self) -> bool {
+    fn has_effects(&self) -> bool {
         self.reactor.is_some()
     }
 
@@ -626,7 +626,7 @@ where
 /// The reactor runs once the append has assigned positions, before the
 /// commit. It should be quick and pure (it runs while the dispatch holds its
 /// context's locks); a panic in it is caught and writes nothing. Stores that
-/// cannot record effects ([`EventStore::records_effects`]) refuse with a
+/// cannot record effects ([`EventStore::can_record_effects`]) refuse with a
 /// [`StoreErrorKind::Rejected`] error before doing anything.
 ///
 /// ```
@@ -693,7 +693,7 @@ where
 /// Refuses, before anything is read or written, a store that cannot record
 /// effects with its appends.
 pub(crate) fn require_effects<S: EventStore, E>(store: &S) -> Result<(), DispatchError<E>> {
-    if store.records_effects() {
+    if store.can_record_effects() {
         Ok(())
     } else {
         Err(DispatchError::Store(StoreError::new(

@@ -10,8 +10,8 @@ use crate::dispatch::{
     CommandProcess, Dispatch, DispatchError, DispatchOptions, from_decision_error,
     from_process_error, into_dispatch,
 };
-use crate::outbox::OutboxMessage;
-use crate::store::Folded;
+use crate::effect::OutboxMessage;
+use crate::event_store::Folded;
 use crate::{Codec, Decider, DispatchDecider, EventStore, Query, Reactor, StreamId};
 
 /// A command handler bound to a store, a decider and a codec, with a cache

@@ -63,7 +63,9 @@ mod codec;
 mod decider;
 mod dispatch;
 mod dispatcher;
+mod effect;
 mod event;
+mod event_store;
 mod memory;
 mod names;
 pub mod outbox;
@@ -86,17 +88,17 @@ pub use dispatch::{
     load_stream, read_context,
 };
 pub use dispatcher::Dispatcher;
+pub use effect::{Effect, OutboxMessage};
 pub use event::{NewEvent, Recorded, StoredEvent, matches_query};
+pub use event_store::{
+    AppendError, Committed, ConditionFailure, EventStore, Folded, ReadOptions, ReadResult,
+    StoreError, StoreErrorKind, StoreLimits,
+};
 pub use memory::InMemoryStore;
 pub use names::{
     EventType, MAX_EVENT_TYPE_BYTES, MAX_METADATA_ENTRIES, MAX_METADATA_KEY_BYTES,
     MAX_METADATA_VALUE_BYTES, MAX_STREAM_BYTES, MAX_TAG_BYTES, MAX_TAGS_PER_EVENT, MAX_TOPIC_BYTES,
     Metadata, NameKind, StreamId, Tag, Tags, Topic, ValidationError,
 };
-pub use outbox::{Effect, OutboxMessage};
 pub use position::{Position, Revision, highest_position};
 pub use query::{AppendCondition, Query, QueryItem};
-pub use store::{
-    AppendError, Committed, ConditionFailure, EventStore, Folded, ReadOptions, ReadResult,
-    StoreError, StoreErrorKind, StoreLimits,
-};

@@ -26,7 +26,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use crate::store::{
+use crate::event_store::{
     AppendError, Committed, ConditionFailure, DecisionError, DecisionProcess, Folded, ReadResult,
     StoreErrorKind, StreamEvents, earlier_attempt, event_id_conflict, is_same_append,
     planned_event_ids, replayed,
@@ -45,7 +45,7 @@ struct Log {
     /// Index into `events` per event id.
     ids: HashMap<uuid::Uuid, usize>,
     /// Effects recorded with dispatches, in order.
-    outbox: Vec<crate::outbox::Effect>,
+    outbox: Vec<crate::effect::Effect>,
 }
 
 impl Log {
@@ -186,7 +186,7 @@ impl InMemoryStore {
     /// Every effect recorded by [`dispatch_with_outbox`](crate::dispatch_with_outbox),
     /// in order (the in-memory store records them; delivering them is up to
     /// the test using it).
-    pub fn outbox(&self) -> Vec<crate::outbox::Effect> {
+    pub fn outbox(&self) -> Vec<crate::effect::Effect> {
         self.lock().outbox.clone()
     }
 
@@ -298,7 +298,7 @@ impl InMemoryStore {
         let mut committed = log.append(stream, events)?;
         committed.context_position = context.position;
         committed.context_events = context.events;
-        if process.records_effects() {
+        if process.has_effects() {
             // Still under the lock: the events and their effects become
             // visible together, or (the reactor failed) neither does.
             match process.effects(&committed.events) {
@@ -325,7 +325,7 @@ impl EventStore for InMemoryStore {
         Ok(self.read_now(query, options))
     }
 
-    fn records_effects(&self) -> bool {
+    fn can_record_effects(&self) -> bool {
         true
     }
 

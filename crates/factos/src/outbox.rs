@@ -5,46 +5,9 @@
 //! the commit; if the process dies in between, the effects are lost although
 //! the events are not. [`dispatch_with_outbox`](crate::dispatch_with_outbox)
 //! closes that gap: the reactor runs between the append and the commit (the
-//! events' positions are final by then) and its [`OutboxMessage`]s are
+//! events' positions are final by then) and its [`OutboxMessage`](crate::OutboxMessage)s are
 //! stored in the same transaction, so the events and their effects commit
 //! together or not at all. Workers of the store (for PostgreSQL,
 //! `factos_postgres::Outbox`) then deliver them.
 
-use crate::{Position, Topic};
-
-/// Most effects one dispatch may record.
-pub const MAX_EFFECTS_PER_DISPATCH: usize = 1000;
-/// Largest outbox payload, in bytes.
-pub const MAX_EFFECT_PAYLOAD_BYTES: usize = 1 << 20;
-
-/// One effect to deliver: a topic and an opaque payload.
-///
-/// ```
-/// use factos::{OutboxMessage, Topic};
-/// let message = OutboxMessage::new(Topic::new("email")?, b"{\"to\":\"renata\"}".to_vec());
-/// assert_eq!(message.topic.as_str(), "email");
-/// # Ok::<(), factos::ValidationError>(())
-/// ```
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OutboxMessage {
-    /// What kind of effect it is; workers take one topic.
-    pub topic: Topic,
-    /// The payload, opaque to the store.
-    pub payload: Vec<u8>,
-}
-
-impl OutboxMessage {
-    /// A message (the payload's size is checked when it is recorded).
-    pub fn new(topic: Topic, payload: Vec<u8>) -> Self {
-        Self { topic, payload }
-    }
-}
-
-/// An effect as a store records it: the message and the event that caused it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Effect {
-    /// Position of the event whose reaction this is.
-    pub cause: Position,
-    /// The message.
-    pub message: OutboxMessage,
-}
+pub use crate::effect::{MAX_EFFECT_PAYLOAD_BYTES, MAX_EFFECTS_PER_DISPATCH};

@@ -2,9 +2,9 @@
 //! and the insert in one statement, sent with the transaction's other
 //! statements in one round trip, and its result read back; and plain appends.
 
-use factos::store::{AppendError, Committed, ConditionFailure, Folded};
 use factos::{
-    AppendCondition, NewEvent, Revision, StoreError, StoreErrorKind, StoredEvent, StreamId,
+    AppendCondition, AppendError, Committed, ConditionFailure, Folded, NewEvent, Revision,
+    StoreError, StoreErrorKind, StoredEvent, StreamId,
 };
 use tokio_postgres::types::ToSql;
 
@@ -456,4 +456,54 @@ fn committed_from_rows(
         context_events: 0,
         replayed: false,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::panic)]
+
+    use factos::{EventType, NewEvent, Tags};
+    use tokio_postgres::types::private::BytesMut;
+
+    use super::AppendParams;
+    use crate::rows::EventColumns;
+    use crate::sql::{SchemaName, Statements, statement_contracts};
+
+    fn params(events: &[NewEvent], condition_query: bool) -> AppendParams<'_> {
+        AppendParams {
+            stream: "s",
+            events: EventColumns::new(events).unwrap(),
+            expected_revision: None,
+            condition_after: 0,
+            event_lock_keys: vec![1],
+            event_lock_modes: vec![true],
+            barrier: 2,
+            condition_query: condition_query.then(|| (vec!["T".into()], vec![String::new()])),
+        }
+    }
+
+    /// What `bind()` sends is what the chosen statement declares: as many
+    /// values as placeholders, each one encodable as the declared type (the
+    /// declaration is checked against the server in `tests/statements.rs`).
+    #[test]
+    fn append_binds_what_its_statements_declare() {
+        let schema = SchemaName::new("contract").unwrap();
+        let sql = Statements::new(&schema);
+        let contracts = statement_contracts(&schema);
+        let events = [NewEvent::new(EventType::new("T").unwrap(), b"{}".to_vec())
+            .with_tags(Tags::parse(["k:1"]).unwrap())];
+        for condition_query in [false, true] {
+            let params = params(&events, condition_query);
+            let text = params.statement(&sql);
+            let contract = contracts.iter().find(|c| c.text == text).unwrap();
+            let declared = contract.params.unwrap();
+            let bound = params.bind();
+            assert_eq!(bound.len(), declared.len(), "{}", contract.name);
+            for (n, (value, ty)) in bound.iter().zip(declared).enumerate() {
+                value
+                    .to_sql_checked(ty, &mut BytesMut::new())
+                    .unwrap_or_else(|e| panic!("{}: ${}: {e}", contract.name, n + 1));
+            }
+        }
+    }
 }

@@ -13,7 +13,8 @@ mod locked;
 mod optimistic;
 
 use factos::NewEvent;
-use factos::store::{Committed, DecisionError, DecisionProcess, Folded};
+use factos::store::{DecisionError, DecisionProcess};
+use factos::{Committed, Folded};
 
 use crate::store::PostgresStore;
 

@@ -1,7 +1,8 @@
 //! Recording a reactor's effects into the outbox in the dispatch's own
 //! transaction, then committing events and effects together.
 
-use factos::store::{Committed, DecisionError, DecisionProcess};
+use factos::Committed;
+use factos::store::{DecisionError, DecisionProcess};
 use tokio_postgres::types::ToSql;
 
 use crate::error::{Phase, db_error};

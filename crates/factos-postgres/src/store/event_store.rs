@@ -1,15 +1,16 @@
 //! The [`EventStore`] surface of [`PostgresStore`]: which path each call
 //! takes, and its tracing span.
 
-use factos::store::{
-    AppendError, Committed, DecisionError, DecisionProcess, Folded, ReadResult, StreamEvents,
+use factos::store::{DecisionError, DecisionProcess, StreamEvents};
+use factos::{
+    AppendCondition, AppendError, Committed, EventStore, Folded, NewEvent, Query, ReadOptions,
+    ReadResult, StoreError, StreamId,
 };
-use factos::{AppendCondition, EventStore, NewEvent, Query, ReadOptions, StoreError, StreamId};
 use tracing::Instrument;
 
 use crate::options::LockingStrategy;
 use crate::store::PostgresStore;
-use crate::store::guard::Context;
+use crate::store::guard::Boundary;
 
 pub(crate) fn record_outcome<T, E>(
     span: &tracing::Span,
@@ -38,6 +39,8 @@ pub(crate) fn describe_decision<E>(error: &DecisionError<E>) -> &'static str {
         DecisionError::Invalid(_) => "invalid",
         DecisionError::ConditionFailed(_) => "condition failed",
         DecisionError::Store(_) => "store error",
+        // A kind added to the core later: the span still says it failed.
+        _ => "error",
     }
 }
 
@@ -78,6 +81,7 @@ impl EventStore for PostgresStore {
             AppendError::Invalid(_) => "invalid",
             AppendError::ConditionFailed(_) => "condition failed",
             AppendError::Store(_) => "store error",
+            _ => "error",
         });
         outcome
     }
@@ -97,14 +101,14 @@ impl EventStore for PostgresStore {
             // the pessimistic path (every strategy's keys are compatible) does.
             Ok(None)
                 if self.inner.options.locking == LockingStrategy::Optimistic
-                    && !process.records_effects() =>
+                    && !process.has_effects() =>
             {
                 self.decide_optimistic(stream, query, process)
                     .instrument(span.clone())
                     .await
             }
             Ok(None) => {
-                self.decide_locked(stream, Context::Query(query), process, Folded::default())
+                self.decide_locked(stream, Boundary::Query(query), process, Folded::default())
                     .instrument(span.clone())
                     .await
             }
@@ -125,8 +129,8 @@ impl EventStore for PostgresStore {
         let outcome = match self.replay_before_deciding(stream, &planned).await {
             Ok(Some(replayed)) => Ok(replayed),
             Err(e) => Err(DecisionError::Store(e)),
-            Ok(None) if process.records_effects() => {
-                self.decide_locked(stream, Context::Query(query), process, folded)
+            Ok(None) if process.has_effects() => {
+                self.decide_locked(stream, Boundary::Query(query), process, folded)
                     .instrument(span.clone())
                     .await
             }
@@ -140,7 +144,7 @@ impl EventStore for PostgresStore {
         outcome
     }
 
-    fn records_effects(&self) -> bool {
+    fn can_record_effects(&self) -> bool {
         true
     }
 
@@ -161,7 +165,7 @@ impl EventStore for PostgresStore {
             Ok(Some(replayed)) => Ok(replayed),
             Err(e) => Err(DecisionError::Store(e)),
             Ok(None) => {
-                self.decide_locked(stream, Context::Stream, process, Folded::default())
+                self.decide_locked(stream, Boundary::Stream, process, Folded::default())
                     .instrument(span.clone())
                     .await
             }

@@ -10,9 +10,11 @@ use crate::options::LockingStrategy;
 use crate::store::PostgresStore;
 use crate::store::session::first_failure;
 
-/// What the context of a decision is.
+/// Where a decision's context comes from: the events a query matches, or the
+/// events of the decision's stream. (The context itself, the matching events
+/// folded, is [`factos::Context`].)
 #[derive(Clone, Copy)]
-pub(crate) enum Context<'a> {
+pub(crate) enum Boundary<'a> {
     Query(&'a Query),
     Stream,
 }
@@ -32,7 +34,7 @@ impl PostgresStore {
     pub(crate) fn guard(
         &self,
         stream: &StreamId,
-        context: Context<'_>,
+        boundary: Boundary<'_>,
         extra: &[KeyLock],
     ) -> Guard {
         let keys = &self.inner.keys;
@@ -40,13 +42,13 @@ impl PostgresStore {
             key: keys.stream(stream),
             exclusive: true,
         };
-        let mut locks = match (self.inner.options.locking, context) {
+        let mut locks = match (self.inner.options.locking, boundary) {
             (LockingStrategy::TableLock, _) => return Guard::Table,
-            (_, Context::Query(query)) => match keys.query(query) {
+            (_, Boundary::Query(query)) => match keys.query(query) {
                 Some(locks) => locks,
                 None => return Guard::Table,
             },
-            (_, Context::Stream) => Vec::new(),
+            (_, Boundary::Stream) => Vec::new(),
         };
         locks.push(stream_lock);
         locks.extend_from_slice(extra);
@@ -63,12 +65,12 @@ impl PostgresStore {
     ) -> Guard {
         match condition {
             AppendCondition::FailIfEventsMatch { query, .. } => {
-                self.guard(stream, Context::Query(query), extra)
+                self.guard(stream, Boundary::Query(query), extra)
             }
             AppendCondition::None if self.inner.options.locking == LockingStrategy::TableLock => {
                 Guard::Table
             }
-            AppendCondition::None => self.guard(stream, Context::Stream, extra),
+            AppendCondition::None => self.guard(stream, Boundary::Stream, extra),
         }
     }
 }

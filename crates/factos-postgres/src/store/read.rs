@@ -2,20 +2,22 @@
 //! context read under a guard that opens a decision's transaction, reads by
 //! event id, and the read bounds.
 
-use factos::store::{DecisionError, ReadResult, StreamEvents};
-use factos::{NewEvent, Position, Query, ReadOptions, Revision, StoreError, StoredEvent, StreamId};
+use factos::store::{DecisionError, StreamEvents};
+use factos::{
+    NewEvent, Position, Query, ReadOptions, ReadResult, Revision, StoreError, StoredEvent, StreamId,
+};
 use futures_util::{TryStreamExt, pin_mut};
 use tokio_postgres::types::ToSql;
 
 use crate::error::{Phase, db_error};
 use crate::rows::{position, query_items, stored_event};
 use crate::store::PostgresStore;
-use crate::store::guard::{Context, Guard};
+use crate::store::guard::{Boundary, Guard};
 use crate::store::session::Session;
 
 /// What a decision reads: its context after a position.
 pub(crate) struct Read<'a> {
-    pub(crate) context: Context<'a>,
+    pub(crate) boundary: Boundary<'a>,
     pub(crate) stream: &'a StreamId,
     pub(crate) after: Option<Position>,
     pub(crate) fed_so_far: usize,
@@ -75,7 +77,7 @@ impl PostgresStore {
         F: FnMut(StoredEvent) -> Result<(), DecisionError<E>> + Send,
     {
         let Read {
-            context,
+            boundary,
             stream,
             after,
             fed_so_far,
@@ -84,23 +86,23 @@ impl PostgresStore {
             move |e| DecisionError::Store(db_error(what, e, Phase::BeforeCommit))
         };
         let client = session.client()?;
-        let (types, tags) = match context {
-            Context::Query(query) => query_items(query),
-            Context::Stream => (Vec::new(), Vec::new()),
+        let (types, tags) = match boundary {
+            Boundary::Query(query) => query_items(query),
+            Boundary::Stream => (Vec::new(), Vec::new()),
         };
         let no_limit: Option<i64> = None;
         let lower = position_value(after);
         let stream_name = stream.as_str();
-        let (text, params, first): (&str, Vec<&(dyn ToSql + Sync)>, usize) = match context {
-            Context::Query(query) if query.is_all() => {
+        let (text, params, first): (&str, Vec<&(dyn ToSql + Sync)>, usize) = match boundary {
+            Boundary::Query(query) if query.is_all() => {
                 (&self.sql().read_all_forwards, vec![&lower, &no_limit], 1)
             }
-            Context::Query(_) => (
+            Boundary::Query(_) => (
                 &self.sql().read_query_forwards,
                 vec![&types, &tags, &lower, &no_limit],
                 1,
             ),
-            Context::Stream => (&self.sql().read_stream_after, vec![&stream_name, &lower], 0),
+            Boundary::Stream => (&self.sql().read_stream_after, vec![&stream_name, &lower], 0),
         };
         let guard = self.prepare_guard(client, guard).await?;
         let read = client

@@ -2,8 +2,8 @@
 //! replayed (its earlier attempt's events reported again), and events whose
 //! ids are stored by someone else are an id conflict.
 
-use factos::store::{Committed, DecisionError, DecisionProcess, Folded};
-use factos::{NewEvent, StoreError, StoredEvent, StreamId};
+use factos::store::{DecisionError, DecisionProcess};
+use factos::{Committed, Folded, NewEvent, StoreError, StoredEvent, StreamId};
 
 use crate::store::PostgresStore;
 use crate::store::session::Session;
@@ -88,7 +88,7 @@ impl PostgresStore {
             ),
         };
         match resolved {
-            Ok(replayed) if process.records_effects() => {
+            Ok(replayed) if process.has_effects() => {
                 self.record_and_commit(session, process, replayed).await
             }
             Ok(replayed) => Ok(replayed),

@@ -2,13 +2,13 @@
 //! position sends `BEGIN`, guard, checked append and `COMMIT` in one round
 //! trip, and falls back to the pessimistic path when the context moved.
 
-use factos::store::{Committed, DecisionError, DecisionProcess, Folded};
-use factos::{AppendCondition, Query, StreamId};
+use factos::store::{DecisionError, DecisionProcess};
+use factos::{AppendCondition, Committed, Folded, Query, StreamId};
 
 use crate::store::PostgresStore;
 use crate::store::append::{AppendFailure, Write};
 use crate::store::decide::decided_on;
-use crate::store::guard::Context;
+use crate::store::guard::Boundary;
 use crate::store::session::Session;
 
 impl PostgresStore {
@@ -36,7 +36,7 @@ impl PostgresStore {
             && self.limits().check(&decided).is_ok()
         {
             let condition = AppendCondition::fail_if_events_match(query.clone(), folded.position);
-            let guard = self.guard(stream, Context::Query(query), &[]);
+            let guard = self.guard(stream, Boundary::Query(query), &[]);
             let session = Session::new(self.client().await?);
             let write = Write {
                 stream,
@@ -64,7 +64,7 @@ impl PostgresStore {
                 Err(AppendFailure::Store(e)) => return Err(DecisionError::Store(e)),
             }
         }
-        self.decide_locked(stream, Context::Query(query), process, folded)
+        self.decide_locked(stream, Boundary::Query(query), process, folded)
             .await
     }
 }

@@ -2,13 +2,13 @@
 //! [`LockingStrategy::Scoped`]: the guard is taken before the context is
 //! read, so the decision commits on the context it read.
 
-use factos::store::{Committed, DecisionError, DecisionProcess, Folded};
-use factos::{AppendCondition, Revision, StreamId};
+use factos::store::{DecisionError, DecisionProcess};
+use factos::{AppendCondition, Committed, Folded, Revision, StreamId};
 
 use crate::store::PostgresStore;
 use crate::store::append::{AppendFailure, Write};
 use crate::store::decide::decided_on;
-use crate::store::guard::Context;
+use crate::store::guard::Boundary;
 use crate::store::read::Read;
 use crate::store::replay::IdsFound;
 use crate::store::retry::{Attempts, contention};
@@ -22,7 +22,7 @@ impl PostgresStore {
     pub(crate) async fn decide_locked<P: DecisionProcess>(
         &self,
         stream: &StreamId,
-        context: Context<'_>,
+        boundary: Boundary<'_>,
         process: &mut P,
         folded: Folded,
     ) -> Result<Committed, DecisionError<P::Error>> {
@@ -33,13 +33,13 @@ impl PostgresStore {
         let mut attempts = Attempts::new(self.attempts());
         while attempts.next().is_some() {
             let session = Session::new(self.client().await?);
-            let guard = self.guard(stream, context, attempts.up_front());
+            let guard = self.guard(stream, boundary, attempts.up_front());
             let read = self
                 .open_and_feed(
                     &session,
                     &guard,
                     Read {
-                        context,
+                        boundary,
                         stream,
                         after: fed,
                         fed_so_far: fed_count,
@@ -65,19 +65,19 @@ impl PostgresStore {
                     return Err(e);
                 }
             };
-            let deferred = process.records_effects();
+            let deferred = process.has_effects();
             // The guard held since the read keeps every matching event either
             // at or below `fed` or after this commit: a cached state resumes there.
             let context_read = Folded {
                 position: fed,
                 events: fed_count,
             };
-            let (condition, expected) = match context {
-                Context::Query(query) => (
+            let (condition, expected) = match boundary {
+                Boundary::Query(query) => (
                     AppendCondition::fail_if_events_match(query.clone(), fed),
                     None,
                 ),
-                Context::Stream => (AppendCondition::None, Some(revision)),
+                Boundary::Stream => (AppendCondition::None, Some(revision)),
             };
             let write = Write {
                 stream,

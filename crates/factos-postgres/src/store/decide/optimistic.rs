@@ -2,13 +2,13 @@
 //! locks, decide, then lock, check and append in one short transaction; on a
 //! conflict, catch up and decide again.
 
-use factos::store::{Committed, DecisionError, DecisionProcess, Folded};
-use factos::{AppendCondition, Position, Query, StreamId};
+use factos::store::{DecisionError, DecisionProcess};
+use factos::{AppendCondition, Committed, Folded, Position, Query, StreamId};
 
 use crate::store::PostgresStore;
 use crate::store::append::{AppendFailure, Write};
 use crate::store::decide::decided_on;
-use crate::store::guard::Context;
+use crate::store::guard::Boundary;
 use crate::store::replay::replay_or_conflict;
 use crate::store::retry::{Attempts, contention};
 use crate::store::session::Session;
@@ -46,7 +46,7 @@ impl PostgresStore {
             let decided = self.decide_checked(process)?;
             let condition =
                 AppendCondition::fail_if_events_match(query.clone(), context_read.position);
-            let guard = self.guard(stream, Context::Query(query), attempts.up_front());
+            let guard = self.guard(stream, Boundary::Query(query), attempts.up_front());
             let session = Session::new(client);
             let write = Write {
                 stream,

@@ -1,0 +1,2 @@
+-- Listens for the schema's commit announcements.
+LISTEN {channel}

@@ -1,0 +1,2 @@
+-- Gives subscriber key $1 up.
+SELECT pg_advisory_unlock($1)
