@@ -367,8 +367,8 @@ impl PostgresStore {
             .map_err(unexpected)?;
         let mut subscribers = Vec::with_capacity(rows.len());
         for row in rows {
-            let name: String = row.try_get(0).map_err(unexpected)?;
-            let checkpoint: i64 = row.try_get(1).map_err(unexpected)?;
+            let name: String = row.try_get("name").map_err(unexpected)?;
+            let checkpoint: i64 = row.try_get("position").map_err(unexpected)?;
             let active = held.contains(&self.keys().subscriber(&name));
             subscribers.push(SubscriberStatus {
                 name,

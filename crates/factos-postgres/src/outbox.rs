@@ -12,236 +12,23 @@
 
 use std::future::Future;
 use std::pin::pin;
-use std::time::Duration;
 
-use factos::{Position, StoreError, StoreErrorKind, Topic};
+use factos::{StoreError, StoreErrorKind, Topic};
 use futures_util::FutureExt;
 
 use crate::error::{Phase, db_error};
 use crate::store::PostgresStore;
 
-/// Largest [`OutboxOptions::batch_size`].
-pub const MAX_OUTBOX_BATCH: usize = 1000;
-/// Longest lease and longest pause between attempts (100 years): `now()`
-/// plus more than this may not fit a PostgreSQL timestamp, so
-/// [`Outbox::with_options`] refuses options that would need it.
-pub const MAX_OUTBOX_DELAY: Duration = Duration::from_secs(100 * 365 * 24 * 60 * 60);
-/// How often the pause between attempts doubles at most.
-const MAX_DOUBLINGS: u32 = 20;
-/// Longest error text kept with a failed message, in bytes (longer texts are cut).
-pub const MAX_ERROR_BYTES: usize = 4096;
+mod error;
+mod handler;
+mod message;
+mod options;
 
-/// How an [`Outbox`] worker leases and retries.
-///
-/// ```
-/// use std::time::Duration;
-/// use factos_postgres::OutboxOptions;
-/// let options = OutboxOptions::default().max_attempts(3).lease(Duration::from_secs(10));
-/// assert_eq!(options.max_attempts, 3);
-/// ```
-#[derive(Debug, Clone)]
-#[non_exhaustive]
-pub struct OutboxOptions {
-    /// Most messages leased at once (1 to [`MAX_OUTBOX_BATCH`]; default 100).
-    pub batch_size: usize,
-    /// How long a lease lasts (1 ms to [`MAX_OUTBOX_DELAY`]; default 30 s);
-    /// a message not acknowledged or failed by then is handed out again, and
-    /// the attempt counts as failed.
-    pub lease: Duration,
-    /// Attempts before a message is parked, whether they failed or their
-    /// lease ran out (default 5).
-    pub max_attempts: u32,
-    /// Pause after a first failure, at most [`MAX_OUTBOX_DELAY`]; it doubles
-    /// per attempt (default 1 s).
-    pub retry_delay: Duration,
-    /// Longest pause between attempts (default 10 min). The longest pause
-    /// the options allow (`retry_delay` doubled 20 times, capped by this)
-    /// must be at most [`MAX_OUTBOX_DELAY`].
-    pub max_retry_delay: Duration,
-    /// How often an idle [`Outbox::run`] looks for due messages when no
-    /// commit of this process woke it (default 1 s).
-    pub poll_interval: Duration,
-}
-
-impl Default for OutboxOptions {
-    fn default() -> Self {
-        Self {
-            batch_size: 100,
-            lease: Duration::from_secs(30),
-            max_attempts: 5,
-            retry_delay: Duration::from_secs(1),
-            max_retry_delay: Duration::from_secs(600),
-            poll_interval: Duration::from_secs(1),
-        }
-    }
-}
-
-impl OutboxOptions {
-    /// Sets [`OutboxOptions::batch_size`].
-    #[must_use]
-    pub fn batch_size(mut self, size: usize) -> Self {
-        self.batch_size = size;
-        self
-    }
-
-    /// Sets [`OutboxOptions::lease`].
-    #[must_use]
-    pub fn lease(mut self, lease: Duration) -> Self {
-        self.lease = lease;
-        self
-    }
-
-    /// Sets [`OutboxOptions::max_attempts`].
-    #[must_use]
-    pub fn max_attempts(mut self, attempts: u32) -> Self {
-        self.max_attempts = attempts;
-        self
-    }
-
-    /// Sets [`OutboxOptions::retry_delay`].
-    #[must_use]
-    pub fn retry_delay(mut self, delay: Duration) -> Self {
-        self.retry_delay = delay;
-        self
-    }
-
-    /// Sets [`OutboxOptions::max_retry_delay`].
-    #[must_use]
-    pub fn max_retry_delay(mut self, delay: Duration) -> Self {
-        self.max_retry_delay = delay;
-        self
-    }
-
-    /// Sets [`OutboxOptions::poll_interval`].
-    #[must_use]
-    pub fn poll_interval(mut self, interval: Duration) -> Self {
-        self.poll_interval = interval;
-        self
-    }
-
-    fn check(&self) -> Result<(), OutboxError> {
-        let invalid = |reason: &str| Err(OutboxError::InvalidOptions(reason.to_string()));
-        if !(1..=MAX_OUTBOX_BATCH).contains(&self.batch_size) {
-            return invalid("the batch size must be 1 to 1000");
-        }
-        if self.max_attempts == 0 {
-            return invalid("max attempts must be at least 1");
-        }
-        if self.lease < Duration::from_millis(1) || self.poll_interval.is_zero() {
-            return invalid("the lease and the poll interval must be at least 1 ms");
-        }
-        if self.lease > MAX_OUTBOX_DELAY {
-            return invalid("the lease must be at most 100 years (MAX_OUTBOX_DELAY)");
-        }
-        if self.retry_delay > MAX_OUTBOX_DELAY || self.delay(u32::MAX) > MAX_OUTBOX_DELAY {
-            return invalid(
-                "the pause between attempts (retry_delay doubled up to 20 times, capped by \
-                 max_retry_delay) must stay within 100 years (MAX_OUTBOX_DELAY)",
-            );
-        }
-        Ok(())
-    }
-
-    /// The pause after failed attempt `attempt` (1-based); it stops growing
-    /// after attempt 21, so `delay(u32::MAX)` is the longest.
-    fn delay(&self, attempt: u32) -> Duration {
-        let factor = 1u32 << attempt.saturating_sub(1).min(MAX_DOUBLINGS);
-        self.retry_delay
-            .saturating_mul(factor)
-            .min(self.max_retry_delay)
-    }
-}
-
-/// Why an outbox operation failed.
-#[derive(Debug)]
-#[non_exhaustive]
-pub enum OutboxError {
-    /// An option is out of range.
-    InvalidOptions(String),
-    /// The message's lease ran out and it was leased again (or acknowledged
-    /// by the new holder): this worker's outcome was not recorded.
-    LeaseLost {
-        /// The message.
-        id: i64,
-    },
-    /// The store failed.
-    Store(StoreError),
-}
-
-impl std::fmt::Display for OutboxError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Self::InvalidOptions(reason) => write!(f, "invalid outbox options: {reason}"),
-            Self::LeaseLost { id } => write!(
-                f,
-                "the lease of outbox message {id} ran out before its outcome was recorded"
-            ),
-            Self::Store(e) => write!(f, "{e}"),
-        }
-    }
-}
-
-impl std::error::Error for OutboxError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        match self {
-            Self::Store(e) => Some(e),
-            _ => None,
-        }
-    }
-}
-
-impl From<StoreError> for OutboxError {
-    fn from(e: StoreError) -> Self {
-        Self::Store(e)
-    }
-}
-
-/// A message leased to this worker.
-#[derive(Debug, Clone)]
-pub struct LeasedMessage {
-    /// The message's id (stable across attempts: an idempotency key).
-    pub id: i64,
-    /// Position of the event that caused it.
-    pub cause: Position,
-    /// Its payload.
-    pub payload: Vec<u8>,
-    /// This attempt's number, from 1.
-    pub attempt: u32,
-    /// The previous attempt's error, if any.
-    pub last_error: Option<String>,
-    token: uuid::Uuid,
-}
-
-/// What one lease statement did.
-struct Batch {
-    leased: Vec<LeasedMessage>,
-    /// Messages parked because their last allowed lease ran out.
-    parked: usize,
-}
-
-fn unexpected_row(e: tokio_postgres::Error) -> StoreError {
-    crate::error::corrupt("unexpected outbox row").with_source(e)
-}
-
-/// A row of the lease statement that was leased under `token`.
-fn leased_message(
-    row: &tokio_postgres::Row,
-    token: uuid::Uuid,
-) -> Result<LeasedMessage, StoreError> {
-    let cause: i64 = row.try_get(1).map_err(unexpected_row)?;
-    let attempt: i32 = row.try_get(4).map_err(unexpected_row)?;
-    Ok(LeasedMessage {
-        id: row.try_get(0).map_err(unexpected_row)?,
-        cause: u64::try_from(cause)
-            .ok()
-            .and_then(Position::new)
-            .ok_or_else(|| crate::error::corrupt("an outbox message without a cause"))?,
-        payload: row.try_get(3).map_err(unexpected_row)?,
-        attempt: u32::try_from(attempt).unwrap_or(0),
-        last_error: row.try_get(5).map_err(unexpected_row)?,
-        token,
-    })
-}
+pub use error::OutboxError;
+pub use handler::{FailOutcome, MessageHandler};
+pub use message::LeasedMessage;
+use message::{Batch, leased_message, unexpected_row};
+pub use options::{MAX_ERROR_BYTES, MAX_OUTBOX_BATCH, MAX_OUTBOX_DELAY, OutboxOptions};
 
 /// Whether [`Outbox::run`] may carry on after `error`. Besides errors that
 /// wrote nothing, an acknowledgement or failure whose commit outcome is
@@ -249,27 +36,6 @@ fn leased_message(
 /// delivered again (delivery is at least once), so nothing is lost.
 fn worker_can_continue(error: &StoreError) -> bool {
     error.is_retry_safe() || error.kind() == StoreErrorKind::CommitOutcomeUnknown
-}
-
-/// What became of a failed message.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FailOutcome {
-    /// It will be handed out again after this pause.
-    RetryIn(Duration),
-    /// It reached [`OutboxOptions::max_attempts`] and is parked.
-    Parked,
-}
-
-/// Delivers one outbox message; an error fails the attempt (retried with
-/// backoff, parked after [`OutboxOptions::max_attempts`]).
-pub trait MessageHandler: Send {
-    /// The handler's error (its text is kept with the message).
-    type Error: std::fmt::Display + Send;
-    /// Performs the effect.
-    fn deliver(
-        &mut self,
-        message: &LeasedMessage,
-    ) -> impl Future<Output = Result<(), Self::Error>> + Send;
 }
 
 /// The workers' side of one outbox topic.
@@ -353,7 +119,7 @@ impl Outbox {
         for row in rows {
             let parked: bool = row.try_get("parked").map_err(unexpected_row)?;
             if parked {
-                let id: i64 = row.try_get(0).map_err(unexpected_row)?;
+                let id: i64 = row.try_get("id").map_err(unexpected_row)?;
                 tracing::warn!(topic = %self.topic, id, "outbox message parked: its last lease ran out");
                 batch.parked += 1;
             } else {

@@ -101,23 +101,21 @@ pub(crate) fn revision(value: i64) -> Result<u64, StoreError> {
 
 fn column<'a, T: tokio_postgres::types::FromSql<'a>>(
     row: &'a Row,
-    index: usize,
+    name: &str,
 ) -> Result<T, StoreError> {
-    row.try_get(index).map_err(|e| {
-        corrupt(format!(
-            "unexpected value in column {index} of an event row"
-        ))
-        .with_source(e)
+    row.try_get(name).map_err(|e| {
+        corrupt(format!("unexpected value in column {name} of an event row")).with_source(e)
     })
 }
 
-/// Builds a stored event from the columns `position, id, stream, revision,
-/// type, version, tags, metadata, data` starting at `first`.
-pub(crate) fn stored_event(row: &Row, first: usize) -> Result<StoredEvent, StoreError> {
+/// Builds a stored event from the columns named `position`, `id`, `stream`,
+/// `revision`, `type`, `version`, `tags`, `metadata` and `data` (every
+/// statement that returns events selects them under these names).
+pub(crate) fn stored_event(row: &Row) -> Result<StoredEvent, StoreError> {
     let invalid = |what: &str, e: factos::ValidationError| {
         corrupt(format!("invalid {what} in the event table: {e}"))
     };
-    let metadata_json: serde_json::Value = column(row, first + 7)?;
+    let metadata_json: serde_json::Value = column(row, "metadata")?;
     let mut metadata = Metadata::new();
     if let serde_json::Value::Object(map) = metadata_json {
         for (key, value) in map {
@@ -133,20 +131,20 @@ pub(crate) fn stored_event(row: &Row, first: usize) -> Result<StoredEvent, Store
     } else {
         return Err(corrupt("metadata is not a JSON object"));
     }
-    let tags: Vec<String> = column(row, first + 6)?;
-    let version: i32 = column(row, first + 5)?;
+    let tags: Vec<String> = column(row, "tags")?;
+    let version: i32 = column(row, "version")?;
     Ok(StoredEvent {
-        position: position(column(row, first)?)?,
-        id: column(row, first + 1)?,
-        stream: StreamId::new(column::<String>(row, first + 2)?)
+        position: position(column(row, "position")?)?,
+        id: column(row, "id")?,
+        stream: StreamId::new(column::<String>(row, "stream")?)
             .map_err(|e| invalid("stream", e))?,
-        revision: revision(column(row, first + 3)?)?,
-        event_type: EventType::new(column::<String>(row, first + 4)?)
+        revision: revision(column(row, "revision")?)?,
+        event_type: EventType::new(column::<String>(row, "type")?)
             .map_err(|e| invalid("type", e))?,
         version: u32::try_from(version)
             .map_err(|_| corrupt(format!("negative version {version}")))?,
         tags: Tags::parse(tags).map_err(|e| invalid("tags", e))?,
         metadata,
-        data: column(row, first + 8)?,
+        data: column(row, "data")?,
     })
 }

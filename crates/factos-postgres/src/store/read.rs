@@ -93,16 +93,15 @@ impl PostgresStore {
         let no_limit: Option<i64> = None;
         let lower = position_value(after);
         let stream_name = stream.as_str();
-        let (text, params, first): (&str, Vec<&(dyn ToSql + Sync)>, usize) = match boundary {
+        let (text, params): (&str, Vec<&(dyn ToSql + Sync)>) = match boundary {
             Boundary::Query(query) if query.is_all() => {
-                (&self.sql().read_all_forwards, vec![&lower, &no_limit], 1)
+                (&self.sql().read_all_forwards, vec![&lower, &no_limit])
             }
             Boundary::Query(_) => (
                 &self.sql().read_query_forwards,
                 vec![&types, &tags, &lower, &no_limit],
-                1,
             ),
-            Boundary::Stream => (&self.sql().read_stream_after, vec![&stream_name, &lower], 0),
+            Boundary::Stream => (&self.sql().read_stream_after, vec![&stream_name, &lower]),
         };
         let guard = self.prepare_guard(client, guard).await?;
         let read = client
@@ -128,12 +127,17 @@ impl PostgresStore {
             .map_err(fail("cannot read the context"))?
         {
             // Query reads return one (head, NULL...) row when nothing matches.
-            if first == 1 && row.try_get::<_, Option<i64>>(1).ok().flatten().is_none() {
+            if row
+                .try_get::<_, Option<i64>>("position")
+                .ok()
+                .flatten()
+                .is_none()
+            {
                 continue;
             }
             count += 1;
             self.limits().check_context(count)?;
-            on_event(stored_event(&row, first).map_err(DecisionError::Store)?)?;
+            on_event(stored_event(&row).map_err(DecisionError::Store)?)?;
         }
         Ok(count)
     }
@@ -167,7 +171,7 @@ impl PostgresStore {
 
         let mut found: std::collections::HashMap<uuid::Uuid, StoredEvent> = rows
             .iter()
-            .map(|row| stored_event(row, 0).map(|e| (e.id, e)))
+            .map(|row| stored_event(row).map(|e| (e.id, e)))
             .collect::<Result<_, _>>()?;
         Ok(ids.iter().filter_map(|id| found.remove(id)).collect())
     }
@@ -256,11 +260,11 @@ pub(crate) fn read_rows(
     let mut head: Option<i64> = None;
     let mut events = Vec::with_capacity(rows.len());
     for row in rows {
-        let row_head: Option<i64> = row.try_get(0).map_err(unexpected("read"))?;
+        let row_head: Option<i64> = row.try_get("head").map_err(unexpected("read"))?;
         head = row_head.map(|h| h.min(mark));
-        let at: Option<i64> = row.try_get(1).map_err(unexpected("read"))?;
+        let at: Option<i64> = row.try_get("position").map_err(unexpected("read"))?;
         if at.is_some_and(|at| at <= mark) {
-            events.push(stored_event(row, 1)?);
+            events.push(stored_event(row)?);
         }
     }
     let head = head.filter(|h| *h > 0).map(position).transpose()?;
@@ -329,7 +333,7 @@ impl PostgresStore {
             .map_err(|e| db_error("cannot read the stream", e, Phase::BeforeCommit))?;
         let events = rows
             .iter()
-            .map(|row| stored_event(row, 0))
+            .map(stored_event)
             .collect::<Result<Vec<_>, _>>()?;
         let revision = events
             .last()

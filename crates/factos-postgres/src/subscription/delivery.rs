@@ -1,0 +1,112 @@
+//! How a batch and its checkpoint commit: the handler first and the
+//! checkpoint after it (at least once), or both in one transaction (exactly
+//! once).
+
+use std::future::Future;
+
+use factos::{StoreError, StoreErrorKind, StoredEvent};
+
+use super::{EventHandler, Lease, ProjectionHandler, Subscription, SubscriptionError};
+use crate::error::{Phase, db_error};
+
+/// Why handing a batch over did not work.
+pub(super) enum Failure {
+    /// The handler failed: retry the batch.
+    Handler(Box<dyn std::error::Error + Send + Sync>),
+    Subscription(SubscriptionError),
+}
+
+impl From<SubscriptionError> for Failure {
+    fn from(e: SubscriptionError) -> Self {
+        Self::Subscription(e)
+    }
+}
+
+/// How a batch and its checkpoint are committed.
+pub(super) trait Apply: Send {
+    fn apply(
+        &mut self,
+        subscription: &Subscription,
+        lease: &mut Lease,
+        next: i64,
+        events: &[StoredEvent],
+    ) -> impl Future<Output = Result<(), Failure>> + Send;
+}
+
+pub(super) struct AtLeastOnce<'a, H>(pub(super) &'a mut H);
+
+impl<H: EventHandler> Apply for AtLeastOnce<'_, H> {
+    async fn apply(
+        &mut self,
+        subscription: &Subscription,
+        lease: &mut Lease,
+        next: i64,
+        events: &[StoredEvent],
+    ) -> Result<(), Failure> {
+        self.0
+            .handle(events)
+            .await
+            .map_err(|e| Failure::Handler(e.into()))?;
+        subscription
+            .advance(&lease.client, lease.checkpoint, next)
+            .await?;
+        Ok(())
+    }
+}
+
+pub(super) struct ExactlyOnce<'a, P>(pub(super) &'a mut P);
+
+impl<P: ProjectionHandler> Apply for ExactlyOnce<'_, P> {
+    async fn apply(
+        &mut self,
+        subscription: &Subscription,
+        lease: &mut Lease,
+        next: i64,
+        events: &[StoredEvent],
+    ) -> Result<(), Failure> {
+        let from = lease.checkpoint;
+        let transaction = lease
+            .client
+            .transaction()
+            .await
+            .map_err(|e| db_error("cannot begin the batch", e, Phase::BeforeCommit))
+            .map_err(SubscriptionError::from)?;
+        if let Err(e) = self.0.apply(&transaction, events).await {
+            // A failed rollback means a broken connection: the server rolls
+            // back anyway.
+            let _ = transaction.rollback().await;
+            if lease.client.is_closed() {
+                // The handler failed because the subscriber's connection
+                // (and with it its lease) is gone: not the handler's fault;
+                // `run` takes the lease again and retries the batch.
+                return Err(SubscriptionError::Store(StoreError::new(
+                    StoreErrorKind::Unavailable,
+                    "the subscriber's connection closed during a batch",
+                ))
+                .into());
+            }
+            return Err(Failure::Handler(e.into()));
+        }
+        let moved = transaction
+            .query_opt(
+                &subscription.store.statements().checkpoint_advance,
+                &[&subscription.name, &from, &next],
+            )
+            .await
+            .map_err(|e| db_error("cannot move the checkpoint", e, Phase::BeforeCommit))
+            .map_err(SubscriptionError::from)?;
+        if moved.is_none() {
+            let _ = transaction.rollback().await;
+            return Err(SubscriptionError::LeaseLost.into());
+        }
+        // If the connection breaks during COMMIT the outcome is unknown, but
+        // retrying is safe: the next lease reads the checkpoint again, which
+        // says whether the batch (and its writes) committed.
+        transaction
+            .commit()
+            .await
+            .map_err(|e| db_error("cannot commit the batch", e, Phase::BeforeCommit))
+            .map_err(SubscriptionError::from)?;
+        Ok(())
+    }
+}

@@ -1,0 +1,57 @@
+//! What an application gives a subscription: a handler of batches, at least
+//! once, or a projection applied in the checkpoint's transaction, exactly once.
+
+use std::future::Future;
+
+use factos::StoredEvent;
+
+/// Handles batches of events, at least once: a batch whose checkpoint did
+/// not commit (a crash, a lost connection) is handed over again, so the
+/// handler should be idempotent. For writes to the same database, use a
+/// [`ProjectionHandler`] instead: exactly once.
+pub trait EventHandler: Send {
+    /// The handler's error: any error type, a `String`, or a boxed error.
+    type Error: Into<Box<dyn std::error::Error + Send + Sync>> + Send;
+    /// Handles events in position order. An error retries the batch.
+    fn handle(
+        &mut self,
+        events: &[StoredEvent],
+    ) -> impl Future<Output = Result<(), Self::Error>> + Send;
+}
+
+/// Applies batches of events to tables of the same database, exactly once:
+/// the handler's writes and the checkpoint commit in one transaction.
+///
+/// ```
+/// use factos::StoredEvent;
+/// use factos_postgres::ProjectionHandler;
+/// use factos_postgres::tokio_postgres::{Error, Transaction};
+///
+/// /// Counts events per type in a table `event_counts (type text primary key, n bigint)`.
+/// struct CountByType;
+///
+/// impl ProjectionHandler for CountByType {
+///     type Error = Error;
+///     async fn apply(&mut self, tx: &Transaction<'_>, events: &[StoredEvent]) -> Result<(), Error> {
+///         for event in events {
+///             tx.execute(
+///                 "INSERT INTO event_counts VALUES ($1, 1)
+///                  ON CONFLICT (type) DO UPDATE SET n = event_counts.n + 1",
+///                 &[&event.event_type.as_str()],
+///             ).await?;
+///         }
+///         Ok(())
+///     }
+/// }
+/// ```
+pub trait ProjectionHandler: Send {
+    /// The handler's error: any error type, a `String`, or a boxed error.
+    type Error: Into<Box<dyn std::error::Error + Send + Sync>> + Send;
+    /// Applies events in position order inside `transaction`. An error rolls
+    /// the transaction back and retries the batch.
+    fn apply(
+        &mut self,
+        transaction: &tokio_postgres::Transaction<'_>,
+        events: &[StoredEvent],
+    ) -> impl Future<Output = Result<(), Self::Error>> + Send;
+}
