@@ -168,27 +168,32 @@ async fn tail_follows_new_events() {
         )
     });
     // Once tail has finished a read of the events it has its starting head:
-    // everything appended from now on is new to it.
+    // everything appended from now on is new to it. Its session shows the
+    // read's text when idle after preparing it too (before any head was
+    // taken), so wait for two distinct statements with that text: between
+    // the prepare and the first execution comes the settled-position call,
+    // so the second one seen is an execution.
     let client = store.pool().get().await.unwrap();
     let start = std::time::Instant::now();
-    loop {
-        let reads: i64 = client
-            .query_one(
-                "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'factos-tail'
-                 AND state = 'idle' AND query LIKE '%factos_events%'",
+    let mut reads_seen = std::collections::HashSet::new();
+    while reads_seen.len() < 2 {
+        let rows = client
+            .query(
+                "SELECT pid, query_start::text FROM pg_stat_activity
+                 WHERE application_name = 'factos-tail'
+                   AND state = 'idle' AND query LIKE '%factos_events%'",
                 &[],
             )
             .await
-            .unwrap()
-            .get(0);
-        if reads > 0 {
-            break;
+            .unwrap();
+        for row in rows {
+            reads_seen.insert((row.get::<_, i32>(0), row.get::<_, String>(1)));
         }
         assert!(
             start.elapsed() < Duration::from_secs(30) && !follower.is_finished(),
             "tail did not read the events within 30 s"
         );
-        tokio::time::sleep(Duration::from_millis(10)).await;
+        tokio::time::sleep(Duration::from_millis(5)).await;
     }
     for seat in ["seat:7", "seat:8"] {
         store

@@ -14,6 +14,9 @@ use tokio::sync::Barrier;
 
 use super::{LOG, count, forwards, query, raw, seed, stream};
 use crate::CaseResult;
+
+/// Most attempts of one racer of `idempotent_racers_append_once`.
+const RACER_ATTEMPTS: usize = 200;
 use crate::model::{Bounded, CountingCodec, KitCodec, KitEvent, LIMIT_REACHED, Panicking};
 
 pub(super) async fn dispatch_with_query_returns_committed_events<S: EventStore>(
@@ -495,7 +498,9 @@ pub(super) async fn idempotent_racers_append_once<S: EventStore + Clone + 'stati
                 let q = query(&["Paid"], &["invoice:2"])?;
                 barrier.wait().await;
                 let command = vec![KitEvent::new("Paid", &["invoice:2"])];
-                loop {
+                // Bounded, so a store that keeps refusing fails the case
+                // instead of hanging it (eight racers need a few retries).
+                for _ in 0..RACER_ATTEMPTS {
                     match factos::dispatch_with_query_idempotent(
                         &store,
                         &stream("invoice-2"),
@@ -519,6 +524,9 @@ pub(super) async fn idempotent_racers_append_once<S: EventStore + Clone + 'stati
                         Err(e) => return Err(format!("{e:?}")),
                     }
                 }
+                Err(format!(
+                    "still refused (retryable) after {RACER_ATTEMPTS} attempts"
+                ))
             })
         })
         .collect();
