@@ -372,7 +372,7 @@ impl PostgresStore {
             let active = held.contains(&self.keys().subscriber(&name));
             subscribers.push(SubscriberStatus {
                 name,
-                checkpoint: stored_position(checkpoint),
+                checkpoint: crate::rows::stored_position(checkpoint),
                 active,
             });
         }
@@ -398,10 +398,4 @@ impl PostgresStore {
             })
             .collect()
     }
-}
-
-/// A position column as stored (0: none yet; a negative value, which no
-/// factos writes, reads as none too).
-pub(crate) fn stored_position(value: i64) -> Option<Position> {
-    u64::try_from(value).ok().and_then(Position::new)
 }

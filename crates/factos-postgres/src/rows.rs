@@ -94,6 +94,12 @@ pub(crate) fn position(value: i64) -> Result<Position, StoreError> {
         .ok_or_else(|| corrupt(format!("invalid position {value} in the event table")))
 }
 
+/// A position column as stored (0: none yet; a negative value, which no
+/// factos writes, reads as none too).
+pub(crate) fn stored_position(value: i64) -> Option<Position> {
+    u64::try_from(value).ok().and_then(Position::new)
+}
+
 pub(crate) fn revision(value: i64) -> Result<u64, StoreError> {
     u64::try_from(value)
         .map_err(|_| corrupt(format!("invalid revision {value} in the event table")))

@@ -137,7 +137,7 @@ impl Subscription {
                 .map_err(|e| crate::error::corrupt("unexpected checkpoint").with_source(e))?,
             None => 0,
         };
-        Ok(crate::inspect::stored_position(position))
+        Ok(crate::rows::stored_position(position))
     }
 
     /// Runs `handler` (at least once per event) until `stop` completes:
