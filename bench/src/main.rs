@@ -29,6 +29,7 @@ use factos_postgres::{LockingStrategy, PostgresStore, SchemaName, StoreOptions};
 mod bulk;
 mod courses;
 mod peer;
+mod profile;
 mod subscriptions;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -482,6 +483,8 @@ async fn main() -> Result<(), BoxError> {
     // shared_buffers as a server on this machine would be tuned (the
     // default 128 MB is far below the usual quarter of RAM); later settings
     // from the environment win.
+    // FACTOS_BENCH_PROFILE=1 runs only the profile (see profile.rs).
+    let profiling = std::env::var_os("FACTOS_BENCH_PROFILE").is_some();
     let settings: Vec<(String, String)> =
         std::iter::once(("shared_buffers".to_string(), "2GB".to_string()))
             .chain(
@@ -494,6 +497,7 @@ async fn main() -> Result<(), BoxError> {
                     })
                     .collect::<Vec<_>>(),
             )
+            .chain(profiling.then(profile::settings).into_iter().flatten())
             .collect();
     let cluster = TempCluster::start_with(&ClusterOptions {
         durable: true,
@@ -566,6 +570,10 @@ async fn main() -> Result<(), BoxError> {
         "seeded 100,000 background events per strategy and for the peer, analyzed; {repeats} repeats of {seconds} s per point\n"
     );
 
+    if profiling {
+        profile::run(&cluster, &stores, &clients_list, duration).await?;
+        return Ok(());
+    }
     let only: Option<(String, String)> = std::env::var("FACTOS_BENCH_ONLY").ok().and_then(|v| {
         v.split_once('/')
             .map(|(w, s)| (w.to_string(), s.to_string()))

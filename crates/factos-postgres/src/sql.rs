@@ -242,11 +242,22 @@ impl Templates {
         self.fill(file, &[])
     }
 
-    /// The positions matching the items `$types`, `$tags` within `bound`.
+    /// The positions matching the items `$types`, `$tags` within `bound`,
+    /// each once.
     fn matching(&self, types: &str, tags: &str, bound: &str) -> String {
+        self.matching_with(types, tags, bound, "UNION")
+    }
+
+    /// Like [`Self::matching`], but a position matching several items comes
+    /// once per item: for `EXISTS`, which needs no deduplication.
+    fn matching_any(&self, types: &str, tags: &str, bound: &str) -> String {
+        self.matching_with(types, tags, bound, "UNION ALL")
+    }
+
+    fn matching_with(&self, types: &str, tags: &str, bound: &str, union: &str) -> String {
         self.fill(
             sql_file!("fragments", "matching_positions"),
-            &[("types", types), ("tags", tags), ("bound", bound)],
+            &[("types", types), ("tags", tags), ("bound", bound), ("union", union)],
         )
     }
 
@@ -308,7 +319,7 @@ statements! {
             INT8, INT8, INT8_ARRAY, BOOL_ARRAY, INT8, TEXT_ARRAY, TEXT_ARRAY
         ) = t.append(&t.fill(
             sql_file!("fragments", "conflict_after_query"),
-            &[("matching", &t.matching("$13", "$14", "> $9"))],
+            &[("matching", &t.matching_any("$13", "$14", "> $9"))],
         ));
         /// Creates a subscriber's checkpoint at 0 if it has none.
         checkpoint_create(TEXT) = t.file(sql_file!("statements", "checkpoint_create"));
