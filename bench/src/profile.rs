@@ -74,7 +74,10 @@ async fn backends_cpu_s(monitor: &Client, database: &str) -> Result<BTreeMap<i32
         .iter()
         .map(|r| {
             let pid: i32 = r.get(0);
-            (pid, stat_ticks(&format!("/proc/{pid}/stat"), false) / TICKS_PER_S)
+            (
+                pid,
+                stat_ticks(&format!("/proc/{pid}/stat"), false) / TICKS_PER_S,
+            )
         })
         .collect())
 }
@@ -315,12 +318,14 @@ async fn explain_append(monitor: &Client, store: &PostgresStore) -> Result<Strin
             append.text
         ))
         .await?;
-    let explain = |n: usize| format!(
-        "EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) EXECUTE factos_profile_append(
+    let explain = |n: usize| {
+        format!(
+            "EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) EXECUTE factos_profile_append(
             'profile', ARRAY[gen_random_uuid()], ARRAY['Booked'], ARRAY[1], ARRAY['b:profile:{n}'],
             ARRAY['{{}}'::jsonb], ARRAY['\\x00'::bytea], NULL, {head}, '{{}}', '{{}}', 1,
             ARRAY['Booked'], ARRAY['b:profile:{n}'])"
-    );
+        )
+    };
     // Six runs: the plan cache only considers a generic plan from the sixth
     // on, force_generic_plan uses it from the first; the last one is shown.
     let mut plan = Vec::new();
@@ -411,7 +416,8 @@ fn print(profiles: &[Profile]) {
             p.clients,
             p.per_s,
             p.server_cpu_us,
-            p.backends_cpu_us.map_or(String::new(), |v| format!("{v:.0}")),
+            p.backends_cpu_us
+                .map_or(String::new(), |v| format!("{v:.0}")),
             p.client_cpu_us,
             p.wal_records,
             p.wal_bytes,

@@ -37,7 +37,7 @@
 //! GRANT INSERT ON app_events.factos_event_tags TO factos_app;
 //! -- The table locks of the locking protocol (owner's rights, see below):
 //! GRANT EXECUTE ON FUNCTION app_events.factos_lock_events_exclusive(),
-//!     app_events.factos_lock_events_for_writing() TO factos_app;
+//!     app_events.factos_lock_for_writing(bigint[], boolean[]) TO factos_app;
 //! GRANT SELECT ON app_events.factos_schema_migrations TO factos_app;
 //! GRANT USAGE, SELECT ON SEQUENCE app_events.factos_events_position_seq TO factos_app;
 //! -- Only if the application runs subscriptions or the outbox (these tables change):

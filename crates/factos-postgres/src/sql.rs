@@ -40,6 +40,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "table locks through owner functions",
         include_str!("../sql/migrations/0006_lock_functions.sql"),
     ),
+    (
+        7,
+        "a scoped guard in one call",
+        include_str!("../sql/migrations/0007_guard_function.sql"),
+    ),
 ];
 
 /// A schema name that is safe to interpolate: lowercase ASCII letters, digits
@@ -243,21 +248,11 @@ impl Templates {
     }
 
     /// The positions matching the items `$types`, `$tags` within `bound`,
-    /// each once.
+    /// once per matching item (see `sql/fragments/matching_positions.sql`).
     fn matching(&self, types: &str, tags: &str, bound: &str) -> String {
-        self.matching_with(types, tags, bound, "UNION")
-    }
-
-    /// Like [`Self::matching`], but a position matching several items comes
-    /// once per item: for `EXISTS`, which needs no deduplication.
-    fn matching_any(&self, types: &str, tags: &str, bound: &str) -> String {
-        self.matching_with(types, tags, bound, "UNION ALL")
-    }
-
-    fn matching_with(&self, types: &str, tags: &str, bound: &str, union: &str) -> String {
         self.fill(
             sql_file!("fragments", "matching_positions"),
-            &[("types", types), ("tags", tags), ("bound", bound), ("union", union)],
+            &[("types", types), ("tags", tags), ("bound", bound)],
         )
     }
 
@@ -296,8 +291,7 @@ statements! {
     t;
     prepared {
         lock_table() = t.file(sql_file!("statements", "lock_table"));
-        lock_table_for_writing() = t.file(sql_file!("statements", "lock_table_for_writing"));
-        lock_keys(INT8_ARRAY, BOOL_ARRAY) = t.file(sql_file!("statements", "lock_keys"));
+        lock_for_writing(INT8_ARRAY, BOOL_ARRAY) = t.file(sql_file!("statements", "lock_for_writing"));
         settled_position(INT8) = t.file(sql_file!("statements", "settled_position"));
         read_stream_after(TEXT, INT8) = t.file(sql_file!("statements", "read_stream_after"));
         read_by_ids(UUID_ARRAY) = t.file(sql_file!("statements", "read_by_ids"));
@@ -319,7 +313,7 @@ statements! {
             INT8, INT8, INT8_ARRAY, BOOL_ARRAY, INT8, TEXT_ARRAY, TEXT_ARRAY
         ) = t.append(&t.fill(
             sql_file!("fragments", "conflict_after_query"),
-            &[("matching", &t.matching_any("$13", "$14", "> $9"))],
+            &[("matching", &t.matching("$13", "$14", "> $9"))],
         ));
         /// Creates a subscriber's checkpoint at 0 if it has none.
         checkpoint_create(TEXT) = t.file(sql_file!("statements", "checkpoint_create"));

@@ -79,7 +79,7 @@ fn least_privilege_grants(role: &str, q: &str) -> String {
              ON {q}.factos_events TO {role};
          GRANT INSERT ON {q}.factos_event_tags TO {role};
          GRANT EXECUTE ON FUNCTION {q}.factos_lock_events_exclusive(),
-             {q}.factos_lock_events_for_writing() TO {role};
+             {q}.factos_lock_for_writing(bigint[], boolean[]) TO {role};
          GRANT SELECT ON {q}.factos_schema_migrations TO {role};
          GRANT USAGE, SELECT ON SEQUENCE {q}.factos_events_position_seq TO {role};
          GRANT SELECT, INSERT, UPDATE ON {q}.factos_subscriptions TO {role};
@@ -412,4 +412,54 @@ async fn the_least_privilege_role_runs_a_subscription_and_an_outbox_worker() {
         "the failed message waits for its retry, the acked ones are gone"
     );
     revoke(&owner, &role).await;
+}
+
+/// Upgrading to schema version 7 needs no new grant: a role that could call
+/// version 6's `factos_lock_events_for_writing()` (as the crate docs said)
+/// may call `factos_lock_for_writing`, the one-call guard that replaced it,
+/// because the migration carries the grant over.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upgrading_to_the_one_call_guard_keeps_the_roles_grant() {
+    let database = common::database().await;
+    let owner = common::store_in(&database, StoreOptions::default()).await;
+    let role = format!("v6_{}", database.name());
+    let q = owner.options().schema.quoted();
+    let client = owner.pool().get().await.unwrap();
+    // The grants of a version 6 schema: the old function only.
+    client
+        .batch_execute(&format!(
+            "CREATE ROLE {role};
+             GRANT EXECUTE ON FUNCTION {q}.factos_lock_events_for_writing() TO {role};"
+        ))
+        .await
+        .unwrap();
+    let function = format!("{q}.factos_lock_for_writing(bigint[], boolean[])");
+    let may_call = || async {
+        client
+            .query_one(
+                "SELECT has_function_privilege($1, $2, 'EXECUTE')",
+                &[&role, &function],
+            )
+            .await
+            .unwrap()
+            .get::<_, bool>(0)
+    };
+    assert!(!may_call().await, "not granted before the upgrade");
+    let (_, _, seven) = factos_postgres::MIGRATIONS
+        .iter()
+        .find(|(version, _, _)| *version == 7)
+        .unwrap();
+    client
+        .batch_execute(&format!(
+            "BEGIN; SET LOCAL search_path = {q}, pg_temp; {seven}; COMMIT"
+        ))
+        .await
+        .unwrap();
+    assert!(may_call().await, "granted by the upgrade");
+    client
+        .batch_execute(&format!(
+            "REVOKE ALL ON ALL FUNCTIONS IN SCHEMA {q} FROM {role}; DROP ROLE {role}"
+        ))
+        .await
+        .unwrap();
 }

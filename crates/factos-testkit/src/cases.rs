@@ -74,8 +74,10 @@ use ids::{
 };
 use matching::{
     match_all_events, match_empty_item_list_is_all, match_items_are_ored,
-    match_nothing_still_reports_head, match_tag_only, match_tags_are_anded, match_tags_exactly,
-    match_type_and_tag, match_type_only, match_types_are_ored, match_unconstrained_item_is_all,
+    match_nothing_still_reports_head, match_overlapping_items_read_once,
+    match_overlapping_items_read_once_backwards, match_tag_only, match_tags_are_anded,
+    match_tags_exactly, match_type_and_tag, match_type_only, match_types_are_ored,
+    match_unconstrained_item_is_all,
 };
 use original::{
     original_register_user_stream_dispatch, original_tickets, original_twenty_five_streams,
@@ -104,6 +106,8 @@ pub(crate) fn all<S: EventStore + Clone + 'static>() -> Vec<Case<S>> {
         match_types_are_ored,
         match_tags_are_anded,
         match_items_are_ored,
+        match_overlapping_items_read_once,
+        match_overlapping_items_read_once_backwards,
         match_empty_item_list_is_all,
         match_unconstrained_item_is_all,
         match_tags_exactly,

@@ -8,10 +8,11 @@
 -- an empty string means "no constraint". Items with tags start from the
 -- mirror's (tag, position) index on their first tag; type-only items use the
 -- (type, position) index.
--- {union} is `UNION` where a position must come once (reads), `UNION ALL`
--- under EXISTS (conditions): under a generic plan `UNION` estimates a third
--- of the log and may hash it, and building and scanning that empty hash
--- table cost ~25 % of a cached dispatch's server CPU (perf, issue 15).
+-- A position matching several items comes once per item (`UNION ALL`):
+-- EXISTS needs no deduplication, and reads deduplicate with DISTINCT ON,
+-- which sorts. `UNION` made a generic plan hash an estimated third of the
+-- log: building and scanning that (nearly empty) hash table was ~25 % of a
+-- cached dispatch's server CPU at 1 client (perf, issue 15).
 SELECT g.position
 FROM unnest({types}::text[], {tags}::text[]) AS q(types, tags)
 JOIN {schema}.factos_event_tags g
@@ -20,7 +21,7 @@ JOIN {schema}.factos_events m ON m.position = g.position
 WHERE q.tags <> ''
   AND m.tags @> string_to_array(q.tags, E'\x1f')
   AND (q.types = '' OR m.type = ANY (string_to_array(q.types, E'\x1f')))
-{union}
+UNION ALL
 SELECT m.position
 FROM unnest({types}::text[], {tags}::text[]) AS q(types, tags)
 CROSS JOIN LATERAL unnest(string_to_array(q.types, E'\x1f')) AS t(type)

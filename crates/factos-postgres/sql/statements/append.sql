@@ -30,7 +30,10 @@ WITH replayed AS (
     SELECT EXISTS (SELECT 1 FROM {schema}.factos_events WHERE id = ANY ($2::uuid[])) AS yes
 ),
 locked AS (
-    SELECT {schema}.factos_try_lock_keys($10::bigint[], $11::boolean[]) AS ok
+    -- No call when the guard already holds every key (the usual decision):
+    -- a PL/pgSQL call costs even with nothing to lock.
+    SELECT CASE WHEN cardinality($10::bigint[]) = 0 THEN true
+                ELSE {schema}.factos_try_lock_keys($10::bigint[], $11::boolean[]) END AS ok
 ),
 barrier AS (
     SELECT pg_advisory_xact_lock_shared($12::bigint)

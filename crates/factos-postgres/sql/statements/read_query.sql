@@ -8,7 +8,9 @@ FROM (SELECT max(position) AS head FROM {schema}.factos_events) h
 LEFT JOIN LATERAL (
     SELECT ev.*
     FROM (
-        SELECT p.position FROM ({matching}) p
+        -- DISTINCT ON: a position matching two items comes once, by a sort
+        -- (never a hash, see the matching fragment).
+        SELECT DISTINCT ON (p.position) p.position FROM ({matching}) p
         ORDER BY p.position {direction}
         LIMIT $4
     ) p

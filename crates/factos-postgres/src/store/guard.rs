@@ -75,73 +75,55 @@ impl PostgresStore {
     }
 }
 
-/// A guard's statements, prepared on one connection: the table lock
-/// (exclusive, or for writing when keys follow) and the key locks.
+/// A guard's statement, prepared on one connection: the table lock, or the
+/// table for writing and the keys in one call.
 pub(crate) struct PreparedGuard {
-    lock_table: tokio_postgres::Statement,
-    lock_keys: tokio_postgres::Statement,
-    keys: Vec<i64>,
-    modes: Vec<bool>,
+    lock: tokio_postgres::Statement,
+    /// The keys and their modes (`true`: exclusive); `None` for the table lock.
+    keys: Option<(Vec<i64>, Vec<bool>)>,
 }
 
 /// What each statement that opens a transaction and takes its guard answered.
 pub(crate) struct Opened {
     begin: Result<(), tokio_postgres::Error>,
-    table: Result<(), tokio_postgres::Error>,
-    keys: Result<(), tokio_postgres::Error>,
+    lock: Result<(), tokio_postgres::Error>,
 }
 
 impl PostgresStore {
-    /// Prepares `guard`'s statements on `client` (cached per connection, so
+    /// Prepares `guard`'s statement on `client` (cached per connection, so
     /// a round trip only the first time).
     pub(crate) async fn prepare_guard(
         &self,
         client: &deadpool_postgres::Object,
         guard: &Guard,
     ) -> Result<PreparedGuard, StoreError> {
-        let before = |what: &'static str| move |e| db_error(what, e, Phase::BeforeCommit);
-        let (table_text, keys, modes) = match guard {
-            Guard::Table => (&self.sql().lock_table, Vec::new(), Vec::new()),
-            Guard::Keys(locks) => {
-                let (keys, modes) = arrays(locks);
-                (&self.sql().lock_table_for_writing, keys, modes)
-            }
+        let (text, keys) = match guard {
+            Guard::Table => (&self.sql().lock_table, None),
+            Guard::Keys(locks) => (&self.sql().lock_for_writing, Some(arrays(locks))),
         };
-        let lock_table = client
-            .prepare_cached(table_text)
+        let lock = client
+            .prepare_cached(text)
             .await
-            .map_err(before("cannot prepare the table lock"))?;
-        let lock_keys = client
-            .prepare_cached(&self.sql().lock_keys)
-            .await
-            .map_err(before("cannot prepare the key locks"))?;
-        Ok(PreparedGuard {
-            lock_table,
-            lock_keys,
-            keys,
-            modes,
-        })
+            .map_err(|e| db_error("cannot prepare the guard", e, Phase::BeforeCommit))?;
+        Ok(PreparedGuard { lock, keys })
     }
 }
 
 impl PreparedGuard {
-    /// Sends `begin` (the `BEGIN` batch), the table lock and the key locks,
-    /// in this order: each goes out when first polled, so a caller joining
-    /// this with later statements sends them all in one round trip.
+    /// Sends `begin` (the `BEGIN` batch) and the guard's lock, in this
+    /// order: each goes out when first polled, so a caller joining this with
+    /// later statements sends them all in one round trip.
     pub(crate) async fn open(&self, client: &deadpool_postgres::Object, begin: &str) -> Opened {
-        let key_params: [&(dyn ToSql + Sync); 2] = [&self.keys, &self.modes];
-        let (begin, table, keys) = futures_util::join!(
-            client.batch_execute(begin),
-            async { client.execute(&self.lock_table, &[]).await.map(drop) },
-            async {
-                if self.keys.is_empty() {
-                    Ok(())
-                } else {
-                    client.execute(&self.lock_keys, &key_params).await.map(drop)
+        let (begin, lock) = futures_util::join!(client.batch_execute(begin), async {
+            match &self.keys {
+                None => client.execute(&self.lock, &[]).await.map(drop),
+                Some((keys, modes)) => {
+                    let params: [&(dyn ToSql + Sync); 2] = [keys, modes];
+                    client.execute(&self.lock, &params).await.map(drop)
                 }
-            },
-        );
-        Opened { begin, table, keys }
+            }
+        });
+        Opened { begin, lock }
     }
 }
 
@@ -149,26 +131,23 @@ impl Opened {
     /// Whether a statement failed without an answer from the server (the
     /// connection broke).
     pub(crate) fn connection_broke(&self) -> bool {
-        [&self.begin, &self.table, &self.keys]
+        [&self.begin, &self.lock]
             .into_iter()
             .any(|r| r.as_ref().is_err_and(|e| e.as_db_error().is_none()))
     }
 
     /// The first error, in statement order, if any.
     pub(crate) fn into_error(self) -> Option<tokio_postgres::Error> {
-        [self.begin, self.table, self.keys]
-            .into_iter()
-            .find_map(Result::err)
+        [self.begin, self.lock].into_iter().find_map(Result::err)
     }
 
     /// The first error that is the cause, if any (see [`first_failure`]).
     pub(crate) fn failure(self) -> Option<(&'static str, tokio_postgres::Error)> {
         first_failure([
             self.begin.err().map(|e| ("cannot begin a transaction", e)),
-            self.table.err().map(|e| ("cannot lock the event table", e)),
-            self.keys
+            self.lock
                 .err()
-                .map(|e| ("cannot lock the context's keys", e)),
+                .map(|e| ("cannot lock the context (the event table or its keys)", e)),
         ])
     }
 }

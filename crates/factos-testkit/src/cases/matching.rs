@@ -42,6 +42,21 @@ pub(super) async fn match_items_are_ored<S: EventStore>(store: S) -> CaseResult 
     expect_read(&store, q, forwards(), &[1, 2, 4, 5, 7]).await
 }
 
+/// An event matching several items of a query is read once, in order
+/// (events 0 and 4 match both items).
+pub(super) async fn match_overlapping_items_read_once<S: EventStore>(store: S) -> CaseResult {
+    let q = Query::from_items([item(&["A"], &[])?, item(&[], &["x:1"])?]);
+    expect_read(&store, q, forwards(), &[0, 1, 2, 4, 6]).await
+}
+
+/// The same, read backwards.
+pub(super) async fn match_overlapping_items_read_once_backwards<S: EventStore>(
+    store: S,
+) -> CaseResult {
+    let q = Query::from_items([item(&["A"], &[])?, item(&[], &["x:1"])?]);
+    expect_read(&store, q, forwards().backwards(), &[6, 4, 2, 1, 0]).await
+}
+
 pub(super) async fn match_empty_item_list_is_all<S: EventStore>(store: S) -> CaseResult {
     ensure!(
         Query::from_items([]).is_all(),
