@@ -31,6 +31,7 @@ mod courses;
 mod peer;
 mod profile;
 mod subscriptions;
+mod targets;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -340,39 +341,6 @@ impl TagCodec {
     }
 }
 
-/// With `FACTOS_BENCH_STATEMENTS` set (and `pg_stat_statements` preloaded
-/// through `FACTOS_BENCH_PG_SETTINGS=shared_preload_libraries=pg_stat_statements`),
-/// prints where the server spent its time, statement by statement.
-async fn print_statement_profile(cluster: &TempCluster) -> Result<(), BoxError> {
-    let (client, connection) = cluster
-        .config("postgres")
-        .connect(factos_postgres::tokio_postgres::NoTls)
-        .await?;
-    tokio::spawn(connection);
-    client
-        .batch_execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
-        .await?;
-    let rows = client
-        .query(
-            "SELECT calls, round(total_exec_time::numeric, 1)::float8, round(mean_exec_time::numeric * 1000, 1)::float8,
-                    round(total_plan_time::numeric, 1)::float8, left(regexp_replace(query, '\\s+', ' ', 'g'), 90)
-             FROM pg_stat_statements ORDER BY total_exec_time DESC LIMIT 15",
-            &[],
-        )
-        .await?;
-    println!("\n| calls | total exec ms | mean exec µs | total plan ms | statement |");
-    println!("|---|---|---|---|---|");
-    for row in rows {
-        let (calls, total, mean, plan, query): (i64, f64, f64, f64, String) =
-            (row.get(0), row.get(1), row.get(2), row.get(3), row.get(4));
-        println!(
-            "| {calls} | {total} | {mean} | {plan} | `{}` |",
-            query.replace('|', "/")
-        );
-    }
-    Ok(())
-}
-
 /// One client dispatching on one boundary that already holds `size` events:
 /// without the cache every dispatch reads them all; with it, only the first.
 async fn context_sizes(
@@ -483,10 +451,12 @@ async fn main() -> Result<(), BoxError> {
     // shared_buffers as a server on this machine would be tuned (the
     // default 128 MB is far below the usual quarter of RAM); later settings
     // from the environment win.
-    // FACTOS_BENCH_PROFILE=1 runs only the profile (see profile.rs).
+    // FACTOS_BENCH_PROFILE=1 runs only the profile (see profile.rs); the
+    // full run ends with it.
     let profiling = std::env::var_os("FACTOS_BENCH_PROFILE").is_some();
     let settings: Vec<(String, String)> =
         std::iter::once(("shared_buffers".to_string(), "2GB".to_string()))
+            .chain(profile::settings())
             .chain(
                 std::env::var("FACTOS_BENCH_PG_SETTINGS")
                     .unwrap_or_default()
@@ -497,7 +467,6 @@ async fn main() -> Result<(), BoxError> {
                     })
                     .collect::<Vec<_>>(),
             )
-            .chain(profiling.then(profile::settings).into_iter().flatten())
             .collect();
     let cluster = TempCluster::start_with(&ClusterOptions {
         durable: true,
@@ -571,7 +540,8 @@ async fn main() -> Result<(), BoxError> {
     );
 
     if profiling {
-        profile::run(&cluster, &stores, &clients_list, duration).await?;
+        let profiles = profile::run(&cluster, &stores, &clients_list, duration).await?;
+        targets::print(&[], &profiles);
         return Ok(());
     }
     let only: Option<(String, String)> = std::env::var("FACTOS_BENCH_ONLY").ok().and_then(|v| {
@@ -660,9 +630,6 @@ async fn main() -> Result<(), BoxError> {
         let size = env_list("FACTOS_BENCH_BULK_EVENTS", &[1_000_000])[0];
         bulk::measure(&cluster, size, repeats).await?
     };
-    if std::env::var_os("FACTOS_BENCH_STATEMENTS").is_some() {
-        print_statement_profile(&cluster).await?;
-    }
 
     let mut json_rows = context_rows;
     json_rows.extend(subscription_rows);
@@ -702,6 +669,13 @@ async fn main() -> Result<(), BoxError> {
             &serde_json::json!({"machine": machine, "seconds": seconds, "repeats": repeats, "rows": json_rows}),
         )?,
     )?;
+    // The profile runs last, on the schemas as the workloads left them.
+    let profiles = if only.is_some() {
+        Vec::new()
+    } else {
+        profile::run(&cluster, &stores, &[1, 16], duration).await?
+    };
+    targets::print(&json_rows, &profiles);
     println!("\nwrote {}", out.display());
     let _ = std::fs::copy(
         cluster.socket_dir().join("server.log"),

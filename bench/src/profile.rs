@@ -20,17 +20,16 @@ use factos_postgres::tokio_postgres::{Client, NoTls};
 
 use crate::{BoxError, Subject, Workload, run_workload};
 
-/// Server settings the profile needs (added to the cluster's when it runs).
+/// Server settings the profile needs, given to every bench cluster: the
+/// module is loaded but tracks nothing until the profile switches it on, so
+/// the throughput figures do not pay for it.
 pub(crate) fn settings() -> Vec<(String, String)> {
     vec![
         (
             "shared_preload_libraries".to_string(),
             "pg_stat_statements".to_string(),
         ),
-        (
-            "pg_stat_statements.track_planning".to_string(),
-            "on".to_string(),
-        ),
+        ("pg_stat_statements.track".to_string(), "none".to_string()),
     ]
 }
 
@@ -172,17 +171,17 @@ async fn sample_waits(
 type StatementCost = (f64, f64, f64, f64, f64, f64, String);
 
 /// One profiled run: what was measured, per dispatch (or transaction).
-struct Profile {
-    subject: String,
-    clients: usize,
+pub(crate) struct Profile {
+    pub(crate) subject: String,
+    pub(crate) clients: usize,
     per_s: f64,
-    server_cpu_us: f64,
+    pub(crate) server_cpu_us: f64,
     /// The part of `server_cpu_us` spent in the subject's own backends.
     backends_cpu_us: Option<f64>,
     client_cpu_us: f64,
-    wal_records: f64,
-    wal_fpi: f64,
-    wal_bytes: f64,
+    pub(crate) wal_records: f64,
+    pub(crate) wal_fpi: f64,
+    pub(crate) wal_bytes: f64,
     statements: Vec<StatementCost>,
     waits: BTreeMap<String, u64>,
 }
@@ -343,15 +342,26 @@ async fn explain_append(monitor: &Client, store: &PostgresStore) -> Result<Strin
         .join("\n"))
 }
 
-/// Runs the profile and prints it as markdown.
+/// Runs the profile, prints it as markdown and returns it.
 pub(crate) async fn run(
     cluster: &TempCluster,
     stores: &[(String, Arc<Subject>)],
     clients_list: &[usize],
     duration: Duration,
-) -> Result<(), BoxError> {
+) -> Result<Vec<Profile>, BoxError> {
     let (client, connection) = cluster.config("postgres").connect(NoTls).await?;
     tokio::spawn(connection);
+    // One command per call: ALTER SYSTEM refuses a multi-statement batch
+    // (an implicit transaction block).
+    for command in [
+        "ALTER SYSTEM SET pg_stat_statements.track = 'top'",
+        "ALTER SYSTEM SET pg_stat_statements.track_planning = on",
+        "SELECT pg_reload_conf()",
+    ] {
+        client.batch_execute(command).await?;
+    }
+    // Backends take the new settings at their next command.
+    tokio::time::sleep(Duration::from_millis(500)).await;
     // The sampler's view query plans slowly (over a millisecond): plan it once.
     client
         .batch_execute("SET plan_cache_mode = force_generic_plan")
@@ -401,7 +411,7 @@ pub(crate) async fn run(
             explain_append(&monitor, store).await?
         );
     }
-    Ok(())
+    Ok(profiles)
 }
 
 fn print(profiles: &[Profile]) {
