@@ -31,9 +31,11 @@ enum Kind {
     Type = 2,
     Tag = 3,
     Stream = 4,
-    /// Held shared by writers from position allocation to commit; settled
-    /// reads take it exclusively for an instant.
-    Barrier = 5,
+    /// The class of the writers' own keys: a writer holds the pair (class,
+    /// its transaction id's low 32 bits) from position allocation to commit
+    /// (schema version 8; up to version 7, kind 5 was one barrier key all
+    /// writers shared).
+    Writers = 8,
     /// Held shared by every scoped decision; an append with too many keys
     /// takes it exclusively.
     Coarse = 6,
@@ -100,8 +102,11 @@ impl LockKeys {
         self.key(Kind::Subscriber, &[name])
     }
 
-    pub(crate) fn barrier(&self) -> i64 {
-        self.key(Kind::Barrier, &[])
+    /// The first half of every writer's own advisory key (the second is its
+    /// transaction id's low 32 bits): what settled reads wait for.
+    pub(crate) fn writers(&self) -> i32 {
+        let [a, b, c, d, ..] = self.key(Kind::Writers, &[]).to_le_bytes();
+        i32::from_le_bytes([a, b, c, d])
     }
 
     fn coarse(&self) -> i64 {
@@ -255,7 +260,11 @@ mod tests {
     #[test]
     fn keys_depend_on_the_schema() {
         let other = LockKeys::new(&SchemaName::new("other").unwrap());
-        assert_ne!(keys().barrier(), other.barrier());
+        assert_ne!(keys().writers(), other.writers());
+        assert_ne!(
+            keys().stream(&StreamId::new("s").unwrap()),
+            other.stream(&StreamId::new("s").unwrap())
+        );
     }
 
     #[test]

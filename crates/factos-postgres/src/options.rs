@@ -52,7 +52,7 @@ pub struct StoreOptions {
     /// fails with a retry-safe error.
     pub max_decision_attempts: u32,
     /// Longest wait for a lock (the table lock, a context's keys, a settled
-    /// read's barrier) before the operation fails with
+    /// read waiting for in-flight writers) before the operation fails with
     /// [`StoreErrorKind::Timeout`](factos::StoreErrorKind::Timeout); `None`: the server's setting.
     pub lock_timeout: Option<std::time::Duration>,
     /// Longest any one statement may run before it fails with

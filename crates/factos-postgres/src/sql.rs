@@ -45,6 +45,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "a scoped guard in one call",
         include_str!("../sql/migrations/0007_guard_function.sql"),
     ),
+    (
+        8,
+        "settled positions from transaction ids",
+        include_str!("../sql/migrations/0008_settled_by_transaction_ids.sql"),
+    ),
 ];
 
 /// A schema name that is safe to interpolate: lowercase ASCII letters, digits
@@ -292,7 +297,7 @@ statements! {
     prepared {
         lock_table() = t.file(sql_file!("statements", "lock_table"));
         lock_for_writing(INT8_ARRAY, BOOL_ARRAY) = t.file(sql_file!("statements", "lock_for_writing"));
-        settled_position(INT8) = t.file(sql_file!("statements", "settled_position"));
+        settled_position(INT4) = t.file(sql_file!("statements", "settled_position"));
         read_stream_after(TEXT, INT8) = t.file(sql_file!("statements", "read_stream_after"));
         read_by_ids(UUID_ARRAY) = t.file(sql_file!("statements", "read_by_ids"));
         // Forwards reads are bounded below (exclusive), backwards reads above (inclusive).
@@ -305,12 +310,12 @@ statements! {
         /// without a condition, with `$9` at the maximum position).
         append_if_all(
             TEXT, UUID_ARRAY, TEXT_ARRAY, INT4_ARRAY, TEXT_ARRAY, JSONB_ARRAY, BYTEA_ARRAY,
-            INT8, INT8, INT8_ARRAY, BOOL_ARRAY, INT8
+            INT8, INT8, INT8_ARRAY, BOOL_ARRAY, INT4
         ) = t.append(sql_file!("fragments", "conflict_after_head"));
         /// Append with a condition on a query (`$13` types, `$14` tags) after `$9`.
         append_if_query(
             TEXT, UUID_ARRAY, TEXT_ARRAY, INT4_ARRAY, TEXT_ARRAY, JSONB_ARRAY, BYTEA_ARRAY,
-            INT8, INT8, INT8_ARRAY, BOOL_ARRAY, INT8, TEXT_ARRAY, TEXT_ARRAY
+            INT8, INT8, INT8_ARRAY, BOOL_ARRAY, INT4, TEXT_ARRAY, TEXT_ARRAY
         ) = t.append(&t.fill(
             sql_file!("fragments", "conflict_after_query"),
             &[("matching", &t.matching("$13", "$14", "> $9"))],

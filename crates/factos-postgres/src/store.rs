@@ -88,11 +88,13 @@ impl PostgresStore {
         &self.inner.options
     }
 
-    /// The advisory key writers hold shared from position allocation to
-    /// commit (see `DESIGN.md`); for tests that play an in-flight writer.
+    /// The first half of the advisory key a writer holds from position
+    /// allocation to commit, the second being its transaction id's low 32
+    /// bits (see `DESIGN.md`, settled positions); for tests that play an
+    /// in-flight writer.
     #[doc(hidden)]
-    pub fn barrier_key(&self) -> i64 {
-        self.inner.keys.barrier()
+    pub fn writer_class(&self) -> i32 {
+        self.inner.keys.writers()
     }
 
     /// Wakes subscribers after a commit with events: those in this process

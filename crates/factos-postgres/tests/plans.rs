@@ -39,7 +39,7 @@ async fn reads_and_checks_use_indexes_with_generic_plans() {
     let texts: std::collections::HashMap<_, _> = statement_texts(&schema).into_iter().collect();
     let sep = "\u{1f}";
     // An append's parameters up to the expected revision ($1..$8), and its
-    // lock keys and barrier ($10..$12).
+    // lock keys and writer class ($10..$12).
     let append_args = "'plan-stream', ARRAY[gen_random_uuid()], ARRAY['T1'], ARRAY[1], \
                        ARRAY['k:5'], ARRAY['{}'::jsonb], ARRAY['\\x00'::bytea], -2";
     let no_keys = "ARRAY[]::bigint[], ARRAY[]::boolean[], 1";

@@ -57,43 +57,6 @@ fn spawn_run<H: EventHandler + 'static>(
     (stop, task)
 }
 
-/// Another handle on subscriber `name`, to read its stored checkpoint.
-fn handle_on(store: &PostgresStore, name: &str) -> Subscription {
-    Subscription::new(store, name, Query::all()).unwrap()
-}
-
-/// Waits until `subscription`'s checkpoint is `position` and no other
-/// session of the store's database has been busy for 10 polls in a row
-/// (200 ms): the subscriber has finished its batch and waits for a wake-up.
-async fn wait_until_idle(store: &PostgresStore, subscription: &Subscription, position: u64) {
-    let client = store.pool().get().await.unwrap();
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    let mut quiet = 0;
-    while quiet < 10 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the subscriber did not go idle"
-        );
-        let busy: i64 = client
-            .query_one(
-                "SELECT count(*) FROM pg_stat_activity
-                 WHERE datname = current_database() AND pid <> pg_backend_pid()
-                   AND state IS DISTINCT FROM 'idle'",
-                &[],
-            )
-            .await
-            .unwrap()
-            .get(0);
-        let at = subscription.checkpoint().await.unwrap();
-        quiet = if busy == 0 && at == factos::Position::new(position) {
-            quiet + 1
-        } else {
-            0
-        };
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 fn options(poll: Duration, batch: usize) -> SubscriptionOptions {
     SubscriptionOptions::default()
         .poll_interval(poll)
@@ -104,13 +67,9 @@ fn options(poll: Duration, batch: usize) -> SubscriptionOptions {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_event_that_commits_late_with_a_lower_position_is_not_skipped() {
     let database = common::database().await;
-    // No NOTIFY: a wake-up from one would let the subscriber start a settled
-    // read while position 2 is held open, and the append of 3 would queue
-    // behind that read's barrier request, which waits for 2, which this test
-    // commits only after the append returns (a wait cycle through the test).
-    let store = common::store_in(&database, StoreOptions::default().notify_interval(None)).await;
+    let store = common::store_in(&database, StoreOptions::default()).await;
     let seats = Query::types([EventType::new("Seat").unwrap()]);
-    // Polling is slow: the subscriber reads when this process commits.
+    // Polling is slow: the subscriber reads when a commit wakes it.
     let subscription = Subscription::new(&store, "late", seats)
         .unwrap()
         .with_options(options(Duration::from_secs(30), 100))
@@ -120,13 +79,6 @@ async fn an_event_that_commits_late_with_a_lower_position_is_not_skipped() {
 
     append(&store, "a", vec![event("Seat", "seat:1")]).await;
     assert_eq!(collect.wait_for(1, Duration::from_secs(10)).await, vec![1]);
-    // The same cycle without NOTIFY: a read the subscriber starts after
-    // position 2 is held open (its loop may read once more after a batch)
-    // would hold up the append of 3. Hold 2 open only once the subscriber
-    // has moved its checkpoint and is waiting (no other session of this
-    // database busy, 10 times over 200 ms); then only the commit of 3
-    // wakes it, and that read waits for 2 without blocking anyone.
-    wait_until_idle(&store, &handle_on(&store, "late"), 1).await;
 
     // Position 2 is allocated and held open; position 3 commits after it.
     let (slow, slow_position) = common::in_flight_writer(&store, "Seat", "seat:2").await;
@@ -136,7 +88,7 @@ async fn an_event_that_commits_late_with_a_lower_position_is_not_skipped() {
         append(&store, "b", vec![event("Seat", "seat:3")]),
     )
     .await
-    .expect("the append of 3 waited behind a settled read (the subscriber was not idle)");
+    .expect("the append of 3 waited behind the subscriber's settled read");
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(
         collect.positions(),

@@ -1,5 +1,5 @@
-//! The append pipeline: the condition check, the events' keys, the barrier
-//! and the insert in one statement, sent with the transaction's other
+//! The append pipeline: the condition check, the events' keys, the writer's
+//! own key and the insert in one statement, sent with the transaction's other
 //! statements in one round trip, and its result read back; and plain appends.
 
 use factos::{
@@ -80,8 +80,9 @@ pub(crate) struct AppendParams<'a> {
     event_lock_keys: Vec<i64>,
     /// `$11`: their modes (`true`: exclusive).
     event_lock_modes: Vec<bool>,
-    /// `$12`: the barrier key, held shared from position allocation to commit.
-    barrier: i64,
+    /// `$12`: the writer class; the writer holds (class, its transaction
+    /// id's low 32 bits) from position allocation to commit.
+    writers: i32,
     /// `$13`, `$14`: the condition's query as joined types and joined tags,
     /// when it is not a query on all events.
     condition_query: Option<(Vec<String>, Vec<String>)>,
@@ -120,7 +121,7 @@ impl<'a> AppendParams<'a> {
             condition_after,
             event_lock_keys,
             event_lock_modes,
-            barrier: store.inner.keys.barrier(),
+            writers: store.inner.keys.writers(),
             condition_query,
         })
     }
@@ -148,7 +149,7 @@ impl<'a> AppendParams<'a> {
             &self.condition_after,
             &self.event_lock_keys,
             &self.event_lock_modes,
-            &self.barrier,
+            &self.writers,
         ];
         if let Some((types, tags)) = &self.condition_query {
             params.push(types);
@@ -177,7 +178,8 @@ enum Ending {
 
 /// What the append statement's first row says (read by column name).
 enum Verdict {
-    /// `ok` was false: a decision holds a key the events need.
+    /// `ok` was false: a decision holds a key the events need, or a settled
+    /// read took this writer's own key before it could (start over).
     KeysBusy,
     /// `replayed`: some of the events' ids are already stored.
     IdsStored,
@@ -191,7 +193,7 @@ enum Verdict {
 
 impl PostgresStore {
     /// Begins a transaction, takes `guard`, checks `write`'s condition (and
-    /// expected stream revision), takes the events' keys and the barrier,
+    /// expected stream revision), takes the events' keys and its own key,
     /// appends and commits: one round trip.
     pub(crate) async fn begin_append_commit(
         &self,
@@ -477,7 +479,7 @@ mod tests {
             condition_after: 0,
             event_lock_keys: vec![1],
             event_lock_modes: vec![true],
-            barrier: 2,
+            writers: 2,
             condition_query: condition_query.then(|| (vec!["T".into()], vec![String::new()])),
         }
     }

@@ -1,4 +1,4 @@
-//! Reads: settled reads (the barrier, then the read, in one round trip), the
+//! Reads: settled reads (the settled mark, then the read, in one round trip), the
 //! context read under a guard that opens a decision's transaction, reads by
 //! event id, and the read bounds.
 
@@ -184,7 +184,7 @@ impl PostgresStore {
     ) -> Result<i64, StoreError> {
         let statement = self.prepare_settled(client).await?;
         let row = client
-            .query_one(&statement, &[&self.inner.keys.barrier()])
+            .query_one(&statement, &[&self.inner.keys.writers()])
             .await
             .map_err(|e| db_error("cannot read the settled position", e, Phase::BeforeCommit))?;
         row.try_get(0).map_err(unexpected("settled position"))
@@ -207,7 +207,7 @@ impl PostgresStore {
     }
 
     /// Reads `query` forwards after `after` at a settled position: the
-    /// barrier and the read go out together (one round trip); rows above the
+    /// settled mark and the read go out together (one round trip); rows above the
     /// settled mark are dropped. Returns (mark, events, head).
     pub(crate) async fn settled_forward_read(
         &self,
@@ -230,14 +230,14 @@ impl PostgresStore {
             .await
             .map_err(|e| db_error("cannot prepare the read", e, Phase::BeforeCommit))?;
         let settled = self.prepare_settled(client).await?;
-        let barrier = self.inner.keys.barrier();
-        // Both statements are prepared, so polling the barrier first sends it
-        // first: the read runs after it, on a snapshot taken once every
-        // in-flight writer has committed.
-        let barrier_params: [&(dyn ToSql + Sync); 1] = [&barrier];
+        let writers = self.inner.keys.writers();
+        // Both statements are prepared, so polling the settled mark first
+        // sends it first: the read runs after it, on a snapshot taken once
+        // every writer that may commit at or below the mark has finished.
+        let settled_params: [&(dyn ToSql + Sync); 1] = [&writers];
         let (_, mark, rows) = futures_util::join!(
             self.session_settings(client),
-            client.query_one(&settled, &barrier_params),
+            client.query_one(&settled, &settled_params),
             client.query(&statement, &params)
         );
         let mark: i64 = mark

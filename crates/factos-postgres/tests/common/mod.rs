@@ -33,7 +33,8 @@ pub(crate) fn second_instance(database: &TestDatabase, first: &PostgresStore) ->
 }
 
 /// Opens a transaction that inserts an event of `event_type` with `tag` the
-/// way factos writers do (barrier key shared, then insert) and keeps it open.
+/// way factos writers do (its own key, the pair of the writer class and its
+/// transaction id, then the insert) and keeps it open.
 /// Returns the client, so the caller decides when it commits, and the
 /// event's position.
 pub(crate) async fn in_flight_writer(
@@ -46,8 +47,9 @@ pub(crate) async fn in_flight_writer(
     client.batch_execute("BEGIN").await.unwrap();
     client
         .execute(
-            "SELECT pg_advisory_xact_lock_shared($1)",
-            &[&store.barrier_key()],
+            "SELECT pg_advisory_xact_lock($1::integer,
+                 (pg_current_xact_id()::text::bigint % 4294967296 - 2147483648)::integer)",
+            &[&store.writer_class()],
         )
         .await
         .unwrap();
