@@ -179,7 +179,7 @@ async fn a_settled_read_waits_for_the_newest_writer() {
     slow.batch_execute("COMMIT").await.unwrap();
     let read = reader.await.unwrap().unwrap();
     assert_eq!(
-        read.head.map(|h| h.get()),
+        read.head.map(factos::Position::get),
         Some(u64::try_from(slow_position).unwrap())
     );
     assert_eq!(
