@@ -36,12 +36,28 @@ pub(crate) async fn pooled(
     }
 }
 
+/// How every factos transaction begins: READ COMMITTED whatever the
+/// server's or the role's default. The locking protocol needs each
+/// statement's snapshot taken after the locks before it were granted; under
+/// REPEATABLE READ a decision's snapshot dates from before it waited for its
+/// keys, and 16 racers on one boundary all committed
+/// (`every_strategy_holds_when_the_database_defaults_to_repeatable_read`).
+pub(crate) const BEGIN: &str = "BEGIN ISOLATION LEVEL READ COMMITTED";
+
 /// The settings every factos statement runs with. JIT is off: generic plans
 /// of these statements carry large cost estimates on big logs, which made
 /// PostgreSQL spend hundreds of milliseconds compiling queries that run in
-/// microseconds. Timeouts come from the options.
+/// microseconds. Statements outside a transaction (settled reads) run under
+/// READ COMMITTED too (see [`BEGIN`]; `factos_settled_mark` refuses any
+/// other level). Timeouts come from the options.
 pub(crate) fn chosen_settings(options: &StoreOptions) -> Vec<(&'static str, String)> {
-    let mut chosen = vec![("jit", "off".to_string())];
+    let mut chosen = vec![
+        ("jit", "off".to_string()),
+        (
+            "default_transaction_isolation",
+            "read committed".to_string(),
+        ),
+    ];
     for (name, value) in [
         ("lock_timeout", options.lock_timeout),
         ("statement_timeout", options.statement_timeout),
@@ -60,10 +76,10 @@ pub(crate) fn chosen_settings(options: &StoreOptions) -> Vec<(&'static str, Stri
 /// transaction sets them locally and reads set them on their session.
 pub(crate) fn settings(options: &StoreOptions, on_connection: bool) -> (String, String) {
     if on_connection {
-        return ("BEGIN".to_string(), String::new());
+        return (BEGIN.to_string(), String::new());
     }
     let (local, session) = crate::sql::setting_statements(&chosen_settings(options));
-    let begin = std::iter::once("BEGIN".to_string())
+    let begin = std::iter::once(BEGIN.to_string())
         .chain(local)
         .collect::<Vec<_>>()
         .join("; ");
@@ -78,7 +94,8 @@ pub(crate) fn with_settings(
 ) -> tokio_postgres::Config {
     let ours = chosen_settings(options)
         .iter()
-        .map(|(k, v)| format!("-c {k}={v}"))
+        // Startup options split on spaces; a backslash keeps one in a value.
+        .map(|(k, v)| format!("-c {k}={}", v.replace('\\', "\\\\").replace(' ', "\\ ")))
         .collect::<Vec<_>>()
         .join(" ");
     let combined = match config.get_options() {

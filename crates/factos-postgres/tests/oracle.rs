@@ -91,3 +91,70 @@ async fn scoped_locking_passes_the_oracle() {
 async fn optimistic_mode_passes_the_oracle() {
     passes_the_oracle(LockingStrategy::Optimistic).await;
 }
+
+/// A database whose default isolation is REPEATABLE READ (a setting a team
+/// may choose for its own code): a factos transaction that took its
+/// snapshot before waiting for its keys would decide on a context from
+/// before the decision it waited for. factos runs its transactions and
+/// settled reads under READ COMMITTED whatever the default; every strategy
+/// keeps the guarantee.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn every_strategy_holds_when_the_database_defaults_to_repeatable_read() {
+    let database = common::database().await;
+    let admin = database.store(StoreOptions::default()).unwrap();
+    admin
+        .pool()
+        .get()
+        .await
+        .unwrap()
+        .batch_execute(&format!(
+            "ALTER DATABASE \"{}\" SET default_transaction_isolation = 'repeatable read'",
+            database.name()
+        ))
+        .await
+        .unwrap();
+    // The premise, on a plain connection (factos's own set their level).
+    let (plain, connection) = database
+        .config()
+        .connect(factos_postgres::tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    let default: String = plain
+        .query_one("SHOW transaction_isolation", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(default, "repeatable read", "the test's premise");
+    for locking in [
+        LockingStrategy::Scoped,
+        LockingStrategy::TableLock,
+        LockingStrategy::Optimistic,
+    ] {
+        let store = common::store_in(&database, StoreOptions::default().locking(locking)).await;
+        let report = oracle::racers(oracle::Via::Store(store.clone()), 16, 100).await;
+        println!("{locking:?} racers under a repeatable read default: {report}");
+        assert!(report.violations.is_empty(), "{locking:?}: {report}");
+        let store = common::store_in(&database, StoreOptions::default().locking(locking)).await;
+        let report = oracle::random_decisions(&[store], OracleConfig::from_env()).await;
+        println!("{locking:?} random decisions under a repeatable read default: {report}");
+        assert!(report.violations.is_empty(), "{locking:?}: {report}");
+    }
+    // On a pool given to the store its connections carry no factos
+    // settings: each transaction names its level.
+    use factos_postgres::deadpool_postgres::{Manager, ManagerConfig, Pool};
+    let manager = Manager::from_config(
+        database.config(),
+        factos_postgres::tokio_postgres::NoTls,
+        ManagerConfig::default(),
+    );
+    let pool = Pool::builder(manager).max_size(16).build().unwrap();
+    let store = PostgresStore::new(
+        pool,
+        StoreOptions::default().schema(factos_postgres::SchemaName::new("own_pool").unwrap()),
+    );
+    store.migrate().await.unwrap();
+    let report = oracle::racers(oracle::Via::Store(store), 16, 100).await;
+    println!("Scoped on its own pool, racers under a repeatable read default: {report}");
+    assert!(report.violations.is_empty(), "own pool: {report}");
+}

@@ -22,6 +22,10 @@ pub trait EventHandler: Send {
 /// Applies batches of events to tables of the same database, exactly once:
 /// the handler's writes and the checkpoint commit in one transaction.
 ///
+/// The transaction is READ COMMITTED (factos's connections default to it);
+/// a handler that wants another level sends `SET TRANSACTION ISOLATION
+/// LEVEL …` as its first statement.
+///
 /// ```
 /// use factos::StoredEvent;
 /// use factos_postgres::ProjectionHandler;
