@@ -8,6 +8,7 @@
 
 mod common;
 
+use factos_postgres::deadpool_postgres::{Manager, ManagerConfig, Pool};
 use factos_postgres::{LockingStrategy, PostgresStore, StoreOptions};
 use factos_testkit::oracle::{self, OracleConfig};
 
@@ -142,7 +143,6 @@ async fn every_strategy_holds_when_the_database_defaults_to_repeatable_read() {
     }
     // On a pool given to the store its connections carry no factos
     // settings: each transaction names its level.
-    use factos_postgres::deadpool_postgres::{Manager, ManagerConfig, Pool};
     let manager = Manager::from_config(
         database.config(),
         factos_postgres::tokio_postgres::NoTls,
