@@ -277,9 +277,37 @@ impl Templates {
         )
     }
 
-    fn append(&self, conflict: &str) -> String {
-        self.fill(sql_file!("statements", "append"), &[("conflict", conflict)])
+    fn append(&self, conflict: &str, shape: Shape) -> String {
+        let slots: [(&str, &str); 5] = match shape {
+            Shape::OneStream => [
+                ("targets", sql_file!("fragments", "targets_one_stream")),
+                ("route_column", ""),
+                ("route_alias", ""),
+                ("route_of_event", "1"),
+                ("rank", "u.n"),
+            ],
+            Shape::Routed => [
+                ("targets", sql_file!("fragments", "targets_routed")),
+                ("route_column", ", $13::bigint[]"),
+                ("route_alias", ", route"),
+                ("route_of_event", "u.route"),
+                (
+                    "rank",
+                    "row_number() OVER (PARTITION BY u.route ORDER BY u.n)",
+                ),
+            ],
+        };
+        let with_conflict = self.fill(sql_file!("statements", "append"), &[("conflict", conflict)]);
+        self.fill(&with_conflict, &slots)
     }
+}
+
+/// The two shapes of the append statement: every event to one stream, or
+/// each event to one of several (a combined batch, see `append.sql`).
+#[derive(Clone, Copy)]
+enum Shape {
+    OneStream,
+    Routed,
 }
 
 /// The channel commits are announced on: `factos_` and the schema, cut to
@@ -311,7 +339,7 @@ statements! {
         append_if_all(
             TEXT, UUID_ARRAY, TEXT_ARRAY, INT4_ARRAY, TEXT_ARRAY, JSONB_ARRAY, BYTEA_ARRAY,
             INT8, INT8, INT8_ARRAY, BOOL_ARRAY, INT4
-        ) = t.append(sql_file!("fragments", "conflict_after_head"));
+        ) = t.append(sql_file!("fragments", "conflict_after_head"), Shape::OneStream);
         /// Append with a condition on a query (`$13` types, `$14` tags) after `$9`.
         append_if_query(
             TEXT, UUID_ARRAY, TEXT_ARRAY, INT4_ARRAY, TEXT_ARRAY, JSONB_ARRAY, BYTEA_ARRAY,
@@ -319,7 +347,21 @@ statements! {
         ) = t.append(&t.fill(
             sql_file!("fragments", "conflict_after_query"),
             &[("matching", &t.matching("$13", "$14", "> $9"))],
-        ));
+        ), Shape::OneStream);
+        /// A routed append (each event to one of the streams `$1`, by the
+        /// ordinals `$13`) with a condition on all events after `$9`.
+        append_routed_if_all(
+            TEXT_ARRAY, UUID_ARRAY, TEXT_ARRAY, INT4_ARRAY, TEXT_ARRAY, JSONB_ARRAY, BYTEA_ARRAY,
+            INT8, INT8, INT8_ARRAY, BOOL_ARRAY, INT4, INT8_ARRAY
+        ) = t.append(sql_file!("fragments", "conflict_after_head"), Shape::Routed);
+        /// A routed append with a condition on a query (`$14` types, `$15` tags) after `$9`.
+        append_routed_if_query(
+            TEXT_ARRAY, UUID_ARRAY, TEXT_ARRAY, INT4_ARRAY, TEXT_ARRAY, JSONB_ARRAY, BYTEA_ARRAY,
+            INT8, INT8, INT8_ARRAY, BOOL_ARRAY, INT4, INT8_ARRAY, TEXT_ARRAY, TEXT_ARRAY
+        ) = t.append(&t.fill(
+            sql_file!("fragments", "conflict_after_query"),
+            &[("matching", &t.matching("$14", "$15", "> $9"))],
+        ), Shape::Routed);
         /// Creates a subscriber's checkpoint at 0 if it has none.
         checkpoint_create(TEXT) = t.file(sql_file!("statements", "checkpoint_create"));
         /// A subscriber's checkpoint.

@@ -3,7 +3,7 @@
 //! [`all`] lists every case in the order they run; the cases live in one
 //! module per topic: [`matching`], [`reads`], [`appends`] (and conditions),
 //! [`dispatch`], [`ids`] (event ids and replays), [`cached`] (the
-//! `Dispatcher`'s cache), [`original`] (the original library's tests) and
+//! `Dispatcher`'s cache), [`combined`] (its group commit), [`original`] (the original library's tests) and
 //! [`concurrency`]. The helpers they share (seeding, the read log, counting)
 //! are here.
 
@@ -34,6 +34,7 @@ macro_rules! ensure_eq {
 
 mod appends;
 mod cached;
+mod combined;
 mod concurrency;
 mod dispatch;
 mod ids;
@@ -54,6 +55,10 @@ pub use cached::context_limit_through_the_cache;
 use cached::{
     cache_after_a_decision_that_appends_nothing, cache_after_an_empty_decision_on_an_empty_context,
     cache_after_refusals_and_panics,
+};
+use combined::{
+    combined_batch_commits_exactly_its_accepted_commands,
+    combined_batch_writes_each_command_to_its_own_stream,
 };
 use concurrency::{
     disjoint_boundaries_never_conflict, racers_on_one_boundary_one_winner,
@@ -165,6 +170,9 @@ pub(crate) fn all<S: EventStore + Clone + 'static>() -> Vec<Case<S>> {
         cache_after_a_decision_that_appends_nothing,
         cache_after_an_empty_decision_on_an_empty_context,
         cache_after_refusals_and_panics,
+        // Combined dispatch (group commit).
+        combined_batch_commits_exactly_its_accepted_commands,
+        combined_batch_writes_each_command_to_its_own_stream,
         // The original library's tests.
         original_register_user_stream_dispatch,
         original_undecodable_event_of_another_type,

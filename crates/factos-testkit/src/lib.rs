@@ -22,6 +22,7 @@
 mod cases;
 
 pub use cases::context_limit_through_the_cache;
+pub mod gated;
 pub mod model;
 pub mod oracle;
 pub mod state_machine;

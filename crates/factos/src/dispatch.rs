@@ -174,7 +174,10 @@ fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
     }
 }
 
-fn guarded<T, E>(during: &'static str, f: impl FnOnce() -> T) -> Result<T, ProcessError<E>> {
+pub(crate) fn guarded<T, E>(
+    during: &'static str,
+    f: impl FnOnce() -> T,
+) -> Result<T, ProcessError<E>> {
     catch_unwind(AssertUnwindSafe(f)).map_err(|payload| ProcessError::Panicked {
         during,
         message: panic_message(&*payload),
@@ -290,7 +293,34 @@ where
     }
 }
 
-fn lost_state<E>() -> ProcessError<E> {
+/// A command's decided events and their encodings, in order.
+pub(crate) type Decided<E> = (Vec<E>, Vec<NewEvent>);
+
+/// Decides `command` on `state` and encodes the events, catching panics of
+/// application code: the events and their encodings, in order.
+pub(crate) fn decide_command<D, C>(
+    decider: &D,
+    codec: &C,
+    state: &D::State,
+    command: &D::Command,
+) -> Result<Decided<D::Event>, ProcessError<D::Error>>
+where
+    D: Decider,
+    C: Codec<Event = D::Event>,
+{
+    let events = guarded("decider decide", || decider.decide(state, command))?
+        .map_err(ProcessError::Domain)?;
+    let encoded = guarded("codec encode", || {
+        events
+            .iter()
+            .map(|e| codec.encode(e))
+            .collect::<Result<Vec<_>, _>>()
+    })?
+    .map_err(ProcessError::Encode)?;
+    Ok((events, encoded))
+}
+
+pub(crate) fn lost_state<E>() -> ProcessError<E> {
     ProcessError::Panicked {
         during: "decider",
         message: "state lost after an earlier panic".to_string(),
@@ -316,16 +346,7 @@ where
 
     fn decide(&mut self) -> Result<Vec<NewEvent>, Self::Error> {
         let state = self.state.as_ref().ok_or_else(lost_state)?;
-        let (decider, command, codec) = (self.decider, self.command, self.codec);
-        let events = guarded("decider decide", || decider.decide(state, command))?
-            .map_err(ProcessError::Domain)?;
-        let encoded = guarded("codec encode", || {
-            events
-                .iter()
-                .map(|e| codec.encode(e))
-                .collect::<Result<Vec<_>, _>>()
-        })?
-        .map_err(ProcessError::Encode)?;
+        let (events, encoded) = decide_command(self.decider, self.codec, state, self.command)?;
         let encoded = match self.idempotency_key {
             Some(key) => encoded
                 .into_iter()

@@ -3,16 +3,42 @@
 //! dispatches neither read their context again nor wait for a second round
 //! trip.
 
+mod batch;
+mod lanes;
+
 use std::sync::{Mutex, PoisonError};
 
 use crate::cache::{ContextCache, DEFAULT_CACHE_ENTRIES};
 use crate::dispatch::{
     CommandProcess, Dispatch, DispatchError, DispatchOptions, from_decision_error,
-    from_process_error, into_dispatch,
+    from_process_error, guarded, into_dispatch,
 };
 use crate::effect::OutboxMessage;
-use crate::event_store::Folded;
-use crate::{Codec, Decider, DispatchDecider, EventStore, Query, Reactor, StreamId};
+use crate::event_store::{DecisionError, Folded};
+use crate::{
+    Codec, Decider, DispatchDecider, EventStore, Query, Reactor, StoreError, StoreErrorKind,
+    StreamId,
+};
+
+use batch::{BatchProcess, Outcome, split_commit};
+use lanes::{Joined, Lanes, Leading, Reply};
+
+/// Default most commands one combined batch holds ([`Dispatcher::with_combining`]).
+pub const DEFAULT_BATCH_COMMANDS: usize = 64;
+
+/// What one dispatch returns.
+type Outcomes<D> = Result<Dispatch<<D as Decider>::Event>, DispatchError<<D as Decider>::Error>>;
+
+/// The commands waiting on one boundary, each with its stream: a lane per query.
+type BoundaryLanes<D> = Lanes<Query, (StreamId, <D as Decider>::Command), Outcomes<D>>;
+
+/// Group commit of dispatches on one boundary ([`Dispatcher::with_combining`]).
+struct Combining<D: Decider> {
+    lanes: BoundaryLanes<D>,
+    /// Commands are cloned into a lane (`D::Command: Clone`, asked only by
+    /// `with_combining`).
+    clone: fn(&D::Command) -> D::Command,
+}
 
 /// A command handler bound to a store, a decider and a codec, with a cache
 /// of decision contexts (on by default, [`DEFAULT_CACHE_ENTRIES`] entries).
@@ -55,6 +81,7 @@ pub struct Dispatcher<S, D: Decider, C> {
     decider: D,
     codec: C,
     cache: Mutex<ContextCache<D::State>>,
+    combining: Option<Combining<D>>,
 }
 
 impl<S, D, C> std::fmt::Debug for Dispatcher<S, D, C>
@@ -80,6 +107,41 @@ where
             decider,
             codec,
             cache: Mutex::new(ContextCache::new(DEFAULT_CACHE_ENTRIES)),
+            combining: None,
+        }
+    }
+
+    /// Turns on group commit: concurrent [`dispatch_with_query`](Self::dispatch_with_query)
+    /// calls on the same query (whatever their streams) form batches of at most
+    /// `max_commands` (at least 1; [`DEFAULT_BATCH_COMMANDS`] is a good start).
+    ///
+    /// There is no timer: a command that finds no batch of its boundary in
+    /// flight is decided at once, alone; commands that arrive while one is
+    /// in flight queue and form the next batch. The batch takes the
+    /// boundary's context once and decides its commands in arrival order,
+    /// command k on the context plus the events of the commands accepted
+    /// before it, then appends all accepted events in one append under the
+    /// boundary's condition and one commit, each command's events to its own
+    /// stream. Every caller gets its own
+    /// outcome: its own events, revision and position, or its own refusal,
+    /// encode error or caught panic (which leaves only its command out). A
+    /// store failure fails every command of the batch with the same kind
+    /// (and retry-safety); a failure of the batch as a whole that is not the
+    /// store's (an undecodable context event, a panic in `evolve`, a batch
+    /// over the store's limits) sends each command alone. Idempotent and
+    /// outbox dispatches are not combined. Commands are cloned into the
+    /// queue.
+    #[must_use]
+    pub fn with_combining(self, max_commands: usize) -> Self
+    where
+        D::Command: Clone,
+    {
+        Self {
+            combining: Some(Combining {
+                lanes: Lanes::new(max_commands),
+                clone: <D::Command as Clone>::clone,
+            }),
+            ..self
         }
     }
 
@@ -102,15 +164,199 @@ where
     }
 
     /// Like [`dispatch_with_query`](crate::dispatch_with_query), starting from
-    /// the cached context of `query` when there is one.
+    /// the cached context of `query` when there is one. With
+    /// [combining](Self::with_combining) on, the command may be decided in a
+    /// batch with others on the same query and stream.
     pub async fn dispatch_with_query(
         &self,
         stream: &StreamId,
         query: &Query,
         command: &D::Command,
     ) -> Result<Dispatch<D::Event>, DispatchError<D::Error>> {
-        self.cached_dispatch(stream, query, command, DispatchOptions::default())
-            .await
+        match &self.combining {
+            Some(combining) => {
+                self.combined_dispatch(combining, stream, query, command)
+                    .await
+            }
+            None => {
+                self.cached_dispatch(stream, query, command, DispatchOptions::default())
+                    .await
+            }
+        }
+    }
+
+    /// A dispatch through its boundary's lane: leads a batch, or waits for
+    /// an outcome or for the lead of the next batch.
+    async fn combined_dispatch(
+        &self,
+        combining: &Combining<D>,
+        stream: &StreamId,
+        query: &Query,
+        command: &D::Command,
+    ) -> Outcomes<D> {
+        let joined = combining
+            .lanes
+            .join(query, || (stream.clone(), (combining.clone)(command)));
+        let others = match joined {
+            Joined::Lead => Vec::new(),
+            Joined::Wait(receiver) => match receiver.await {
+                Ok(Reply::Done(outcome)) => return outcome,
+                Ok(Reply::Lead(others)) => others,
+                // The batch's leader was dropped (its caller gave up) while
+                // this command was in its batch.
+                Err(_) => {
+                    return Err(DispatchError::Store(StoreError::new(
+                        StoreErrorKind::CommitOutcomeUnknown,
+                        "the dispatch leading this command's batch was dropped before it finished",
+                    )));
+                }
+            },
+        };
+        let leading = Leading::new(&combining.lanes, query.clone());
+        let commands: Vec<(&StreamId, &D::Command)> = std::iter::once((stream, command))
+            .chain(
+                others
+                    .iter()
+                    .map(|waiter| (&waiter.command.0, &waiter.command.1)),
+            )
+            .collect();
+        let mut outcomes = self.decide_batch(query, commands).await.into_iter();
+        let own = outcomes
+            .next()
+            .unwrap_or_else(|| Err(DispatchError::Store(lost_outcome())));
+        for waiter in others {
+            waiter.finish(
+                outcomes
+                    .next()
+                    .unwrap_or_else(|| Err(DispatchError::Store(lost_outcome()))),
+            );
+        }
+        drop(leading);
+        own
+    }
+
+    /// Decides `commands` (each with its stream) on `query`'s context in one
+    /// decision and one append: each command's own outcome, in order. One
+    /// command alone is an ordinary cached dispatch.
+    async fn decide_batch(
+        &self,
+        query: &Query,
+        commands: Vec<(&StreamId, &D::Command)>,
+    ) -> Vec<Outcomes<D>> {
+        let Some(&(stream, _)) = commands.first() else {
+            return Vec::new();
+        };
+        if let [(stream, command)] = commands.as_slice() {
+            return vec![
+                self.cached_dispatch(stream, query, command, DispatchOptions::default())
+                    .await,
+            ];
+        }
+        let cached = self.cache().get(query);
+        let (state, folded) = match cached {
+            Some((state, folded)) => (state, Some(folded)),
+            None => {
+                match guarded::<_, D::Error>("decider initial state", || self.decider.initial()) {
+                    Ok(state) => (state, None),
+                    // Each command alone reports the panic as its own.
+                    Err(_) => return self.each_alone(query, &commands).await,
+                }
+            }
+        };
+        let mut process =
+            BatchProcess::new(&self.decider, &self.codec, query, commands.clone(), state);
+        let outcome = match folded {
+            Some(folded) => {
+                self.store
+                    .decide_with_query_after(stream, query, &mut process, folded)
+                    .await
+            }
+            None => {
+                self.store
+                    .decide_with_query(stream, query, &mut process)
+                    .await
+            }
+        };
+        let committed = match outcome {
+            Ok(committed) => committed,
+            Err(e) => {
+                self.cache().remove(query);
+                return match e {
+                    DecisionError::Store(e) => commands
+                        .iter()
+                        .map(|_| Err(DispatchError::Store(StoreError::new(e.kind(), e.message()))))
+                        .collect(),
+                    DecisionError::ConditionFailed(c) => commands
+                        .iter()
+                        .map(|_| Err(DispatchError::AppendConditionFailed(c.clone())))
+                        .collect(),
+                    // The context cannot be decoded, the state was lost to a
+                    // panic, or the batch breaks the store's limits: each
+                    // command alone gets its own answer.
+                    DecisionError::Process(_) | DecisionError::Invalid(_) => {
+                        self.each_alone(query, &commands).await
+                    }
+                };
+            }
+        };
+        self.commit_batch(query, &commands, &mut process, &committed)
+    }
+
+    /// Each command's outcome from a batch's commit, and the cache brought
+    /// to the context after it.
+    fn commit_batch(
+        &self,
+        query: &Query,
+        commands: &[(&StreamId, &D::Command)],
+        process: &mut BatchProcess<'_, D, C>,
+        committed: &crate::Committed,
+    ) -> Vec<Outcomes<D>> {
+        let counts: Vec<usize> = process
+            .outcomes
+            .iter()
+            .map(|outcome| match outcome {
+                Outcome::Accepted(events) => events.len(),
+                Outcome::Refused(_) => 0,
+            })
+            .collect();
+        let streams: Vec<&StreamId> = commands.iter().map(|(stream, _)| *stream).collect();
+        let Some(commits) = split_commit(committed, &streams, &counts) else {
+            self.cache().remove(query);
+            return counts
+                .iter()
+                .map(|_| Err(DispatchError::Store(lost_outcome())))
+                .collect();
+        };
+        if committed.replayed {
+            self.cache().remove(query);
+        } else if let Some((state, folded)) = process.context_after(committed) {
+            self.cache().put(query, state, folded);
+        }
+        std::mem::take(&mut process.outcomes)
+            .into_iter()
+            .zip(commits)
+            .map(|(outcome, commit)| match outcome {
+                Outcome::Accepted(decided) => into_dispatch(commit, decided, &self.codec),
+                Outcome::Refused(e) => Err(from_process_error(e)),
+            })
+            .collect()
+    }
+
+    /// Every command of a batch that failed as a whole, dispatched alone in
+    /// order, so each gets its own answer (nothing of the batch was written).
+    async fn each_alone(
+        &self,
+        query: &Query,
+        commands: &[(&StreamId, &D::Command)],
+    ) -> Vec<Outcomes<D>> {
+        let mut outcomes = Vec::with_capacity(commands.len());
+        for (stream, command) in commands {
+            outcomes.push(
+                self.cached_dispatch(stream, query, command, DispatchOptions::default())
+                    .await,
+            );
+        }
+        outcomes
     }
 
     /// Like [`dispatch_with_query_idempotent`](crate::dispatch_with_query_idempotent)
@@ -218,4 +464,13 @@ where
     ) -> Result<Dispatch<D::Event>, DispatchError<D::Error>> {
         crate::dispatch(&self.store, stream, &self.decider, &self.codec, command).await
     }
+}
+
+/// A command's outcome that a batch lost track of (a bug, reported rather
+/// than hidden): whether it committed is unknown.
+fn lost_outcome() -> StoreError {
+    StoreError::new(
+        StoreErrorKind::CommitOutcomeUnknown,
+        "a combined batch did not account for this command's outcome",
+    )
 }

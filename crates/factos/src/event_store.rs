@@ -152,6 +152,7 @@ pub fn replayed(stream: &StreamId, stored: Vec<StoredEvent>, context: Folded) ->
         context_position: context.position,
         context_events: context.events,
         replayed: true,
+        other_revisions: Vec::new(),
     }
 }
 
@@ -289,6 +290,10 @@ pub struct Committed {
     /// event ids committed them (an idempotent retry after an unknown commit
     /// outcome). `events` are those stored events; nothing new was written.
     pub replayed: bool,
+    /// For a decision whose events may go to [other
+    /// streams](DecisionProcess::other_streams): each of those streams with
+    /// its revision after the append. Empty otherwise.
+    pub other_revisions: Vec<(StreamId, Revision)>,
 }
 
 /// Which condition an append failed.
@@ -521,6 +526,24 @@ pub trait DecisionProcess: Send {
     /// refuse, or decide other events, though the command did commit).
     /// `None` (the default): ids are known only once decided.
     fn planned_event_id(&self, index: usize) -> Option<uuid::Uuid> {
+        let _ = index;
+        None
+    }
+
+    /// The streams this decision's events may go to besides the one it is
+    /// decided on (a combined batch: each command's events go to its own
+    /// stream). A store serializes their writers with the decision's stream
+    /// (it takes their locks before reading), writes each event where
+    /// [`event_stream`](Self::event_stream) says, and reports their revisions
+    /// in [`Committed::other_revisions`]. Default: none.
+    fn other_streams(&self) -> &[StreamId] {
+        &[]
+    }
+
+    /// After [`decide`](Self::decide): the stream of the `index`-th decided
+    /// event, when it is one of the [other streams](Self::other_streams);
+    /// `None` (the default): the decision's own stream.
+    fn event_stream(&self, index: usize) -> Option<&StreamId> {
         let _ = index;
         None
     }

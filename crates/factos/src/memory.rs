@@ -144,7 +144,38 @@ impl Log {
             context_position: None,
             context_events: 0,
             replayed: false,
+            other_revisions: Vec::new(),
         })
+    }
+
+    /// Appends a decision's events, each to its stream (`stream` unless the
+    /// process routes it to one of its other streams), in order: one commit
+    /// whose events are all of them, with the other streams' revisions.
+    fn append_routed<P: DecisionProcess + ?Sized>(
+        &mut self,
+        stream: &StreamId,
+        events: Vec<NewEvent>,
+        process: &P,
+    ) -> Result<Committed, StoreError> {
+        if process.other_streams().is_empty() {
+            return self.append(stream, events);
+        }
+        let mut committed = self.append(stream, Vec::new())?;
+        for (index, event) in events.into_iter().enumerate() {
+            let to = process.event_stream(index).unwrap_or(stream);
+            let one = self.append(to, vec![event])?;
+            if to == stream {
+                committed.current_revision = one.current_revision;
+            }
+            committed.position = one.position;
+            committed.events.extend(one.events);
+        }
+        committed.other_revisions = process
+            .other_streams()
+            .iter()
+            .map(|other| (other.clone(), self.revision(other)))
+            .collect();
+        Ok(committed)
     }
 }
 
@@ -295,7 +326,7 @@ impl InMemoryStore {
             log.check(&condition)
                 .map_err(DecisionError::ConditionFailed)?;
         }
-        let mut committed = log.append(stream, events)?;
+        let mut committed = log.append_routed(stream, events, process)?;
         committed.context_position = context.position;
         committed.context_events = context.events;
         if process.has_effects() {

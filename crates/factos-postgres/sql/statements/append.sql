@@ -15,12 +15,20 @@
 -- (migration 8). The pair is taken only when the batch is going in, so a
 -- condition failure assigns no transaction id.
 --
--- $1 stream; $2..$7 the events as parallel arrays (id, type, version, tags
--- joined with U+001F, metadata, data); $8 expected revision (NULL: any, -1: no
--- events yet); $9 condition after (exclusive); $10, $11 the events' lock keys
--- and modes; $12 the writer class; the condition's query (if any) is in the
--- conflict expression ($13 types, $14 tags). `AppendParams` in
--- src/store/append.rs names each of them.
+-- $1 the stream (or, routed, the streams: the decision's first, then its
+-- other streams); $2..$7 the events as parallel arrays (id, type, version,
+-- tags joined with U+001F, metadata, data); $8 expected revision of the
+-- (first) stream (NULL: any, -1: no events yet); $9 condition after
+-- (exclusive); $10, $11 the events' lock keys and modes; $12 the writer
+-- class; routed, $13 each event's stream as an ordinal into $1; the
+-- condition's query (if any) is in the conflict expression (types and tags
+-- after those). `AppendParams` in src/store/append.rs names each of them.
+--
+-- The template's slots make the two shapes: {targets} lists the streams
+-- written to as (ord, stream, revision before), {route_column} and
+-- {route_alias} add the routed events' ordinals, {route_of_event} picks an
+-- event's target, {rank} numbers an event within its stream. The plain shape
+-- writes every event to $1 (rank: the event's ordinal, no window function).
 --
 -- When an event with any of the batch's ids exists, nothing is appended and
 -- `replayed` says so; the caller reads the stored events and tells a replay
@@ -29,7 +37,9 @@
 -- Returns one row per appended event, or a single row with NULL position when
 -- nothing was appended, with the columns (read by name): ok (the events' keys
 -- and the writer's own pair were free), conflict, revision_conflict,
--- current_revision, position, revision, replayed.
+-- current_revision (of the first stream, before the append), position,
+-- stream, revision, replayed, stream_revisions (every target's revision
+-- before the append, by ordinal).
 WITH replayed AS (
     SELECT EXISTS (SELECT 1 FROM {schema}.factos_events WHERE id = ANY ($2::uuid[])) AS yes
 ),
@@ -39,10 +49,11 @@ locked AS (
     SELECT CASE WHEN cardinality($10::bigint[]) = 0 THEN true
                 ELSE {schema}.factos_try_lock_keys($10::bigint[], $11::boolean[]) END AS ok
 ),
+targets AS (
+    {targets}
+),
 current AS (
-    SELECT coalesce(
-        (SELECT revision FROM {schema}.factos_events WHERE stream = $1 ORDER BY revision DESC LIMIT 1),
-        -1) AS revision
+    SELECT revision FROM targets WHERE ord = 1
 ),
 checked AS (
     SELECT ({conflict}) AS conflict,
@@ -62,21 +73,24 @@ writer AS (
 ),
 inserted AS (
     INSERT INTO {schema}.factos_events (id, stream, revision, type, version, tags, metadata, data)
-    SELECT u.id, $1, current.revision + u.n, u.type, u.version,
+    SELECT u.id, t.stream, t.revision + {rank}, u.type, u.version,
            string_to_array(u.tags, E'\x1f'), u.metadata, u.data
-    FROM replayed, locked, writer, current, checked,
-         unnest($2::uuid[], $3::text[], $4::int[], $5::text[], $6::jsonb[], $7::bytea[])
-             WITH ORDINALITY AS u(id, type, version, tags, metadata, data, n)
+    FROM replayed, locked, writer, checked,
+         unnest($2::uuid[], $3::text[], $4::int[], $5::text[], $6::jsonb[], $7::bytea[]{route_column})
+             WITH ORDINALITY AS u(id, type, version, tags, metadata, data{route_alias}, n)
+         JOIN targets t ON t.ord = {route_of_event}
     WHERE NOT replayed.yes AND locked.ok AND writer.ok AND NOT checked.conflict
       AND NOT checked.revision_conflict
     ORDER BY u.n
-    RETURNING position, revision, tags
+    RETURNING position, stream, revision, tags
 ),
 mirrored AS (
     INSERT INTO {schema}.factos_event_tags (tag, position)
     SELECT unnest(inserted.tags), inserted.position FROM inserted
 )
 SELECT locked.ok AND writer.ok AS ok, checked.conflict, checked.revision_conflict,
-       current.revision AS current_revision, inserted.position, inserted.revision, replayed.yes AS replayed
+       current.revision AS current_revision, inserted.position, inserted.stream,
+       inserted.revision, replayed.yes AS replayed,
+       ARRAY(SELECT revision FROM targets ORDER BY ord) AS stream_revisions
 FROM replayed CROSS JOIN locked CROSS JOIN writer CROSS JOIN checked CROSS JOIN current LEFT JOIN inserted ON true
-ORDER BY inserted.revision
+ORDER BY inserted.position

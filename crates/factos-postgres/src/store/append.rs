@@ -2,6 +2,7 @@
 //! own key and the insert in one statement, sent with the transaction's other
 //! statements in one round trip, and its result read back; and plain appends.
 
+use factos::store::DecisionProcess;
 use factos::{
     AppendCondition, AppendError, Committed, ConditionFailure, Folded, NewEvent, Revision,
     StoreError, StoreErrorKind, StoredEvent, StreamId,
@@ -59,14 +60,75 @@ pub(crate) struct Write<'a> {
     pub(crate) events: Vec<NewEvent>,
     pub(crate) condition: &'a AppendCondition,
     pub(crate) expected: Option<Revision>,
+    /// Set when the events go to several streams (a combined batch).
+    pub(crate) routes: Option<Routes>,
+}
+
+impl<'a> Write<'a> {
+    /// The write of `process`'s decided `events` on `stream`, routed to its
+    /// other streams when it has any.
+    pub(crate) fn decided<P: DecisionProcess + ?Sized>(
+        stream: &'a StreamId,
+        events: Vec<NewEvent>,
+        condition: &'a AppendCondition,
+        expected: Option<Revision>,
+        process: &P,
+    ) -> Self {
+        Self {
+            stream,
+            routes: Routes::of(stream, process, events.len()),
+            events,
+            condition,
+            expected,
+        }
+    }
+}
+
+/// Where a routed append's events go: `targets` are the decision's stream
+/// and its other streams, `ordinals` each event's target (1-based, as the
+/// statement's `WITH ORDINALITY`).
+pub(crate) struct Routes {
+    targets: Vec<StreamId>,
+    ordinals: Vec<i64>,
+}
+
+impl Routes {
+    /// The routes of `process`'s decided `events` on `stream`; `None` when
+    /// the process writes to its stream only.
+    pub(crate) fn of<P: DecisionProcess + ?Sized>(
+        stream: &StreamId,
+        process: &P,
+        events: usize,
+    ) -> Option<Self> {
+        let others = process.other_streams();
+        if others.is_empty() {
+            return None;
+        }
+        let targets: Vec<StreamId> = std::iter::once(stream.clone())
+            .chain(others.iter().cloned())
+            .collect();
+        let ordinals = (0..events)
+            .map(|index| {
+                let target = process
+                    .event_stream(index)
+                    .and_then(|to| targets.iter().position(|t| t == to))
+                    .unwrap_or(0);
+                i64::try_from(target + 1).unwrap_or(i64::MAX)
+            })
+            .collect();
+        Some(Self { targets, ordinals })
+    }
 }
 
 /// The parameters of `sql/statements/append.sql`, by name. [`Self::bind`]
 /// lists them in placeholder order; `append_if_all` takes `$1..$12`,
-/// `append_if_query` also `$13, $14`.
+/// `append_if_query` also `$13, $14`; the routed shapes take the streams as
+/// `$1`, the routes as `$13`, and the condition's query after them.
 pub(crate) struct AppendParams<'a> {
     /// `$1`: the stream appended to.
     stream: &'a str,
+    /// Routed: `$1` the target streams' names, `$13` each event's target.
+    routes: Option<(Vec<&'a str>, &'a [i64])>,
     /// `$2..$7`: the events as parallel arrays (ids, types, versions, tags
     /// joined with U+001F, metadata, data).
     events: EventColumns<'a>,
@@ -116,6 +178,12 @@ impl<'a> AppendParams<'a> {
         };
         Ok(Self {
             stream: write.stream.as_str(),
+            routes: write.routes.as_ref().map(|routes| {
+                (
+                    routes.targets.iter().map(StreamId::as_str).collect(),
+                    routes.ordinals.as_slice(),
+                )
+            }),
             events: EventColumns::new(&write.events)?,
             expected_revision: write.expected.map(Revision::as_i64),
             condition_after,
@@ -128,17 +196,22 @@ impl<'a> AppendParams<'a> {
 
     /// The statement these parameters are for.
     pub(crate) fn statement<'s>(&self, sql: &'s Statements) -> &'s str {
-        if self.condition_query.is_some() {
-            &sql.append_if_query
-        } else {
-            &sql.append_if_all
+        match (self.routes.is_some(), self.condition_query.is_some()) {
+            (false, true) => &sql.append_if_query,
+            (false, false) => &sql.append_if_all,
+            (true, true) => &sql.append_routed_if_query,
+            (true, false) => &sql.append_routed_if_all,
         }
     }
 
     /// The parameters in placeholder order (`$1` first).
     pub(crate) fn bind(&self) -> Vec<&(dyn ToSql + Sync)> {
+        let first: &(dyn ToSql + Sync) = match &self.routes {
+            Some((targets, _)) => targets,
+            None => &self.stream,
+        };
         let mut params: Vec<&(dyn ToSql + Sync)> = vec![
-            &self.stream,
+            first,
             &self.events.ids,
             &self.events.types,
             &self.events.versions,
@@ -151,6 +224,9 @@ impl<'a> AppendParams<'a> {
             &self.event_lock_modes,
             &self.writers,
         ];
+        if let Some((_, ordinals)) = &self.routes {
+            params.push(ordinals);
+        }
         if let Some((types, tags)) = &self.condition_query {
             params.push(types);
             params.push(tags);
@@ -355,6 +431,7 @@ impl PostgresStore {
                 events: events.clone(),
                 condition,
                 expected: None,
+                routes: None,
             };
             match self.begin_append_commit(&session, &guard, write).await {
                 Ok(committed) => return Ok(committed),
@@ -421,9 +498,23 @@ fn committed_from_rows(
     write: Write<'_>,
     current_revision: i64,
 ) -> Result<Committed, AppendFailure> {
-    let Write { stream, events, .. } = write;
+    let Write {
+        stream,
+        events,
+        routes,
+        ..
+    } = write;
+    let target = |index: usize| -> &StreamId {
+        routes
+            .as_ref()
+            .and_then(|r| {
+                let ordinal = usize::try_from(*r.ordinals.get(index)?).ok()?;
+                r.targets.get(ordinal.checked_sub(1)?)
+            })
+            .unwrap_or(stream)
+    };
     let mut committed = Vec::with_capacity(events.len());
-    for (row, event) in rows.iter().zip(events) {
+    for (index, (row, event)) in rows.iter().zip(events).enumerate() {
         let at: Option<i64> = row.try_get("position").map_err(unexpected_result)?;
         let rev: Option<i64> = row.try_get("revision").map_err(unexpected_result)?;
         let (Some(at), Some(rev)) = (at, rev) else {
@@ -431,7 +522,7 @@ fn committed_from_rows(
         };
         committed.push(StoredEvent {
             position: position(at)?,
-            stream: stream.clone(),
+            stream: target(index).clone(),
             revision: revision(rev)?,
             id: event.id,
             event_type: event.event_type,
@@ -444,19 +535,40 @@ fn committed_from_rows(
     if committed.windows(2).any(|w| w[0].position >= w[1].position) {
         return Err(crate::error::corrupt("appended positions are not increasing").into());
     }
-    let previous = if current_revision < 0 {
-        Revision::NoEvents
-    } else {
-        Revision::Current(revision(current_revision)?)
+    let before = |revision_before: i64| -> Result<Revision, StoreError> {
+        Ok(if revision_before < 0 {
+            Revision::NoEvents
+        } else {
+            Revision::Current(revision(revision_before)?)
+        })
     };
+    let after = |to: &StreamId, revision_before: Revision| {
+        revision_before.advanced_by(committed.iter().filter(|e| &e.stream == to).count())
+    };
+    let mut other_revisions = Vec::new();
+    if let Some(routes) = &routes {
+        let first = rows
+            .first()
+            .ok_or_else(|| crate::error::corrupt("the append returned no row"))?;
+        let befores: Vec<i64> = first
+            .try_get("stream_revisions")
+            .map_err(unexpected_result)?;
+        if befores.len() != routes.targets.len() {
+            return Err(crate::error::corrupt("a routed append lost a stream's revision").into());
+        }
+        for (to, revision_before) in routes.targets.iter().zip(befores).skip(1) {
+            other_revisions.push((to.clone(), after(to, before(revision_before)?)));
+        }
+    }
     Ok(Committed {
         stream: stream.clone(),
-        current_revision: previous.advanced_by(committed.len()),
+        current_revision: after(stream, before(current_revision)?),
         position: committed.last().map(|e| e.position),
         events: committed,
         context_position: None,
         context_events: 0,
         replayed: false,
+        other_revisions,
     })
 }
 
@@ -471,9 +583,12 @@ mod tests {
     use crate::rows::EventColumns;
     use crate::sql::{SchemaName, Statements, statement_contracts};
 
-    fn params(events: &[NewEvent], condition_query: bool) -> AppendParams<'_> {
+    const ORDINALS: &[i64] = &[2];
+
+    fn params(events: &[NewEvent], condition_query: bool, routed: bool) -> AppendParams<'_> {
         AppendParams {
             stream: "s",
+            routes: routed.then(|| (vec!["s", "t"], ORDINALS)),
             events: EventColumns::new(events).unwrap(),
             expected_revision: None,
             condition_after: 0,
@@ -484,9 +599,10 @@ mod tests {
         }
     }
 
-    /// What `bind()` sends is what the chosen statement declares: as many
-    /// values as placeholders, each one encodable as the declared type (the
-    /// declaration is checked against the server in `tests/statements.rs`).
+    /// What `bind()` sends is what the chosen statement declares, for each
+    /// of the four append statements: as many values as placeholders, each
+    /// one encodable as the declared type (the declaration is checked
+    /// against the server in `tests/statements.rs`).
     #[test]
     fn append_binds_what_its_statements_declare() {
         let schema = SchemaName::new("contract").unwrap();
@@ -494,8 +610,10 @@ mod tests {
         let contracts = statement_contracts(&schema);
         let events = [NewEvent::new(EventType::new("T").unwrap(), b"{}".to_vec())
             .with_tags(Tags::parse(["k:1"]).unwrap())];
-        for condition_query in [false, true] {
-            let params = params(&events, condition_query);
+        for (condition_query, routed) in
+            [(false, false), (true, false), (false, true), (true, true)]
+        {
+            let params = params(&events, condition_query, routed);
             let text = params.statement(&sql);
             let contract = contracts.iter().find(|c| c.text == text).unwrap();
             let declared = contract.params.unwrap();

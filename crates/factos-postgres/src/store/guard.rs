@@ -55,6 +55,30 @@ impl PostgresStore {
         Guard::Keys(normalize(locks))
     }
 
+    /// The guard of a decision whose events may also go to `others` (a
+    /// combined batch): its context's guard with those streams' keys too,
+    /// so their revisions cannot move before the commit.
+    pub(crate) fn decision_guard(
+        &self,
+        stream: &StreamId,
+        boundary: Boundary<'_>,
+        others: &[StreamId],
+        up_front: &[KeyLock],
+    ) -> Guard {
+        if others.is_empty() {
+            return self.guard(stream, boundary, up_front);
+        }
+        let mut extra: Vec<KeyLock> = others
+            .iter()
+            .map(|other| KeyLock {
+                key: self.inner.keys.stream(other),
+                exclusive: true,
+            })
+            .collect();
+        extra.extend_from_slice(up_front);
+        self.guard(stream, boundary, &extra)
+    }
+
     /// The guard of a plain append: a condition's query is guarded like a
     /// decision's context; without a condition only the stream is locked.
     pub(crate) fn append_guard(

@@ -36,14 +36,10 @@ impl PostgresStore {
             && self.limits().check(&decided).is_ok()
         {
             let condition = AppendCondition::fail_if_events_match(query.clone(), folded.position);
-            let guard = self.guard(stream, Boundary::Query(query), &[]);
+            let guard =
+                self.decision_guard(stream, Boundary::Query(query), process.other_streams(), &[]);
             let session = Session::new(self.client().await?);
-            let write = Write {
-                stream,
-                events: decided,
-                condition: &condition,
-                expected: None,
-            };
+            let write = Write::decided(stream, decided, &condition, None, process);
             match self.begin_append_commit(&session, &guard, write).await {
                 Ok(committed) => {
                     self.inner.hot.cool(query);

@@ -33,7 +33,12 @@ impl PostgresStore {
         let mut attempts = Attempts::new(self.attempts());
         while attempts.next().is_some() {
             let session = Session::new(self.client().await?);
-            let guard = self.guard(stream, boundary, attempts.up_front());
+            let guard = self.decision_guard(
+                stream,
+                boundary,
+                process.other_streams(),
+                attempts.up_front(),
+            );
             let read = self
                 .open_and_feed(
                     &session,
@@ -79,12 +84,7 @@ impl PostgresStore {
                 ),
                 Boundary::Stream => (AppendCondition::None, Some(revision)),
             };
-            let write = Write {
-                stream,
-                events,
-                condition: &condition,
-                expected,
-            };
+            let write = Write::decided(stream, events, &condition, expected, process);
             let appended = if deferred {
                 self.append_keeping_open(&session, &guard, write).await
             } else {

@@ -46,14 +46,14 @@ impl PostgresStore {
             let decided = self.decide_checked(process)?;
             let condition =
                 AppendCondition::fail_if_events_match(query.clone(), context_read.position);
-            let guard = self.guard(stream, Boundary::Query(query), attempts.up_front());
-            let session = Session::new(client);
-            let write = Write {
+            let guard = self.decision_guard(
                 stream,
-                events: decided,
-                condition: &condition,
-                expected: None,
-            };
+                Boundary::Query(query),
+                process.other_streams(),
+                attempts.up_front(),
+            );
+            let session = Session::new(client);
+            let write = Write::decided(stream, decided, &condition, None, process);
             match self.begin_append_commit(&session, &guard, write).await {
                 Ok(committed) => return Ok(decided_on(committed, context_read)),
                 Err(AppendFailure::IdsStored { new, stored }) => {
