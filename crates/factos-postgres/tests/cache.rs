@@ -33,11 +33,30 @@ async fn two_instances(
     (database, first, second)
 }
 
-async fn cached_oracle(locking: LockingStrategy) {
+/// `dispatcher` with group commit on when `batch` is given.
+fn combining<S, D, C>(dispatcher: Dispatcher<S, D, C>, batch: Option<usize>) -> Dispatcher<S, D, C>
+where
+    S: factos::EventStore,
+    D: factos::DispatchDecider<State: Clone, Command: Clone>,
+    C: factos::Codec<Event = D::Event>,
+{
+    match batch {
+        Some(commands) => dispatcher.with_combining(commands),
+        None => dispatcher,
+    }
+}
+
+async fn cached_oracle(locking: LockingStrategy, batch: Option<usize>) {
     let (_database, first, second) = two_instances(locking).await;
     let dispatchers = vec![
-        Arc::new(Dispatcher::new(first, Witness, OracleCodec)),
-        Arc::new(Dispatcher::new(second, Witness, OracleCodec)),
+        Arc::new(combining(
+            Dispatcher::new(first, Witness, OracleCodec),
+            batch,
+        )),
+        Arc::new(combining(
+            Dispatcher::new(second, Witness, OracleCodec),
+            batch,
+        )),
     ];
     let report = oracle::cached_decisions(dispatchers, OracleConfig::from_env()).await;
     println!("{locking:?} cached random decisions: {report}");
@@ -46,38 +65,56 @@ async fn cached_oracle(locking: LockingStrategy) {
     assert_eq!(report.contention_retries, 0, "{locking:?}: {report}");
 }
 
-async fn cached_racers(locking: LockingStrategy) {
+async fn cached_racers(locking: LockingStrategy, batch: Option<usize>) {
     let (_database, first, second) = two_instances(locking).await;
     let dispatchers = vec![
-        Arc::new(Dispatcher::new(first, Quota, KitCodec::default())),
-        Arc::new(Dispatcher::new(second, Quota, KitCodec::default())),
+        Arc::new(combining(
+            Dispatcher::new(first, Quota, KitCodec::default()),
+            batch,
+        )),
+        Arc::new(combining(
+            Dispatcher::new(second, Quota, KitCodec::default()),
+            batch,
+        )),
     ];
-    let report = oracle::racers(Via::Dispatchers(dispatchers), 16, 40).await;
-    println!("{locking:?} cached racers: {report}");
+    let report = oracle::racers(Via::Dispatchers(dispatchers.clone()), 16, 40).await;
+    let batched: u64 = dispatchers
+        .iter()
+        .map(|d| d.combined_batches().batches)
+        .sum();
+    println!("{locking:?} cached racers (batches of up to {batch:?}): {report}; {batched} batches");
     assert!(report.violations.is_empty(), "{locking:?}: {report}");
     assert_eq!(report.committed, 40, "{locking:?}: one winner per round");
+    if batch.is_some() {
+        assert!(batched > 0, "{locking:?}: no batch formed");
+    }
 }
 
-async fn cached_tickets(locking: LockingStrategy) {
+/// The seed's tickets race (capacity 100, 300 buyers, 128 at a time, each
+/// buyer on its own stream) through `instances` dispatchers on separate
+/// store instances.
+async fn cached_tickets(locking: LockingStrategy, batch: Option<usize>, instances: usize) {
     let (_database, first, second) = two_instances(locking).await;
-    let dispatchers = [
-        Arc::new(Dispatcher::new(
-            first.clone(),
-            TicketDecider { capacity: 100 },
-            JsonCodec::<TicketEvent>::new(),
-        )),
-        Arc::new(Dispatcher::new(
-            second,
-            TicketDecider { capacity: 100 },
-            JsonCodec::<TicketEvent>::new(),
-        )),
-    ];
+    let instances_of_store = [first.clone(), second];
+    let dispatchers: Vec<_> = instances_of_store[..instances]
+        .iter()
+        .map(|store| {
+            Arc::new(combining(
+                Dispatcher::new(
+                    store.clone(),
+                    TicketDecider { capacity: 100 },
+                    JsonCodec::<TicketEvent>::new(),
+                ),
+                batch,
+            ))
+        })
+        .collect();
     let permits = Arc::new(tokio::sync::Semaphore::new(128));
     let query = sale_query("e1").unwrap();
     let tasks: Vec<_> = (0..300)
         .map(|buyer| {
             let (dispatcher, permits, query) = (
-                dispatchers[buyer % 2].clone(),
+                dispatchers[buyer % dispatchers.len()].clone(),
                 permits.clone(),
                 query.clone(),
             );
@@ -111,21 +148,39 @@ async fn cached_tickets(locking: LockingStrategy) {
         .await
         .unwrap();
     assert_eq!(stored.events.len(), 100, "{locking:?}");
+    let mut buyers: Vec<_> = stored.events.iter().map(|e| e.stream.clone()).collect();
+    buyers.sort();
+    buyers.dedup();
+    assert_eq!(
+        buyers.len(),
+        100,
+        "{locking:?}: a buyer's stream got two tickets"
+    );
+    if batch.is_some() {
+        let batched: u64 = dispatchers
+            .iter()
+            .map(|d| d.combined_batches().batches)
+            .sum();
+        println!(
+            "{locking:?} tickets through {instances} combining dispatchers: {batched} batches"
+        );
+        assert!(batched > 0, "{locking:?}: no batch formed");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn scoped_with_caches_passes_the_oracle() {
-    cached_oracle(LockingStrategy::Scoped).await;
+    cached_oracle(LockingStrategy::Scoped, None).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn table_lock_with_caches_passes_the_oracle() {
-    cached_oracle(LockingStrategy::TableLock).await;
+    cached_oracle(LockingStrategy::TableLock, None).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn optimistic_with_caches_passes_the_oracle() {
-    cached_oracle(LockingStrategy::Optimistic).await;
+    cached_oracle(LockingStrategy::Optimistic, None).await;
 }
 
 /// 16 racers through cached dispatchers on two store instances, 40 rounds:
@@ -137,7 +192,7 @@ async fn racers_with_caches_on_two_instances() {
         LockingStrategy::TableLock,
         LockingStrategy::Optimistic,
     ] {
-        cached_racers(locking).await;
+        cached_racers(locking, None).await;
     }
 }
 
@@ -148,7 +203,24 @@ async fn tickets_with_caches_on_two_instances() {
         LockingStrategy::TableLock,
         LockingStrategy::Optimistic,
     ] {
-        cached_tickets(locking).await;
+        cached_tickets(locking, None, 2).await;
+    }
+}
+
+/// Group commit on: the oracle's random decisions, the racers and the
+/// seed's tickets (through one dispatcher and through two on separate store
+/// instances) hold under every strategy, and batches formed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn combining_dispatchers_keep_the_guarantee() {
+    for locking in [
+        LockingStrategy::Scoped,
+        LockingStrategy::TableLock,
+        LockingStrategy::Optimistic,
+    ] {
+        cached_oracle(locking, Some(8)).await;
+        cached_racers(locking, Some(factos::DEFAULT_BATCH_COMMANDS)).await;
+        cached_tickets(locking, Some(factos::DEFAULT_BATCH_COMMANDS), 1).await;
+        cached_tickets(locking, Some(factos::DEFAULT_BATCH_COMMANDS), 2).await;
     }
 }
 

@@ -24,7 +24,11 @@ async fn walk(locking: LockingStrategy) {
         .unwrap_or_else(|e| panic!("{locking:?}: {e}"));
         println!("{locking:?}, seed {seed}: {report:?}");
         assert!(
-            report.empty > 0 && report.outbox > 0 && report.replayed > 0 && report.foreign > 0,
+            report.empty > 0
+                && report.outbox > 0
+                && report.replayed > 0
+                && report.foreign > 0
+                && report.combined > 0,
             "{locking:?}, seed {seed}: a kind of step was not walked: {report:?}"
         );
     }

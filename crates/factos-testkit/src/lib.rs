@@ -22,6 +22,9 @@
 mod cases;
 
 pub use cases::context_limit_through_the_cache;
+
+/// Most commands in one batch of the model-based test's combining dispatchers.
+pub(crate) const MACHINE_BATCH: usize = 8;
 pub mod gated;
 pub mod model;
 pub mod oracle;

@@ -26,6 +26,7 @@ use factos::{
     ReadOptions, StoredEvent, StreamId, Topic, reactor_fn,
 };
 
+use crate::gated::Gated;
 use crate::model::{KitCodec, KitEvent};
 use crate::oracle::Rng;
 
@@ -59,6 +60,9 @@ pub struct MachineReport {
     pub outbox: usize,
     /// Free-function dispatches and plain appends (other writers).
     pub foreign: usize,
+    /// Combined steps: several commands (each on its own stream) queued
+    /// behind one in flight and decided as one batch.
+    pub combined: usize,
 }
 
 /// What the model's decider is told.
@@ -77,6 +81,8 @@ pub enum MachineCommand {
 #[derive(Debug, Clone, Default)]
 pub struct Recorder {
     decided_on: Arc<Mutex<Option<Vec<String>>>>,
+    /// Every state decided on since the last [`Recorder::take_history`].
+    history: Arc<Mutex<Vec<Vec<String>>>>,
 }
 
 impl Recorder {
@@ -85,6 +91,10 @@ impl Recorder {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .take()
+    }
+
+    fn take_history(&self) -> Vec<Vec<String>> {
+        std::mem::take(&mut *self.history.lock().unwrap_or_else(PoisonError::into_inner))
     }
 }
 
@@ -107,6 +117,10 @@ impl Decider for Recorder {
             .decided_on
             .lock()
             .unwrap_or_else(PoisonError::into_inner) = Some(seen.clone());
+        self.history
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(seen.clone());
         match command {
             MachineCommand::Append(events) => Ok(events.clone()),
             MachineCommand::Refuse => Err("refused".to_string()),
@@ -205,12 +219,12 @@ async fn appended_since<S: EventStore>(
     Ok((after.get(..before.len()) == Some(before), appended))
 }
 
-type Dispatchers<S> = Vec<Dispatcher<S, Recorder, KitCodec>>;
+type Dispatchers<S> = Vec<Dispatcher<Gated<S>, Recorder, KitCodec>>;
 
 /// One step's context: where it runs and what the model expects.
 struct Step<'a, S> {
     number: usize,
-    dispatcher: &'a Dispatcher<S, Recorder, KitCodec>,
+    dispatcher: &'a Dispatcher<Gated<S>, Recorder, KitCodec>,
     query: &'a Query,
     stream: StreamId,
     expected_state: Vec<String>,
@@ -218,7 +232,9 @@ struct Step<'a, S> {
 
 /// Runs `config.steps` random steps. `stores` are instances of one store
 /// (separate pools and caches, as in several processes); dispatcher `i` uses
-/// `stores[i % len]` and caches `cache_entries[i]` contexts (1 or 2 evict).
+/// `stores[i % len]` and caches `cache_entries[i]` contexts (1 or 2 evict);
+/// the even ones combine concurrent dispatches (group commit), and only
+/// they take combined steps.
 ///
 /// # Errors
 ///
@@ -237,12 +253,17 @@ where
         .iter()
         .enumerate()
         .map(|(i, &entries)| {
-            Dispatcher::new(
-                stores[i % stores.len()].clone(),
+            let dispatcher = Dispatcher::new(
+                Gated::new(stores[i % stores.len()].clone()),
                 recorder.clone(),
                 KitCodec::default(),
             )
-            .with_cache_entries(entries)
+            .with_cache_entries(entries);
+            if i % 2 == 0 {
+                dispatcher.with_combining(crate::MACHINE_BATCH)
+            } else {
+                dispatcher
+            }
         })
         .collect();
     if dispatchers.is_empty() {
@@ -254,7 +275,8 @@ where
     let mut keyed: Vec<KeyedAttempt> = Vec::new();
     for number in 0..config.steps {
         let query = &queries[rng.below(queries.len())];
-        let dispatcher = &dispatchers[rng.below(dispatchers.len())];
+        let index = rng.below(dispatchers.len());
+        let dispatcher = &dispatchers[index];
         let stream = StreamId::new(format!("s{}", rng.below(3))).map_err(|e| e.to_string())?;
         let before = log(first).await?;
         let step = Step {
@@ -276,6 +298,10 @@ where
             }
             15..=16 if first.can_record_effects() => {
                 outbox_step(&step, &recorder, &mut rng, &before, &mut report).await
+            }
+            // The even dispatchers combine.
+            17..=18 if index % 2 == 0 => {
+                combined_step(&step, &recorder, &mut rng, &before, &mut report).await
             }
             _ => foreign_step(&step, first, &mut rng, &before, &mut report).await,
         }
@@ -486,5 +512,98 @@ async fn foreign_step<S: EventStore>(
         ));
     }
     report.foreign += 1;
+    Ok(())
+}
+
+/// Two to five commands of random kinds, each on a random stream, through a
+/// combining dispatcher: the first reaches the store's gate, the others
+/// queue behind it and form one batch. The model is sequential: command k
+/// must have been decided on the fresh fold plus the matching events of the
+/// commands accepted before it, got its own outcome, and the log grows by
+/// exactly the accepted commands' events, in order, each on its command's
+/// stream.
+async fn combined_step<S: EventStore>(
+    step: &Step<'_, S>,
+    recorder: &Recorder,
+    rng: &mut Rng,
+    before: &[StoredEvent],
+    report: &mut MachineReport,
+) -> Result<(), String> {
+    let commands: Vec<(StreamId, MachineCommand)> = (0..2 + rng.below(4))
+        .map(|n| {
+            let stream = StreamId::new(format!("s{}", rng.below(3))).map_err(|e| e.to_string())?;
+            let command = random_command(rng.below(13), rng, step.number * 10 + n);
+            Ok((stream, command))
+        })
+        .collect::<Result<_, String>>()?;
+    let gate = step.dispatcher.store();
+    let decisions_before = gate.decisions();
+    let _ = recorder.take_history();
+    gate.hold();
+    let in_flight = futures_util::future::join_all(commands.iter().map(|(stream, command)| {
+        step.dispatcher
+            .dispatch_with_query(stream, step.query, command)
+    }));
+    let release = async { gate.release() };
+    let (outcomes, ()) = futures_util::future::join(in_flight, release).await;
+    let _ = recorder.take();
+    if gate.decisions() - decisions_before != 2 {
+        return Err(format!(
+            "{} commands took {} decisions, not 2 (the lone first and one batch)",
+            commands.len(),
+            gate.decisions() - decisions_before
+        ));
+    }
+    let history = recorder.take_history();
+    let decided = history
+        .get(history.len().saturating_sub(commands.len())..)
+        .unwrap_or_default();
+    let mut state = step.expected_state.clone();
+    let mut expected_log: Vec<String> = Vec::new();
+    for (n, ((stream, command), outcome)) in commands.iter().zip(&outcomes).enumerate() {
+        if decided.get(n) != Some(&state) {
+            return Err(format!(
+                "command {n} of {commands:?} decided on {:?}, sequentially it is {state:?}",
+                decided.get(n)
+            ));
+        }
+        match (command, outcome) {
+            (MachineCommand::Append(events), Ok(dispatch)) => {
+                let bodies: Vec<&str> = dispatch
+                    .events
+                    .iter()
+                    .map(|r| r.event.body.as_str())
+                    .collect();
+                let expected: Vec<&str> = events.iter().map(|e| e.body.as_str()).collect();
+                if bodies != expected || dispatch.events.iter().any(|r| &r.stream != stream) {
+                    return Err(format!(
+                        "command {n} reported {:?}, expected {expected:?} on {stream}",
+                        dispatch.events
+                    ));
+                }
+                for event in events {
+                    expected_log.push(event.body.clone());
+                    let tags: Vec<&str> = event.tags.iter().map(String::as_str).collect();
+                    let matches = factos::Tags::parse(tags.iter().copied())
+                        .ok()
+                        .zip(factos::EventType::new(event.event_type.clone()).ok())
+                        .is_some_and(|(tags, event_type)| step.query.matches(&event_type, &tags));
+                    if matches {
+                        state.push(event.body.clone());
+                    }
+                }
+            }
+            (MachineCommand::Refuse, Err(DispatchError::Domain(_)))
+            | (MachineCommand::Panic, Err(DispatchError::Panicked { .. })) => {}
+            (_, other) => return Err(format!("command {n}, {command:?}, gave {other:?}")),
+        }
+    }
+    let (prefix_kept, appended) = appended_since(step.dispatcher.store(), before).await?;
+    if !prefix_kept || appended != expected_log {
+        return Err(format!(
+            "the batch appended {appended:?}, expected {expected_log:?}"
+        ));
+    }
+    report.combined += 1;
     Ok(())
 }

@@ -107,6 +107,7 @@ async fn dispatchers_decide_as_a_fresh_fold_would() {
         walked.replayed += report.replayed;
         walked.outbox += report.outbox;
         walked.foreign += report.foreign;
+        walked.combined += report.combined;
     }
     println!("walked: {walked:?}");
     for (kind, count) in [
@@ -118,7 +119,54 @@ async fn dispatchers_decide_as_a_fresh_fold_would() {
         ("replayed", walked.replayed),
         ("outbox", walked.outbox),
         ("foreign", walked.foreign),
+        ("combined", walked.combined),
     ] {
         assert!(count > 0, "no {kind} step was walked: {walked:?}");
     }
+}
+
+/// Combining dispatchers (group commit) on clones of one store, as two
+/// processes: the racers (16 on one boundary, one winner a round) and the
+/// random decisions hold, and the racers did form batches.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn combining_dispatchers_pass_the_concurrency_oracle() {
+    use factos_testkit::oracle::{self, OracleCodec, Witness};
+    let store = factos::InMemoryStore::new();
+    let dispatchers: Vec<_> = (0..2)
+        .map(|_| {
+            std::sync::Arc::new(
+                factos::Dispatcher::new(
+                    store.clone(),
+                    oracle::Quota,
+                    factos_testkit::model::KitCodec::default(),
+                )
+                .with_combining(factos::DEFAULT_BATCH_COMMANDS),
+            )
+        })
+        .collect();
+    let report = oracle::racers(oracle::Via::Dispatchers(dispatchers.clone()), 16, 200).await;
+    let batched: u64 = dispatchers
+        .iter()
+        .map(|d| d.combined_batches().batches)
+        .sum();
+    println!("combining racers: {report}; {batched} batches");
+    assert!(report.violations.is_empty(), "{report}");
+    assert_eq!(report.committed, 200, "{report}");
+    assert!(
+        batched > 0,
+        "no batch formed: the combined path was not walked"
+    );
+
+    let store = factos::InMemoryStore::new();
+    let dispatchers = (0..2)
+        .map(|_| {
+            std::sync::Arc::new(
+                factos::Dispatcher::new(store.clone(), Witness, OracleCodec).with_combining(8),
+            )
+        })
+        .collect();
+    let report = oracle::cached_decisions(dispatchers, oracle::OracleConfig::from_env()).await;
+    println!("combining random decisions: {report}");
+    assert!(report.violations.is_empty(), "{report}");
+    assert!(report.committed >= 800, "{report}");
 }

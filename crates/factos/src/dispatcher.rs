@@ -6,6 +6,7 @@
 mod batch;
 mod lanes;
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, PoisonError};
 
 use crate::cache::{ContextCache, DEFAULT_CACHE_ENTRIES};
@@ -38,6 +39,20 @@ struct Combining<D: Decider> {
     /// Commands are cloned into a lane (`D::Command: Clone`, asked only by
     /// `with_combining`).
     clone: fn(&D::Command) -> D::Command,
+    /// Batches of two or more commands decided, and the commands they held.
+    batches: AtomicU64,
+    batched_commands: AtomicU64,
+}
+
+/// What a combining [`Dispatcher`] has batched so far
+/// ([`Dispatcher::combined_batches`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct CombinedBatches {
+    /// Decisions made for two or more commands together.
+    pub batches: u64,
+    /// The commands those decisions held.
+    pub commands: u64,
 }
 
 /// A command handler bound to a store, a decider and a codec, with a cache
@@ -140,9 +155,22 @@ where
             combining: Some(Combining {
                 lanes: Lanes::new(max_commands),
                 clone: <D::Command as Clone>::clone,
+                batches: AtomicU64::new(0),
+                batched_commands: AtomicU64::new(0),
             }),
             ..self
         }
+    }
+
+    /// The batches of two or more commands decided so far (all zero without
+    /// [combining](Self::with_combining)).
+    pub fn combined_batches(&self) -> CombinedBatches {
+        self.combining
+            .as_ref()
+            .map_or_else(CombinedBatches::default, |c| CombinedBatches {
+                batches: c.batches.load(Ordering::Relaxed),
+                commands: c.batched_commands.load(Ordering::Relaxed),
+            })
     }
 
     /// Sets how many contexts are cached; 0 turns the cache off.
@@ -213,6 +241,13 @@ where
             },
         };
         let leading = Leading::new(&combining.lanes, query.clone());
+        if !others.is_empty() {
+            combining.batches.fetch_add(1, Ordering::Relaxed);
+            let commands = u64::try_from(others.len() + 1).unwrap_or(u64::MAX);
+            combining
+                .batched_commands
+                .fetch_add(commands, Ordering::Relaxed);
+        }
         let commands: Vec<(&StreamId, &D::Command)> = std::iter::once((stream, command))
             .chain(
                 others

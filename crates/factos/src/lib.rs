@@ -87,7 +87,7 @@ pub use dispatch::{
     dispatch_with_outbox, dispatch_with_query, dispatch_with_query_idempotent, event_id,
     load_stream, read_context,
 };
-pub use dispatcher::{DEFAULT_BATCH_COMMANDS, Dispatcher};
+pub use dispatcher::{CombinedBatches, DEFAULT_BATCH_COMMANDS, Dispatcher};
 pub use effect::{Effect, OutboxMessage};
 pub use event::{NewEvent, Recorded, StoredEvent, matches_query};
 pub use event_store::{
