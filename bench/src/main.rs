@@ -107,6 +107,14 @@ enum Subject {
 }
 
 impl Subject {
+    /// The batches a combining dispatcher decided so far (zero otherwise).
+    fn combined_batches(&self) -> factos::CombinedBatches {
+        match self {
+            Subject::Cached(dispatcher) => dispatcher.combined_batches(),
+            Subject::Plain(_) | Subject::Peer(_) => factos::CombinedBatches::default(),
+        }
+    }
+
     async fn dispatch(
         &self,
         stream: &StreamId,
@@ -146,6 +154,10 @@ struct Sample {
     /// SERIALIZABLE failures (the peer only).
     serialization_errors: u64,
     errors: u64,
+    /// A combining dispatcher's batches of two or more commands in the run,
+    /// and the commands they held.
+    batches: u64,
+    batched_commands: u64,
 }
 
 impl Sample {
@@ -185,6 +197,7 @@ async fn run_workload(
     round: usize,
 ) -> Sample {
     let deadline = Instant::now() + duration;
+    let batches_before = subject.combined_batches();
     let tasks: Vec<_> = (0..clients)
         .map(|client| {
             let subject = subject.clone();
@@ -241,6 +254,9 @@ async fn run_workload(
             sample.errors += errors;
         }
     }
+    let batches_after = subject.combined_batches();
+    sample.batches = batches_after.batches - batches_before.batches;
+    sample.batched_commands = batches_after.commands - batches_before.commands;
     sample.with_latencies(all, duration)
 }
 
@@ -528,6 +544,20 @@ async fn main() -> Result<(), BoxError> {
                 "Scoped+cache".to_string(),
                 Arc::new(Subject::Cached(cached)),
             ));
+            // Group commit: concurrent dispatches on one query share a
+            // decision, an append and a commit.
+            let combining = Dispatcher::new(
+                store.clone(),
+                Booking,
+                TagCodec {
+                    event_type: "Booked",
+                },
+            )
+            .with_combining(factos::DEFAULT_BATCH_COMMANDS);
+            stores.push((
+                "Scoped+cache+combining".to_string(),
+                Arc::new(Subject::Cached(combining)),
+            ));
         }
         stores.push((format!("{strategy:?}"), Arc::new(Subject::Plain(store))));
     }
@@ -563,7 +593,8 @@ async fn main() -> Result<(), BoxError> {
                 Workload::Hot,
                 Workload::Courses,
             ] {
-                // FACTOS_BENCH_ONLY=Disjoint/Scoped+cache narrows a run to one cell (for profiling).
+                // FACTOS_BENCH_ONLY=Disjoint/Scoped+cache narrows a run to one
+                // workload and the subjects named (comma-separated).
                 if only
                     .as_ref()
                     .is_some_and(|(w, _)| *w != format!("{workload:?}"))
@@ -571,7 +602,10 @@ async fn main() -> Result<(), BoxError> {
                     continue;
                 }
                 for (subject_name, subject) in &stores {
-                    if only.as_ref().is_some_and(|(_, s)| s != subject_name) {
+                    if only
+                        .as_ref()
+                        .is_some_and(|(_, s)| !s.split(',').any(|one| one == subject_name))
+                    {
                         continue;
                     }
                     round += 1;
@@ -662,6 +696,7 @@ async fn main() -> Result<(), BoxError> {
             "failed_conditions": failed, "serialization_errors": serialization, "errors": errors, "runs": runs,
         }));
     }
+    print_batches(&samples, duration);
     let out = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/factos-bench.json");
     std::fs::write(
         &out,
@@ -683,4 +718,38 @@ async fn main() -> Result<(), BoxError> {
     );
     drop(cluster);
     Ok(())
+}
+
+/// The combining subject's batches per workload and client count: batches
+/// of two or more commands per second, commands per batch, and the share of
+/// dispatches that went in one (medians of the runs of `duration`).
+fn print_batches(samples: &BTreeMap<(Workload, String, usize), Vec<Sample>>, duration: Duration) {
+    println!(
+        "\n| combined batches (Scoped+cache+combining) | clients | dispatches/s | batches/s | commands per batch | share of dispatches batched |"
+    );
+    println!("|---|---|---|---|---|---|");
+    let seconds = duration.as_secs_f64();
+    for ((workload, subject, clients), runs) in samples {
+        if subject != "Scoped+cache+combining" {
+            continue;
+        }
+        #[allow(clippy::cast_precision_loss)]
+        let of = |pick: fn(&Sample) -> f64| median(runs.iter().map(pick).collect());
+        let rate = of(|s| s.dispatches_per_s);
+        #[allow(clippy::cast_precision_loss)]
+        let batches = of(|s| s.batches as f64) / seconds;
+        #[allow(clippy::cast_precision_loss)]
+        let size = of(|s| s.batched_commands as f64 / s.batches.max(1) as f64);
+        #[allow(clippy::cast_precision_loss)]
+        let dispatched = |s: &Sample| s.dispatches_per_s * seconds;
+        #[allow(clippy::cast_precision_loss)]
+        let share = median(
+            runs.iter()
+                .map(|s| s.batched_commands as f64 / dispatched(s).max(1.0))
+                .collect(),
+        );
+        println!(
+            "| {workload:?} | {clients} | {rate:.0} | {batches:.0} | {size:.1} | {share:.2} |"
+        );
+    }
 }

@@ -50,6 +50,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "settled positions from transaction ids",
         include_str!("../sql/migrations/0008_settled_by_transaction_ids.sql"),
     ),
+    (
+        9,
+        "settled reads hold a writer's key for an instant",
+        include_str!("../sql/migrations/0009_settled_reads_hold_for_an_instant.sql"),
+    ),
 ];
 
 /// A schema name that is safe to interpolate: lowercase ASCII letters, digits

@@ -226,12 +226,13 @@ async fn a_settled_read_waits_for_no_other_transaction() {
     unrelated.batch_execute("ROLLBACK").await.unwrap();
 }
 
-/// The one race of the writers' own keys: a settled read takes a writer's
-/// pair (shared) between the writer's transaction id and its key. The
-/// writer's try then fails and it starts over with a new transaction; here
-/// the pairs of the next 500 transaction ids are held, so every attempt
-/// fails, the append gives up with a retry-safe contention error having
-/// written nothing, and succeeds once they are released.
+/// The one race of the writers' own keys: a settled read holds a writer's
+/// pair (shared, for an instant) between the writer's transaction id and its
+/// key. The writer tries again for up to 10 ms, then starts over with a new
+/// transaction. Here a transaction holds the pairs of the next 500 ids for
+/// good, so every attempt fails, the append gives up with a retry-safe
+/// contention error having written nothing, and succeeds once they are
+/// released.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_writer_whose_key_a_reader_holds_starts_over() {
     let database = common::database().await;

@@ -12,8 +12,8 @@
 -- class $12, its transaction id's low 32 bits), exclusively and without
 -- waiting, after its transaction id is assigned and before it allocates a
 -- position; held to commit, it lets settled reads wait for this writer alone
--- (migration 8). The pair is taken only when the batch is going in, so a
--- condition failure assigns no transaction id.
+-- (migrations 8 and 9). The pair is taken only when the batch is going in,
+-- so a condition failure assigns no transaction id.
 --
 -- $1 the stream (or, routed, the streams: the decision's first, then its
 -- other streams); $2..$7 the events as parallel arrays (id, type, version,
@@ -62,13 +62,19 @@ checked AS (
 writer AS (
     -- Taken only by a batch that is going in; `pg_current_xact_id()` assigns
     -- the transaction id first. The pair is busy only when a settled read
-    -- took it in the instant between the two: start over (a new id).
-    SELECT CASE WHEN NOT replayed.yes AND locked.ok AND NOT checked.conflict
-                     AND NOT checked.revision_conflict
-                THEN pg_try_advisory_xact_lock(
+    -- holds it for its instant: try again for up to 10 ms (migration 9),
+    -- then start over (a new id).
+    SELECT CASE WHEN replayed.yes OR NOT locked.ok OR checked.conflict
+                     OR checked.revision_conflict
+                THEN true
+                WHEN pg_try_advisory_xact_lock(
                          $12::integer,
                          (pg_current_xact_id()::text::bigint % 4294967296 - 2147483648)::integer)
-                ELSE true END AS ok
+                THEN true
+                ELSE {schema}.factos_take_writer_key(
+                         $12::integer,
+                         (pg_current_xact_id()::text::bigint % 4294967296 - 2147483648)::integer)
+                END AS ok
     FROM replayed, locked, checked
 ),
 inserted AS (
