@@ -170,3 +170,52 @@ async fn combining_dispatchers_pass_the_concurrency_oracle() {
     assert!(report.violations.is_empty(), "{report}");
     assert!(report.committed >= 800, "{report}");
 }
+
+/// A combining dispatcher whose leading dispatch is dropped while it waits
+/// at the store (its caller gave up): the commands queued behind it still
+/// lead the next batch and commit; the dropped one wrote nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_leader_hands_its_lane_on() {
+    use factos_testkit::gated::Gated;
+    use factos_testkit::model::{KitCodec, Shelf, ShelfCommand};
+    let store = factos::InMemoryStore::new();
+    let gated = Gated::new(store.clone());
+    let dispatcher = factos::Dispatcher::new(gated.clone(), Shelf::default(), KitCodec::default())
+        .with_combining(8);
+    let query = factos::Query::item(factos::QueryItem::parse(["Item"], ["box:b"]).unwrap());
+    let stream = factos::StreamId::new("shelf").unwrap();
+    let add = ShelfCommand::Add("b".into());
+    gated.hold();
+    let mut leader = Box::pin(dispatcher.dispatch_with_query(&stream, &query, &add));
+    assert!(
+        futures_util::poll!(&mut leader).is_pending(),
+        "the leader passed the gate"
+    );
+    let mut second = Box::pin(dispatcher.dispatch_with_query(&stream, &query, &add));
+    let mut third = Box::pin(dispatcher.dispatch_with_query(&stream, &query, &add));
+    assert!(futures_util::poll!(&mut second).is_pending());
+    assert!(futures_util::poll!(&mut third).is_pending());
+    drop(leader);
+    gated.release();
+    let (second, third) = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        futures_util::future::join(second, third),
+    )
+    .await
+    .expect("the queued commands were stranded behind the dropped leader");
+    second.unwrap();
+    third.unwrap();
+    let read = factos::EventStore::read(&store, &query, factos::ReadOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(
+        read.events.len(),
+        2,
+        "only the two queued commands committed"
+    );
+    assert_eq!(
+        dispatcher.combined_batches().batches,
+        1,
+        "the two formed one batch"
+    );
+}

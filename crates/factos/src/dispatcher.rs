@@ -227,7 +227,7 @@ where
             .join(query, || (stream.clone(), (combining.clone)(command)));
         let others = match joined {
             Joined::Lead => Vec::new(),
-            Joined::Wait(receiver) => match receiver.await {
+            Joined::Wait(mut waiting) => match waiting.reply().await {
                 Ok(Reply::Done(outcome)) => return outcome,
                 Ok(Reply::Lead(others)) => others,
                 // The batch's leader was dropped (its caller gave up) while

@@ -38,11 +38,37 @@ pub(crate) enum Reply<T, R> {
 }
 
 /// How a command joins its lane.
-pub(crate) enum Joined<T, R> {
+pub(crate) enum Joined<'a, K: Hash + Eq + Clone, T, R> {
     /// The lane was idle: lead a batch now.
     Lead,
     /// The lane is busy: wait for an outcome or for the lead.
-    Wait(oneshot::Receiver<Reply<T, R>>),
+    Wait(Waiting<'a, K, T, R>),
+}
+
+/// A queued command's end of its reply. Dropped before it took a lead that
+/// was sent to it (its caller gave up at that moment), it passes the lead
+/// on, so the lane is never left without a leader.
+pub(crate) struct Waiting<'a, K: Hash + Eq + Clone, T, R> {
+    lanes: &'a Lanes<K, T, R>,
+    key: K,
+    receiver: oneshot::Receiver<Reply<T, R>>,
+}
+
+impl<K: Hash + Eq + Clone, T, R> Waiting<'_, K, T, R> {
+    /// The outcome or the lead; `Err` when the sender went away without
+    /// either (the batch's leader was dropped).
+    pub(crate) async fn reply(&mut self) -> Result<Reply<T, R>, oneshot::Canceled> {
+        (&mut self.receiver).await
+    }
+}
+
+impl<K: Hash + Eq + Clone, T, R> Drop for Waiting<'_, K, T, R> {
+    fn drop(&mut self) {
+        self.receiver.close();
+        if let Ok(Some(Reply::Lead(batch))) = self.receiver.try_recv() {
+            self.lanes.pass_lead(&self.key, batch);
+        }
+    }
 }
 
 /// The lanes of one dispatcher.
@@ -66,7 +92,7 @@ impl<K: Hash + Eq + Clone, T, R> Lanes<K, T, R> {
 
     /// Joins `key`'s lane: leads if it is idle, else queues `command()`
     /// (called only then).
-    pub(crate) fn join(&self, key: &K, command: impl FnOnce() -> T) -> Joined<T, R> {
+    pub(crate) fn join(&self, key: &K, command: impl FnOnce() -> T) -> Joined<'_, K, T, R> {
         let mut lanes = self.lock();
         match lanes.get_mut(key) {
             None => {
@@ -79,7 +105,11 @@ impl<K: Hash + Eq + Clone, T, R> Lanes<K, T, R> {
                     command: command(),
                     reply,
                 });
-                Joined::Wait(receiver)
+                Joined::Wait(Waiting {
+                    lanes: self,
+                    key: key.clone(),
+                    receiver,
+                })
             }
         }
     }
@@ -87,30 +117,38 @@ impl<K: Hash + Eq + Clone, T, R> Lanes<K, T, R> {
     /// Ends a batch on `key`: hands the queued commands (up to the limit) to
     /// the first one still waiting, or closes the lane when none is queued.
     pub(crate) fn hand_off(&self, key: &K) {
-        loop {
-            let mut batch: Vec<Waiter<T, R>> = {
-                let mut lanes = self.lock();
-                let Some(queue) = lanes.get_mut(key) else {
-                    return;
-                };
-                if queue.is_empty() {
-                    lanes.remove(key);
-                    return;
-                }
-                let take = queue.len().min(self.max_batch);
-                queue.drain(..take).collect()
+        let batch: Vec<Waiter<T, R>> = {
+            let mut lanes = self.lock();
+            let Some(queue) = lanes.get_mut(key) else {
+                return;
             };
-            // The first command still waiting leads; one that stopped
-            // waiting (its future dropped) is left out of the batch.
-            while !batch.is_empty() {
-                let leader = batch.remove(0);
-                match leader.reply.send(Reply::Lead(batch)) {
-                    Err(Reply::Lead(back)) => batch = back,
-                    // Sent (a `Done` never comes back: only a lead was sent).
-                    Ok(()) | Err(Reply::Done(_)) => return,
-                }
+            if queue.is_empty() {
+                lanes.remove(key);
+                return;
+            }
+            let take = queue.len().min(self.max_batch);
+            // A command that stopped waiting (its future dropped) is left
+            // out: nobody would see its outcome.
+            queue
+                .drain(..take)
+                .filter(|waiter| !waiter.reply.is_canceled())
+                .collect()
+        };
+        self.pass_lead(key, batch);
+    }
+
+    /// Gives `batch` to its first command still waiting, the others joining
+    /// it; when none is, hands the lane off again.
+    fn pass_lead(&self, key: &K, mut batch: Vec<Waiter<T, R>>) {
+        while !batch.is_empty() {
+            let leader = batch.remove(0);
+            match leader.reply.send(Reply::Lead(batch)) {
+                Err(Reply::Lead(back)) => batch = back,
+                // Sent (a `Done` never comes back: only a lead was sent).
+                Ok(()) | Err(Reply::Done(_)) => return,
             }
         }
+        self.hand_off(key);
     }
 }
 
@@ -137,15 +175,20 @@ impl<K: Hash + Eq + Clone, T, R> Drop for Leading<'_, K, T, R> {
 mod tests {
     #![allow(clippy::unwrap_used, clippy::panic)]
 
-    use super::{Joined, Lanes, Leading, Reply};
+    use super::{Joined, Lanes, Leading, Reply, Waiting};
 
-    fn wait(
-        joined: Joined<u32, &'static str>,
-    ) -> futures_channel::oneshot::Receiver<Reply<u32, &'static str>> {
+    type Lane<'a> = Waiting<'a, &'static str, u32, &'static str>;
+
+    fn wait<'a>(joined: Joined<'a, &'static str, u32, &'static str>) -> Lane<'a> {
         match joined {
-            Joined::Wait(receiver) => receiver,
+            Joined::Wait(waiting) => waiting,
             Joined::Lead => panic!("led a busy lane"),
         }
+    }
+
+    /// What a waiting command has been sent so far.
+    fn sent(waiting: &mut Lane<'_>) -> Option<Reply<u32, &'static str>> {
+        waiting.receiver.try_recv().unwrap()
     }
 
     #[test]
@@ -158,7 +201,7 @@ mod tests {
         );
         let mut second = wait(lanes.join(&"a", || 3));
         lanes.hand_off(&"a");
-        match second.try_recv().unwrap() {
+        match sent(&mut second) {
             Some(Reply::Lead(rest)) => assert!(rest.is_empty()),
             _ => panic!("the queued command was not handed the lead"),
         }
@@ -172,7 +215,7 @@ mod tests {
         assert!(matches!(lanes.join(&"a", || 0), Joined::Lead));
         let mut receivers: Vec<_> = (1..=5).map(|n| wait(lanes.join(&"a", || n))).collect();
         lanes.hand_off(&"a");
-        let Some(Reply::Lead(rest)) = receivers[0].try_recv().unwrap() else {
+        let Some(Reply::Lead(rest)) = sent(&mut receivers[0]) else {
             panic!("no lead");
         };
         assert_eq!(
@@ -182,15 +225,10 @@ mod tests {
         for waiter in rest {
             waiter.finish("done");
         }
-        assert!(matches!(
-            receivers[1].try_recv().unwrap(),
-            Some(Reply::Done("done"))
-        ));
+        assert!(matches!(sent(&mut receivers[1]), Some(Reply::Done("done"))));
         // 4 and 5 are still queued: the next hand-off goes to 4.
         lanes.hand_off(&"a");
-        assert!(
-            matches!(receivers[3].try_recv().unwrap(), Some(Reply::Lead(rest)) if rest.len() == 1)
-        );
+        assert!(matches!(sent(&mut receivers[3]), Some(Reply::Lead(rest)) if rest.len() == 1));
     }
 
     #[test]
@@ -202,7 +240,7 @@ mod tests {
         {
             let _leading = Leading::new(&lanes, "a");
         }
-        let Some(Reply::Lead(rest)) = second.try_recv().unwrap() else {
+        let Some(Reply::Lead(rest)) = sent(&mut second) else {
             panic!("the live command was not handed the lead");
         };
         assert!(rest.is_empty());
@@ -211,5 +249,39 @@ mod tests {
             matches!(lanes.join(&"a", || 3), Joined::Lead),
             "the lane did not close"
         );
+    }
+
+    #[test]
+    fn a_lead_sent_to_a_command_that_gave_up_is_passed_on() {
+        let lanes: Lanes<&str, u32, &str> = Lanes::new(8);
+        assert!(matches!(lanes.join(&"a", || 0), Joined::Lead));
+        let gave_up = wait(lanes.join(&"a", || 1));
+        let mut next = wait(lanes.join(&"a", || 2));
+        lanes.hand_off(&"a");
+        // The lead (with 2 in its batch) reached 1, which is dropped unread.
+        drop(gave_up);
+        let Some(Reply::Lead(rest)) = sent(&mut next) else {
+            panic!("the lead stayed with a command that gave up: the lane is stranded");
+        };
+        assert!(rest.is_empty());
+        lanes.hand_off(&"a");
+        assert!(
+            matches!(lanes.join(&"a", || 3), Joined::Lead),
+            "the lane did not close"
+        );
+    }
+
+    #[test]
+    fn a_queued_command_that_gave_up_is_not_handed_to_a_batch() {
+        let lanes: Lanes<&str, u32, &str> = Lanes::new(8);
+        assert!(matches!(lanes.join(&"a", || 0), Joined::Lead));
+        let mut first = wait(lanes.join(&"a", || 1));
+        drop(wait(lanes.join(&"a", || 2)));
+        let _third = wait(lanes.join(&"a", || 3));
+        lanes.hand_off(&"a");
+        let Some(Reply::Lead(rest)) = sent(&mut first) else {
+            panic!("no lead");
+        };
+        assert_eq!(rest.iter().map(|w| w.command).collect::<Vec<_>>(), vec![3]);
     }
 }
