@@ -114,6 +114,17 @@ async fn optimistic_reads_are_settled() {
     reads_wait_for_lower_positions(LockingStrategy::Optimistic).await;
 }
 
+/// A settled read of `query` on its own task, given 300 ms to wait.
+async fn waiting_read(
+    store: &factos_postgres::PostgresStore,
+    query: &Query,
+) -> tokio::task::JoinHandle<Result<factos::ReadResult, factos::StoreError>> {
+    let (store, query) = (store.clone(), query.clone());
+    let reader = tokio::spawn(async move { store.read(&query, ReadOptions::default()).await });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    reader
+}
+
 /// A settled read waits for an in-flight writer without holding anyone up:
 /// an unrelated append that starts while the read waits commits at once
 /// (up to schema version 7 it queued behind the read's exclusive request on
@@ -124,11 +135,7 @@ async fn a_waiting_settled_read_holds_up_no_writer() {
     let store = common::store_in(&database, StoreOptions::default()).await;
     let seats = Query::item(QueryItem::parse(["Seat"], ["seat:1"]).unwrap());
     let (slow, slow_position) = common::in_flight_writer(&store, "Seat", "seat:1").await;
-    let reader = {
-        let (store, seats) = (store.clone(), seats.clone());
-        tokio::spawn(async move { store.read(&seats, ReadOptions::default()).await })
-    };
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    let reader = waiting_read(&store, &seats).await;
     assert!(
         !reader.is_finished(),
         "the read did not wait for the in-flight writer"
@@ -167,11 +174,7 @@ async fn a_settled_read_waits_for_the_newest_writer() {
     let store = common::store_in(&database, StoreOptions::default()).await;
     let seats = Query::item(QueryItem::parse(["Seat"], ["seat:1"]).unwrap());
     let (slow, slow_position) = common::in_flight_writer(&store, "Seat", "seat:1").await;
-    let reader = {
-        let (store, seats) = (store.clone(), seats.clone());
-        tokio::spawn(async move { store.read(&seats, ReadOptions::default()).await })
-    };
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    let reader = waiting_read(&store, &seats).await;
     assert!(
         !reader.is_finished(),
         "the read handed out a position while a lower one was in flight"

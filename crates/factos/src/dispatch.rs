@@ -320,6 +320,26 @@ where
     Ok((events, encoded))
 }
 
+/// Decodes `stored` and folds it into `state`, catching panics of
+/// application code; a panic in `evolve` leaves `state` empty (lost).
+pub(crate) fn evolve_stored<D, C>(
+    decider: &D,
+    codec: &C,
+    state: &mut Option<D::State>,
+    stored: &StoredEvent,
+) -> Result<(), ProcessError<D::Error>>
+where
+    D: Decider,
+    C: Codec<Event = D::Event>,
+{
+    let event = guarded("codec decode", || codec.decode(stored))?.map_err(ProcessError::Decode)?;
+    let folded = state.take().ok_or_else(lost_state)?;
+    *state = Some(guarded("decider evolve", || {
+        decider.evolve(folded, &event)
+    })?);
+    Ok(())
+}
+
 pub(crate) fn lost_state<E>() -> ProcessError<E> {
     ProcessError::Panicked {
         during: "decider",
@@ -335,13 +355,7 @@ where
     type Error = ProcessError<D::Error>;
 
     fn evolve(&mut self, stored: &StoredEvent) -> Result<(), Self::Error> {
-        let codec = self.codec;
-        let event =
-            guarded("codec decode", || codec.decode(stored))?.map_err(ProcessError::Decode)?;
-        let state = self.state.take().ok_or_else(lost_state)?;
-        let decider = self.decider;
-        self.state = Some(guarded("decider evolve", || decider.evolve(state, &event))?);
-        Ok(())
+        evolve_stored(self.decider, self.codec, &mut self.state, stored)
     }
 
     fn decide(&mut self) -> Result<Vec<NewEvent>, Self::Error> {

@@ -14,7 +14,7 @@
 
 use std::collections::HashMap;
 
-use crate::dispatch::{ProcessError, decide_command, guarded, lost_state};
+use crate::dispatch::{ProcessError, decide_command, evolve_stored, guarded, lost_state};
 use crate::event_store::{Committed, DecisionProcess, Folded};
 use crate::{Codec, Decider, NewEvent, Query, Revision, StoredEvent, StreamId};
 
@@ -104,13 +104,7 @@ where
     type Error = ProcessError<D::Error>;
 
     fn evolve(&mut self, stored: &StoredEvent) -> Result<(), Self::Error> {
-        let codec = self.codec;
-        let event =
-            guarded("codec decode", || codec.decode(stored))?.map_err(ProcessError::Decode)?;
-        let state = self.state.take().ok_or_else(lost_state)?;
-        let decider = self.decider;
-        self.state = Some(guarded("decider evolve", || decider.evolve(state, &event))?);
-        Ok(())
+        evolve_stored(self.decider, self.codec, &mut self.state, stored)
     }
 
     fn decide(&mut self) -> Result<Vec<NewEvent>, Self::Error> {
