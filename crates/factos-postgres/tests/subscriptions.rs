@@ -735,3 +735,73 @@ async fn a_burst_of_commits_is_announced_by_few_notifications() {
         start.elapsed()
     );
 }
+
+/// Decodes every event as a `Seat` with [`factos::decode_stored`], so an
+/// undecodable one fails the batch naming the event.
+struct Decoding;
+
+/// The one event the `Decoding` handler understands.
+#[derive(Debug, serde::Deserialize)]
+struct Seat {
+    #[allow(dead_code)]
+    seat: u32,
+}
+
+impl factos::Codec for Decoding {
+    type Event = Seat;
+    fn encode(&self, _: &Seat) -> Result<NewEvent, factos::EncodeError> {
+        Err(factos::EncodeError::Serialize("read only".into()))
+    }
+    fn decode(&self, stored: &StoredEvent) -> Result<Seat, factos::DecodeError> {
+        serde_json::from_slice(&stored.data).map_err(|e| factos::DecodeError::InvalidData {
+            event_type: stored.event_type.clone(),
+            version: stored.version,
+            message: e.to_string(),
+        })
+    }
+}
+
+impl EventHandler for Decoding {
+    type Error = Box<factos::UndecodableEvent>;
+    async fn handle(&mut self, events: &[StoredEvent]) -> Result<(), Self::Error> {
+        for stored in events {
+            factos::decode_stored(self, stored)?;
+        }
+        Ok(())
+    }
+}
+
+/// A handler that meets an undecodable event (here `{}`, not a seat) stops
+/// the subscription with an error that names the event: its position, id,
+/// stream and type.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_undecodable_event_stops_a_subscription_naming_the_event() {
+    let database = common::database().await;
+    let store = common::store_in(&database, StoreOptions::default()).await;
+    let good = NewEvent::new(EventType::new("Seat").unwrap(), br#"{"seat":1}"#.to_vec());
+    append(&store, "ok", vec![good]).await;
+    append(&store, "poison", vec![event("Seat", "seat:2")]).await;
+    let poison = store
+        .read_stream(&StreamId::new("poison").unwrap())
+        .await
+        .unwrap()
+        .events
+        .remove(0);
+    let subscription = Subscription::new(&store, "decoding", Query::all())
+        .unwrap()
+        .with_options(options(Duration::from_millis(50), 10).handler_attempts(2))
+        .unwrap();
+    let error = subscription
+        .run(&mut Decoding, std::future::pending())
+        .await
+        .unwrap_err();
+    let said = error.to_string();
+    for part in [
+        format!("position {}", poison.position),
+        poison.id.to_string(),
+        "stream poison".to_string(),
+        "type Seat".to_string(),
+    ] {
+        assert!(said.contains(&part), "{part:?} missing from: {said}");
+    }
+}

@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-use crate::{EventType, NewEvent, Recorded, StoredEvent, ValidationError};
+use crate::{EventType, NewEvent, Position, Recorded, StoredEvent, StreamId, ValidationError};
 
 /// A stored row after decoding: the row's metadata with its domain event.
 pub type Decoded<E> = Recorded<E>;
@@ -38,6 +38,80 @@ pub trait Codec: Send + Sync {
     fn encode(&self, event: &Self::Event) -> Result<NewEvent, EncodeError>;
     /// Decodes one stored row.
     fn decode(&self, stored: &StoredEvent) -> Result<Self::Event, DecodeError>;
+}
+
+/// A stored event that its codec could not decode, named by where it is:
+/// what dispatches, context reads and (through [`decode_stored`]) handlers
+/// report, so an operator can find the event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct UndecodableEvent {
+    /// Its position in the log.
+    pub position: Position,
+    /// Its id.
+    pub id: uuid::Uuid,
+    /// Its stream.
+    pub stream: StreamId,
+    /// Its revision in the stream.
+    pub revision: u64,
+    /// Its stored type.
+    pub event_type: EventType,
+    /// Its stored version.
+    pub version: u32,
+    /// What the codec said.
+    pub error: DecodeError,
+}
+
+impl UndecodableEvent {
+    /// `stored`, which failed to decode with `error`.
+    pub fn new(stored: &StoredEvent, error: DecodeError) -> Self {
+        Self {
+            position: stored.position,
+            id: stored.id,
+            stream: stored.stream.clone(),
+            revision: stored.revision,
+            event_type: stored.event_type.clone(),
+            version: stored.version,
+            error,
+        }
+    }
+}
+
+impl fmt::Display for UndecodableEvent {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "the event at position {} (id {}, stream {}, revision {}, type {}, version {}) cannot be decoded: {}",
+            self.position,
+            self.id,
+            self.stream,
+            self.revision,
+            self.event_type,
+            self.version,
+            self.error
+        )
+    }
+}
+
+impl std::error::Error for UndecodableEvent {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.error)
+    }
+}
+
+/// Decodes `stored` with `codec`; a failure names the event (for event and
+/// projection handlers, whose errors then say which event stopped them).
+///
+/// # Errors
+///
+/// The event and why `codec` could not decode it.
+pub fn decode_stored<C: Codec + ?Sized>(
+    codec: &C,
+    stored: &StoredEvent,
+) -> Result<C::Event, Box<UndecodableEvent>> {
+    codec
+        .decode(stored)
+        .map_err(|e| Box::new(UndecodableEvent::new(stored, e)))
 }
 
 /// Why a stored row could not be decoded.

@@ -7,9 +7,9 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use crate::effect::{Effect, MAX_EFFECT_PAYLOAD_BYTES, MAX_EFFECTS_PER_DISPATCH, OutboxMessage};
 use crate::event_store::{Committed, ConditionFailure, DecisionError, DecisionProcess};
 use crate::{
-    AppendCondition, Codec, Decider, DecodeError, DispatchDecider, EncodeError, EventStore,
-    NewEvent, Position, Query, Reactor, ReadOptions, Recorded, Revision, StoreError,
-    StoreErrorKind, StoredEvent, StreamId, ValidationError,
+    AppendCondition, Codec, Decider, DispatchDecider, EncodeError, EventStore, NewEvent, Position,
+    Query, Reactor, ReadOptions, Recorded, Revision, StoreError, StoreErrorKind, StoredEvent,
+    StreamId, UndecodableEvent, ValidationError,
 };
 
 /// Where a dispatch's events landed.
@@ -80,8 +80,8 @@ pub enum DispatchError<E> {
     /// The context changed between the read and the commit (or the stream moved).
     /// Dispatching again decides on the new context.
     AppendConditionFailed(ConditionFailure),
-    /// A stored event of the context could not be decoded.
-    Decode(DecodeError),
+    /// A stored event of the context could not be decoded (it is named).
+    Decode(Box<UndecodableEvent>),
     /// A decided event could not be encoded or breaks the limits.
     Encode(EncodeError),
     /// The decider or the codec panicked; the panic was caught and nothing was written.
@@ -130,8 +130,8 @@ impl<E> DispatchError<E> {
 pub enum ReadError {
     /// The store failed.
     Store(StoreError),
-    /// A matching event could not be decoded.
-    Decode(DecodeError),
+    /// A matching event could not be decoded (it is named).
+    Decode(Box<UndecodableEvent>),
 }
 
 impl fmt::Display for ReadError {
@@ -156,7 +156,7 @@ impl std::error::Error for ReadError {
 #[derive(Debug)]
 pub(crate) enum ProcessError<E> {
     Domain(E),
-    Decode(DecodeError),
+    Decode(Box<UndecodableEvent>),
     Encode(EncodeError),
     Panicked {
         during: &'static str,
@@ -332,7 +332,8 @@ where
     D: Decider,
     C: Codec<Event = D::Event>,
 {
-    let event = guarded("codec decode", || codec.decode(stored))?.map_err(ProcessError::Decode)?;
+    let event = guarded("codec decode", || codec.decode(stored))?
+        .map_err(|e| ProcessError::Decode(Box::new(UndecodableEvent::new(stored, e))))?;
     let folded = state.take().ok_or_else(lost_state)?;
     *state = Some(guarded("decider evolve", || {
         decider.evolve(folded, &event)
@@ -470,7 +471,8 @@ pub(crate) fn into_dispatch<C: Codec, X>(
             .events
             .into_iter()
             .map(|stored| {
-                let event = codec.decode(&stored).map_err(DispatchError::Decode)?;
+                let event =
+                    crate::codec::decode_stored(codec, &stored).map_err(DispatchError::Decode)?;
                 Ok(Recorded::from_stored(stored, event))
             })
             .collect::<Result<Vec<_>, _>>()?;
@@ -823,7 +825,7 @@ fn decode_all<C: Codec>(
     stored
         .into_iter()
         .map(|row| {
-            let event = codec.decode(&row).map_err(ReadError::Decode)?;
+            let event = crate::codec::decode_stored(codec, &row).map_err(ReadError::Decode)?;
             Ok(Recorded::from_stored(row, event))
         })
         .collect()

@@ -183,8 +183,12 @@ pub(super) async fn dispatch_with_query_many_events<S: EventStore>(store: S) -> 
     Ok(())
 }
 
+/// A matching row the codec cannot decode fails the dispatch with a decode
+/// error that names the row (position, id, stream, revision, type, version)
+/// and writes nothing.
 pub(super) async fn dispatch_decode_error_on_matching_row<S: EventStore>(store: S) -> CaseResult {
-    store
+    seed(&store, &[("A", &["y:1"])]).await?;
+    let stored = store
         .append(
             &stream("foreign"),
             vec![raw(KitCodec::UNDECODABLE, &["x:1"])?],
@@ -192,6 +196,11 @@ pub(super) async fn dispatch_decode_error_on_matching_row<S: EventStore>(store: 
         )
         .await
         .map_err(|e| e.to_string())?;
+    let row = stored
+        .events
+        .first()
+        .ok_or("the row was not stored")?
+        .clone();
     let outcome = dispatch_with_query(
         &store,
         &stream("s"),
@@ -201,14 +210,38 @@ pub(super) async fn dispatch_decode_error_on_matching_row<S: EventStore>(store: 
         &vec![KitEvent::new("A", &["x:1"])],
     )
     .await;
+    let Err(DispatchError::Decode(undecodable)) = outcome else {
+        return Err(format!("expected a decode error, got {outcome:?}"));
+    };
     ensure!(
-        matches!(
-            outcome,
-            Err(DispatchError::Decode(DecodeError::UnknownEvent { .. }))
-        ),
-        "expected an unknown-event decode error, got {outcome:?}"
+        matches!(undecodable.error, DecodeError::UnknownEvent { .. }),
+        "expected an unknown-event decode error, got {undecodable:?}"
     );
-    ensure_eq!(count(&store).await?, 1, "events after a failed decode");
+    ensure_eq!(
+        (
+            undecodable.position,
+            undecodable.id,
+            &undecodable.stream,
+            undecodable.revision,
+            &undecodable.event_type,
+            undecodable.version
+        ),
+        (
+            row.position,
+            row.id,
+            &row.stream,
+            row.revision,
+            &row.event_type,
+            row.version
+        ),
+        "the decode error names the row"
+    );
+    let said = undecodable.to_string();
+    ensure!(
+        said.contains(&row.position.to_string()) && said.contains(&row.id.to_string()),
+        "the message names neither position nor id: {said}"
+    );
+    ensure_eq!(count(&store).await?, 2, "events after a failed decode");
     Ok(())
 }
 
