@@ -283,13 +283,14 @@ impl Templates {
     }
 
     fn append(&self, conflict: &str, shape: Shape) -> String {
-        let slots: [(&str, &str); 5] = match shape {
+        let slots: [(&str, &str); 6] = match shape {
             Shape::OneStream => [
                 ("targets", sql_file!("fragments", "targets_one_stream")),
                 ("route_column", ""),
                 ("route_alias", ""),
                 ("route_of_event", "1"),
                 ("rank", "u.n"),
+                ("stream_revisions", "NULL::bigint[]"),
             ],
             Shape::Routed => [
                 ("targets", sql_file!("fragments", "targets_routed")),
@@ -299,6 +300,10 @@ impl Templates {
                 (
                     "rank",
                     "row_number() OVER (PARTITION BY u.route ORDER BY u.n)",
+                ),
+                (
+                    "stream_revisions",
+                    "ARRAY(SELECT revision FROM targets ORDER BY ord)",
                 ),
             ],
         };

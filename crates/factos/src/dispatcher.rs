@@ -27,6 +27,10 @@ use lanes::{Joined, Lanes, Leading, Reply};
 /// Default most commands one combined batch holds ([`Dispatcher::with_combining`]).
 pub const DEFAULT_BATCH_COMMANDS: usize = 64;
 
+/// Where a decision starts: a state and the position it is folded to
+/// (`None`: the decider's initial state, folded from nothing).
+type Start<D> = (<D as Decider>::State, Option<Folded>);
+
 /// What one dispatch returns.
 type Outcomes<D> = Result<Dispatch<<D as Decider>::Event>, DispatchError<<D as Decider>::Error>>;
 
@@ -194,7 +198,7 @@ where
     /// Like [`dispatch_with_query`](crate::dispatch_with_query), starting from
     /// the cached context of `query` when there is one. With
     /// [combining](Self::with_combining) on, the command may be decided in a
-    /// batch with others on the same query and stream.
+    /// batch with others on the same query (whatever their streams).
     pub async fn dispatch_with_query(
         &self,
         stream: &StreamId,
@@ -287,31 +291,13 @@ where
                     .await,
             ];
         }
-        let cached = self.cache().get(query);
-        let (state, folded) = match cached {
-            Some((state, folded)) => (state, Some(folded)),
-            None => {
-                match guarded::<_, D::Error>("decider initial state", || self.decider.initial()) {
-                    Ok(state) => (state, None),
-                    // Each command alone reports the panic as its own.
-                    Err(_) => return self.each_alone(query, &commands).await,
-                }
-            }
+        // The initial state panicked: each command alone reports it as its own.
+        let Ok((state, folded)) = self.starting_state(query) else {
+            return self.each_alone(query, &commands).await;
         };
         let mut process =
             BatchProcess::new(&self.decider, &self.codec, query, commands.clone(), state);
-        let outcome = match folded {
-            Some(folded) => {
-                self.store
-                    .decide_with_query_after(stream, query, &mut process, folded)
-                    .await
-            }
-            None => {
-                self.store
-                    .decide_with_query(stream, query, &mut process)
-                    .await
-            }
-        };
+        let outcome = self.decide_from(stream, query, &mut process, folded).await;
         let committed = match outcome {
             Ok(committed) => committed,
             Err(e) => {
@@ -335,6 +321,40 @@ where
             }
         };
         self.commit_batch(query, &commands, &mut process, &committed)
+    }
+
+    /// The cached state of `query` and what it is folded from, or the
+    /// decider's initial state (no position) when none is cached.
+    fn starting_state(
+        &self,
+        query: &Query,
+    ) -> Result<Start<D>, crate::dispatch::ProcessError<D::Error>> {
+        match self.cache().get(query) {
+            Some((state, folded)) => Ok((state, Some(folded))),
+            None => Ok((
+                guarded("decider initial state", || self.decider.initial())?,
+                None,
+            )),
+        }
+    }
+
+    /// Runs `process` on `query`'s context: from the cached position when
+    /// the state was folded up to one, else from the start.
+    async fn decide_from<P: crate::event_store::DecisionProcess>(
+        &self,
+        stream: &StreamId,
+        query: &Query,
+        process: &mut P,
+        folded: Option<Folded>,
+    ) -> Result<crate::Committed, DecisionError<P::Error>> {
+        match folded {
+            Some(folded) => {
+                self.store
+                    .decide_with_query_after(stream, query, process, folded)
+                    .await
+            }
+            None => self.store.decide_with_query(stream, query, process).await,
+        }
     }
 
     /// Each command's outcome from a batch's commit, and the cache brought
@@ -439,26 +459,10 @@ where
         command: &D::Command,
         options: DispatchOptions<'_, D::Event>,
     ) -> Result<Dispatch<D::Event>, DispatchError<D::Error>> {
-        let cached = self.cache().get(query);
-        let (mut process, outcome) = if let Some((state, folded)) = cached {
-            let mut process =
-                CommandProcess::with_state(&self.decider, &self.codec, command, state)
-                    .with_options(options);
-            let outcome = self
-                .store
-                .decide_with_query_after(stream, query, &mut process, folded)
-                .await;
-            (process, outcome)
-        } else {
-            let mut process = CommandProcess::new(&self.decider, &self.codec, command)
-                .map_err(from_process_error)?
-                .with_options(options);
-            let outcome = self
-                .store
-                .decide_with_query(stream, query, &mut process)
-                .await;
-            (process, outcome)
-        };
+        let (state, folded) = self.starting_state(query).map_err(from_process_error)?;
+        let mut process = CommandProcess::with_state(&self.decider, &self.codec, command, state)
+            .with_options(options);
+        let outcome = self.decide_from(stream, query, &mut process, folded).await;
         let committed = match outcome {
             Ok(committed) => committed,
             Err(e) => {

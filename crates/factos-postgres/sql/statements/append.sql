@@ -27,8 +27,10 @@
 -- The template's slots make the two shapes: {targets} lists the streams
 -- written to as (ord, stream, revision before), {route_column} and
 -- {route_alias} add the routed events' ordinals, {route_of_event} picks an
--- event's target, {rank} numbers an event within its stream. The plain shape
--- writes every event to $1 (rank: the event's ordinal, no window function).
+-- event's target, {rank} numbers an event within its stream,
+-- {stream_revisions} reports the targets' revisions before the append. The
+-- plain shape writes every event to $1 (rank: the event's ordinal, no window
+-- function) and reports no revisions array (NULL: the caller has the one).
 --
 -- When an event with any of the batch's ids exists, nothing is appended and
 -- `replayed` says so; the caller reads the stored events and tells a replay
@@ -38,8 +40,8 @@
 -- nothing was appended, with the columns (read by name): ok (the events' keys
 -- and the writer's own pair were free), conflict, revision_conflict,
 -- current_revision (of the first stream, before the append), position,
--- stream, revision, replayed, stream_revisions (every target's revision
--- before the append, by ordinal).
+-- stream, revision, replayed, stream_revisions (routed: every target's
+-- revision before the append, by ordinal; plain: NULL).
 WITH replayed AS (
     SELECT EXISTS (SELECT 1 FROM {schema}.factos_events WHERE id = ANY ($2::uuid[])) AS yes
 ),
@@ -97,6 +99,6 @@ mirrored AS (
 SELECT locked.ok AND writer.ok AS ok, checked.conflict, checked.revision_conflict,
        current.revision AS current_revision, inserted.position, inserted.stream,
        inserted.revision, replayed.yes AS replayed,
-       ARRAY(SELECT revision FROM targets ORDER BY ord) AS stream_revisions
+       {stream_revisions} AS stream_revisions
 FROM replayed CROSS JOIN locked CROSS JOIN writer CROSS JOIN checked CROSS JOIN current LEFT JOIN inserted ON true
 ORDER BY inserted.position
