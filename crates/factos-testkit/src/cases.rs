@@ -58,7 +58,7 @@ use cached::{
 };
 use combined::{
     combined_batch_commits_exactly_its_accepted_commands,
-    combined_batch_writes_each_command_to_its_own_stream,
+    combined_batch_writes_each_command_to_its_own_stream, combined_keyed_commands_keep_their_keys,
 };
 use concurrency::{
     disjoint_boundaries_never_conflict, racers_on_one_boundary_one_winner,
@@ -173,6 +173,7 @@ pub(crate) fn all<S: EventStore + Clone + 'static>() -> Vec<Case<S>> {
         // Combined dispatch (group commit).
         combined_batch_commits_exactly_its_accepted_commands,
         combined_batch_writes_each_command_to_its_own_stream,
+        combined_keyed_commands_keep_their_keys,
         // The original library's tests.
         original_register_user_stream_dispatch,
         original_undecodable_event_of_another_type,

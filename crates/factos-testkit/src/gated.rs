@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use factos::store::{DecisionError, DecisionProcess, StreamEvents};
 use factos::{
     AppendCondition, AppendError, Committed, EventStore, Folded, NewEvent, Query, ReadOptions,
-    ReadResult, StoreError, StreamId,
+    ReadResult, StoreError, StoredEvent, StreamId,
 };
 use tokio::sync::Notify;
 
@@ -24,8 +24,12 @@ pub struct Gated<S> {
 #[derive(Default)]
 struct Gate {
     held: AtomicBool,
+    /// Decisions a held gate still lets through ([`Gated::let_one_through`]).
+    permits: AtomicUsize,
     opened: Notify,
     decisions: AtomicUsize,
+    /// Decisions at the gate, not yet through.
+    waiting: AtomicUsize,
 }
 
 impl<S> Gated<S> {
@@ -53,20 +57,41 @@ impl<S> Gated<S> {
         self.gate.opened.notify_waiters();
     }
 
+    /// Lets one decision through a held gate (the first to come, waiting
+    /// or not) and keeps holding the others.
+    pub fn let_one_through(&self) {
+        self.gate.permits.fetch_add(1, Ordering::SeqCst);
+        self.gate.opened.notify_waiters();
+    }
+
     /// How many query decisions reached the store.
     pub fn decisions(&self) -> usize {
         self.gate.decisions.load(Ordering::SeqCst)
     }
 
+    /// How many query decisions wait at the gate.
+    pub fn waiting(&self) -> usize {
+        self.gate.waiting.load(Ordering::SeqCst)
+    }
+
     async fn pass(&self) {
+        self.gate.waiting.fetch_add(1, Ordering::SeqCst);
         loop {
             let opened = self.gate.opened.notified();
-            if !self.gate.held.load(Ordering::SeqCst) {
+            if !self.gate.held.load(Ordering::SeqCst) || self.take_permit() {
                 break;
             }
             opened.await;
         }
+        self.gate.waiting.fetch_sub(1, Ordering::SeqCst);
         self.gate.decisions.fetch_add(1, Ordering::SeqCst);
+    }
+
+    fn take_permit(&self) -> bool {
+        self.gate
+            .permits
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |p| p.checked_sub(1))
+            .is_ok()
     }
 }
 
@@ -77,6 +102,10 @@ impl<S: EventStore> EventStore for Gated<S> {
 
     async fn read_stream(&self, stream: &StreamId) -> Result<StreamEvents, StoreError> {
         self.inner.read_stream(stream).await
+    }
+
+    async fn read_by_ids(&self, ids: &[uuid::Uuid]) -> Result<Vec<StoredEvent>, StoreError> {
+        self.inner.read_by_ids(ids).await
     }
 
     async fn append(

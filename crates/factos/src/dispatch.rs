@@ -320,6 +320,19 @@ where
     Ok((events, encoded))
 }
 
+/// A keyed command's events with the ids derived from its key, as an
+/// idempotent dispatch of its own would write them.
+pub(crate) fn with_key_ids(encoded: Vec<NewEvent>, key: Option<uuid::Uuid>) -> Vec<NewEvent> {
+    match key {
+        Some(key) => encoded
+            .into_iter()
+            .enumerate()
+            .map(|(index, event)| event.with_id(event_id(key, index)))
+            .collect(),
+        None => encoded,
+    }
+}
+
 /// Decodes `stored` and folds it into `state`, catching panics of
 /// application code; a panic in `evolve` leaves `state` empty (lost).
 pub(crate) fn evolve_stored<D, C>(
@@ -362,16 +375,8 @@ where
     fn decide(&mut self) -> Result<Vec<NewEvent>, Self::Error> {
         let state = self.state.as_ref().ok_or_else(lost_state)?;
         let (events, encoded) = decide_command(self.decider, self.codec, state, self.command)?;
-        let encoded = match self.idempotency_key {
-            Some(key) => encoded
-                .into_iter()
-                .enumerate()
-                .map(|(index, event)| event.with_id(event_id(key, index)))
-                .collect(),
-            None => encoded,
-        };
         self.decided = events;
-        Ok(encoded)
+        Ok(with_key_ids(encoded, self.idempotency_key))
     }
 
     fn planned_event_id(&self, index: usize) -> Option<uuid::Uuid> {

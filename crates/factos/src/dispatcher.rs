@@ -21,7 +21,7 @@ use crate::{
     StreamId,
 };
 
-use batch::{BatchProcess, Outcome, split_commit};
+use batch::{BatchCommand, BatchProcess, Outcome, split_commit};
 use lanes::{Joined, Lanes, Leading, Reply};
 
 /// Default most commands one combined batch holds ([`Dispatcher::with_combining`]).
@@ -34,8 +34,16 @@ type Start<D> = (<D as Decider>::State, Option<Folded>);
 /// What one dispatch returns.
 type Outcomes<D> = Result<Dispatch<<D as Decider>::Event>, DispatchError<<D as Decider>::Error>>;
 
-/// The commands waiting on one boundary, each with its stream: a lane per query.
-type BoundaryLanes<D> = Lanes<Query, (StreamId, <D as Decider>::Command), Outcomes<D>>;
+/// The commands waiting on one boundary: a lane per query.
+type BoundaryLanes<D> = Lanes<Query, Queued<<D as Decider>::Command>, Outcomes<D>>;
+
+/// A command queued on its boundary, with its stream and, for an
+/// idempotent dispatch, its key.
+struct Queued<C> {
+    stream: StreamId,
+    command: C,
+    key: Option<uuid::Uuid>,
+}
 
 /// Group commit of dispatches on one boundary ([`Dispatcher::with_combining`]).
 struct Combining<D: Decider> {
@@ -147,8 +155,10 @@ where
     /// store failure fails every command of the batch with the same kind
     /// (and retry-safety); a failure of the batch as a whole that is not the
     /// store's (an undecodable context event, a panic in `evolve`, a batch
-    /// over the store's limits) sends each command alone. Idempotent and
-    /// outbox dispatches are not combined. Commands are cloned into the
+    /// over the store's limits) sends each command alone. Idempotent
+    /// dispatches combine too, each keeping its key: a keyed command whose
+    /// earlier attempt committed is replayed alone, not decided again.
+    /// Outbox dispatches are not combined. Commands are cloned into the
     /// queue.
     #[must_use]
     pub fn with_combining(self, max_commands: usize) -> Self
@@ -207,7 +217,7 @@ where
     ) -> Result<Dispatch<D::Event>, DispatchError<D::Error>> {
         match &self.combining {
             Some(combining) => {
-                self.combined_dispatch(combining, stream, query, command)
+                self.combined_dispatch(combining, stream, query, command, None)
                     .await
             }
             None => {
@@ -225,10 +235,13 @@ where
         stream: &StreamId,
         query: &Query,
         command: &D::Command,
+        key: Option<uuid::Uuid>,
     ) -> Outcomes<D> {
-        let joined = combining
-            .lanes
-            .join(query, || (stream.clone(), (combining.clone)(command)));
+        let joined = combining.lanes.join(query, || Queued {
+            stream: stream.clone(),
+            command: (combining.clone)(command),
+            key,
+        });
         let others = match joined {
             Joined::Lead => Vec::new(),
             Joined::Wait(mut waiting) => match waiting.reply().await {
@@ -252,12 +265,17 @@ where
                 .batched_commands
                 .fetch_add(commands, Ordering::Relaxed);
         }
-        let commands: Vec<(&StreamId, &D::Command)> = std::iter::once((stream, command))
-            .chain(
-                others
-                    .iter()
-                    .map(|waiter| (&waiter.command.0, &waiter.command.1)),
-            )
+        let own = BatchCommand {
+            stream,
+            command,
+            key,
+        };
+        let commands: Vec<BatchCommand<'_, D::Command>> = std::iter::once(own)
+            .chain(others.iter().map(|waiter| BatchCommand {
+                stream: &waiter.command.stream,
+                command: &waiter.command.command,
+                key: waiter.command.key,
+            }))
             .collect();
         let mut outcomes = self.decide_batch(query, commands).await.into_iter();
         let own = outcomes
@@ -274,22 +292,86 @@ where
         own
     }
 
-    /// Decides `commands` (each with its stream) on `query`'s context in one
-    /// decision and one append: each command's own outcome, in order. One
-    /// command alone is an ordinary cached dispatch.
+    /// Decides `commands` on `query`'s context, each with its own outcome,
+    /// in order. A keyed command whose earlier attempt committed is
+    /// replayed alone (as an idempotent dispatch of its own would be, not
+    /// decided again on a context that now holds its events); the others
+    /// are decided together.
     async fn decide_batch(
         &self,
         query: &Query,
-        commands: Vec<(&StreamId, &D::Command)>,
+        commands: Vec<BatchCommand<'_, D::Command>>,
     ) -> Vec<Outcomes<D>> {
-        let Some(&(stream, _)) = commands.first() else {
+        let committed_before = match self.committed_before(&commands).await {
+            Ok(found) => found,
+            Err(e) => return commands.iter().map(|_| Err(store_error(&e))).collect(),
+        };
+        if !committed_before.contains(&true) {
+            return self.decide_together(query, commands).await;
+        }
+        let (replays, fresh): (Vec<_>, Vec<_>) = commands
+            .into_iter()
+            .zip(committed_before)
+            .enumerate()
+            .partition(|(_, (_, committed))| *committed);
+        let mut outcomes: Vec<Option<Outcomes<D>>> = Vec::new();
+        outcomes.resize_with(replays.len() + fresh.len(), || None);
+        for (index, (command, _)) in replays {
+            outcomes[index] = Some(self.alone(query, command).await);
+        }
+        let (indexes, fresh): (Vec<usize>, Vec<_>) = fresh
+            .into_iter()
+            .map(|(index, (command, _))| (index, command))
+            .unzip();
+        for (index, outcome) in indexes
+            .into_iter()
+            .zip(self.decide_together(query, fresh).await)
+        {
+            outcomes[index] = Some(outcome);
+        }
+        outcomes
+            .into_iter()
+            .map(|outcome| outcome.unwrap_or_else(|| Err(DispatchError::Store(lost_outcome()))))
+            .collect()
+    }
+
+    /// For each command, whether it is keyed and its earlier attempt
+    /// committed (its first planned event is stored): one lookup by id for
+    /// the whole batch, none when no command is keyed. An attempt that
+    /// commits after this lookup makes the batch's append collide on its
+    /// ids, and the batch then sends each command alone.
+    async fn committed_before(
+        &self,
+        commands: &[BatchCommand<'_, D::Command>],
+    ) -> Result<Vec<bool>, StoreError> {
+        let firsts: Vec<Option<uuid::Uuid>> = commands
+            .iter()
+            .map(|c| c.key.map(|key| crate::event_id(key, 0)))
+            .collect();
+        let ids: Vec<uuid::Uuid> = firsts.iter().flatten().copied().collect();
+        if ids.is_empty() {
+            return Ok(vec![false; commands.len()]);
+        }
+        let stored = self.store.read_by_ids(&ids).await?;
+        Ok(firsts
+            .iter()
+            .map(|first| first.is_some_and(|id| stored.iter().any(|e| e.id == id)))
+            .collect())
+    }
+
+    /// Decides `commands` on `query`'s context in one decision and one
+    /// append: each command's own outcome, in order. One command alone is
+    /// an ordinary cached dispatch.
+    async fn decide_together(
+        &self,
+        query: &Query,
+        commands: Vec<BatchCommand<'_, D::Command>>,
+    ) -> Vec<Outcomes<D>> {
+        let Some(&first) = commands.first() else {
             return Vec::new();
         };
-        if let [(stream, command)] = commands.as_slice() {
-            return vec![
-                self.cached_dispatch(stream, query, command, DispatchOptions::default())
-                    .await,
-            ];
+        if commands.len() == 1 {
+            return vec![self.alone(query, first).await];
         }
         // The initial state panicked: each command alone reports it as its own.
         let Ok((state, folded)) = self.starting_state(query) else {
@@ -297,16 +379,24 @@ where
         };
         let mut process =
             BatchProcess::new(&self.decider, &self.codec, query, commands.clone(), state);
-        let outcome = self.decide_from(stream, query, &mut process, folded).await;
+        let outcome = self
+            .decide_from(first.stream, query, &mut process, folded)
+            .await;
         let committed = match outcome {
             Ok(committed) => committed,
             Err(e) => {
                 self.cache().remove(query);
                 return match e {
-                    DecisionError::Store(e) => commands
-                        .iter()
-                        .map(|_| Err(DispatchError::Store(StoreError::new(e.kind(), e.message()))))
-                        .collect(),
+                    // An event id of the batch is stored: a keyed command's
+                    // earlier attempt committed meanwhile (or a codec reuses
+                    // ids); nothing was written, and each command alone
+                    // replays or gets its own conflict.
+                    DecisionError::Store(e) if e.kind() == StoreErrorKind::EventIdConflict => {
+                        self.each_alone(query, &commands).await
+                    }
+                    DecisionError::Store(e) => {
+                        commands.iter().map(|_| Err(store_error(&e))).collect()
+                    }
                     DecisionError::ConditionFailed(c) => commands
                         .iter()
                         .map(|_| Err(DispatchError::AppendConditionFailed(c.clone())))
@@ -362,7 +452,7 @@ where
     fn commit_batch(
         &self,
         query: &Query,
-        commands: &[(&StreamId, &D::Command)],
+        commands: &[BatchCommand<'_, D::Command>],
         process: &mut BatchProcess<'_, D, C>,
         committed: &crate::Committed,
     ) -> Vec<Outcomes<D>> {
@@ -374,7 +464,7 @@ where
                 Outcome::Refused(_) => 0,
             })
             .collect();
-        let streams: Vec<&StreamId> = commands.iter().map(|(stream, _)| *stream).collect();
+        let streams: Vec<&StreamId> = commands.iter().map(|c| c.stream).collect();
         let Some(commits) = split_commit(committed, &streams, &counts) else {
             self.cache().remove(query);
             return counts
@@ -402,21 +492,30 @@ where
     async fn each_alone(
         &self,
         query: &Query,
-        commands: &[(&StreamId, &D::Command)],
+        commands: &[BatchCommand<'_, D::Command>],
     ) -> Vec<Outcomes<D>> {
         let mut outcomes = Vec::with_capacity(commands.len());
-        for (stream, command) in commands {
-            outcomes.push(
-                self.cached_dispatch(stream, query, command, DispatchOptions::default())
-                    .await,
-            );
+        for &command in commands {
+            outcomes.push(self.alone(query, command).await);
         }
         outcomes
     }
 
+    /// One command of a batch dispatched on its own (with its key, if any).
+    async fn alone(&self, query: &Query, command: BatchCommand<'_, D::Command>) -> Outcomes<D> {
+        let options = command
+            .key
+            .map_or_else(DispatchOptions::default, DispatchOptions::idempotent);
+        self.cached_dispatch(command.stream, query, command.command, options)
+            .await
+    }
+
     /// Like [`dispatch_with_query_idempotent`](crate::dispatch_with_query_idempotent)
     /// (event ids derive from `key`, so a retry after an unknown outcome
-    /// appends nothing twice), starting from the cached context.
+    /// appends nothing twice), starting from the cached context. With
+    /// [combining](Self::with_combining) on, the command may be decided in a
+    /// batch with others on the same query; a retry whose first attempt
+    /// committed is replayed, as without combining.
     pub async fn dispatch_with_query_idempotent(
         &self,
         stream: &StreamId,
@@ -424,8 +523,16 @@ where
         command: &D::Command,
         key: uuid::Uuid,
     ) -> Result<Dispatch<D::Event>, DispatchError<D::Error>> {
-        self.cached_dispatch(stream, query, command, DispatchOptions::idempotent(key))
-            .await
+        match &self.combining {
+            Some(combining) => {
+                self.combined_dispatch(combining, stream, query, command, Some(key))
+                    .await
+            }
+            None => {
+                self.cached_dispatch(stream, query, command, DispatchOptions::idempotent(key))
+                    .await
+            }
+        }
     }
 
     /// Like [`dispatch_with_outbox`](crate::dispatch_with_outbox) (the
@@ -503,6 +610,11 @@ where
     ) -> Result<Dispatch<D::Event>, DispatchError<D::Error>> {
         crate::dispatch(&self.store, stream, &self.decider, &self.codec, command).await
     }
+}
+
+/// A store failure of a whole batch, as each of its commands reports it.
+fn store_error<E>(e: &StoreError) -> DispatchError<E> {
+    DispatchError::Store(StoreError::new(e.kind(), e.message()))
 }
 
 /// A command's outcome that a batch lost track of (a bug, reported rather

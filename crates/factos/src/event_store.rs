@@ -16,6 +16,17 @@ pub const DEFAULT_MAX_EVENTS_PER_APPEND: usize = 1000;
 /// Default for [`StoreLimits::max_context_events`]: a decision that reads more
 /// events than this fails instead of exhausting memory.
 pub const DEFAULT_MAX_CONTEXT_EVENTS: usize = 1_000_000;
+/// Most ids one [`EventStore::read_by_ids`] looks up.
+pub const MAX_IDS_PER_READ: usize = 10_000;
+
+/// The error of a [`EventStore::read_by_ids`] over more than
+/// [`MAX_IDS_PER_READ`] ids (nothing was read).
+pub fn too_many_ids(ids: usize) -> StoreError {
+    StoreError::new(
+        StoreErrorKind::Rejected,
+        format!("{ids} ids to look up, more than the {MAX_IDS_PER_READ} one read takes"),
+    )
+}
 
 /// Bounds a store enforces on every write and decision.
 ///
@@ -623,6 +634,16 @@ pub trait EventStore: Send + Sync {
         &self,
         stream: &StreamId,
     ) -> impl Future<Output = Result<StreamEvents, StoreError>> + Send;
+
+    /// The stored events carrying `ids`, in the order of `ids` (ids not
+    /// stored are left out): a point lookup, which says nothing about the
+    /// events around them. More than [`MAX_IDS_PER_READ`] ids are refused
+    /// ([`StoreErrorKind::Rejected`]). Combined keyed dispatches use it to
+    /// find the commands whose earlier attempt committed.
+    fn read_by_ids(
+        &self,
+        ids: &[uuid::Uuid],
+    ) -> impl Future<Output = Result<Vec<StoredEvent>, StoreError>> + Send;
 
     /// Appends `events` to `stream` at its next revisions if `condition` holds.
     /// An empty `events` still checks the condition.

@@ -360,6 +360,13 @@ impl EventStore for InMemoryStore {
         true
     }
 
+    async fn read_by_ids(&self, ids: &[uuid::Uuid]) -> Result<Vec<StoredEvent>, StoreError> {
+        if ids.len() > crate::event_store::MAX_IDS_PER_READ {
+            return Err(crate::event_store::too_many_ids(ids.len()));
+        }
+        Ok(self.lock().stored_with_id_list(ids))
+    }
+
     async fn read_stream(&self, stream: &StreamId) -> Result<StreamEvents, StoreError> {
         let log = self.lock();
         let events = log

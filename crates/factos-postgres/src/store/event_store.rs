@@ -4,7 +4,7 @@
 use factos::store::{DecisionError, DecisionProcess, StreamEvents};
 use factos::{
     AppendCondition, AppendError, Committed, EventStore, Folded, NewEvent, Query, ReadOptions,
-    ReadResult, StoreError, StreamId,
+    ReadResult, StoreError, StoredEvent, StreamId,
 };
 use tracing::Instrument;
 
@@ -62,6 +62,17 @@ impl EventStore for PostgresStore {
 
     async fn read_stream(&self, stream: &StreamId) -> Result<StreamEvents, StoreError> {
         self.read_whole_stream(stream).await
+    }
+
+    async fn read_by_ids(&self, ids: &[uuid::Uuid]) -> Result<Vec<StoredEvent>, StoreError> {
+        if ids.len() > factos::store::MAX_IDS_PER_READ {
+            return Err(factos::store::too_many_ids(ids.len()));
+        }
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let client = self.client().await?;
+        self.stored_with_id_list(&client, ids).await
     }
 
     async fn append(

@@ -2,13 +2,15 @@
 //! one boundary are decided in one batch exactly as one after the other,
 //! and every caller gets its own outcome.
 
-use factos::{DispatchError, Dispatcher, EventStore, Revision};
+use factos::{
+    Dispatch, DispatchError, Dispatcher, EventStore, Position, Query, Revision, StreamId, event_id,
+};
 
 use super::cached::box_query;
 use super::{count, stream};
 use crate::CaseResult;
 use crate::gated::Gated;
-use crate::model::{KitCodec, Shelf, ShelfCommand};
+use crate::model::{Bounded, KitCodec, KitEvent, Shelf, ShelfCommand};
 
 /// Six commands on one boundary through a combining dispatcher: the first
 /// leads alone, held at the store's gate, while the other five queue and
@@ -198,5 +200,215 @@ pub(super) async fn combined_batch_writes_each_command_to_its_own_stream<S: Even
             format!("stream {name}'s revisions")
         );
     }
+    Ok(())
+}
+
+/// Keyed (idempotent) commands keep their keys in batches, on boundaries
+/// [`Bounded`] by their size:
+/// - the keyed commands of a batch write the ids their keys derive, and
+///   retried together they report exactly those events and append nothing;
+/// - a retry whose first attempt committed before its batch formed is
+///   replayed, not decided again (decided again on its now full context it
+///   would be refused);
+/// - a retry whose first attempt commits while its batch waits at the
+///   store (after the batch looked for earlier attempts) makes the batch's
+///   append collide on its ids: nothing of the batch is written, the retry
+///   is replayed and the other command commits.
+pub(super) async fn combined_keyed_commands_keep_their_keys<S: EventStore + Clone>(
+    store: S,
+) -> CaseResult {
+    keyed_batch_writes_and_replays_its_ids(&store).await?;
+    keyed_retry_in_a_batch_is_not_decided_again(&store).await?;
+    keyed_retry_racing_its_batch_is_replayed(&store).await
+}
+
+type Keyed<S> = Dispatcher<Gated<S>, Bounded, KitCodec>;
+type Order = (Vec<KitEvent>, Option<uuid::Uuid>);
+
+fn keyed_dispatcher<S: EventStore + Clone>(store: &S, limit: usize) -> (Gated<S>, Keyed<S>) {
+    let gated = Gated::new(store.clone());
+    let dispatcher =
+        Dispatcher::new(gated.clone(), Bounded { limit }, KitCodec::default()).with_combining(8);
+    (gated, dispatcher)
+}
+
+fn paid(invoice: &str, events: usize) -> Vec<KitEvent> {
+    (0..events)
+        .map(|_| KitEvent::new("Paid", &[&format!("invoice:{invoice}")]))
+        .collect()
+}
+
+/// Dispatches `orders` (keyed or not) on `query` while the gate holds: the
+/// first leads alone, the others queue and form the next batch.
+async fn dispatch_held<S: EventStore + Clone>(
+    gated: &Gated<S>,
+    dispatcher: &Keyed<S>,
+    query: &Query,
+    orders: &[Order],
+) -> Vec<Result<Dispatch<KitEvent>, DispatchError<&'static str>>> {
+    let on = stream("invoices");
+    gated.hold();
+    let in_flight = futures_util::future::join_all(
+        orders
+            .iter()
+            .map(|order| place(dispatcher, &on, query, order)),
+    );
+    let release = async { gated.release() };
+    futures_util::future::join(in_flight, release).await.0
+}
+
+/// Dispatches one order: keyed (idempotent) or not.
+async fn place<S: EventStore + Clone>(
+    dispatcher: &Keyed<S>,
+    on: &StreamId,
+    query: &Query,
+    (command, key): &Order,
+) -> Result<Dispatch<KitEvent>, DispatchError<&'static str>> {
+    match key {
+        Some(key) => {
+            dispatcher
+                .dispatch_with_query_idempotent(on, query, command, *key)
+                .await
+        }
+        None => dispatcher.dispatch_with_query(on, query, command).await,
+    }
+}
+
+fn ids_and_positions(
+    outcome: &Result<Dispatch<KitEvent>, DispatchError<&'static str>>,
+) -> Result<Vec<(uuid::Uuid, Position)>, String> {
+    let dispatch = outcome.as_ref().map_err(|e| format!("{e:?}"))?;
+    Ok(dispatch.events.iter().map(|e| (e.id, e.position)).collect())
+}
+
+async fn keyed_batch_writes_and_replays_its_ids<S: EventStore + Clone>(store: &S) -> CaseResult {
+    let (gated, dispatcher) = keyed_dispatcher(store, 10);
+    let query = super::query(&["Paid"], &["invoice:b"])?;
+    let (k2, k3) = (uuid::Uuid::new_v4(), uuid::Uuid::new_v4());
+    let orders = [
+        (Vec::new(), None),
+        (paid("b", 1), Some(k2)),
+        (paid("b", 1), None),
+        (paid("b", 2), Some(k3)),
+    ];
+    let first = dispatch_held(&gated, &dispatcher, &query, &orders).await;
+    ensure_eq!(gated.decisions(), 2, "decisions for four commands");
+    let firsts = first
+        .iter()
+        .map(ids_and_positions)
+        .collect::<Result<Vec<_>, _>>()?;
+    let ids = |n: usize| firsts[n].iter().map(|(id, _)| *id).collect::<Vec<_>>();
+    ensure_eq!(
+        ids(1),
+        vec![event_id(k2, 0)],
+        "the first keyed command's id"
+    );
+    ensure_eq!(
+        ids(3),
+        vec![event_id(k3, 0), event_id(k3, 1)],
+        "the second keyed command's ids"
+    );
+    ensure_eq!(count(store).await?, 4, "events after the batch");
+    let retries = [
+        (Vec::new(), None),
+        (paid("b", 1), Some(k2)),
+        (paid("b", 2), Some(k3)),
+    ];
+    let again = dispatch_held(&gated, &dispatcher, &query, &retries).await;
+    ensure_eq!(
+        ids_and_positions(&again[1])?,
+        firsts[1],
+        "the first keyed retry reports its first attempt"
+    );
+    ensure_eq!(
+        ids_and_positions(&again[2])?,
+        firsts[3],
+        "the second keyed retry reports its first attempt"
+    );
+    ensure_eq!(count(store).await?, 4, "events after the retries");
+    Ok(())
+}
+
+async fn keyed_retry_in_a_batch_is_not_decided_again<S: EventStore + Clone>(
+    store: &S,
+) -> CaseResult {
+    let (gated, dispatcher) = keyed_dispatcher(store, 2);
+    let query = super::query(&["Paid"], &["invoice:a"])?;
+    let key = uuid::Uuid::new_v4();
+    let first = dispatcher
+        .dispatch_with_query_idempotent(&stream("invoices"), &query, &paid("a", 2), key)
+        .await;
+    let first = ids_and_positions(&first).map_err(|e| format!("the first attempt: {e}"))?;
+    let orders = [
+        (Vec::new(), None),
+        (paid("a", 2), Some(key)),
+        (Vec::new(), None),
+    ];
+    let outcomes = dispatch_held(&gated, &dispatcher, &query, &orders).await;
+    ensure_eq!(
+        ids_and_positions(&outcomes[1]).map_err(|e| format!("the retry: {e}"))?,
+        first,
+        "the retry in a batch reports its first attempt"
+    );
+    ensure_eq!(count(store).await?, 4 + 2, "events after the retry");
+    Ok(())
+}
+
+async fn keyed_retry_racing_its_batch_is_replayed<S: EventStore + Clone>(store: &S) -> CaseResult {
+    let (gated, dispatcher) = keyed_dispatcher(store, 10);
+    let query = super::query(&["Paid"], &["invoice:c"])?;
+    let on = stream("invoices");
+    let key = uuid::Uuid::new_v4();
+    let orders = [
+        (Vec::new(), None),
+        (paid("c", 1), Some(key)),
+        (paid("c", 1), None),
+    ];
+    gated.hold();
+    let in_flight = futures_util::future::join_all(
+        orders
+            .iter()
+            .map(|order| place(&dispatcher, &on, &query, order)),
+    );
+    // The lone first passes; the batch of the other two looks for earlier
+    // attempts, finds none and waits at the gate; the keyed command's first
+    // attempt then commits, behind the dispatcher's back.
+    let first_attempt = async {
+        gated.let_one_through();
+        let mut waited = 0;
+        while !(gated.decisions() == 1 && gated.waiting() == 1) {
+            waited += 1;
+            if waited > 10_000 {
+                gated.release();
+                return Err("the batch never reached the gate".to_string());
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+        }
+        let first = factos::dispatch_with_query_idempotent(
+            gated.inner(),
+            &on,
+            &query,
+            &Bounded { limit: 10 },
+            &KitCodec::default(),
+            &paid("c", 1),
+            key,
+        )
+        .await;
+        gated.release();
+        ids_and_positions(&first).map_err(|e| format!("the first attempt: {e}"))
+    };
+    let (outcomes, first) = futures_util::future::join(in_flight, first_attempt).await;
+    let first = first?;
+    ensure_eq!(
+        ids_and_positions(&outcomes[1]).map_err(|e| format!("the racing retry: {e}"))?,
+        first,
+        "the retry reports the attempt that committed while its batch waited"
+    );
+    ensure!(
+        outcomes[2].as_ref().is_ok_and(|d| d.events.len() == 1),
+        "the other command of the batch: {:?}",
+        outcomes[2]
+    );
+    ensure_eq!(count(store).await?, 6 + 2, "events after the race");
     Ok(())
 }

@@ -14,9 +14,27 @@
 
 use std::collections::HashMap;
 
-use crate::dispatch::{ProcessError, decide_command, evolve_stored, guarded, lost_state};
+use crate::dispatch::{
+    ProcessError, decide_command, evolve_stored, guarded, lost_state, with_key_ids,
+};
 use crate::event_store::{Committed, DecisionProcess, Folded};
 use crate::{Codec, Decider, NewEvent, Query, Revision, StoredEvent, StreamId};
+
+/// One command of a batch: its stream, and its idempotency key if keyed
+/// (its events then carry the ids derived from the key, as alone).
+pub(crate) struct BatchCommand<'a, C> {
+    pub(crate) stream: &'a StreamId,
+    pub(crate) command: &'a C,
+    pub(crate) key: Option<uuid::Uuid>,
+}
+
+impl<C> Clone for BatchCommand<'_, C> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<C> Copy for BatchCommand<'_, C> {}
 
 /// What the latest decide made of one command.
 pub(crate) enum Outcome<D: Decider> {
@@ -31,9 +49,9 @@ pub(crate) struct BatchProcess<'a, D: Decider, C> {
     decider: &'a D,
     codec: &'a C,
     query: &'a Query,
-    /// Each command and the stream its events go to, in arrival order; the
-    /// first command's stream is the decision's.
-    commands: Vec<(&'a StreamId, &'a D::Command)>,
+    /// Each command, with the stream its events go to, in arrival order;
+    /// the first command's stream is the decision's.
+    commands: Vec<BatchCommand<'a, D::Command>>,
     /// The streams of the other commands, once each, without the decision's.
     other_streams: Vec<StreamId>,
     /// After a decide: for each appended event, its command's stream as an
@@ -59,14 +77,14 @@ where
         decider: &'a D,
         codec: &'a C,
         query: &'a Query,
-        commands: Vec<(&'a StreamId, &'a D::Command)>,
+        commands: Vec<BatchCommand<'a, D::Command>>,
         state: D::State,
     ) -> Self {
         let mut other_streams: Vec<StreamId> = Vec::new();
-        if let Some(((own, _), rest)) = commands.split_first() {
-            for (stream, _) in rest {
-                if stream != own && !other_streams.contains(stream) {
-                    other_streams.push((*stream).clone());
+        if let Some((own, rest)) = commands.split_first() {
+            for other in rest {
+                if other.stream != own.stream && !other_streams.contains(other.stream) {
+                    other_streams.push(other.stream.clone());
                 }
             }
         }
@@ -115,9 +133,10 @@ where
         let mut matched = 0;
         self.outcomes.clear();
         self.routes.clear();
-        for (stream, command) in &self.commands {
-            match decide_command(decider, codec, &running, command) {
+        for batched in &self.commands {
+            match decide_command(decider, codec, &running, batched.command) {
                 Ok((events, encoded)) => {
+                    let encoded = with_key_ids(encoded, batched.key);
                     for (event, new) in events.iter().zip(&encoded) {
                         if query.matches(&new.event_type, &new.tags) {
                             // A panic here fails the whole batch: the running
@@ -127,7 +146,10 @@ where
                             matched += 1;
                         }
                     }
-                    let route = self.other_streams.iter().position(|other| other == *stream);
+                    let route = self
+                        .other_streams
+                        .iter()
+                        .position(|other| other == batched.stream);
                     self.routes
                         .extend(std::iter::repeat_n(route, encoded.len()));
                     appended.extend(encoded);
@@ -138,6 +160,14 @@ where
         }
         self.after = Some((running, matched));
         Ok(appended)
+    }
+
+    /// A batch is never its own replay: an id of its events found stored
+    /// (a keyed command's earlier attempt committed meanwhile) is a
+    /// conflict, and the dispatcher sends each command alone, where a keyed
+    /// one is replayed.
+    fn is_replay_of(&self, _: &StreamId, _: &[NewEvent], _: &[StoredEvent]) -> bool {
+        false
     }
 
     fn other_streams(&self) -> &[StreamId] {
