@@ -28,7 +28,8 @@ async fn walk(locking: LockingStrategy) {
                 && report.outbox > 0
                 && report.replayed > 0
                 && report.foreign > 0
-                && report.combined > 0,
+                && report.combined > 0
+                && report.combined_keyed > 0,
             "{locking:?}, seed {seed}: a kind of step was not walked: {report:?}"
         );
     }

@@ -63,6 +63,8 @@ pub struct MachineReport {
     /// Combined steps: several commands (each on its own stream) queued
     /// behind one in flight and decided as one batch.
     pub combined: usize,
+    /// Keyed commands and keyed retries inside combined steps.
+    pub combined_keyed: usize,
 }
 
 /// What the model's decider is told.
@@ -301,7 +303,7 @@ where
             }
             // The even dispatchers combine.
             17..=18 if index % 2 == 0 => {
-                combined_step(&step, &recorder, &mut rng, &before, &mut report).await
+                combined_step(&step, &recorder, &mut rng, &mut keyed, &before, &mut report).await
             }
             _ => foreign_step(&step, first, &mut rng, &before, &mut report).await,
         }
@@ -515,87 +517,116 @@ async fn foreign_step<S: EventStore>(
     Ok(())
 }
 
-/// Two to five commands of random kinds, each on a random stream, through a
+/// How a command of a combined step is dispatched.
+enum Keying {
+    Plain,
+    /// Idempotent, under a new key.
+    Keyed(uuid::Uuid),
+    /// The retry of an earlier keyed dispatch on the same query: it must
+    /// report its first attempt's events, append nothing and decide nothing.
+    Retry(KeyedAttempt),
+}
+
+/// One command of a combined step.
+struct Combined {
+    stream: StreamId,
+    command: MachineCommand,
+    keying: Keying,
+}
+
+/// Two to five commands of random kinds, each on a random stream, some of
+/// them keyed and some retries of earlier keyed dispatches, through a
 /// combining dispatcher: the first reaches the store's gate, the others
-/// queue behind it and form one batch. The model is sequential: command k
-/// must have been decided on the fresh fold plus the matching events of the
-/// commands accepted before it, got its own outcome, and the log grows by
-/// exactly the accepted commands' events, in order, each on its command's
-/// stream.
+/// queue behind it and form one batch. The model is sequential: every
+/// command but the retries must have been decided, in order, on the fresh
+/// fold plus the matching events of the commands accepted before it, got
+/// its own outcome (a keyed one with the ids its key derives), and the log
+/// grows by exactly the accepted commands' events, in order, each on its
+/// command's stream; each retry reports its first attempt.
 async fn combined_step<S: EventStore>(
     step: &Step<'_, S>,
     recorder: &Recorder,
     rng: &mut Rng,
+    keyed: &mut Vec<KeyedAttempt>,
     before: &[StoredEvent],
     report: &mut MachineReport,
 ) -> Result<(), String> {
-    let commands: Vec<(StreamId, MachineCommand)> = (0..2 + rng.below(4))
-        .map(|n| {
-            let stream = StreamId::new(format!("s{}", rng.below(3))).map_err(|e| e.to_string())?;
-            let command = random_command(rng.below(13), rng, step.number * 10 + n);
-            Ok((stream, command))
-        })
-        .collect::<Result<_, String>>()?;
+    let commands = random_combined(step, rng, keyed)?;
     let gate = step.dispatcher.store();
     let decisions_before = gate.decisions();
     let _ = recorder.take_history();
     gate.hold();
-    let in_flight = futures_util::future::join_all(commands.iter().map(|(stream, command)| {
-        step.dispatcher
-            .dispatch_with_query(stream, step.query, command)
-    }));
+    let in_flight = futures_util::future::join_all(commands.iter().map(|c| place(step, c)));
     let release = async { gate.release() };
     let (outcomes, ()) = futures_util::future::join(in_flight, release).await;
     let _ = recorder.take();
-    if gate.decisions() - decisions_before != 2 {
-        return Err(format!(
-            "{} commands took {} decisions, not 2 (the lone first and one batch)",
-            commands.len(),
-            gate.decisions() - decisions_before
-        ));
-    }
+    expect_decisions(&commands, gate.decisions() - decisions_before)?;
+    let fresh = commands
+        .iter()
+        .filter(|c| !matches!(c.keying, Keying::Retry(_)))
+        .count();
     let history = recorder.take_history();
     let decided = history
-        .get(history.len().saturating_sub(commands.len())..)
+        .get(history.len().saturating_sub(fresh)..)
         .unwrap_or_default();
+    let mut decided = decided.iter();
     let mut state = step.expected_state.clone();
     let mut expected_log: Vec<String> = Vec::new();
-    for (n, ((stream, command), outcome)) in commands.iter().zip(&outcomes).enumerate() {
-        if decided.get(n) != Some(&state) {
+    for (n, (c, outcome)) in commands.iter().zip(&outcomes).enumerate() {
+        if let Keying::Retry(first) = &c.keying {
+            let reported = outcome.as_ref().map(|d| {
+                d.events
+                    .iter()
+                    .map(|r| (r.id, r.position.get()))
+                    .collect::<Vec<_>>()
+            });
+            if !reported.as_ref().is_ok_and(|ids| ids == &first.committed) {
+                return Err(format!(
+                    "retry {n} reported {reported:?}, its first attempt {:?}",
+                    first.committed
+                ));
+            }
+            report.replayed += 1;
+            report.combined_keyed += 1;
+            continue;
+        }
+        let decided_on = decided.next();
+        if decided_on != Some(&state) {
             return Err(format!(
-                "command {n} of {commands:?} decided on {:?}, sequentially it is {state:?}",
-                decided.get(n)
+                "command {n} of {:?} decided on {decided_on:?}, sequentially it is {state:?}",
+                commands.iter().map(|c| &c.command).collect::<Vec<_>>()
             ));
         }
-        match (command, outcome) {
+        match (&c.command, outcome) {
             (MachineCommand::Append(events), Ok(dispatch)) => {
-                let bodies: Vec<&str> = dispatch
-                    .events
-                    .iter()
-                    .map(|r| r.event.body.as_str())
-                    .collect();
-                let expected: Vec<&str> = events.iter().map(|e| e.body.as_str()).collect();
-                if bodies != expected || dispatch.events.iter().any(|r| &r.stream != stream) {
-                    return Err(format!(
-                        "command {n} reported {:?}, expected {expected:?} on {stream}",
-                        dispatch.events
-                    ));
-                }
+                check_combined_dispatch(n, c, events, dispatch)?;
                 for event in events {
                     expected_log.push(event.body.clone());
-                    let tags: Vec<&str> = event.tags.iter().map(String::as_str).collect();
-                    let matches = factos::Tags::parse(tags.iter().copied())
-                        .ok()
-                        .zip(factos::EventType::new(event.event_type.clone()).ok())
-                        .is_some_and(|(tags, event_type)| step.query.matches(&event_type, &tags));
-                    if matches {
+                    if kit_event_matches(event, step.query) {
                         state.push(event.body.clone());
                     }
+                }
+                if let Keying::Keyed(key) = c.keying
+                    && !dispatch.events.is_empty()
+                {
+                    keyed.push(KeyedAttempt {
+                        key,
+                        query: step.query.clone(),
+                        stream: c.stream.clone(),
+                        command: c.command.clone(),
+                        committed: dispatch
+                            .events
+                            .iter()
+                            .map(|r| (r.id, r.position.get()))
+                            .collect(),
+                    });
+                    report.keyed += 1;
+                    report.combined_keyed += 1;
                 }
             }
             (MachineCommand::Refuse, Err(DispatchError::Domain(_)))
             | (MachineCommand::Panic, Err(DispatchError::Panicked { .. })) => {}
-            (_, other) => return Err(format!("command {n}, {command:?}, gave {other:?}")),
+            (command, other) => return Err(format!("command {n}, {command:?}, gave {other:?}")),
         }
     }
     let (prefix_kept, appended) = appended_since(step.dispatcher.store(), before).await?;
@@ -606,4 +637,124 @@ async fn combined_step<S: EventStore>(
     }
     report.combined += 1;
     Ok(())
+}
+
+/// The commands of a combined step: random kinds and streams, some keyed,
+/// some retries of earlier keyed dispatches on the step's query.
+fn random_combined<S>(
+    step: &Step<'_, S>,
+    rng: &mut Rng,
+    keyed: &[KeyedAttempt],
+) -> Result<Vec<Combined>, String> {
+    let retries: Vec<&KeyedAttempt> = keyed.iter().filter(|k| &k.query == step.query).collect();
+    (0..2 + rng.below(4))
+        .map(|n| {
+            let keying = match rng.below(6) {
+                0 => Keying::Keyed(uuid::Uuid::new_v4()),
+                1 if !retries.is_empty() => {
+                    Keying::Retry(retries[rng.below(retries.len())].clone())
+                }
+                _ => Keying::Plain,
+            };
+            if let Keying::Retry(first) = &keying {
+                return Ok(Combined {
+                    stream: first.stream.clone(),
+                    command: first.command.clone(),
+                    keying,
+                });
+            }
+            let stream = StreamId::new(format!("s{}", rng.below(3))).map_err(|e| e.to_string())?;
+            let command = random_command(rng.below(13), rng, step.number * 10 + n);
+            Ok(Combined {
+                stream,
+                command,
+                keying,
+            })
+        })
+        .collect()
+}
+
+/// Dispatches one command of a combined step as its keying says.
+async fn place<S: EventStore>(
+    step: &Step<'_, S>,
+    c: &Combined,
+) -> Result<Dispatch<KitEvent>, DispatchError<String>> {
+    let (dispatcher, query) = (step.dispatcher, step.query);
+    match &c.keying {
+        Keying::Plain => {
+            dispatcher
+                .dispatch_with_query(&c.stream, query, &c.command)
+                .await
+        }
+        Keying::Keyed(key) => {
+            dispatcher
+                .dispatch_with_query_idempotent(&c.stream, query, &c.command, *key)
+                .await
+        }
+        Keying::Retry(first) => {
+            dispatcher
+                .dispatch_with_query_idempotent(&c.stream, query, &c.command, first.key)
+                .await
+        }
+    }
+}
+
+/// The gate's count for a combined step: the lone first, each later retry
+/// alone (a replay is found before the batch decides), and one batch for
+/// the other commands, if any.
+fn expect_decisions(commands: &[Combined], decisions: usize) -> Result<(), String> {
+    let rest = commands.get(1..).unwrap_or_default();
+    let retries = rest
+        .iter()
+        .filter(|c| matches!(c.keying, Keying::Retry(_)))
+        .count();
+    let expected = 1 + retries + usize::from(retries < rest.len());
+    if decisions != expected {
+        return Err(format!(
+            "{} commands ({retries} later retries) took {decisions} decisions, not {expected}",
+            commands.len()
+        ));
+    }
+    Ok(())
+}
+
+/// A combined command's dispatch: its events as decided, on its stream,
+/// under the ids its key derives when it is keyed.
+fn check_combined_dispatch(
+    n: usize,
+    c: &Combined,
+    events: &[KitEvent],
+    dispatch: &Dispatch<KitEvent>,
+) -> Result<(), String> {
+    let bodies: Vec<&str> = dispatch
+        .events
+        .iter()
+        .map(|r| r.event.body.as_str())
+        .collect();
+    let expected: Vec<&str> = events.iter().map(|e| e.body.as_str()).collect();
+    if bodies != expected || dispatch.events.iter().any(|r| r.stream != c.stream) {
+        return Err(format!(
+            "command {n} reported {:?}, expected {expected:?} on {}",
+            dispatch.events, c.stream
+        ));
+    }
+    if let Keying::Keyed(key) = c.keying {
+        let ids: Vec<uuid::Uuid> = dispatch.events.iter().map(|r| r.id).collect();
+        let derived: Vec<uuid::Uuid> = (0..ids.len()).map(|i| factos::event_id(key, i)).collect();
+        if ids != derived {
+            return Err(format!(
+                "keyed command {n} wrote ids {ids:?}, its key derives {derived:?}"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Whether a kit event, once stored, matches `query`.
+fn kit_event_matches(event: &KitEvent, query: &Query) -> bool {
+    let tags: Vec<&str> = event.tags.iter().map(String::as_str).collect();
+    factos::Tags::parse(tags.iter().copied())
+        .ok()
+        .zip(factos::EventType::new(event.event_type.clone()).ok())
+        .is_some_and(|(tags, event_type)| query.matches(&event_type, &tags))
 }

@@ -104,10 +104,12 @@ async fn dispatchers_decide_as_a_fresh_fold_would() {
         walked.several += report.several;
         walked.refused += report.refused;
         walked.panicked += report.panicked;
+        walked.keyed += report.keyed;
         walked.replayed += report.replayed;
         walked.outbox += report.outbox;
         walked.foreign += report.foreign;
         walked.combined += report.combined;
+        walked.combined_keyed += report.combined_keyed;
     }
     println!("walked: {walked:?}");
     for (kind, count) in [
@@ -120,6 +122,7 @@ async fn dispatchers_decide_as_a_fresh_fold_would() {
         ("outbox", walked.outbox),
         ("foreign", walked.foreign),
         ("combined", walked.combined),
+        ("combined keyed", walked.combined_keyed),
     ] {
         assert!(count > 0, "no {kind} step was walked: {walked:?}");
     }
