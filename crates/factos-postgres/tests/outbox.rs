@@ -728,3 +728,28 @@ async fn the_retry_delay_doubles_up_to_its_cap() {
             .unwrap();
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn combined_outbox_dispatches_record_each_commands_effects_under_every_strategy() {
+    let database = common::database().await;
+    for locking in [
+        LockingStrategy::Scoped,
+        LockingStrategy::Optimistic,
+        LockingStrategy::TableLock,
+    ] {
+        let store = common::store_in(&database, StoreOptions::default().locking(locking)).await;
+        let effects = || async {
+            Ok(outbox_rows(&store)
+                .await
+                .into_iter()
+                .map(|(cause, _, payload)| (u64::try_from(cause).unwrap(), payload))
+                .collect())
+        };
+        factos_testkit::combined_outbox_dispatches_record_each_commands_effects(
+            store.clone(),
+            effects,
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{locking:?}: {e}"));
+    }
+}

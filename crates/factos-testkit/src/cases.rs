@@ -56,6 +56,7 @@ use cached::{
     cache_after_a_decision_that_appends_nothing, cache_after_an_empty_decision_on_an_empty_context,
     cache_after_refusals_and_panics,
 };
+pub use combined::{RecordedEffects, combined_outbox_dispatches_record_each_commands_effects};
 use combined::{
     combined_batch_commits_exactly_its_accepted_commands,
     combined_batch_writes_each_command_to_its_own_stream, combined_keyed_commands_keep_their_keys,

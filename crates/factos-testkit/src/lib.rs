@@ -21,7 +21,10 @@
 
 mod cases;
 
-pub use cases::context_limit_through_the_cache;
+pub use cases::{
+    RecordedEffects, combined_outbox_dispatches_record_each_commands_effects,
+    context_limit_through_the_cache,
+};
 
 /// Most commands in one batch of the model-based test's combining dispatchers.
 pub(crate) const MACHINE_BATCH: usize = 8;

@@ -23,7 +23,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use factos::{
     Decider, Dispatch, DispatchError, Dispatcher, EventStore, OutboxMessage, Query, QueryItem,
-    ReadOptions, StoredEvent, StreamId, Topic, reactor_fn,
+    Reactor, ReadOptions, StoredEvent, StreamId, Topic, reactor_fn,
 };
 
 use crate::gated::Gated;
@@ -65,6 +65,8 @@ pub struct MachineReport {
     pub combined: usize,
     /// Keyed commands and keyed retries inside combined steps.
     pub combined_keyed: usize,
+    /// Outbox commands inside combined steps.
+    pub combined_outbox: usize,
 }
 
 /// What the model's decider is told.
@@ -443,6 +445,18 @@ async fn keyed_step<S: EventStore>(
     Ok(())
 }
 
+/// The model's outbox reactor: one message per event, its body.
+fn body_mail()
+-> impl Reactor<Event = KitEvent, Effect = OutboxMessage> + Clone + Send + Sync + 'static {
+    let topic = Topic::new("model").unwrap_or_else(|e| unreachable!("the model's topic: {e}"));
+    reactor_fn(move |r: &factos::Recorded<KitEvent>| {
+        vec![OutboxMessage::new(
+            topic.clone(),
+            r.event.body.clone().into_bytes(),
+        )]
+    })
+}
+
 async fn outbox_step<S: EventStore>(
     step: &Step<'_, S>,
     recorder: &Recorder,
@@ -450,13 +464,7 @@ async fn outbox_step<S: EventStore>(
     before: &[StoredEvent],
     report: &mut MachineReport,
 ) -> Result<(), String> {
-    let topic = Topic::new("model").map_err(|e| e.to_string())?;
-    let reactor = reactor_fn(move |r: &factos::Recorded<KitEvent>| {
-        vec![OutboxMessage::new(
-            topic.clone(),
-            r.event.body.clone().into_bytes(),
-        )]
-    });
+    let reactor = body_mail();
     let command = MachineCommand::Append(random_events(rng, step.number, 2));
     let outcome = step
         .dispatcher
@@ -518,8 +526,10 @@ async fn foreign_step<S: EventStore>(
 }
 
 /// How a command of a combined step is dispatched.
-enum Keying {
+enum Via {
     Plain,
+    /// With an outbox reactor (on stores that record effects).
+    Outbox,
     /// Idempotent, under a new key.
     Keyed(uuid::Uuid),
     /// The retry of an earlier keyed dispatch on the same query: it must
@@ -531,11 +541,12 @@ enum Keying {
 struct Combined {
     stream: StreamId,
     command: MachineCommand,
-    keying: Keying,
+    via: Via,
 }
 
 /// Two to five commands of random kinds, each on a random stream, some of
-/// them keyed and some retries of earlier keyed dispatches, through a
+/// them keyed, some retries of earlier keyed dispatches and some outbox
+/// dispatches (on stores that record effects), through a
 /// combining dispatcher: the first reaches the store's gate, the others
 /// queue behind it and form one batch. The model is sequential: every
 /// command but the retries must have been decided, in order, on the fresh
@@ -563,7 +574,7 @@ async fn combined_step<S: EventStore>(
     expect_decisions(&commands, gate.decisions() - decisions_before)?;
     let fresh = commands
         .iter()
-        .filter(|c| !matches!(c.keying, Keying::Retry(_)))
+        .filter(|c| !matches!(c.via, Via::Retry(_)))
         .count();
     let history = recorder.take_history();
     let decided = history
@@ -573,7 +584,7 @@ async fn combined_step<S: EventStore>(
     let mut state = step.expected_state.clone();
     let mut expected_log: Vec<String> = Vec::new();
     for (n, (c, outcome)) in commands.iter().zip(&outcomes).enumerate() {
-        if let Keying::Retry(first) = &c.keying {
+        if let Via::Retry(first) = &c.via {
             let reported = outcome.as_ref().map(|d| {
                 d.events
                     .iter()
@@ -589,6 +600,9 @@ async fn combined_step<S: EventStore>(
             report.replayed += 1;
             report.combined_keyed += 1;
             continue;
+        }
+        if matches!(c.via, Via::Outbox) {
+            report.combined_outbox += 1;
         }
         let decided_on = decided.next();
         if decided_on != Some(&state) {
@@ -606,7 +620,7 @@ async fn combined_step<S: EventStore>(
                         state.push(event.body.clone());
                     }
                 }
-                if let Keying::Keyed(key) = c.keying
+                if let Via::Keyed(key) = c.via
                     && !dispatch.events.is_empty()
                 {
                     keyed.push(KeyedAttempt {
@@ -641,26 +655,26 @@ async fn combined_step<S: EventStore>(
 
 /// The commands of a combined step: random kinds and streams, some keyed,
 /// some retries of earlier keyed dispatches on the step's query.
-fn random_combined<S>(
+fn random_combined<S: EventStore>(
     step: &Step<'_, S>,
     rng: &mut Rng,
     keyed: &[KeyedAttempt],
 ) -> Result<Vec<Combined>, String> {
     let retries: Vec<&KeyedAttempt> = keyed.iter().filter(|k| &k.query == step.query).collect();
+    let outbox = step.dispatcher.store().can_record_effects();
     (0..2 + rng.below(4))
         .map(|n| {
-            let keying = match rng.below(6) {
-                0 => Keying::Keyed(uuid::Uuid::new_v4()),
-                1 if !retries.is_empty() => {
-                    Keying::Retry(retries[rng.below(retries.len())].clone())
-                }
-                _ => Keying::Plain,
+            let via = match rng.below(6) {
+                0 => Via::Keyed(uuid::Uuid::new_v4()),
+                2 if outbox => Via::Outbox,
+                1 if !retries.is_empty() => Via::Retry(retries[rng.below(retries.len())].clone()),
+                _ => Via::Plain,
             };
-            if let Keying::Retry(first) = &keying {
+            if let Via::Retry(first) = &via {
                 return Ok(Combined {
                     stream: first.stream.clone(),
                     command: first.command.clone(),
-                    keying,
+                    via,
                 });
             }
             let stream = StreamId::new(format!("s{}", rng.below(3))).map_err(|e| e.to_string())?;
@@ -668,30 +682,35 @@ fn random_combined<S>(
             Ok(Combined {
                 stream,
                 command,
-                keying,
+                via,
             })
         })
         .collect()
 }
 
-/// Dispatches one command of a combined step as its keying says.
+/// Dispatches one command of a combined step as its via says.
 async fn place<S: EventStore>(
     step: &Step<'_, S>,
     c: &Combined,
 ) -> Result<Dispatch<KitEvent>, DispatchError<String>> {
     let (dispatcher, query) = (step.dispatcher, step.query);
-    match &c.keying {
-        Keying::Plain => {
+    match &c.via {
+        Via::Outbox => {
+            dispatcher
+                .dispatch_with_outbox(&c.stream, query, &c.command, &body_mail())
+                .await
+        }
+        Via::Plain => {
             dispatcher
                 .dispatch_with_query(&c.stream, query, &c.command)
                 .await
         }
-        Keying::Keyed(key) => {
+        Via::Keyed(key) => {
             dispatcher
                 .dispatch_with_query_idempotent(&c.stream, query, &c.command, *key)
                 .await
         }
-        Keying::Retry(first) => {
+        Via::Retry(first) => {
             dispatcher
                 .dispatch_with_query_idempotent(&c.stream, query, &c.command, first.key)
                 .await
@@ -706,7 +725,7 @@ fn expect_decisions(commands: &[Combined], decisions: usize) -> Result<(), Strin
     let rest = commands.get(1..).unwrap_or_default();
     let retries = rest
         .iter()
-        .filter(|c| matches!(c.keying, Keying::Retry(_)))
+        .filter(|c| matches!(c.via, Via::Retry(_)))
         .count();
     let expected = 1 + retries + usize::from(retries < rest.len());
     if decisions != expected {
@@ -738,7 +757,7 @@ fn check_combined_dispatch(
             dispatch.events, c.stream
         ));
     }
-    if let Keying::Keyed(key) = c.keying {
+    if let Via::Keyed(key) = c.via {
         let ids: Vec<uuid::Uuid> = dispatch.events.iter().map(|r| r.id).collect();
         let derived: Vec<uuid::Uuid> = (0..ids.len()).map(|i| factos::event_id(key, i)).collect();
         if ids != derived {

@@ -110,6 +110,7 @@ async fn dispatchers_decide_as_a_fresh_fold_would() {
         walked.foreign += report.foreign;
         walked.combined += report.combined;
         walked.combined_keyed += report.combined_keyed;
+        walked.combined_outbox += report.combined_outbox;
     }
     println!("walked: {walked:?}");
     for (kind, count) in [
@@ -123,6 +124,7 @@ async fn dispatchers_decide_as_a_fresh_fold_would() {
         ("foreign", walked.foreign),
         ("combined", walked.combined),
         ("combined keyed", walked.combined_keyed),
+        ("combined outbox", walked.combined_outbox),
     ] {
         assert!(count > 0, "no {kind} step was walked: {walked:?}");
     }
@@ -221,4 +223,19 @@ async fn a_dropped_leader_hands_its_lane_on() {
         1,
         "the two formed one batch"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn combined_outbox_dispatches_record_each_commands_effects_in_memory() {
+    let store = factos::InMemoryStore::new();
+    let effects = || async {
+        Ok(store
+            .outbox()
+            .into_iter()
+            .map(|e| (e.cause.get(), e.message.payload))
+            .collect())
+    };
+    factos_testkit::combined_outbox_dispatches_record_each_commands_effects(store.clone(), effects)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
 }

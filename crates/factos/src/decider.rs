@@ -209,7 +209,9 @@ pub fn react_all<R: Reactor>(reactor: &R, events: &[Recorded<R::Event>]) -> Vec<
 
 type ReactFn<E, X> = fn(&Recorded<E>) -> Vec<X>;
 
-/// A reactor made from a closure; see [`reactor_fn`].
+/// A reactor made from a closure; see [`reactor_fn`]. It is `Clone` when
+/// the closure is (a combining [`Dispatcher`](crate::Dispatcher) clones an
+/// outbox dispatch's reactor into its queue).
 pub struct FnReactor<E, X, F> {
     react: F,
     marker: std::marker::PhantomData<ReactFn<E, X>>,
@@ -223,6 +225,15 @@ where
     FnReactor {
         react,
         marker: std::marker::PhantomData,
+    }
+}
+
+impl<E, X, F: Clone> Clone for FnReactor<E, X, F> {
+    fn clone(&self) -> Self {
+        Self {
+            react: self.react.clone(),
+            marker: std::marker::PhantomData,
+        }
     }
 }
 

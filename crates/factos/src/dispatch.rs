@@ -191,7 +191,7 @@ pub(crate) struct DispatchOptions<'a, E> {
     /// When set, event ids derive from it, so a retry appends the same ids.
     pub(crate) idempotency_key: Option<uuid::Uuid>,
     /// When set, the new events' effects are recorded with the append.
-    pub(crate) reactor: Option<&'a (dyn Reactor<Event = E, Effect = OutboxMessage> + Sync)>,
+    pub(crate) reactor: Option<&'a DynReactor<'a, E>>,
 }
 
 // Manual impls: the derives would ask `E: Clone`, `E: Copy`.
@@ -222,9 +222,7 @@ impl<'a, E> DispatchOptions<'a, E> {
     }
 
     /// The new events' effects by `reactor` are recorded with the append.
-    pub(crate) fn with_effects(
-        reactor: &'a (dyn Reactor<Event = E, Effect = OutboxMessage> + Sync),
-    ) -> Self {
+    pub(crate) fn with_effects(reactor: &'a DynReactor<'a, E>) -> Self {
         Self {
             reactor: Some(reactor),
             ..Self::default()
@@ -409,56 +407,77 @@ where
         let Some(reactor) = self.reactor else {
             return Ok(Vec::new());
         };
-        // The reactor sees the events as they will be recorded; they go back
-        // to `decided` afterwards for the dispatch's result.
-        // Recorded events hold no payload: build them from the rows' other
-        // fields rather than cloning the rows whole.
-        let recorded: Vec<Recorded<D::Event>> = appended
-            .iter()
-            .zip(std::mem::take(&mut self.decided))
-            .map(|(stored, event)| Recorded {
-                id: stored.id,
-                stream: stored.stream.clone(),
-                revision: stored.revision,
-                position: stored.position,
-                event_type: stored.event_type.clone(),
-                version: stored.version,
-                tags: stored.tags.clone(),
-                metadata: stored.metadata.clone(),
-                event,
-            })
-            .collect();
-        let effects = guarded("reactor", || {
-            recorded
-                .iter()
-                .flat_map(|r| {
-                    reactor.react(r).into_iter().map(|message| Effect {
-                        cause: r.position,
-                        message,
-                    })
-                })
-                .collect::<Vec<_>>()
-        });
-        self.decided = recorded.into_iter().map(|r| r.event).collect();
-        let effects = effects?;
-        let invalid = |e| ProcessError::Encode(EncodeError::Invalid(e));
-        if effects.len() > MAX_EFFECTS_PER_DISPATCH {
-            return Err(invalid(ValidationError::TooManyEffects {
-                count: effects.len(),
-                max: MAX_EFFECTS_PER_DISPATCH,
-            }));
-        }
-        if let Some(large) = effects
-            .iter()
-            .find(|e| e.message.payload.len() > MAX_EFFECT_PAYLOAD_BYTES)
-        {
-            return Err(invalid(ValidationError::EffectTooLarge {
-                len_bytes: large.message.payload.len(),
-                max_bytes: MAX_EFFECT_PAYLOAD_BYTES,
-            }));
-        }
-        Ok(effects)
+        let (decided, effects) = react_to(reactor, appended, std::mem::take(&mut self.decided));
+        self.decided = decided;
+        effects
     }
+}
+
+/// A reactor as a dispatch borrows it.
+pub(crate) type DynReactor<'a, E> = dyn Reactor<Event = E, Effect = OutboxMessage> + Sync + 'a;
+
+/// What [`react_to`] gives back: the command's events, and its effects.
+pub(crate) type Reacted<E, X> = (Vec<E>, Result<Vec<Effect>, ProcessError<X>>);
+
+/// The effects `reactor` gives for one command's `decided` events, just
+/// appended as `appended`, within the limits of one dispatch (a panic of
+/// the reactor caught); the events come back, for the dispatch's result.
+pub(crate) fn react_to<E, X>(
+    reactor: &DynReactor<'_, E>,
+    appended: &[StoredEvent],
+    decided: Vec<E>,
+) -> Reacted<E, X> {
+    // Recorded events hold no payload: build them from the rows' other
+    // fields rather than cloning the rows whole.
+    let recorded: Vec<Recorded<E>> = appended
+        .iter()
+        .zip(decided)
+        .map(|(stored, event)| Recorded {
+            id: stored.id,
+            stream: stored.stream.clone(),
+            revision: stored.revision,
+            position: stored.position,
+            event_type: stored.event_type.clone(),
+            version: stored.version,
+            tags: stored.tags.clone(),
+            metadata: stored.metadata.clone(),
+            event,
+        })
+        .collect();
+    let effects = guarded("reactor", || {
+        recorded
+            .iter()
+            .flat_map(|r| {
+                reactor.react(r).into_iter().map(|message| Effect {
+                    cause: r.position,
+                    message,
+                })
+            })
+            .collect::<Vec<_>>()
+    });
+    let decided = recorded.into_iter().map(|r| r.event).collect();
+    (decided, effects.and_then(within_effect_limits))
+}
+
+/// `effects` when one dispatch may record them all.
+fn within_effect_limits<X>(effects: Vec<Effect>) -> Result<Vec<Effect>, ProcessError<X>> {
+    let invalid = |e| ProcessError::Encode(EncodeError::Invalid(e));
+    if effects.len() > MAX_EFFECTS_PER_DISPATCH {
+        return Err(invalid(ValidationError::TooManyEffects {
+            count: effects.len(),
+            max: MAX_EFFECTS_PER_DISPATCH,
+        }));
+    }
+    if let Some(large) = effects
+        .iter()
+        .find(|e| e.message.payload.len() > MAX_EFFECT_PAYLOAD_BYTES)
+    {
+        return Err(invalid(ValidationError::EffectTooLarge {
+            len_bytes: large.message.payload.len(),
+            max_bytes: MAX_EFFECT_PAYLOAD_BYTES,
+        }));
+    }
+    Ok(effects)
 }
 
 pub(crate) fn into_dispatch<C: Codec, X>(

@@ -7,11 +7,11 @@ mod batch;
 mod lanes;
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use crate::cache::{ContextCache, DEFAULT_CACHE_ENTRIES};
 use crate::dispatch::{
-    CommandProcess, Dispatch, DispatchError, DispatchOptions, from_decision_error,
+    CommandProcess, Dispatch, DispatchError, DispatchOptions, DynReactor, from_decision_error,
     from_process_error, guarded, into_dispatch,
 };
 use crate::effect::OutboxMessage;
@@ -35,14 +35,35 @@ type Start<D> = (<D as Decider>::State, Option<Folded>);
 type Outcomes<D> = Result<Dispatch<<D as Decider>::Event>, DispatchError<<D as Decider>::Error>>;
 
 /// The commands waiting on one boundary: a lane per query.
-type BoundaryLanes<D> = Lanes<Query, Queued<<D as Decider>::Command>, Outcomes<D>>;
+type BoundaryLanes<D> = Lanes<Query, Queued<D>, Outcomes<D>>;
 
-/// A command queued on its boundary, with its stream and, for an
-/// idempotent dispatch, its key.
-struct Queued<C> {
+/// A reactor a queued outbox dispatch shares with the batch that decides it.
+type SharedReactor<E> = Arc<dyn Reactor<Event = E, Effect = OutboxMessage> + Send + Sync>;
+
+/// A command queued on its boundary, with its stream and what it adds to
+/// its decision: an idempotent dispatch's key, an outbox dispatch's reactor.
+struct Queued<D: Decider> {
     stream: StreamId,
-    command: C,
+    command: D::Command,
     key: Option<uuid::Uuid>,
+    reactor: Option<SharedReactor<D::Event>>,
+}
+
+impl<D: Decider> Queued<D> {
+    /// The command as its batch decides it.
+    fn in_batch(&self) -> BatchCommand<'_, D::Command, D::Event> {
+        BatchCommand {
+            stream: &self.stream,
+            command: &self.command,
+            options: DispatchOptions {
+                idempotency_key: self.key,
+                reactor: self
+                    .reactor
+                    .as_deref()
+                    .map(|r| -> &DynReactor<'_, D::Event> { r }),
+            },
+        }
+    }
 }
 
 /// Group commit of dispatches on one boundary ([`Dispatcher::with_combining`]).
@@ -158,8 +179,9 @@ where
     /// over the store's limits) sends each command alone. Idempotent
     /// dispatches combine too, each keeping its key: a keyed command whose
     /// earlier attempt committed is replayed alone, not decided again.
-    /// Outbox dispatches are not combined. Commands are cloned into the
-    /// queue.
+    /// Outbox dispatches combine too, each command's effects recorded by its
+    /// own reactor in the batch's transaction. Commands (and outbox
+    /// reactors) are cloned into the queue.
     #[must_use]
     pub fn with_combining(self, max_commands: usize) -> Self
     where
@@ -217,8 +239,12 @@ where
     ) -> Result<Dispatch<D::Event>, DispatchError<D::Error>> {
         match &self.combining {
             Some(combining) => {
-                self.combined_dispatch(combining, stream, query, command, None)
-                    .await
+                let own = BatchCommand {
+                    stream,
+                    command,
+                    options: DispatchOptions::default(),
+                };
+                self.combined_dispatch(combining, query, own, || None).await
             }
             None => {
                 self.cached_dispatch(stream, query, command, DispatchOptions::default())
@@ -229,18 +255,19 @@ where
 
     /// A dispatch through its boundary's lane: leads a batch, or waits for
     /// an outcome or for the lead of the next batch.
+    /// `shared` gives the reactor of `own`'s options as the queue keeps it.
     async fn combined_dispatch(
         &self,
         combining: &Combining<D>,
-        stream: &StreamId,
         query: &Query,
-        command: &D::Command,
-        key: Option<uuid::Uuid>,
+        own: BatchCommand<'_, D::Command, D::Event>,
+        shared: impl FnOnce() -> Option<SharedReactor<D::Event>>,
     ) -> Outcomes<D> {
         let joined = combining.lanes.join(query, || Queued {
-            stream: stream.clone(),
-            command: (combining.clone)(command),
-            key,
+            stream: own.stream.clone(),
+            command: (combining.clone)(own.command),
+            key: own.options.idempotency_key,
+            reactor: shared(),
         });
         let others = match joined {
             Joined::Lead => Vec::new(),
@@ -265,17 +292,8 @@ where
                 .batched_commands
                 .fetch_add(commands, Ordering::Relaxed);
         }
-        let own = BatchCommand {
-            stream,
-            command,
-            key,
-        };
-        let commands: Vec<BatchCommand<'_, D::Command>> = std::iter::once(own)
-            .chain(others.iter().map(|waiter| BatchCommand {
-                stream: &waiter.command.stream,
-                command: &waiter.command.command,
-                key: waiter.command.key,
-            }))
+        let commands: Vec<BatchCommand<'_, D::Command, D::Event>> = std::iter::once(own)
+            .chain(others.iter().map(|waiter| waiter.command.in_batch()))
             .collect();
         let mut outcomes = self.decide_batch(query, commands).await.into_iter();
         let own = outcomes
@@ -300,7 +318,7 @@ where
     async fn decide_batch(
         &self,
         query: &Query,
-        commands: Vec<BatchCommand<'_, D::Command>>,
+        commands: Vec<BatchCommand<'_, D::Command, D::Event>>,
     ) -> Vec<Outcomes<D>> {
         let committed_before = match self.committed_before(&commands).await {
             Ok(found) => found,
@@ -342,11 +360,11 @@ where
     /// ids, and the batch then sends each command alone.
     async fn committed_before(
         &self,
-        commands: &[BatchCommand<'_, D::Command>],
+        commands: &[BatchCommand<'_, D::Command, D::Event>],
     ) -> Result<Vec<bool>, StoreError> {
         let firsts: Vec<Option<uuid::Uuid>> = commands
             .iter()
-            .map(|c| c.key.map(|key| crate::event_id(key, 0)))
+            .map(|c| c.options.idempotency_key.map(|key| crate::event_id(key, 0)))
             .collect();
         let ids: Vec<uuid::Uuid> = firsts.iter().flatten().copied().collect();
         if ids.is_empty() {
@@ -365,7 +383,7 @@ where
     async fn decide_together(
         &self,
         query: &Query,
-        commands: Vec<BatchCommand<'_, D::Command>>,
+        commands: Vec<BatchCommand<'_, D::Command, D::Event>>,
     ) -> Vec<Outcomes<D>> {
         let Some(&first) = commands.first() else {
             return Vec::new();
@@ -452,7 +470,7 @@ where
     fn commit_batch(
         &self,
         query: &Query,
-        commands: &[BatchCommand<'_, D::Command>],
+        commands: &[BatchCommand<'_, D::Command, D::Event>],
         process: &mut BatchProcess<'_, D, C>,
         committed: &crate::Committed,
     ) -> Vec<Outcomes<D>> {
@@ -492,7 +510,7 @@ where
     async fn each_alone(
         &self,
         query: &Query,
-        commands: &[BatchCommand<'_, D::Command>],
+        commands: &[BatchCommand<'_, D::Command, D::Event>],
     ) -> Vec<Outcomes<D>> {
         let mut outcomes = Vec::with_capacity(commands.len());
         for &command in commands {
@@ -501,12 +519,14 @@ where
         outcomes
     }
 
-    /// One command of a batch dispatched on its own (with its key, if any).
-    async fn alone(&self, query: &Query, command: BatchCommand<'_, D::Command>) -> Outcomes<D> {
-        let options = command
-            .key
-            .map_or_else(DispatchOptions::default, DispatchOptions::idempotent);
-        self.cached_dispatch(command.stream, query, command.command, options)
+    /// One command of a batch dispatched on its own (with its key and
+    /// reactor, if any).
+    async fn alone(
+        &self,
+        query: &Query,
+        command: BatchCommand<'_, D::Command, D::Event>,
+    ) -> Outcomes<D> {
+        self.cached_dispatch(command.stream, query, command.command, command.options)
             .await
     }
 
@@ -525,8 +545,12 @@ where
     ) -> Result<Dispatch<D::Event>, DispatchError<D::Error>> {
         match &self.combining {
             Some(combining) => {
-                self.combined_dispatch(combining, stream, query, command, Some(key))
-                    .await
+                let own = BatchCommand {
+                    stream,
+                    command,
+                    options: DispatchOptions::idempotent(key),
+                };
+                self.combined_dispatch(combining, query, own, || None).await
             }
             None => {
                 self.cached_dispatch(stream, query, command, DispatchOptions::idempotent(key))
@@ -537,7 +561,11 @@ where
 
     /// Like [`dispatch_with_outbox`](crate::dispatch_with_outbox) (the
     /// reactor's effects are recorded in the dispatch's transaction),
-    /// starting from the cached context.
+    /// starting from the cached context. With [combining](Self::with_combining)
+    /// on, the command may be decided in a batch with others on the same
+    /// query, its effects recorded by its own reactor in the batch's
+    /// transaction; a command that waits for a batch clones its reactor into
+    /// the queue (hence `Clone + Send + 'static`).
     pub async fn dispatch_with_outbox<R>(
         &self,
         stream: &StreamId,
@@ -546,16 +574,23 @@ where
         reactor: &R,
     ) -> Result<Dispatch<D::Event>, DispatchError<D::Error>>
     where
-        R: Reactor<Event = D::Event, Effect = OutboxMessage> + Sync,
+        R: Reactor<Event = D::Event, Effect = OutboxMessage> + Clone + Send + Sync + 'static,
     {
         crate::dispatch::require_effects(&self.store)?;
-        self.cached_dispatch(
-            stream,
-            query,
-            command,
-            DispatchOptions::with_effects(reactor),
-        )
-        .await
+        let options = DispatchOptions::with_effects(reactor);
+        match &self.combining {
+            Some(combining) => {
+                let own = BatchCommand {
+                    stream,
+                    command,
+                    options,
+                };
+                let shared =
+                    || -> Option<SharedReactor<D::Event>> { Some(Arc::new(reactor.clone())) };
+                self.combined_dispatch(combining, query, own, shared).await
+            }
+            None => self.cached_dispatch(stream, query, command, options).await,
+        }
     }
 
     /// The one cached dispatch behind the three entry points.

@@ -412,3 +412,117 @@ async fn keyed_retry_racing_its_batch_is_replayed<S: EventStore + Clone>(store: 
     ensure_eq!(count(store).await?, 6 + 2, "events after the race");
     Ok(())
 }
+
+/// (cause position, payload) of every effect a store recorded, in order.
+pub type RecordedEffects = Vec<(u64, Vec<u8>)>;
+
+/// Outbox dispatches in batches (group commit) record each command's
+/// effects by its own reactor, caused by its own events, in the batch's
+/// transaction: a batch of an outbox command, a plain one, a refused outbox
+/// one and a second outbox command commits in one decision with exactly the
+/// two outbox commands' effects; a reactor that panics in a batch leaves
+/// only its own command out (the others commit alone, with their effects).
+/// `recorded` reads the effects `store` holds.
+///
+/// # Errors
+///
+/// Says which command or effect differs.
+pub async fn combined_outbox_dispatches_record_each_commands_effects<S, F, R>(
+    store: S,
+    recorded: F,
+) -> CaseResult
+where
+    S: EventStore + Clone,
+    F: Fn() -> R,
+    R: std::future::Future<Output = Result<RecordedEffects, String>>,
+{
+    let gated = Gated::new(store.clone());
+    let dispatcher =
+        Dispatcher::new(gated.clone(), Shelf::default(), KitCodec::default()).with_combining(8);
+    let query = box_query("mail")?;
+    let on = stream("mail");
+    let add = || ShelfCommand::Add("mail".into());
+    let orders = [
+        (add(), Some("lead")),
+        (add(), Some("a")),
+        (add(), None),
+        (ShelfCommand::CloseAt("mail".into(), 100), Some("refused")),
+        (add(), Some("b")),
+    ];
+    let outcomes = dispatch_with_mail(&gated, &dispatcher, &on, &query, &orders, None).await;
+    ensure_eq!(gated.decisions(), 2, "decisions for five commands");
+    ensure!(
+        matches!(outcomes[3], Err(DispatchError::Domain(_))),
+        "the refused command: {:?}",
+        outcomes[3]
+    );
+    let position = |n: usize| -> Result<u64, String> {
+        let dispatch = outcomes[n]
+            .as_ref()
+            .map_err(|e| format!("command {n}: {e:?}"))?;
+        Ok(dispatch.events.first().ok_or("no event")?.position.get())
+    };
+    let mut expected = vec![
+        (position(0)?, b"lead".to_vec()),
+        (position(1)?, b"a".to_vec()),
+        (position(4)?, b"b".to_vec()),
+    ];
+    position(2)?;
+    ensure_eq!(recorded().await?, expected, "effects after the batch");
+    // A panicking reactor in the next batch: each command goes alone.
+    let orders = [(add(), None), (add(), Some("c")), (add(), Some("panics"))];
+    let outcomes =
+        dispatch_with_mail(&gated, &dispatcher, &on, &query, &orders, Some("panics")).await;
+    ensure!(
+        matches!(outcomes[2], Err(DispatchError::Panicked { .. })),
+        "the command whose reactor panics: {:?}",
+        outcomes[2]
+    );
+    let c = outcomes[1]
+        .as_ref()
+        .map_err(|e| format!("the command beside the panic: {e:?}"))?;
+    expected.push((
+        c.events.first().ok_or("no event")?.position.get(),
+        b"c".to_vec(),
+    ));
+    ensure_eq!(recorded().await?, expected, "effects after the panic");
+    ensure_eq!(count(&store).await?, 4 + 2, "events stored");
+    Ok(())
+}
+
+/// Dispatches `orders` while the gate holds (the first leads alone, the
+/// others form one batch): each with an outbox reactor mailing its name,
+/// or plain; the reactor of the one named `panics` panics.
+async fn dispatch_with_mail<S: EventStore + Clone>(
+    gated: &Gated<S>,
+    dispatcher: &Dispatcher<Gated<S>, Shelf, KitCodec>,
+    on: &StreamId,
+    query: &Query,
+    orders: &[(ShelfCommand, Option<&'static str>)],
+    panics: Option<&'static str>,
+) -> Vec<Result<Dispatch<KitEvent>, DispatchError<String>>> {
+    gated.hold();
+    let in_flight =
+        futures_util::future::join_all(orders.iter().map(|(command, mail)| async move {
+            match mail {
+                Some(name) => {
+                    let name: &'static str = name;
+                    let topic = factos::Topic::new("mail").unwrap_or_else(|e| unreachable!("{e}"));
+                    let panicking = panics == Some(name);
+                    let mail = factos::reactor_fn(move |_: &factos::Recorded<KitEvent>| {
+                        assert!(!panicking, "the reactor panics on purpose");
+                        vec![factos::OutboxMessage::new(
+                            topic.clone(),
+                            name.as_bytes().to_vec(),
+                        )]
+                    });
+                    dispatcher
+                        .dispatch_with_outbox(on, query, command, &mail)
+                        .await
+                }
+                None => dispatcher.dispatch_with_query(on, query, command).await,
+            }
+        }));
+    let release = async { gated.release() };
+    futures_util::future::join(in_flight, release).await.0
+}

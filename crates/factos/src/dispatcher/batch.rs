@@ -15,26 +15,29 @@
 use std::collections::HashMap;
 
 use crate::dispatch::{
-    ProcessError, decide_command, evolve_stored, guarded, lost_state, with_key_ids,
+    DispatchOptions, ProcessError, decide_command, evolve_stored, guarded, lost_state, react_to,
+    with_key_ids,
 };
+use crate::effect::Effect;
 use crate::event_store::{Committed, DecisionProcess, Folded};
 use crate::{Codec, Decider, NewEvent, Query, Revision, StoredEvent, StreamId};
 
-/// One command of a batch: its stream, and its idempotency key if keyed
-/// (its events then carry the ids derived from the key, as alone).
-pub(crate) struct BatchCommand<'a, C> {
+/// One command of a batch: its stream, and what it adds to its decision,
+/// as alone: an idempotency key (its events carry the ids the key derives)
+/// and a reactor (its events' effects are recorded with the append).
+pub(crate) struct BatchCommand<'a, C, E> {
     pub(crate) stream: &'a StreamId,
     pub(crate) command: &'a C,
-    pub(crate) key: Option<uuid::Uuid>,
+    pub(crate) options: DispatchOptions<'a, E>,
 }
 
-impl<C> Clone for BatchCommand<'_, C> {
+impl<C, E> Clone for BatchCommand<'_, C, E> {
     fn clone(&self) -> Self {
         *self
     }
 }
 
-impl<C> Copy for BatchCommand<'_, C> {}
+impl<C, E> Copy for BatchCommand<'_, C, E> {}
 
 /// What the latest decide made of one command.
 pub(crate) enum Outcome<D: Decider> {
@@ -51,7 +54,7 @@ pub(crate) struct BatchProcess<'a, D: Decider, C> {
     query: &'a Query,
     /// Each command, with the stream its events go to, in arrival order;
     /// the first command's stream is the decision's.
-    commands: Vec<BatchCommand<'a, D::Command>>,
+    commands: Vec<BatchCommand<'a, D::Command, D::Event>>,
     /// The streams of the other commands, once each, without the decision's.
     other_streams: Vec<StreamId>,
     /// After a decide: for each appended event, its command's stream as an
@@ -77,7 +80,7 @@ where
         decider: &'a D,
         codec: &'a C,
         query: &'a Query,
-        commands: Vec<BatchCommand<'a, D::Command>>,
+        commands: Vec<BatchCommand<'a, D::Command, D::Event>>,
         state: D::State,
     ) -> Self {
         let mut other_streams: Vec<StreamId> = Vec::new();
@@ -136,7 +139,7 @@ where
         for batched in &self.commands {
             match decide_command(decider, codec, &running, batched.command) {
                 Ok((events, encoded)) => {
-                    let encoded = with_key_ids(encoded, batched.key);
+                    let encoded = with_key_ids(encoded, batched.options.idempotency_key);
                     for (event, new) in events.iter().zip(&encoded) {
                         if query.matches(&new.event_type, &new.tags) {
                             // A panic here fails the whole batch: the running
@@ -174,9 +177,46 @@ where
         &self.other_streams
     }
 
+    fn has_effects(&self) -> bool {
+        self.commands.iter().any(|c| c.options.reactor.is_some())
+    }
+
+    /// Each accepted command's effects by its own reactor, on its own
+    /// events, in arrival order; a reactor that panics or breaks a
+    /// dispatch's effect limits fails the batch (the dispatcher then sends
+    /// each command alone, and only that command fails).
+    fn effects(&mut self, appended: &[StoredEvent]) -> Result<Vec<Effect>, Self::Error> {
+        let mut rest = appended;
+        let mut effects = Vec::new();
+        for (batched, outcome) in self.commands.iter().zip(&mut self.outcomes) {
+            let Outcome::Accepted(events) = outcome else {
+                continue;
+            };
+            let (own, after) = rest
+                .split_at_checked(events.len())
+                .ok_or_else(unaccounted_events)?;
+            rest = after;
+            if let Some(reactor) = batched.options.reactor {
+                let (decided, reacted) = react_to(reactor, own, std::mem::take(events));
+                *events = decided;
+                effects.extend(reacted?);
+            }
+        }
+        Ok(effects)
+    }
+
     fn event_stream(&self, index: usize) -> Option<&StreamId> {
         let route = (*self.routes.get(index)?)?;
         self.other_streams.get(route)
+    }
+}
+
+/// The store appended fewer events than the batch decided (a bug, reported
+/// as a failure of the batch rather than hidden).
+fn unaccounted_events<E>() -> ProcessError<E> {
+    ProcessError::Panicked {
+        during: "combined batch",
+        message: "the appended events do not match the batch's decided events".to_string(),
     }
 }
 
