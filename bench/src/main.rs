@@ -102,6 +102,9 @@ enum Workload {
 enum Subject {
     Plain(PostgresStore),
     Cached(Dispatcher<PostgresStore, Booking, TagCodec>),
+    /// Like `Cached`, each dispatch idempotent under a new key (a first
+    /// attempt, as a service that takes an idempotency key sends it).
+    Keyed(Dispatcher<PostgresStore, Booking, TagCodec>),
     /// The peer crate (disjoint and hot only; runs through `peer::run`).
     Peer(peer::Maker),
 }
@@ -110,7 +113,9 @@ impl Subject {
     /// The batches a combining dispatcher decided so far (zero otherwise).
     fn combined_batches(&self) -> factos::CombinedBatches {
         match self {
-            Subject::Cached(dispatcher) => dispatcher.combined_batches(),
+            Subject::Cached(dispatcher) | Subject::Keyed(dispatcher) => {
+                dispatcher.combined_batches()
+            }
             Subject::Plain(_) | Subject::Peer(_) => factos::CombinedBatches::default(),
         }
     }
@@ -135,6 +140,10 @@ impl Subject {
             .map(|_| ()),
             Subject::Cached(dispatcher) => dispatcher
                 .dispatch_with_query(stream, query, tag)
+                .await
+                .map(|_| ()),
+            Subject::Keyed(dispatcher) => dispatcher
+                .dispatch_with_query_idempotent(stream, query, tag, uuid::Uuid::now_v7())
                 .await
                 .map(|_| ()),
             Subject::Peer(_) => Err(DispatchError::Store(factos::StoreError::new(
@@ -558,6 +567,20 @@ async fn main() -> Result<(), BoxError> {
                 "Scoped+cache+combining".to_string(),
                 Arc::new(Subject::Cached(combining)),
             ));
+            // The same with idempotency keys: a batch looks its keyed
+            // commands' earlier attempts up (one lookup by id).
+            let keyed = Dispatcher::new(
+                store.clone(),
+                Booking,
+                TagCodec {
+                    event_type: "Booked",
+                },
+            )
+            .with_combining(factos::DEFAULT_BATCH_COMMANDS);
+            stores.push((
+                "Scoped+cache+combining+keys".to_string(),
+                Arc::new(Subject::Keyed(keyed)),
+            ));
         }
         stores.push((format!("{strategy:?}"), Arc::new(Subject::Plain(store))));
     }
@@ -617,7 +640,7 @@ async fn main() -> Result<(), BoxError> {
                             courses::run(store, clients, duration, round).await
                         }
                         (Workload::Growing | Workload::Courses, Subject::Peer(_))
-                        | (Workload::Courses, Subject::Cached(_)) => continue,
+                        | (Workload::Courses, Subject::Cached(_) | Subject::Keyed(_)) => continue,
                         _ => {
                             run_workload(subject, subject_name, workload, clients, duration, round)
                                 .await
@@ -720,17 +743,17 @@ async fn main() -> Result<(), BoxError> {
     Ok(())
 }
 
-/// The combining subject's batches per workload and client count: batches
+/// The combining subjects' batches per workload and client count: batches
 /// of two or more commands per second, commands per batch, and the share of
 /// dispatches that went in one (medians of the runs of `duration`).
 fn print_batches(samples: &BTreeMap<(Workload, String, usize), Vec<Sample>>, duration: Duration) {
     println!(
-        "\n| combined batches (Scoped+cache+combining) | clients | dispatches/s | batches/s | commands per batch | share of dispatches batched |"
+        "\n| combined batches | subject | clients | dispatches/s | batches/s | commands per batch | share of dispatches batched |"
     );
-    println!("|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|");
     let seconds = duration.as_secs_f64();
     for ((workload, subject, clients), runs) in samples {
-        if subject != "Scoped+cache+combining" {
+        if !subject.starts_with("Scoped+cache+combining") {
             continue;
         }
         #[allow(clippy::cast_precision_loss)]
@@ -749,7 +772,7 @@ fn print_batches(samples: &BTreeMap<(Workload, String, usize), Vec<Sample>>, dur
                 .collect(),
         );
         println!(
-            "| {workload:?} | {clients} | {rate:.0} | {batches:.0} | {size:.1} | {share:.2} |"
+            "| {workload:?} | {subject} | {clients} | {rate:.0} | {batches:.0} | {size:.1} | {share:.2} |"
         );
     }
 }

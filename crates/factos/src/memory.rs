@@ -284,11 +284,17 @@ impl InMemoryStore {
     ) -> Result<Committed, DecisionError<P::Error>> {
         self.limits.check_context(folded.events)?;
         let mut log = self.lock();
-        // A retry of a command that committed replays it without deciding.
-        let planned = planned_event_ids(process, self.limits.max_events_per_append);
-        if let Some(stored) = earlier_attempt(stream, &planned, log.stored_with_id_list(&planned))?
+        // A retry of a command that committed replays it without deciding
+        // (all planned ids are derived only when the first is stored).
+        if let Some(first) = process.planned_event_id(0)
+            && log.ids.contains_key(&first)
         {
-            return Ok(replayed(stream, stored, Folded::default()));
+            let planned = planned_event_ids(process, self.limits.max_events_per_append);
+            if let Some(stored) =
+                earlier_attempt(stream, &planned, log.stored_with_id_list(&planned))?
+            {
+                return Ok(replayed(stream, stored, Folded::default()));
+            }
         }
         let mut context = folded;
         let skip = folded

@@ -104,8 +104,7 @@ impl EventStore for PostgresStore {
         process: &mut P,
     ) -> Result<Committed, DecisionError<P::Error>> {
         let span = tracing::info_span!("factos.dispatch", kind = "query", stream = %stream, query = %query, outcome = tracing::field::Empty, events = tracing::field::Empty, position = tracing::field::Empty);
-        let planned = self.planned_ids(process);
-        let outcome = match self.replay_before_deciding(stream, &planned).await {
+        let outcome = match self.replay_before_deciding(stream, process).await {
             Ok(Some(replayed)) => Ok(replayed),
             Err(e) => Err(DecisionError::Store(e)),
             // Effects are recorded between the append and the commit, which
@@ -136,8 +135,7 @@ impl EventStore for PostgresStore {
         folded: Folded,
     ) -> Result<Committed, DecisionError<P::Error>> {
         let span = tracing::info_span!("factos.dispatch", kind = "cached", stream = %stream, query = %query, outcome = tracing::field::Empty, events = tracing::field::Empty, position = tracing::field::Empty);
-        let planned = self.planned_ids(process);
-        let outcome = match self.replay_before_deciding(stream, &planned).await {
+        let outcome = match self.replay_before_deciding(stream, process).await {
             Ok(Some(replayed)) => Ok(replayed),
             Err(e) => Err(DecisionError::Store(e)),
             Ok(None) if process.has_effects() => {
@@ -171,8 +169,7 @@ impl EventStore for PostgresStore {
         process: &mut P,
     ) -> Result<Committed, DecisionError<P::Error>> {
         let span = tracing::info_span!("factos.dispatch", kind = "stream", stream = %stream, outcome = tracing::field::Empty, events = tracing::field::Empty, position = tracing::field::Empty);
-        let planned = self.planned_ids(process);
-        let outcome = match self.replay_before_deciding(stream, &planned).await {
+        let outcome = match self.replay_before_deciding(stream, process).await {
             Ok(Some(replayed)) => Ok(replayed),
             Err(e) => Err(DecisionError::Store(e)),
             Ok(None) => {
