@@ -805,3 +805,88 @@ async fn an_undecodable_event_stops_a_subscription_naming_the_event() {
         assert!(said.contains(&part), "{part:?} missing from: {said}");
     }
 }
+
+/// A booking event at version 2 (the seat a number); version 1 stored it
+/// as a string.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+enum Booking {
+    Booked { seat: u32 },
+}
+
+impl factos::json::JsonEvent for Booking {
+    const EVENT_TYPES: &'static [&'static str] = &["Booked"];
+    fn event_type(&self) -> &'static str {
+        "Booked"
+    }
+    fn tags(&self) -> Vec<String> {
+        Vec::new()
+    }
+}
+
+/// Decodes with [`factos::decode_owned`] through an upcasting JSON codec
+/// that passes over foreign types, and keeps what it decoded.
+struct Upcasting {
+    codec: factos::json::JsonCodec<Booking>,
+    seen: std::sync::Arc<std::sync::Mutex<Vec<(u32, Booking)>>>,
+}
+
+impl EventHandler for Upcasting {
+    type Error = Box<factos::UndecodableEvent>;
+    async fn handle(&mut self, events: &[StoredEvent]) -> Result<(), Self::Error> {
+        for stored in events {
+            if let Some(booking) = factos::decode_owned(&self.codec, stored)? {
+                self.seen.lock().unwrap().push((stored.version, booking));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A subscriber reads events stored at an older version as the newest (a
+/// seat stored as a string at version 1 arrives as a number) and passes over
+/// another module's event type, with the JSON codec's options.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subscriber_sees_old_versions_upcast_and_passes_over_foreign_types() {
+    let database = common::database().await;
+    let store = common::store_in(&database, StoreOptions::default()).await;
+    let booked = |version: u32, data: &str| {
+        NewEvent::new(EventType::new("Booked").unwrap(), data.as_bytes().to_vec())
+            .with_version(version)
+    };
+    append(&store, "old", vec![booked(1, r#"{"Booked":{"seat":"3"}}"#)]).await;
+    append(&store, "other", vec![event("AddressChanged", "seat:3")]).await;
+    append(&store, "new", vec![booked(2, r#"{"Booked":{"seat":4}}"#)]).await;
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let codec = factos::json::JsonCodec::<Booking>::new()
+        .passing_over_foreign_types()
+        .upcasting("Booked", 1, |mut v1| {
+            let seat = v1["Booked"]["seat"]
+                .as_str()
+                .and_then(|s| s.parse::<u32>().ok())
+                .ok_or("the seat is not a number")?;
+            v1["Booked"]["seat"] = seat.into();
+            Ok(v1)
+        });
+    let handler = Upcasting {
+        codec,
+        seen: seen.clone(),
+    };
+    let subscription = Subscription::new(&store, "upcasting", Query::all())
+        .unwrap()
+        .with_options(options(Duration::from_millis(20), 10))
+        .unwrap();
+    let (stop, task) = spawn_run(subscription, handler);
+    let start = Instant::now();
+    while seen.lock().unwrap().len() < 2 && start.elapsed() < Duration::from_secs(10) {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    drop(stop);
+    task.await.unwrap().unwrap();
+    assert_eq!(
+        *seen.lock().unwrap(),
+        vec![
+            (1, Booking::Booked { seat: 3 }),
+            (2, Booking::Booked { seat: 4 })
+        ]
+    );
+}

@@ -37,6 +37,7 @@ mod cached;
 mod combined;
 mod concurrency;
 mod dispatch;
+mod evolution;
 mod ids;
 mod matching;
 mod original;
@@ -72,6 +73,9 @@ use dispatch::{
     dispatch_with_query_returns_committed_events, dispatch_with_query_without_events,
     idempotent_dispatch_appends_once, idempotent_racers_append_once, load_stream_folds_the_stream,
     read_context_folds_matching_events, stream_dispatch_domain_error, stream_dispatch_revisions,
+};
+use evolution::{
+    foreign_event_types_are_refused_or_passed_over, older_event_versions_are_upcast_to_the_newest,
 };
 use ids::{
     a_keyed_retry_replays_whatever_it_would_decide_now,
@@ -175,6 +179,9 @@ pub(crate) fn all<S: EventStore + Clone + 'static>() -> Vec<Case<S>> {
         combined_batch_commits_exactly_its_accepted_commands,
         combined_batch_writes_each_command_to_its_own_stream,
         combined_keyed_commands_keep_their_keys,
+        // Events that outlive their code.
+        foreign_event_types_are_refused_or_passed_over,
+        older_event_versions_are_upcast_to_the_newest,
         // The original library's tests.
         original_register_user_stream_dispatch,
         original_undecodable_event_of_another_type,

@@ -38,6 +38,18 @@ pub trait Codec: Send + Sync {
     fn encode(&self, event: &Self::Event) -> Result<NewEvent, EncodeError>;
     /// Decodes one stored row.
     fn decode(&self, stored: &StoredEvent) -> Result<Self::Event, DecodeError>;
+
+    /// Whether events of `event_type` are this codec's own. An event of a
+    /// type the codec does not own (another module's, under the same tags)
+    /// is passed over: the decider is not fed it, a context read leaves it
+    /// out. The append condition still counts it (it is a stored event
+    /// matching the query): a foreign event appended after a decision's
+    /// context makes that decision decide again, which is conservative.
+    /// The default owns every type, so an unknown type is a decode error.
+    fn owns_type(&self, event_type: &EventType) -> bool {
+        let _ = event_type;
+        true
+    }
 }
 
 /// A stored event that its codec could not decode, named by where it is:
@@ -114,6 +126,22 @@ pub fn decode_stored<C: Codec + ?Sized>(
         .map_err(|e| Box::new(UndecodableEvent::new(stored, e)))
 }
 
+/// Decodes `stored` with `codec` unless its type is not the codec's own
+/// ([`Codec::owns_type`]): `None` then, for a handler to pass over.
+///
+/// # Errors
+///
+/// The event and why `codec` could not decode it.
+pub fn decode_owned<C: Codec + ?Sized>(
+    codec: &C,
+    stored: &StoredEvent,
+) -> Result<Option<C::Event>, Box<UndecodableEvent>> {
+    if !codec.owns_type(&stored.event_type) {
+        return Ok(None);
+    }
+    decode_stored(codec, stored).map(Some)
+}
+
 /// Why a stored row could not be decoded.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -133,6 +161,16 @@ pub enum DecodeError {
         version: u32,
         /// What the parser said.
         message: String,
+    },
+    /// The stored version is newer than the newest this code can read for
+    /// its type: it was written by newer code (deploy it, or add the step).
+    NewerVersion {
+        /// The stored type.
+        event_type: EventType,
+        /// The stored version.
+        version: u32,
+        /// The newest version this code reads for the type.
+        newest: u32,
     },
 }
 
@@ -155,6 +193,14 @@ impl fmt::Display for DecodeError {
                     "invalid data for event type {event_type} (version {version}): {message}"
                 )
             }
+            DecodeError::NewerVersion {
+                event_type,
+                version,
+                newest,
+            } => write!(
+                f,
+                "event type {event_type} is stored at version {version}, newer than the newest this code reads ({newest})"
+            ),
         }
     }
 }

@@ -343,6 +343,11 @@ where
     D: Decider,
     C: Codec<Event = D::Event>,
 {
+    if !codec.owns_type(&stored.event_type) {
+        // Another module's event under the same tags: not this decider's to
+        // fold (the append condition still counts it).
+        return Ok(());
+    }
     let event = guarded("codec decode", || codec.decode(stored))?
         .map_err(|e| ProcessError::Decode(Box::new(UndecodableEvent::new(stored, e))))?;
     let folded = state.take().ok_or_else(lost_state)?;
@@ -842,12 +847,14 @@ where
     into_dispatch(committed, process.decided, codec)
 }
 
+/// The rows `codec` owns, decoded, in order (rows of other types passed over).
 fn decode_all<C: Codec>(
     codec: &C,
     stored: Vec<StoredEvent>,
 ) -> Result<Vec<Recorded<C::Event>>, ReadError> {
     stored
         .into_iter()
+        .filter(|row| codec.owns_type(&row.event_type))
         .map(|row| {
             let event = crate::codec::decode_stored(codec, &row).map_err(ReadError::Decode)?;
             Ok(Recorded::from_stored(row, event))
@@ -899,8 +906,9 @@ where
         .read(query, ReadOptions::default())
         .await
         .map_err(ReadError::Store)?;
+    // The last matching event, passed over or not: the condition counts it.
+    let position = read.events.last().map(|e| e.position);
     let events = decode_all(codec, read.events)?;
-    let position = events.last().map(|e| e.position);
     let state = crate::fold_decider(decider, events.iter().map(|r| &r.event));
     Ok(Context {
         query: query.clone(),

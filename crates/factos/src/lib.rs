@@ -72,12 +72,15 @@ pub mod outbox;
 mod position;
 mod query;
 pub mod store;
+pub mod upcast;
 
 #[cfg(feature = "json")]
 pub mod json;
 
 pub use cache::DEFAULT_CACHE_ENTRIES;
-pub use codec::{Codec, DecodeError, Decoded, EncodeError, UndecodableEvent, decode_stored};
+pub use codec::{
+    Codec, DecodeError, Decoded, EncodeError, UndecodableEvent, decode_owned, decode_stored,
+};
 pub use decider::{
     Decider, DispatchDecider, FnReactor, MergedReactors, MergedViews, Reactor, View,
     compute_events, fold_decider, fold_view, merge_reactors, merge_views, react_all, reactor_fn,
