@@ -47,6 +47,32 @@ pub(crate) struct EventsArgs {
     backwards: bool,
 }
 
+/// What `factos subscriptions` does with a subscriber's parked events.
+#[derive(Debug, clap::Subcommand)]
+pub(crate) enum ParkedAction {
+    /// List a subscriber's parked events (position, event id, attempts, error).
+    Parked {
+        /// The subscriber.
+        subscriber: String,
+    },
+    /// Ask a subscriber to hand a parked event over again (at its next step).
+    Retry {
+        /// The subscriber.
+        subscriber: String,
+        /// The parked event's position.
+        #[arg(value_parser = clap::value_parser!(u64).range(1..=Position::MAX))]
+        position: u64,
+    },
+    /// Forget a parked event: the subscriber never hands it over again.
+    Drop {
+        /// The subscriber.
+        subscriber: String,
+        /// The parked event's position.
+        #[arg(value_parser = clap::value_parser!(u64).range(1..=Position::MAX))]
+        position: u64,
+    },
+}
+
 /// Arguments of `factos tail`.
 #[derive(Debug, Args)]
 pub(crate) struct TailArgs {
@@ -97,7 +123,12 @@ pub(crate) async fn run(
         Command::Status => status(&migrated(url.as_deref(), &schema).await?).await,
         Command::Events(args) => events(&migrated(url.as_deref(), &schema).await?, args).await,
         Command::Tail(args) => tail(&migrated(url.as_deref(), &schema).await?, args).await,
-        Command::Subscriptions => subscriptions(&migrated(url.as_deref(), &schema).await?).await,
+        Command::Subscriptions { action: None } => {
+            subscriptions(&migrated(url.as_deref(), &schema).await?).await
+        }
+        Command::Subscriptions {
+            action: Some(action),
+        } => parked(&migrated(url.as_deref(), &schema).await?, action).await,
         Command::Verify(args) => verify(&migrated(url.as_deref(), &schema).await?, &args).await,
     }
 }
@@ -235,6 +266,70 @@ async fn subscriptions(store: &PostgresStore) -> Result<ExitCode, String> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+async fn parked(store: &PostgresStore, action: ParkedAction) -> Result<ExitCode, String> {
+    let schema = &store.options().schema;
+    let at = |position: u64| {
+        Position::new(position)
+            .ok_or_else(|| format!("position {position} is past the largest position"))
+    };
+    match action {
+        ParkedAction::Parked { subscriber } => {
+            let parked = store
+                .parked_events(&subscriber)
+                .await
+                .map_err(|e| explain(&e, schema))?;
+            if parked.is_empty() {
+                println!("{subscriber}: no parked events");
+            }
+            for event in parked {
+                println!(
+                    "{:>12}  {}  {:>3} attempts{}  {}",
+                    event.position,
+                    event.event_id,
+                    event.attempts,
+                    if event.requeued { ", requeued" } else { "" },
+                    event.error.replace('\n', " ")
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        ParkedAction::Retry {
+            subscriber,
+            position,
+        } => {
+            let found = store
+                .requeue_parked(&subscriber, at(position)?)
+                .await
+                .map_err(|e| explain(&e, schema))?;
+            if !found {
+                return Err(format!(
+                    "{subscriber} has no parked event at position {position}"
+                ));
+            }
+            println!(
+                "{subscriber} hands the event at position {position} over again at its next step"
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        ParkedAction::Drop {
+            subscriber,
+            position,
+        } => {
+            let found = store
+                .drop_parked(&subscriber, at(position)?)
+                .await
+                .map_err(|e| explain(&e, schema))?;
+            if !found {
+                return Err(format!(
+                    "{subscriber} has no parked event at position {position}"
+                ));
+            }
+            println!("{subscriber} dropped the parked event at position {position}");
+            Ok(ExitCode::SUCCESS)
+        }
+    }
 }
 
 fn query_of(filter: &Filter) -> Result<Query, String> {

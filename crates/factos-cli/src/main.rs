@@ -43,8 +43,13 @@ enum Command {
     Events(commands::EventsArgs),
     /// Follow new events as they commit.
     Tail(commands::TailArgs),
-    /// List durable subscribers (checkpoint, events behind, active instance) and outbox topics.
-    Subscriptions,
+    /// List durable subscribers (checkpoint, events behind, active instance)
+    /// and outbox topics; or list, retry or drop a subscriber's parked
+    /// (poison) events.
+    Subscriptions {
+        #[command(subcommand)]
+        action: Option<commands::ParkedAction>,
+    },
     /// Check that positions increase, stream revisions are contiguous and the tag mirror matches.
     Verify(commands::VerifyArgs),
 }

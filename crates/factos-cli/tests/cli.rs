@@ -406,3 +406,54 @@ async fn subscriptions_lists_checkpoints_and_active_instances() {
     drop(stop);
     task.await.unwrap().unwrap();
 }
+
+/// Fails on the event at position 2, whatever it is.
+struct FailsOnTwo;
+
+impl factos_postgres::EventHandler for FailsOnTwo {
+    type Error = String;
+    async fn handle(&mut self, events: &[factos::StoredEvent]) -> Result<(), Self::Error> {
+        match events.iter().find(|e| e.position.get() == 2) {
+            Some(_) => Err("the projection cannot take event 2".to_string()),
+            None => Ok(()),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subscriptions_lists_retries_and_drops_parked_events() {
+    let database = database().await;
+    let url = database.connection_string().to_string();
+    let store = seeded(&database).await;
+    let subscription = factos_postgres::Subscription::new(&store, "mailer", factos::Query::all())
+        .unwrap()
+        .with_options(
+            factos_postgres::SubscriptionOptions::default()
+                .handler_attempts(1)
+                .on_poison(factos_postgres::PoisonPolicy::Park),
+        )
+        .unwrap();
+    assert_eq!(subscription.catch_up(&mut FailsOnTwo).await.unwrap(), 4);
+    let listed = factos(&url, &["subscriptions", "parked", "mailer"]);
+    assert!(listed.status.success(), "{}", stderr(&listed));
+    let line = stdout(&listed);
+    assert!(
+        line.trim_start().starts_with("2 ") && line.contains("the projection cannot take event 2"),
+        "{line}"
+    );
+    let retried = factos(&url, &["subscriptions", "retry", "mailer", "2"]);
+    assert!(retried.status.success(), "{}", stderr(&retried));
+    assert!(
+        stdout(&factos(&url, &["subscriptions", "parked", "mailer"])).contains("requeued"),
+        "the retry is pending"
+    );
+    let dropped = factos(&url, &["subscriptions", "drop", "mailer", "2"]);
+    assert!(dropped.status.success(), "{}", stderr(&dropped));
+    assert!(
+        stdout(&factos(&url, &["subscriptions", "parked", "mailer"])).contains("no parked events")
+    );
+    assert_human_error(
+        &factos(&url, &["subscriptions", "drop", "mailer", "2"]),
+        "no parked event at position 2",
+    );
+}

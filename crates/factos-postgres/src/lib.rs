@@ -42,6 +42,7 @@
 //! GRANT USAGE, SELECT ON SEQUENCE app_events.factos_events_position_seq TO factos_app;
 //! -- Only if the application runs subscriptions or the outbox (these tables change):
 //! GRANT SELECT, INSERT, UPDATE ON app_events.factos_subscriptions TO factos_app;
+//! GRANT SELECT, INSERT, UPDATE, DELETE ON app_events.factos_parked_events TO factos_app;
 //! GRANT SELECT, INSERT, UPDATE, DELETE ON app_events.factos_outbox TO factos_app;
 //! ```
 //!
@@ -126,8 +127,8 @@ pub use sql::{
 };
 pub use store::PostgresStore;
 pub use subscription::{
-    EventHandler, MAX_BATCH_SIZE, MAX_NAME_BYTES, ProjectionHandler, Subscription,
-    SubscriptionError, SubscriptionOptions,
+    EventHandler, MAX_BATCH_SIZE, MAX_NAME_BYTES, MAX_PARKED_ERROR_BYTES, ParkedEvent,
+    PoisonPolicy, ProjectionHandler, Subscription, SubscriptionError, SubscriptionOptions,
 };
 
 /// The driver crates, re-exported so users can build pools and configurations

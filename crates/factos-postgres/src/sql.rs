@@ -55,6 +55,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "settled reads hold a writer's key for an instant",
         include_str!("../sql/migrations/0009_settled_reads_hold_for_an_instant.sql"),
     ),
+    (
+        10,
+        "parked events of subscriptions",
+        include_str!("../sql/migrations/0010_parked_events.sql"),
+    ),
 ];
 
 /// A schema name that is safe to interpolate: lowercase ASCII letters, digits
@@ -380,6 +385,16 @@ statements! {
         checkpoint_advance(TEXT, INT8, INT8) = t.file(sql_file!("statements", "checkpoint_advance"));
         /// Every subscriber's name and checkpoint.
         subscribers() = t.file(sql_file!("statements", "subscribers"));
+        /// Parks an event of a subscriber (or parks it again).
+        parked_record(TEXT, INT8, UUID, TEXT, INT4) = t.file(sql_file!("statements", "parked_record"));
+        /// A subscriber's parked events.
+        parked_list(TEXT) = t.file(sql_file!("statements", "parked_list"));
+        /// Asks a subscriber to hand a parked event over again.
+        parked_requeue(TEXT, INT8) = t.file(sql_file!("statements", "parked_requeue"));
+        /// Forgets a parked event.
+        parked_drop(TEXT, INT8) = t.file(sql_file!("statements", "parked_drop"));
+        /// A subscriber's requeued parked events.
+        parked_requeued(TEXT, INT8) = t.file(sql_file!("statements", "parked_requeued"));
         /// One subscriber instance at a time: a session advisory lock.
         subscriber_lock(INT8) = t.file(sql_file!("statements", "subscriber_lock"));
         subscriber_unlock(INT8) = t.file(sql_file!("statements", "subscriber_unlock"));

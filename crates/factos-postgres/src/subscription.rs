@@ -24,7 +24,7 @@
 use std::future::Future;
 use std::pin::pin;
 
-use factos::{Position, Query};
+use factos::{Position, Query, StoredEvent};
 use futures_util::FutureExt;
 
 use crate::error::{Phase, db_error, pool_error};
@@ -35,11 +35,13 @@ mod delivery;
 mod error;
 mod handler;
 mod options;
+mod parked;
 
 use delivery::{Apply, AtLeastOnce, ExactlyOnce, Failure};
 pub use error::SubscriptionError;
 pub use handler::{EventHandler, ProjectionHandler};
 pub use options::{MAX_BATCH_SIZE, MAX_NAME_BYTES, SubscriptionOptions};
+pub use parked::{MAX_PARKED_ERROR_BYTES, ParkedEvent, PoisonPolicy};
 
 /// A named, durable subscriber: a query and a checkpoint in PostgreSQL.
 ///
@@ -79,7 +81,24 @@ pub struct Subscription {
 struct Lease {
     client: deadpool_postgres::ClientWrapper,
     checkpoint: i64,
+    /// Under [`PoisonPolicy::Park`], after a batch failed: events are handed
+    /// over one at a time until the checkpoint reaches this position (the
+    /// failed batch's last event), so the poison one can be parked alone.
+    narrow_until: Option<i64>,
 }
+
+/// What a subscription hands its handler: a batch (the checkpoint moves to
+/// `next` with it) or one requeued parked event.
+enum Handing<'a> {
+    Batch {
+        next: i64,
+        events: &'a [StoredEvent],
+    },
+    Parked(&'a StoredEvent),
+}
+
+/// The handler's last error after every attempt failed, and how many.
+type Exhausted = (u32, Box<dyn std::error::Error + Send + Sync>);
 
 /// What one step did.
 struct Step {
@@ -303,7 +322,11 @@ impl Subscription {
             .map_err(|e| db_error("cannot read the checkpoint", e, Phase::BeforeCommit))?
             .try_get(0)
             .map_err(|e| crate::error::corrupt("unexpected checkpoint").with_source(e))?;
-        Ok(Ok(Lease { client, checkpoint }))
+        Ok(Ok(Lease {
+            client,
+            checkpoint,
+            narrow_until: None,
+        }))
     }
 
     /// Gives the subscriber up at once (dropping the connection would too,
@@ -381,14 +404,31 @@ impl Subscription {
         }
     }
 
-    /// Reads one batch after the checkpoint at a settled position, hands it
-    /// to the handler, and moves the checkpoint.
+    /// Hands requeued parked events over, if any; else reads one batch after
+    /// the checkpoint at a settled position, hands it to the handler, and
+    /// moves the checkpoint (parking a poison event under
+    /// [`PoisonPolicy::Park`]).
     async fn step<A: Apply>(
         &self,
         lease: &mut Lease,
         apply: &mut A,
     ) -> Result<Step, SubscriptionError> {
-        let batch = self.options.batch_size;
+        if let Some(handled) = self.retry_requeued(lease, apply).await? {
+            return Ok(Step {
+                handled,
+                full: true,
+            });
+        }
+        if lease
+            .narrow_until
+            .is_some_and(|until| lease.checkpoint >= until)
+        {
+            lease.narrow_until = None;
+        }
+        let batch = match lease.narrow_until {
+            Some(_) => 1,
+            None => self.options.batch_size,
+        };
         let limit = i64::try_from(batch).unwrap_or(i64::MAX);
         let (mark, events, _) = self
             .store
@@ -401,38 +441,221 @@ impl Subscription {
             Some(last) if full => i64::try_from(last.position.get()).unwrap_or(i64::MAX),
             _ => mark.max(lease.checkpoint),
         };
-        if events.is_empty() {
+        let (Some(first), Some(last)) = (events.first(), events.last()) else {
             if next != lease.checkpoint {
                 self.advance(&lease.client, lease.checkpoint, next).await?;
                 lease.checkpoint = next;
             }
             return Ok(Step { handled: 0, full });
-        }
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            match apply.apply(self, lease, next, &events).await {
-                Ok(()) => break,
-                Err(Failure::Handler(source)) if attempt >= self.options.handler_attempts => {
+        };
+        let handing = Handing::Batch {
+            next,
+            events: &events,
+        };
+        let mut handled = events.len();
+        if let Err((attempts, source)) = self.hand_over(lease, apply, handing).await? {
+            match self.options.poison {
+                PoisonPolicy::Park if events.len() > 1 => {
+                    tracing::warn!(subscriber = %self.name, first = %first.position, last = %last.position, error = %source, "batch failed; handing its events over one at a time");
+                    lease.narrow_until =
+                        Some(i64::try_from(last.position.get()).unwrap_or(i64::MAX));
+                    return Ok(Step {
+                        handled: 0,
+                        full: true,
+                    });
+                }
+                PoisonPolicy::Park => {
+                    tracing::warn!(subscriber = %self.name, position = %first.position, error = %source, "parking the event");
+                    self.park(lease, first, next, source.as_ref(), attempts)
+                        .await?;
+                    handled = 0;
+                }
+                _ => {
                     return Err(SubscriptionError::Handler {
-                        first: events[0].position,
-                        last: events[events.len() - 1].position,
-                        attempts: attempt,
+                        first: first.position,
+                        last: last.position,
+                        attempts,
                         source,
                     });
                 }
+            }
+        }
+        lease.checkpoint = next;
+        Ok(Step { handled, full })
+    }
+
+    /// Hands `handing` over up to [`SubscriptionOptions::handler_attempts`]
+    /// times, with the retry delays between; `Ok(Err(..))` when every
+    /// attempt failed.
+    async fn hand_over<A: Apply>(
+        &self,
+        lease: &mut Lease,
+        apply: &mut A,
+        handing: Handing<'_>,
+    ) -> Result<Result<(), Exhausted>, SubscriptionError> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let outcome = match handing {
+                Handing::Batch { next, events } => apply.apply(self, lease, next, events).await,
+                Handing::Parked(event) => apply.apply_parked(self, lease, event).await,
+            };
+            match outcome {
+                Ok(()) => return Ok(Ok(())),
+                Err(Failure::Handler(source)) if attempt >= self.options.handler_attempts => {
+                    return Ok(Err((attempt, source)));
+                }
                 Err(Failure::Handler(e)) => {
-                    tracing::warn!(subscriber = %self.name, attempt, error = %e, "handler failed; retrying the batch");
+                    tracing::warn!(subscriber = %self.name, attempt, error = %e, "handler failed; retrying");
                     tokio::time::sleep(self.options.delay(attempt)).await;
                 }
                 Err(Failure::Subscription(e)) => return Err(e),
             }
         }
-        lease.checkpoint = next;
-        Ok(Step {
-            handled: events.len(),
-            full,
-        })
+    }
+
+    /// Hands the requeued parked events over (at most a batch), each
+    /// parked again with its new error if it still fails; `None` when none
+    /// is requeued.
+    async fn retry_requeued<A: Apply>(
+        &self,
+        lease: &mut Lease,
+        apply: &mut A,
+    ) -> Result<Option<usize>, SubscriptionError> {
+        let limit = i64::try_from(self.options.batch_size).unwrap_or(i64::MAX);
+        let sql = self.store.statements();
+        let rows = lease
+            .client
+            .query(&sql.parked_requeued, &[&self.name, &limit])
+            .await
+            .map_err(|e| {
+                db_error(
+                    "cannot read the requeued parked events",
+                    e,
+                    Phase::BeforeCommit,
+                )
+            })?;
+        if rows.is_empty() {
+            return Ok(None);
+        }
+        let ids = rows
+            .iter()
+            .map(|row| row.try_get::<_, uuid::Uuid>("event_id"))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| crate::error::corrupt("unexpected parked event row").with_source(e))?;
+        let events = lease
+            .client
+            .query(&sql.read_by_ids, &[&ids])
+            .await
+            .map_err(|e| db_error("cannot read the parked events", e, Phase::BeforeCommit))?
+            .iter()
+            .map(crate::rows::stored_event)
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut handled = 0;
+        for event in &events {
+            match self.hand_over(lease, apply, Handing::Parked(event)).await? {
+                Ok(()) => handled += 1,
+                Err((attempts, source)) => {
+                    tracing::warn!(subscriber = %self.name, position = %event.position, error = %source, "the requeued event failed again; parking it");
+                    self.record_parked(&lease.client, event, source.as_ref(), attempts)
+                        .await?;
+                }
+            }
+        }
+        Ok(Some(handled))
+    }
+
+    /// Parks `event` and moves the checkpoint past it (to `next`) in one
+    /// transaction.
+    async fn park(
+        &self,
+        lease: &mut Lease,
+        event: &StoredEvent,
+        next: i64,
+        error: &(dyn std::error::Error + Send + Sync),
+        attempts: u32,
+    ) -> Result<(), SubscriptionError> {
+        let from = lease.checkpoint;
+        let transaction = lease
+            .client
+            .transaction()
+            .await
+            .map_err(|e| db_error("cannot begin parking the event", e, Phase::BeforeCommit))?;
+        let (position, id) = parked::parked_key(event);
+        let attempts = i32::try_from(attempts).unwrap_or(i32::MAX);
+        transaction
+            .execute(
+                &self.store.statements().parked_record,
+                &[
+                    &self.name,
+                    &position,
+                    &id,
+                    &parked::parked_error(error),
+                    &attempts,
+                ],
+            )
+            .await
+            .map_err(|e| db_error("cannot park the event", e, Phase::BeforeCommit))?;
+        let moved = transaction
+            .query_opt(
+                &self.store.statements().checkpoint_advance,
+                &[&self.name, &from, &next],
+            )
+            .await
+            .map_err(|e| db_error("cannot move the checkpoint", e, Phase::BeforeCommit))?;
+        if moved.is_none() {
+            let _ = transaction.rollback().await;
+            return Err(SubscriptionError::LeaseLost);
+        }
+        transaction
+            .commit()
+            .await
+            .map_err(|e| db_error("cannot commit the parked event", e, Phase::BeforeCommit))?;
+        Ok(())
+    }
+
+    /// Parks `event` again (a requeued retry that failed): its row keeps the
+    /// new error, counts the attempts and is no longer requeued.
+    async fn record_parked(
+        &self,
+        client: &tokio_postgres::Client,
+        event: &StoredEvent,
+        error: &(dyn std::error::Error + Send + Sync),
+        attempts: u32,
+    ) -> Result<(), SubscriptionError> {
+        let (position, id) = parked::parked_key(event);
+        let attempts = i32::try_from(attempts).unwrap_or(i32::MAX);
+        client
+            .execute(
+                &self.store.statements().parked_record,
+                &[
+                    &self.name,
+                    &position,
+                    &id,
+                    &parked::parked_error(error),
+                    &attempts,
+                ],
+            )
+            .await
+            .map_err(|e| db_error("cannot park the event again", e, Phase::BeforeCommit))?;
+        Ok(())
+    }
+
+    /// Forgets `event`'s parked row (its retry was handled, at least once).
+    async fn forget_parked(
+        &self,
+        client: &tokio_postgres::Client,
+        event: &StoredEvent,
+    ) -> Result<(), SubscriptionError> {
+        let (position, _) = parked::parked_key(event);
+        client
+            .execute(
+                &self.store.statements().parked_drop,
+                &[&self.name, &position],
+            )
+            .await
+            .map_err(|e| db_error("cannot forget the parked event", e, Phase::BeforeCommit))?;
+        Ok(())
     }
 
     /// Moves the checkpoint from `from` to `to` (outside a transaction).

@@ -890,3 +890,141 @@ async fn a_subscriber_sees_old_versions_upcast_and_passes_over_foreign_types() {
         ]
     );
 }
+
+/// Writes each event's position into `parked_projection`, failing on the
+/// position in `poison` (0: none).
+struct Poisoned {
+    poison: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl ProjectionHandler for Poisoned {
+    type Error = String;
+    async fn apply(&mut self, tx: &Transaction<'_>, events: &[StoredEvent]) -> Result<(), String> {
+        for event in events {
+            if event.position.get() == self.poison.load(std::sync::atomic::Ordering::SeqCst) {
+                return Err(format!("poison at {}", event.position));
+            }
+            let position = i64::try_from(event.position.get()).unwrap();
+            tx.execute(
+                "INSERT INTO parked_projection (position) VALUES ($1)",
+                &[&position],
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+        }
+        Ok(())
+    }
+}
+
+/// The positions in `parked_projection`.
+async fn projected(store: &PostgresStore) -> Vec<u64> {
+    let client = store.pool().get().await.unwrap();
+    client
+        .query(
+            "SELECT position FROM parked_projection ORDER BY position",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| u64::try_from(r.get::<_, i64>(0)).unwrap())
+        .collect()
+}
+
+/// Under `PoisonPolicy::Park`, an exactly-once projection that fails on
+/// one event of a batch handles the others exactly once, parks that one
+/// (its error, the checkpoint past it) and goes on; a requeued parked event
+/// that still fails is parked again, and once it succeeds its writes commit
+/// with the parked row's removal; a dropped parked event is never handed
+/// over again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_poison_event_is_parked_and_retried_or_dropped_exactly_once() {
+    let database = common::database().await;
+    let store = common::store_in(&database, StoreOptions::default()).await;
+    let client = store.pool().get().await.unwrap();
+    client
+        .batch_execute("CREATE TABLE parked_projection (position bigint PRIMARY KEY)")
+        .await
+        .unwrap();
+    let events: Vec<NewEvent> = (0..6).map(|_| event("Paid", "invoice:1")).collect();
+    append(&store, "invoices", events).await;
+    let poison = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(3));
+    let mut handler = Poisoned {
+        poison: poison.clone(),
+    };
+    let subscription = Subscription::new(&store, "parking", Query::all())
+        .unwrap()
+        .with_options(
+            options(Duration::from_millis(20), 10)
+                .handler_attempts(2)
+                .on_poison(factos_postgres::PoisonPolicy::Park),
+        )
+        .unwrap();
+    assert_eq!(
+        subscription
+            .catch_up_projection(&mut handler)
+            .await
+            .unwrap(),
+        5
+    );
+    assert_eq!(projected(&store).await, vec![1, 2, 4, 5, 6]);
+    assert_eq!(
+        subscription.checkpoint().await.unwrap().map(factos::Position::get),
+        Some(6)
+    );
+    let parked = store.parked_events("parking").await.unwrap();
+    assert_eq!(parked.len(), 1, "{parked:?}");
+    assert_eq!(parked[0].position.get(), 3);
+    assert!(parked[0].error.contains("poison at 3"), "{parked:?}");
+    assert_eq!((parked[0].attempts, parked[0].requeued), (2, false));
+    // Requeued while it still fails: parked again, attempts counted.
+    let third = parked[0].position;
+    assert!(store.requeue_parked("parking", third).await.unwrap());
+    assert_eq!(
+        subscription
+            .catch_up_projection(&mut handler)
+            .await
+            .unwrap(),
+        0
+    );
+    let parked = store.parked_events("parking").await.unwrap();
+    assert_eq!((parked[0].attempts, parked[0].requeued), (4, false));
+    // Requeued once it succeeds: applied once, the parked row gone.
+    poison.store(0, std::sync::atomic::Ordering::SeqCst);
+    assert!(store.requeue_parked("parking", third).await.unwrap());
+    assert_eq!(
+        subscription
+            .catch_up_projection(&mut handler)
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(projected(&store).await, vec![1, 2, 3, 4, 5, 6]);
+    assert!(store.parked_events("parking").await.unwrap().is_empty());
+    // Dropped: never handed over again.
+    poison.store(7, std::sync::atomic::Ordering::SeqCst);
+    append(&store, "invoices", vec![event("Paid", "invoice:1")]).await;
+    assert_eq!(
+        subscription
+            .catch_up_projection(&mut handler)
+            .await
+            .unwrap(),
+        0
+    );
+    let seventh = store.parked_events("parking").await.unwrap()[0].position;
+    assert!(store.drop_parked("parking", seventh).await.unwrap());
+    assert!(!store.requeue_parked("parking", seventh).await.unwrap());
+    poison.store(0, std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(
+        subscription
+            .catch_up_projection(&mut handler)
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(projected(&store).await, vec![1, 2, 3, 4, 5, 6]);
+    assert_eq!(
+        subscription.checkpoint().await.unwrap().map(factos::Position::get),
+        Some(7)
+    );
+}

@@ -22,7 +22,8 @@ impl From<SubscriptionError> for Failure {
     }
 }
 
-/// How a batch and its checkpoint are committed.
+/// How a batch and its checkpoint are committed, and how a requeued parked
+/// event and its parked row.
 pub(super) trait Apply: Send {
     fn apply(
         &mut self,
@@ -30,6 +31,15 @@ pub(super) trait Apply: Send {
         lease: &mut Lease,
         next: i64,
         events: &[StoredEvent],
+    ) -> impl Future<Output = Result<(), Failure>> + Send;
+
+    /// Hands a requeued parked `event` over again (the checkpoint is past
+    /// it already) and, when that worked, forgets its parked row.
+    fn apply_parked(
+        &mut self,
+        subscription: &Subscription,
+        lease: &mut Lease,
+        event: &StoredEvent,
     ) -> impl Future<Output = Result<(), Failure>> + Send;
 }
 
@@ -50,6 +60,21 @@ impl<H: EventHandler> Apply for AtLeastOnce<'_, H> {
         subscription
             .advance(&lease.client, lease.checkpoint, next)
             .await?;
+        Ok(())
+    }
+
+    async fn apply_parked(
+        &mut self,
+        subscription: &Subscription,
+        lease: &mut Lease,
+        event: &StoredEvent,
+    ) -> Result<(), Failure> {
+        self.0
+            .handle(std::slice::from_ref(event))
+            .await
+            .map_err(|e| Failure::Handler(e.into()))?;
+        // At least once: if this fails, the event is handed over again.
+        subscription.forget_parked(&lease.client, event).await?;
         Ok(())
     }
 }
@@ -106,6 +131,62 @@ impl<P: ProjectionHandler> Apply for ExactlyOnce<'_, P> {
             .commit()
             .await
             .map_err(|e| db_error("cannot commit the batch", e, Phase::BeforeCommit))
+            .map_err(SubscriptionError::from)?;
+        Ok(())
+    }
+
+    /// Exactly once: the event's writes and the deletion of its parked row
+    /// commit together (a parked row already gone, dropped meanwhile, rolls
+    /// the writes back).
+    async fn apply_parked(
+        &mut self,
+        subscription: &Subscription,
+        lease: &mut Lease,
+        event: &StoredEvent,
+    ) -> Result<(), Failure> {
+        let transaction = lease
+            .client
+            .transaction()
+            .await
+            .map_err(|e| {
+                db_error(
+                    "cannot begin the parked event's retry",
+                    e,
+                    Phase::BeforeCommit,
+                )
+            })
+            .map_err(SubscriptionError::from)?;
+        if let Err(e) = self
+            .0
+            .apply(&transaction, std::slice::from_ref(event))
+            .await
+        {
+            let _ = transaction.rollback().await;
+            return Err(Failure::Handler(e.into()));
+        }
+        let at = i64::try_from(event.position.get()).unwrap_or(i64::MAX);
+        let forgotten = transaction
+            .query_opt(
+                &subscription.store.statements().parked_drop,
+                &[&subscription.name, &at],
+            )
+            .await
+            .map_err(|e| db_error("cannot forget the parked event", e, Phase::BeforeCommit))
+            .map_err(SubscriptionError::from)?;
+        if forgotten.is_none() {
+            let _ = transaction.rollback().await;
+            return Ok(());
+        }
+        transaction
+            .commit()
+            .await
+            .map_err(|e| {
+                db_error(
+                    "cannot commit the parked event's retry",
+                    e,
+                    Phase::BeforeCommit,
+                )
+            })
             .map_err(SubscriptionError::from)?;
         Ok(())
     }

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use super::SubscriptionError;
+use super::{PoisonPolicy, SubscriptionError};
 
 /// Largest [`SubscriptionOptions::batch_size`].
 pub const MAX_BATCH_SIZE: usize = 10_000;
@@ -30,11 +30,15 @@ pub struct SubscriptionOptions {
     /// (default 1 s).
     pub poll_interval: Duration,
     /// How many times one batch is tried before the subscription stops with
-    /// [`SubscriptionError::Handler`](crate::SubscriptionError::Handler) (default 5).
+    /// [`SubscriptionError::Handler`](crate::SubscriptionError::Handler) or,
+    /// under [`PoisonPolicy::Park`], narrows down to the poison event (default 5).
     pub handler_attempts: u32,
     /// The pause after a batch's first failure; it doubles with every
     /// further failure, up to 30 s (default 100 ms).
     pub retry_delay: Duration,
+    /// What happens after [`handler_attempts`](Self::handler_attempts)
+    /// failures: stop (the default) or park the poison event and go on.
+    pub poison: PoisonPolicy,
 }
 
 impl Default for SubscriptionOptions {
@@ -44,6 +48,7 @@ impl Default for SubscriptionOptions {
             poll_interval: Duration::from_secs(1),
             handler_attempts: 5,
             retry_delay: Duration::from_millis(100),
+            poison: PoisonPolicy::Stop,
         }
     }
 }
@@ -74,6 +79,13 @@ impl SubscriptionOptions {
     #[must_use]
     pub fn retry_delay(mut self, delay: Duration) -> Self {
         self.retry_delay = delay;
+        self
+    }
+
+    /// Sets [`SubscriptionOptions::poison`].
+    #[must_use]
+    pub fn on_poison(mut self, policy: PoisonPolicy) -> Self {
+        self.poison = policy;
         self
     }
 
