@@ -43,6 +43,7 @@
 //! -- Only if the application runs subscriptions or the outbox (these tables change):
 //! GRANT SELECT, INSERT, UPDATE ON app_events.factos_subscriptions TO factos_app;
 //! GRANT SELECT, INSERT, UPDATE, DELETE ON app_events.factos_parked_events TO factos_app;
+//! GRANT SELECT, INSERT, UPDATE ON app_events.factos_snapshots TO factos_app;
 //! GRANT SELECT, INSERT, UPDATE, DELETE ON app_events.factos_outbox TO factos_app;
 //! ```
 //!

@@ -60,6 +60,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "parked events of subscriptions",
         include_str!("../sql/migrations/0010_parked_events.sql"),
     ),
+    (
+        11,
+        "snapshots of decision states",
+        include_str!("../sql/migrations/0011_snapshots.sql"),
+    ),
 ];
 
 /// A schema name that is safe to interpolate: lowercase ASCII letters, digits
@@ -385,6 +390,10 @@ statements! {
         checkpoint_advance(TEXT, INT8, INT8) = t.file(sql_file!("statements", "checkpoint_advance"));
         /// Every subscriber's name and checkpoint.
         subscribers() = t.file(sql_file!("statements", "subscribers"));
+        /// A decision state's snapshot.
+        snapshot_load(TEXT, INT4, TEXT) = t.file(sql_file!("statements", "snapshot_load"));
+        /// Keeps a snapshot unless a further folded one is kept.
+        snapshot_save(TEXT, INT4, TEXT, INT8, INT8, BYTEA) = t.file(sql_file!("statements", "snapshot_save"));
         /// Parks an event of a subscriber (or parks it again).
         parked_record(TEXT, INT8, UUID, TEXT, INT4) = t.file(sql_file!("statements", "parked_record"));
         /// A subscriber's parked events.

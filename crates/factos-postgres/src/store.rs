@@ -24,6 +24,7 @@ mod read;
 mod replay;
 mod retry;
 mod session;
+mod snapshots;
 
 /// A factos event store on PostgreSQL. Cloning shares the pool.
 #[derive(Clone)]

@@ -84,6 +84,7 @@ fn least_privilege_grants(role: &str, q: &str) -> String {
          GRANT USAGE, SELECT ON SEQUENCE {q}.factos_events_position_seq TO {role};
          GRANT SELECT, INSERT, UPDATE ON {q}.factos_subscriptions TO {role};
          GRANT SELECT, INSERT, UPDATE, DELETE ON {q}.factos_parked_events TO {role};
+         GRANT SELECT, INSERT, UPDATE ON {q}.factos_snapshots TO {role};
          GRANT SELECT, INSERT, UPDATE, DELETE ON {q}.factos_outbox TO {role};"
     )
 }

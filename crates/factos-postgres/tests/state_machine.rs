@@ -30,7 +30,8 @@ async fn walk(locking: LockingStrategy) {
                 && report.foreign > 0
                 && report.combined > 0
                 && report.combined_keyed > 0
-                && report.combined_outbox > 0,
+                && report.combined_outbox > 0
+                && report.snapshot_loads > 0,
             "{locking:?}, seed {seed}: a kind of step was not walked: {report:?}"
         );
     }

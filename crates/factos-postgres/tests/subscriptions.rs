@@ -969,7 +969,11 @@ async fn a_poison_event_is_parked_and_retried_or_dropped_exactly_once() {
     );
     assert_eq!(projected(&store).await, vec![1, 2, 4, 5, 6]);
     assert_eq!(
-        subscription.checkpoint().await.unwrap().map(factos::Position::get),
+        subscription
+            .checkpoint()
+            .await
+            .unwrap()
+            .map(factos::Position::get),
         Some(6)
     );
     let parked = store.parked_events("parking").await.unwrap();
@@ -1024,7 +1028,11 @@ async fn a_poison_event_is_parked_and_retried_or_dropped_exactly_once() {
     );
     assert_eq!(projected(&store).await, vec![1, 2, 3, 4, 5, 6]);
     assert_eq!(
-        subscription.checkpoint().await.unwrap().map(factos::Position::get),
+        subscription
+            .checkpoint()
+            .await
+            .unwrap()
+            .map(factos::Position::get),
         Some(7)
     );
 }

@@ -42,6 +42,7 @@ mod ids;
 mod matching;
 mod original;
 mod reads;
+mod snapshots;
 
 use appends::{
     append_returns_what_is_stored, append_revisions_are_per_stream,
@@ -99,6 +100,7 @@ use reads::{
     read_query_from_and_limit, read_stream_in_revision_order, read_unknown_stream,
     stored_fields_round_trip,
 };
+use snapshots::snapshots_start_a_cold_dispatcher_from_the_kept_state;
 
 macro_rules! cases {
     ($($name:ident),* $(,)?) => {
@@ -182,6 +184,7 @@ pub(crate) fn all<S: EventStore + Clone + 'static>() -> Vec<Case<S>> {
         // Events that outlive their code.
         foreign_event_types_are_refused_or_passed_over,
         older_event_versions_are_upcast_to_the_newest,
+        snapshots_start_a_cold_dispatcher_from_the_kept_state,
         // The original library's tests.
         original_register_user_stream_dispatch,
         original_undecodable_event_of_another_type,

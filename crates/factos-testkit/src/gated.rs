@@ -108,6 +108,21 @@ impl<S: EventStore> EventStore for Gated<S> {
         self.inner.read_by_ids(ids).await
     }
 
+    async fn load_snapshot(
+        &self,
+        key: &factos::snapshot::SnapshotKey,
+    ) -> Result<Option<factos::snapshot::Snapshot>, StoreError> {
+        self.inner.load_snapshot(key).await
+    }
+
+    async fn save_snapshot(
+        &self,
+        key: &factos::snapshot::SnapshotKey,
+        snapshot: factos::snapshot::Snapshot,
+    ) -> Result<(), StoreError> {
+        self.inner.save_snapshot(key, snapshot).await
+    }
+
     async fn append(
         &self,
         stream: &StreamId,

@@ -26,6 +26,8 @@ use factos::{
     Reactor, ReadOptions, StoredEvent, StreamId, Topic, reactor_fn,
 };
 
+use factos::snapshot::SnapshotPolicy;
+
 use crate::gated::Gated;
 use crate::model::{KitCodec, KitEvent};
 use crate::oracle::Rng;
@@ -67,6 +69,9 @@ pub struct MachineReport {
     pub combined_keyed: usize,
     /// Outbox commands inside combined steps.
     pub combined_outbox: usize,
+    /// Cache misses that started from a snapshot (dispatchers 1, 4, ...
+    /// keep snapshots).
+    pub snapshot_loads: u64,
 }
 
 /// What the model's decider is told.
@@ -263,6 +268,13 @@ where
                 KitCodec::default(),
             )
             .with_cache_entries(entries);
+            // Every third keeps snapshots, so its cache misses (it evicts)
+            // start from one.
+            let dispatcher = if i % 3 == 1 {
+                dispatcher.with_snapshots(SnapshotPolicy::every("model", 1, 2))
+            } else {
+                dispatcher
+            };
             if i % 2 == 0 {
                 dispatcher.with_combining(crate::MACHINE_BATCH)
             } else {
@@ -311,6 +323,7 @@ where
         }
         .map_err(why)?;
     }
+    report.snapshot_loads = dispatchers.iter().map(|d| d.snapshot_stats().loaded).sum();
     Ok(report)
 }
 

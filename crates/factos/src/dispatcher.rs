@@ -16,6 +16,7 @@ use crate::dispatch::{
 };
 use crate::effect::OutboxMessage;
 use crate::event_store::{DecisionError, Folded};
+use crate::snapshot::{Snapshot, SnapshotKey, SnapshotPolicy, SnapshotStats};
 use crate::{
     Codec, Decider, DispatchDecider, EventStore, Query, Reactor, StoreError, StoreErrorKind,
     StreamId,
@@ -130,6 +131,28 @@ pub struct Dispatcher<S, D: Decider, C> {
     codec: C,
     cache: Mutex<ContextCache<D::State>>,
     combining: Option<Combining<D>>,
+    snapshots: Option<Snapshots<D::State>>,
+}
+
+/// Persistent snapshots of cached states ([`Dispatcher::with_snapshots`]).
+struct Snapshots<S> {
+    policy: SnapshotPolicy,
+    encode: fn(&S) -> Result<Vec<u8>, String>,
+    decode: fn(&[u8]) -> Result<S, String>,
+    loaded: AtomicU64,
+    ignored: AtomicU64,
+    saved: AtomicU64,
+    failed: AtomicU64,
+}
+
+impl<S> Snapshots<S> {
+    fn key(&self, query: &Query) -> SnapshotKey {
+        SnapshotKey::new(&self.policy.decider, self.policy.state_version, query)
+    }
+
+    fn count(counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
 }
 
 impl<S, D, C> std::fmt::Debug for Dispatcher<S, D, C>
@@ -156,6 +179,7 @@ where
             codec,
             cache: Mutex::new(ContextCache::new(DEFAULT_CACHE_ENTRIES)),
             combining: None,
+            snapshots: None,
         }
     }
 
@@ -207,6 +231,151 @@ where
                 batches: c.batches.load(Ordering::Relaxed),
                 commands: c.batched_commands.load(Ordering::Relaxed),
             })
+    }
+
+    /// Turns on persistent snapshots ([`crate::snapshot`]): on a cache miss
+    /// the dispatcher starts from the snapshot the store keeps for the
+    /// query (trusted exactly like a cached state: the condition after its
+    /// position proves it current), and after a commit it writes one when
+    /// `policy` says so (the store may write it off the dispatch's path). A
+    /// snapshot whose state fails to decode is ignored (counted in
+    /// [`snapshot_stats`](Self::snapshot_stats)). The state is stored as
+    /// JSON.
+    #[cfg(feature = "json")]
+    #[must_use]
+    pub fn with_snapshots(self, policy: SnapshotPolicy) -> Self
+    where
+        D::State: serde::Serialize + serde::de::DeserializeOwned,
+    {
+        fn encode<S: serde::Serialize>(state: &S) -> Result<Vec<u8>, String> {
+            serde_json::to_vec(state).map_err(|e| e.to_string())
+        }
+        fn decode<S: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<S, String> {
+            serde_json::from_slice(bytes).map_err(|e| e.to_string())
+        }
+        Self {
+            snapshots: Some(Snapshots {
+                policy,
+                encode: encode::<D::State>,
+                decode: decode::<D::State>,
+                loaded: AtomicU64::new(0),
+                ignored: AtomicU64::new(0),
+                saved: AtomicU64::new(0),
+                failed: AtomicU64::new(0),
+            }),
+            ..self
+        }
+    }
+
+    /// What the dispatcher did with snapshots so far (all zero without
+    /// [snapshots](Self::with_snapshots)).
+    pub fn snapshot_stats(&self) -> SnapshotStats {
+        let Some(s) = &self.snapshots else {
+            return SnapshotStats::default();
+        };
+        let get = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
+        SnapshotStats {
+            loaded: get(&s.loaded),
+            ignored: get(&s.ignored),
+            saved: get(&s.saved),
+            failed: get(&s.failed),
+        }
+    }
+
+    /// Writes a snapshot of the cached state of `query` now; `false` when
+    /// nothing is cached for it or snapshots are off.
+    ///
+    /// # Errors
+    ///
+    /// The state cannot be encoded, or the store refused or failed to keep it.
+    pub async fn save_snapshot(&self, query: &Query) -> Result<bool, StoreError> {
+        if self.snapshots.is_none() {
+            return Ok(false);
+        }
+        let cached = self.cache().get(query);
+        let Some((state, folded)) = cached else {
+            return Ok(false);
+        };
+        self.write_snapshot(query, &state, folded).await
+    }
+
+    /// Writes `state`, folded as `folded`, as `query`'s snapshot.
+    async fn write_snapshot(
+        &self,
+        query: &Query,
+        state: &D::State,
+        folded: Folded,
+    ) -> Result<bool, StoreError> {
+        let (Some(snapshots), Some(position)) = (&self.snapshots, folded.position) else {
+            return Ok(false);
+        };
+        let written = match guarded::<_, D::Error>("snapshot encode", || (snapshots.encode)(state))
+        {
+            Ok(Ok(bytes)) => {
+                let snapshot = Snapshot {
+                    position,
+                    events: folded.events,
+                    state: bytes,
+                };
+                self.store
+                    .save_snapshot(&snapshots.key(query), snapshot)
+                    .await
+            }
+            Ok(Err(e)) => Err(StoreError::new(
+                StoreErrorKind::Other,
+                format!("cannot encode the state for a snapshot: {e}"),
+            )),
+            Err(_) => Err(StoreError::new(
+                StoreErrorKind::Other,
+                "encoding the state for a snapshot panicked",
+            )),
+        };
+        match written {
+            Ok(()) => {
+                Snapshots::<D::State>::count(&snapshots.saved);
+                Ok(true)
+            }
+            Err(e) => {
+                Snapshots::<D::State>::count(&snapshots.failed);
+                Err(e)
+            }
+        }
+    }
+
+    /// Caches `state` as `query`'s context, folded as `folded` (from
+    /// `before` events before this commit), writing a snapshot first when
+    /// the policy says so (a failed write is counted, not the dispatch's).
+    async fn keep(&self, query: &Query, state: D::State, folded: Folded, before: usize) {
+        if let Some(snapshots) = &self.snapshots
+            && snapshots.policy.due(before, folded.events)
+        {
+            let _ = self.write_snapshot(query, &state, folded).await;
+        }
+        self.cache().put(query, state, folded);
+    }
+
+    /// The state of `query`'s snapshot and what it is folded from, when
+    /// snapshots are on and the store keeps a decodable one.
+    async fn snapshot_start(&self, query: &Query) -> Option<Start<D>> {
+        let snapshots = self.snapshots.as_ref()?;
+        let loaded = self.store.load_snapshot(&snapshots.key(query)).await;
+        let Ok(found) = loaded else {
+            Snapshots::<D::State>::count(&snapshots.ignored);
+            return None;
+        };
+        let snapshot = found?;
+        let decoded =
+            guarded::<_, D::Error>("snapshot decode", || (snapshots.decode)(&snapshot.state));
+        let Ok(Ok(state)) = decoded else {
+            Snapshots::<D::State>::count(&snapshots.ignored);
+            return None;
+        };
+        Snapshots::<D::State>::count(&snapshots.loaded);
+        let folded = Folded {
+            position: Some(snapshot.position),
+            events: snapshot.events,
+        };
+        Some((state, Some(folded)))
     }
 
     /// Sets how many contexts are cached; 0 turns the cache off.
@@ -392,7 +561,7 @@ where
             return vec![self.alone(query, first).await];
         }
         // The initial state panicked: each command alone reports it as its own.
-        let Ok((state, folded)) = self.starting_state(query) else {
+        let Ok((state, folded)) = self.starting_state(query).await else {
             return self.each_alone(query, &commands).await;
         };
         let mut process =
@@ -429,21 +598,27 @@ where
             }
         };
         self.commit_batch(query, &commands, &mut process, &committed)
+            .await
     }
 
-    /// The cached state of `query` and what it is folded from, or the
-    /// decider's initial state (no position) when none is cached.
-    fn starting_state(
+    /// The cached state of `query` and what it is folded from; else its
+    /// snapshot's, when snapshots are on; else the decider's initial state
+    /// (no position).
+    async fn starting_state(
         &self,
         query: &Query,
     ) -> Result<Start<D>, crate::dispatch::ProcessError<D::Error>> {
-        match self.cache().get(query) {
-            Some((state, folded)) => Ok((state, Some(folded))),
-            None => Ok((
-                guarded("decider initial state", || self.decider.initial())?,
-                None,
-            )),
+        let cached = self.cache().get(query);
+        if let Some((state, folded)) = cached {
+            return Ok((state, Some(folded)));
         }
+        if let Some(start) = self.snapshot_start(query).await {
+            return Ok(start);
+        }
+        Ok((
+            guarded("decider initial state", || self.decider.initial())?,
+            None,
+        ))
     }
 
     /// Runs `process` on `query`'s context: from the cached position when
@@ -467,7 +642,7 @@ where
 
     /// Each command's outcome from a batch's commit, and the cache brought
     /// to the context after it.
-    fn commit_batch(
+    async fn commit_batch(
         &self,
         query: &Query,
         commands: &[BatchCommand<'_, D::Command, D::Event>],
@@ -493,7 +668,8 @@ where
         if committed.replayed {
             self.cache().remove(query);
         } else if let Some((state, folded)) = process.context_after(committed) {
-            self.cache().put(query, state, folded);
+            self.keep(query, state, folded, committed.context_events)
+                .await;
         }
         std::mem::take(&mut process.outcomes)
             .into_iter()
@@ -601,7 +777,10 @@ where
         command: &D::Command,
         options: DispatchOptions<'_, D::Event>,
     ) -> Result<Dispatch<D::Event>, DispatchError<D::Error>> {
-        let (state, folded) = self.starting_state(query).map_err(from_process_error)?;
+        let (state, folded) = self
+            .starting_state(query)
+            .await
+            .map_err(from_process_error)?;
         let mut process = CommandProcess::with_state(&self.decider, &self.codec, command, state)
             .with_options(options);
         let outcome = self.decide_from(stream, query, &mut process, folded).await;
@@ -632,7 +811,8 @@ where
                 }
             }
             folded.position = folded.position.max(committed.position);
-            self.cache().put(query, state, folded);
+            self.keep(query, state, folded, committed.context_events)
+                .await;
         }
         into_dispatch(committed, decided, &self.codec)
     }

@@ -19,6 +19,18 @@ pub const DEFAULT_MAX_CONTEXT_EVENTS: usize = 1_000_000;
 /// Most ids one [`EventStore::read_by_ids`] looks up.
 pub const MAX_IDS_PER_READ: usize = 10_000;
 
+/// The error of a snapshot whose state is over
+/// [`MAX_SNAPSHOT_BYTES`](crate::snapshot::MAX_SNAPSHOT_BYTES) (nothing kept).
+pub fn snapshot_too_large(bytes: usize) -> StoreError {
+    StoreError::new(
+        StoreErrorKind::Rejected,
+        format!(
+            "a snapshot of {bytes} bytes, more than the {} a store keeps",
+            crate::snapshot::MAX_SNAPSHOT_BYTES
+        ),
+    )
+}
+
 /// The error of a [`EventStore::read_by_ids`] over more than
 /// [`MAX_IDS_PER_READ`] ids (nothing was read).
 pub fn too_many_ids(ids: usize) -> StoreError {
@@ -697,6 +709,29 @@ pub trait EventStore: Send + Sync {
     /// doing anything.
     fn can_record_effects(&self) -> bool {
         false
+    }
+
+    /// The snapshot kept under `key`, if any ([`crate::snapshot`]). Stores
+    /// that keep none keep the default: never one.
+    fn load_snapshot(
+        &self,
+        key: &crate::snapshot::SnapshotKey,
+    ) -> impl Future<Output = Result<Option<crate::snapshot::Snapshot>, StoreError>> + Send {
+        let _ = key;
+        std::future::ready(Ok(None))
+    }
+
+    /// Keeps `snapshot` under `key` unless the one kept there is folded
+    /// further; it may return before the write is done (off the caller's
+    /// critical path). States over [`MAX_SNAPSHOT_BYTES`](crate::snapshot::MAX_SNAPSHOT_BYTES)
+    /// are refused. Stores that keep none keep the default: nothing kept.
+    fn save_snapshot(
+        &self,
+        key: &crate::snapshot::SnapshotKey,
+        snapshot: crate::snapshot::Snapshot,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        let _ = (key, snapshot);
+        std::future::ready(Ok(()))
     }
 
     /// Runs a decision on one stream's events and appends to it only if the

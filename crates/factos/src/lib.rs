@@ -71,6 +71,7 @@ mod names;
 pub mod outbox;
 mod position;
 mod query;
+pub mod snapshot;
 pub mod store;
 pub mod upcast;
 

@@ -46,6 +46,8 @@ struct Log {
     ids: HashMap<uuid::Uuid, usize>,
     /// Effects recorded with dispatches, in order.
     outbox: Vec<crate::effect::Effect>,
+    /// Snapshots of decision states, per key.
+    snapshots: HashMap<crate::snapshot::SnapshotKey, crate::snapshot::Snapshot>,
 }
 
 impl Log {
@@ -364,6 +366,32 @@ impl EventStore for InMemoryStore {
 
     fn can_record_effects(&self) -> bool {
         true
+    }
+
+    async fn load_snapshot(
+        &self,
+        key: &crate::snapshot::SnapshotKey,
+    ) -> Result<Option<crate::snapshot::Snapshot>, StoreError> {
+        Ok(self.lock().snapshots.get(key).cloned())
+    }
+
+    async fn save_snapshot(
+        &self,
+        key: &crate::snapshot::SnapshotKey,
+        snapshot: crate::snapshot::Snapshot,
+    ) -> Result<(), StoreError> {
+        if snapshot.state.len() > crate::snapshot::MAX_SNAPSHOT_BYTES {
+            return Err(crate::event_store::snapshot_too_large(snapshot.state.len()));
+        }
+        let mut log = self.lock();
+        let kept = log
+            .snapshots
+            .entry(key.clone())
+            .or_insert_with(|| snapshot.clone());
+        if kept.position < snapshot.position {
+            *kept = snapshot;
+        }
+        Ok(())
     }
 
     async fn read_by_ids(&self, ids: &[uuid::Uuid]) -> Result<Vec<StoredEvent>, StoreError> {

@@ -7,5 +7,6 @@
 pub use crate::event_store::{
     DEFAULT_MAX_CONTEXT_EVENTS, DEFAULT_MAX_EVENTS_PER_APPEND, DEFAULT_MAX_PAYLOAD_BYTES,
     DecisionError, DecisionProcess, MAX_IDS_PER_READ, StreamEvents, earlier_attempt,
-    event_id_conflict, is_same_append, planned_event_ids, replayed, too_many_ids,
+    event_id_conflict, is_same_append, planned_event_ids, replayed, snapshot_too_large,
+    too_many_ids,
 };

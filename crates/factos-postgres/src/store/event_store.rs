@@ -64,6 +64,21 @@ impl EventStore for PostgresStore {
         self.read_whole_stream(stream).await
     }
 
+    async fn load_snapshot(
+        &self,
+        key: &factos::snapshot::SnapshotKey,
+    ) -> Result<Option<factos::snapshot::Snapshot>, StoreError> {
+        self.load_snapshot_row(key).await
+    }
+
+    async fn save_snapshot(
+        &self,
+        key: &factos::snapshot::SnapshotKey,
+        snapshot: factos::snapshot::Snapshot,
+    ) -> Result<(), StoreError> {
+        self.save_snapshot_later(key, snapshot)
+    }
+
     async fn read_by_ids(&self, ids: &[uuid::Uuid]) -> Result<Vec<StoredEvent>, StoreError> {
         if ids.len() > factos::store::MAX_IDS_PER_READ {
             return Err(factos::store::too_many_ids(ids.len()));

@@ -13,7 +13,7 @@ pub(super) fn box_query(name: &str) -> Result<Query, String> {
     super::query(&["Item"], &[&format!("box:{name}")])
 }
 
-async fn add_items<S: EventStore>(store: &S, name: &str, items: usize) -> CaseResult {
+pub(super) async fn add_items<S: EventStore>(store: &S, name: &str, items: usize) -> CaseResult {
     for _ in 0..items {
         store
             .append(
