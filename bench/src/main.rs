@@ -30,6 +30,7 @@ mod bulk;
 mod courses;
 mod peer;
 mod profile;
+mod snapshots;
 mod subscriptions;
 mod targets;
 
@@ -479,6 +480,9 @@ async fn main() -> Result<(), BoxError> {
     // FACTOS_BENCH_PROFILE=1 runs only the profile (see profile.rs); the
     // full run ends with it.
     let profiling = std::env::var_os("FACTOS_BENCH_PROFILE").is_some();
+    // FACTOS_BENCH_SNAPSHOTS=1 runs only the snapshot measurements (see
+    // snapshots.rs); the full run includes them.
+    let snapshots_only = std::env::var_os("FACTOS_BENCH_SNAPSHOTS").is_some();
     let settings: Vec<(String, String)> =
         std::iter::once(("shared_buffers".to_string(), "2GB".to_string()))
             .chain(profile::settings())
@@ -499,6 +503,10 @@ async fn main() -> Result<(), BoxError> {
         // Three factos pools and the peer's, 80 connections each, plus pgbench.
         max_connections: 600,
     })?;
+    if snapshots_only {
+        snapshots::measure(&cluster, repeats, duration).await?;
+        return Ok(());
+    }
     let status = Command::new(cluster.bin_dir().join("createdb"))
         .arg("-h")
         .arg(cluster.socket_dir())
@@ -688,9 +696,16 @@ async fn main() -> Result<(), BoxError> {
         bulk::measure(&cluster, size, repeats).await?
     };
 
+    let snapshot_rows = if only.is_some() {
+        Vec::new()
+    } else {
+        snapshots::measure(&cluster, repeats, duration).await?
+    };
+
     let mut json_rows = context_rows;
     json_rows.extend(subscription_rows);
     json_rows.extend(bulk_rows);
+    json_rows.extend(snapshot_rows);
     println!(
         "| workload | subject | clients | dispatches/s | ratio to pgbench -N | p50 ms | p99 ms | failed conditions | serialization errors | errors |"
     );
