@@ -557,7 +557,7 @@ impl Subscription {
                 Ok(()) => handled += 1,
                 Err((attempts, source)) => {
                     tracing::warn!(subscriber = %self.name, position = %event.position, error = %source, "the requeued event failed again; parking it");
-                    self.record_parked(&lease.client, event, source.as_ref(), attempts)
+                    self.record_parked(&*lease.client, event, source.as_ref(), attempts)
                         .await?;
                 }
             }
@@ -581,21 +581,8 @@ impl Subscription {
             .transaction()
             .await
             .map_err(|e| db_error("cannot begin parking the event", e, Phase::BeforeCommit))?;
-        let (position, id) = parked::parked_key(event);
-        let attempts = i32::try_from(attempts).unwrap_or(i32::MAX);
-        transaction
-            .execute(
-                &self.store.statements().parked_record,
-                &[
-                    &self.name,
-                    &position,
-                    &id,
-                    &parked::parked_error(error),
-                    &attempts,
-                ],
-            )
-            .await
-            .map_err(|e| db_error("cannot park the event", e, Phase::BeforeCommit))?;
+        self.record_parked(&*transaction, event, error, attempts)
+            .await?;
         let moved = transaction
             .query_opt(
                 &self.store.statements().checkpoint_advance,
@@ -614,11 +601,11 @@ impl Subscription {
         Ok(())
     }
 
-    /// Parks `event` again (a requeued retry that failed): its row keeps the
-    /// new error, counts the attempts and is no longer requeued.
+    /// Parks `event` (again, for a requeued retry that failed: its row then
+    /// keeps the new error, counts the attempts and is no longer requeued).
     async fn record_parked(
         &self,
-        client: &tokio_postgres::Client,
+        client: &impl tokio_postgres::GenericClient,
         event: &StoredEvent,
         error: &(dyn std::error::Error + Send + Sync),
         attempts: u32,
@@ -637,7 +624,7 @@ impl Subscription {
                 ],
             )
             .await
-            .map_err(|e| db_error("cannot park the event again", e, Phase::BeforeCommit))?;
+            .map_err(|e| db_error("cannot park the event", e, Phase::BeforeCommit))?;
         Ok(())
     }
 
