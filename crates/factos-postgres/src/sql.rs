@@ -391,11 +391,13 @@ statements! {
         /// Every subscriber's name and checkpoint.
         subscribers() = t.file(sql_file!("statements", "subscribers"));
         /// A decision state's snapshot.
-        snapshot_load(TEXT, INT4, TEXT) = t.file(sql_file!("statements", "snapshot_load"));
+        snapshot_load(TEXT, INT8, UUID, TEXT) = t.file(sql_file!("statements", "snapshot_load"));
         /// Keeps a snapshot unless a further folded one is kept.
-        snapshot_save(TEXT, INT4, TEXT, INT8, INT8, BYTEA) = t.file(sql_file!("statements", "snapshot_save"));
+        snapshot_save(TEXT, INT8, UUID, TEXT, INT8, INT8, BYTEA) = t.file(sql_file!("statements", "snapshot_save"));
         /// Parks an event of a subscriber (or parks it again).
         parked_record(TEXT, INT8, UUID, TEXT, INT4) = t.file(sql_file!("statements", "parked_record"));
+        /// Parks a requeued event again after a failed retry (unless dropped).
+        parked_repark(TEXT, INT8, TEXT, INT4) = t.file(sql_file!("statements", "parked_repark"));
         /// A subscriber's parked events.
         parked_list(TEXT) = t.file(sql_file!("statements", "parked_list"));
         /// Asks a subscriber to hand a parked event over again.

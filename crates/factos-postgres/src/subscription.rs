@@ -413,12 +413,7 @@ impl Subscription {
         lease: &mut Lease,
         apply: &mut A,
     ) -> Result<Step, SubscriptionError> {
-        if let Some(handled) = self.retry_requeued(lease, apply).await? {
-            return Ok(Step {
-                handled,
-                full: true,
-            });
-        }
+        let retried = self.retry_requeued(lease, apply).await?;
         if lease
             .narrow_until
             .is_some_and(|until| lease.checkpoint >= until)
@@ -446,7 +441,10 @@ impl Subscription {
                 self.advance(&lease.client, lease.checkpoint, next).await?;
                 lease.checkpoint = next;
             }
-            return Ok(Step { handled: 0, full });
+            return Ok(Step {
+                handled: retried,
+                full,
+            });
         };
         let handing = Handing::Batch {
             next,
@@ -460,7 +458,7 @@ impl Subscription {
                     lease.narrow_until =
                         Some(i64::try_from(last.position.get()).unwrap_or(i64::MAX));
                     return Ok(Step {
-                        handled: 0,
+                        handled: retried,
                         full: true,
                     });
                 }
@@ -481,7 +479,10 @@ impl Subscription {
             }
         }
         lease.checkpoint = next;
-        Ok(Step { handled, full })
+        Ok(Step {
+            handled: handled + retried,
+            full,
+        })
     }
 
     /// Hands `handing` over up to [`SubscriptionOptions::handler_attempts`]
@@ -515,13 +516,16 @@ impl Subscription {
     }
 
     /// Hands the requeued parked events over (at most a batch), each
-    /// parked again with its new error if it still fails; `None` when none
-    /// is requeued.
+    /// parked again with its new error if it still fails; how many were
+    /// handled. Only under [`PoisonPolicy::Park`] (no query otherwise).
     async fn retry_requeued<A: Apply>(
         &self,
         lease: &mut Lease,
         apply: &mut A,
-    ) -> Result<Option<usize>, SubscriptionError> {
+    ) -> Result<usize, SubscriptionError> {
+        if self.options.poison != PoisonPolicy::Park {
+            return Ok(0);
+        }
         let limit = i64::try_from(self.options.batch_size).unwrap_or(i64::MAX);
         let sql = self.store.statements();
         let rows = lease
@@ -536,7 +540,7 @@ impl Subscription {
                 )
             })?;
         if rows.is_empty() {
-            return Ok(None);
+            return Ok(0);
         }
         let ids = rows
             .iter()
@@ -557,12 +561,12 @@ impl Subscription {
                 Ok(()) => handled += 1,
                 Err((attempts, source)) => {
                     tracing::warn!(subscriber = %self.name, position = %event.position, error = %source, "the requeued event failed again; parking it");
-                    self.record_parked(&*lease.client, event, source.as_ref(), attempts)
+                    self.repark(&lease.client, event, source.as_ref(), attempts)
                         .await?;
                 }
             }
         }
-        Ok(Some(handled))
+        Ok(handled)
     }
 
     /// Parks `event` and moves the checkpoint past it (to `next`) in one
@@ -601,8 +605,34 @@ impl Subscription {
         Ok(())
     }
 
-    /// Parks `event` (again, for a requeued retry that failed: its row then
-    /// keeps the new error, counts the attempts and is no longer requeued).
+    /// Parks a requeued `event` again after a failed retry: its row keeps
+    /// the new error, counts the attempts and is no longer requeued (a row
+    /// dropped meanwhile stays dropped).
+    async fn repark(
+        &self,
+        client: &tokio_postgres::Client,
+        event: &StoredEvent,
+        error: &(dyn std::error::Error + Send + Sync),
+        attempts: u32,
+    ) -> Result<(), SubscriptionError> {
+        let (position, _) = parked::parked_key(event);
+        let attempts = i32::try_from(attempts).unwrap_or(i32::MAX);
+        client
+            .query_opt(
+                &self.store.statements().parked_repark,
+                &[
+                    &self.name,
+                    &position,
+                    &parked::parked_error(error),
+                    &attempts,
+                ],
+            )
+            .await
+            .map_err(|e| db_error("cannot park the event again", e, Phase::BeforeCommit))?;
+        Ok(())
+    }
+
+    /// Parks `event` (a new row, or the existing one's error and attempts).
     async fn record_parked(
         &self,
         client: &impl tokio_postgres::GenericClient,

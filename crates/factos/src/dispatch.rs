@@ -162,6 +162,13 @@ pub(crate) enum ProcessError<E> {
         during: &'static str,
         message: String,
     },
+    /// A keyed command's earlier attempt is among the context events the
+    /// store fed: it committed, and the command must be replayed, not
+    /// decided again (decided again it could be refused, and its caller
+    /// told "no" about a write that happened). Nothing is written; the
+    /// dispatch is tried again, and the store's check for an earlier
+    /// attempt then finds it.
+    EarlierAttempt,
 }
 
 fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
@@ -241,6 +248,9 @@ pub(crate) struct CommandProcess<'a, D: Decider, C> {
     pub(crate) decided: Vec<D::Event>,
     /// When set, event ids derive from it, so a retry appends the same ids.
     pub(crate) idempotency_key: Option<uuid::Uuid>,
+    /// The first id the key derives, if keyed: a fed event with it is this
+    /// command's earlier attempt ([`ProcessError::EarlierAttempt`]).
+    first_id: Option<uuid::Uuid>,
     /// When set, the new events' effects are recorded with the append.
     pub(crate) reactor: Option<&'a (dyn Reactor<Event = D::Event, Effect = OutboxMessage> + Sync)>,
 }
@@ -273,6 +283,7 @@ where
             state: Some(state),
             decided: Vec::new(),
             idempotency_key: None,
+            first_id: None,
             reactor: None,
         }
     }
@@ -285,6 +296,7 @@ where
         } = options;
         Self {
             idempotency_key,
+            first_id: idempotency_key.map(|key| event_id(key, 0)),
             reactor,
             ..self
         }
@@ -372,6 +384,9 @@ where
     type Error = ProcessError<D::Error>;
 
     fn evolve(&mut self, stored: &StoredEvent) -> Result<(), Self::Error> {
+        if self.first_id == Some(stored.id) {
+            return Err(ProcessError::EarlierAttempt);
+        }
         evolve_stored(self.decider, self.codec, &mut self.state, stored)
     }
 
@@ -465,7 +480,9 @@ pub(crate) fn react_to<E, X>(
 }
 
 /// `effects` when one dispatch may record them all.
-fn within_effect_limits<X>(effects: Vec<Effect>) -> Result<Vec<Effect>, ProcessError<X>> {
+pub(crate) fn within_effect_limits<X>(
+    effects: Vec<Effect>,
+) -> Result<Vec<Effect>, ProcessError<X>> {
     let invalid = |e| ProcessError::Encode(EncodeError::Invalid(e));
     if effects.len() > MAX_EFFECTS_PER_DISPATCH {
         return Err(invalid(ValidationError::TooManyEffects {
@@ -539,6 +556,13 @@ pub(crate) fn from_decision_error<E>(error: DecisionError<ProcessError<E>>) -> D
         DecisionError::Process(ProcessError::Encode(e)) => DispatchError::Encode(e),
         DecisionError::Process(ProcessError::Panicked { during, message }) => {
             DispatchError::Panicked { during, message }
+        }
+        // Only when trying again met it once more (see `query_dispatch`).
+        DecisionError::Process(ProcessError::EarlierAttempt) => {
+            DispatchError::Store(StoreError::new(
+                crate::StoreErrorKind::Contention,
+                "a keyed command's earlier attempt committed while it was decided again; nothing was written, and a retry with the same key replays it",
+            ))
         }
         DecisionError::Invalid(e) => DispatchError::Encode(EncodeError::Invalid(e)),
         DecisionError::ConditionFailed(c) => DispatchError::AppendConditionFailed(c),
@@ -785,14 +809,21 @@ where
     D: DispatchDecider,
     C: Codec<Event = D::Event>,
 {
-    let mut process = CommandProcess::new(decider, codec, command)
-        .map_err(from_process_error)?
-        .with_options(options);
-    let committed = store
-        .decide_with_query(stream, query, &mut process)
-        .await
-        .map_err(from_decision_error)?;
-    into_dispatch(committed, process.decided, codec)
+    let mut tried_again = false;
+    loop {
+        let mut process = CommandProcess::new(decider, codec, command)
+            .map_err(from_process_error)?
+            .with_options(options);
+        match store.decide_with_query(stream, query, &mut process).await {
+            Ok(committed) => return into_dispatch(committed, process.decided, codec),
+            // A keyed command's earlier attempt committed while it was
+            // decided: once more, and the store replays it.
+            Err(DecisionError::Process(ProcessError::EarlierAttempt)) if !tried_again => {
+                tried_again = true;
+            }
+            Err(e) => return Err(from_decision_error(e)),
+        }
+    }
 }
 
 /// Handles `command` on one stream: the stream's events are the context and the

@@ -185,7 +185,8 @@ where
 
     /// Turns on group commit: concurrent [`dispatch_with_query`](Self::dispatch_with_query)
     /// calls on the same query (whatever their streams) form batches of at most
-    /// `max_commands` (at least 1; [`DEFAULT_BATCH_COMMANDS`] is a good start).
+    /// `max_commands` (1 to [`MAX_IDS_PER_READ`](crate::store::MAX_IDS_PER_READ);
+    /// [`DEFAULT_BATCH_COMMANDS`] is a good start).
     ///
     /// There is no timer: a command that finds no batch of its boundary in
     /// flight is decided at once, alone; commands that arrive while one is
@@ -213,7 +214,8 @@ where
     {
         Self {
             combining: Some(Combining {
-                lanes: Lanes::new(max_commands),
+                // A batch looks its keyed commands up in one read by id.
+                lanes: Lanes::new(max_commands.clamp(1, crate::event_store::MAX_IDS_PER_READ)),
                 clone: <D::Command as Clone>::clone,
                 batches: AtomicU64::new(0),
                 batched_commands: AtomicU64::new(0),
@@ -769,7 +771,9 @@ where
         }
     }
 
-    /// The one cached dispatch behind the three entry points.
+    /// The one cached dispatch behind the three entry points. A keyed
+    /// command whose earlier attempt committed while it was decided is
+    /// dispatched once more, and the store then replays that attempt.
     async fn cached_dispatch(
         &self,
         stream: &StreamId,
@@ -777,6 +781,25 @@ where
         command: &D::Command,
         options: DispatchOptions<'_, D::Event>,
     ) -> Result<Dispatch<D::Event>, DispatchError<D::Error>> {
+        for _ in 0..2 {
+            if let Some(dispatch) = self.cached_attempt(stream, query, command, options).await? {
+                return Ok(dispatch);
+            }
+        }
+        Err(from_decision_error(DecisionError::Process(
+            crate::dispatch::ProcessError::EarlierAttempt,
+        )))
+    }
+
+    /// One attempt of [`cached_dispatch`](Self::cached_dispatch); `None`:
+    /// a keyed command's earlier attempt was fed, try again.
+    async fn cached_attempt(
+        &self,
+        stream: &StreamId,
+        query: &Query,
+        command: &D::Command,
+        options: DispatchOptions<'_, D::Event>,
+    ) -> Result<Option<Dispatch<D::Event>>, DispatchError<D::Error>> {
         let (state, folded) = self
             .starting_state(query)
             .await
@@ -789,6 +812,12 @@ where
             Err(e) => {
                 // The state may have been fed events whose position is not known here.
                 self.cache().remove(query);
+                if matches!(
+                    e,
+                    DecisionError::Process(crate::dispatch::ProcessError::EarlierAttempt)
+                ) {
+                    return Ok(None);
+                }
                 return Err(from_decision_error(e));
             }
         };
@@ -814,7 +843,7 @@ where
             self.keep(query, state, folded, committed.context_events)
                 .await;
         }
-        into_dispatch(committed, decided, &self.codec)
+        into_dispatch(committed, decided, &self.codec).map(Some)
     }
 
     /// Like [`dispatch`](crate::dispatch()) (stream revision), without the cache.

@@ -214,10 +214,19 @@ impl<E: JsonEvent> Codec for JsonCodec<E> {
         let event_type = EventType::new(event.event_type())?;
         let tags = Tags::parse(event.tags())?;
         let data = serde_json::to_vec(event).map_err(|e| EncodeError::Serialize(e.to_string()))?;
-        let version = self
-            .upcasts
-            .newest(&event_type)
-            .unwrap_or_else(|| event.version());
+        let version = match self.upcasts.newest(&event_type) {
+            // With steps the newest version is the one written; an event
+            // that says another (other than the default 1) is out of step
+            // with the chain, and would be upcast again when read.
+            Some(newest) if event.version() != 1 && event.version() != newest => {
+                return Err(EncodeError::Serialize(format!(
+                    "{event_type} says it is version {}, but its upcasting steps lead to version {newest}",
+                    event.version()
+                )));
+            }
+            Some(newest) => newest,
+            None => event.version(),
+        };
         Ok(NewEvent::new(event_type, data)
             .with_tags(tags)
             .with_version(version)

@@ -14,14 +14,15 @@ use crate::{Position, Query};
 pub const MAX_SNAPSHOT_BYTES: usize = 16 << 20;
 
 /// Where a snapshot is kept: the decider's name and state version, and the
-/// query (as its canonical text).
+/// query, in an encoding no other query shares.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct SnapshotKey {
     /// The decider's name (1 to 128 bytes), as the application gives it.
     pub decider: String,
     /// The version of the decider's state and fold.
     pub state_version: u32,
-    /// The query's text ([`Query`]'s `Display`).
+    /// The query, encoded so that two different queries never share it
+    /// ([`SnapshotKey::encode_query`]).
     pub query: String,
 }
 
@@ -31,8 +32,44 @@ impl SnapshotKey {
         Self {
             decider: decider.to_string(),
             state_version,
-            query: query.to_string(),
+            query: Self::encode_query(query),
         }
+    }
+
+    /// `query` as a key: every type and tag length-prefixed, item by item
+    /// (a name may hold `,`, `]` or ` OR `, so the query's display text is
+    /// not a key: a query on tags `a` and `b` and one on the tag `a, b`
+    /// print alike).
+    pub fn encode_query(query: &Query) -> String {
+        if query.is_all() {
+            return "*".to_string();
+        }
+        let mut key = String::new();
+        for item in query.items() {
+            key.push('(');
+            for event_type in item.types() {
+                let name = event_type.as_str();
+                key.push('t');
+                key.push_str(&name.len().to_string());
+                key.push(':');
+                key.push_str(name);
+            }
+            for tag in item.tags() {
+                let name = tag.as_str();
+                key.push('g');
+                key.push_str(&name.len().to_string());
+                key.push(':');
+                key.push_str(name);
+            }
+            key.push(')');
+        }
+        key
+    }
+
+    /// A fixed-size digest of the key's query (UUID v5 of its encoding), for
+    /// stores that index it; a store compares the whole encoding on load.
+    pub fn query_digest(&self) -> uuid::Uuid {
+        uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_OID, self.query.as_bytes())
     }
 }
 
@@ -99,7 +136,8 @@ pub struct SnapshotStats {
     /// Snapshots found but ignored: their state failed to decode (or the
     /// store failed to load them).
     pub ignored: u64,
-    /// Snapshots written.
+    /// Snapshots handed to the store to keep (PostgreSQL writes them in a
+    /// task of its own, and only logs a write that fails there).
     pub saved: u64,
     /// Snapshots that could not be encoded or written.
     pub failed: u64,

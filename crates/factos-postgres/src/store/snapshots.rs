@@ -15,11 +15,11 @@ impl PostgresStore {
         key: &SnapshotKey,
     ) -> Result<Option<Snapshot>, StoreError> {
         let client = self.client().await?;
-        let version = i32::try_from(key.state_version).unwrap_or(i32::MAX);
+        let version = i64::from(key.state_version);
         let row = client
             .query_opt(
                 &self.statements().snapshot_load,
-                &[&key.decider, &version, &key.query],
+                &[&key.decider, &version, &key.query_digest(), &key.query],
             )
             .await
             .map_err(|e| db_error("cannot load the snapshot", e, Phase::BeforeCommit))?;
@@ -71,7 +71,7 @@ impl PostgresStore {
         snapshot: &Snapshot,
     ) -> Result<(), StoreError> {
         let client = self.client().await?;
-        let version = i32::try_from(key.state_version).unwrap_or(i32::MAX);
+        let version = i64::from(key.state_version);
         let position = i64::try_from(snapshot.position.get()).unwrap_or(i64::MAX);
         let events = i64::try_from(snapshot.events).unwrap_or(i64::MAX);
         client
@@ -80,6 +80,7 @@ impl PostgresStore {
                 &[
                     &key.decider,
                     &version,
+                    &key.query_digest(),
                     &key.query,
                     &position,
                     &events,

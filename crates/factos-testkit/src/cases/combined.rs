@@ -10,7 +10,7 @@ use super::cached::box_query;
 use super::{count, stream};
 use crate::CaseResult;
 use crate::gated::Gated;
-use crate::model::{Bounded, KitCodec, KitEvent, Shelf, ShelfCommand};
+use crate::model::{Bounded, KitCodec, KitEvent, LIMIT_REACHED, Shelf, ShelfCommand};
 
 /// Six commands on one boundary through a combining dispatcher: the first
 /// leads alone, held at the store's gate, while the other five queue and
@@ -354,15 +354,54 @@ async fn keyed_retry_in_a_batch_is_not_decided_again<S: EventStore + Clone>(
     Ok(())
 }
 
+/// A keyed retry whose first attempt commits while its batch waits at the
+/// store: on a boundary of 10 the retry decides again and its append
+/// collides on its ids; on a boundary of 2, full after the first attempt,
+/// deciding again would refuse it, so the batch must notice the attempt in
+/// its context. Either way the retry reports the first attempt; the other
+/// command commits (10) or is refused on the full boundary (2).
 async fn keyed_retry_racing_its_batch_is_replayed<S: EventStore + Clone>(store: &S) -> CaseResult {
-    let (gated, dispatcher) = keyed_dispatcher(store, 10);
-    let query = super::query(&["Paid"], &["invoice:c"])?;
+    let before = count(store).await?;
+    let other = race(store, "c", 10, 1).await?;
+    ensure!(
+        other.as_ref().is_ok_and(|d| d.events.len() == 1),
+        "the other command of the batch on a boundary of 10: {other:?}"
+    );
+    ensure_eq!(
+        count(store).await?,
+        before + 2,
+        "events after the first race"
+    );
+    let other = race(store, "d", 2, 2).await?;
+    ensure!(
+        matches!(other, Err(DispatchError::Domain(LIMIT_REACHED))),
+        "the other command on the full boundary of 2: {other:?}"
+    );
+    ensure_eq!(
+        count(store).await?,
+        before + 4,
+        "events after the second race"
+    );
+    Ok(())
+}
+
+/// The race of [`keyed_retry_racing_its_batch_is_replayed`] on invoice
+/// `invoice`, [`Bounded`] by `limit`, the keyed command paying `events`
+/// times: checks the retry's report, returns the other command's outcome.
+async fn race<S: EventStore + Clone>(
+    store: &S,
+    invoice: &str,
+    limit: usize,
+    events: usize,
+) -> Result<Result<Dispatch<KitEvent>, DispatchError<&'static str>>, String> {
+    let (gated, dispatcher) = keyed_dispatcher(store, limit);
+    let query = super::query(&["Paid"], &[&format!("invoice:{invoice}")])?;
     let on = stream("invoices");
     let key = uuid::Uuid::new_v4();
     let orders = [
         (Vec::new(), None),
-        (paid("c", 1), Some(key)),
-        (paid("c", 1), None),
+        (paid(invoice, events), Some(key)),
+        (paid(invoice, 1), None),
     ];
     gated.hold();
     let in_flight = futures_util::future::join_all(
@@ -388,29 +427,25 @@ async fn keyed_retry_racing_its_batch_is_replayed<S: EventStore + Clone>(store: 
             gated.inner(),
             &on,
             &query,
-            &Bounded { limit: 10 },
+            &Bounded { limit },
             &KitCodec::default(),
-            &paid("c", 1),
+            &paid(invoice, events),
             key,
         )
         .await;
         gated.release();
         ids_and_positions(&first).map_err(|e| format!("the first attempt: {e}"))
     };
-    let (outcomes, first) = futures_util::future::join(in_flight, first_attempt).await;
+    let (mut outcomes, first) = futures_util::future::join(in_flight, first_attempt).await;
     let first = first?;
     ensure_eq!(
         ids_and_positions(&outcomes[1]).map_err(|e| format!("the racing retry: {e}"))?,
         first,
-        "the retry reports the attempt that committed while its batch waited"
+        format!(
+            "the retry reports the attempt that committed while its batch waited (limit {limit})"
+        )
     );
-    ensure!(
-        outcomes[2].as_ref().is_ok_and(|d| d.events.len() == 1),
-        "the other command of the batch: {:?}",
-        outcomes[2]
-    );
-    ensure_eq!(count(store).await?, 6 + 2, "events after the race");
-    Ok(())
+    Ok(outcomes.remove(2))
 }
 
 /// (cause position, payload) of every effect a store recorded, in order.

@@ -16,7 +16,7 @@ use std::collections::HashMap;
 
 use crate::dispatch::{
     DispatchOptions, ProcessError, decide_command, evolve_stored, guarded, lost_state, react_to,
-    with_key_ids,
+    with_key_ids, within_effect_limits,
 };
 use crate::effect::Effect;
 use crate::event_store::{Committed, DecisionProcess, Folded};
@@ -57,6 +57,8 @@ pub(crate) struct BatchProcess<'a, D: Decider, C> {
     commands: Vec<BatchCommand<'a, D::Command, D::Event>>,
     /// The streams of the other commands, once each, without the decision's.
     other_streams: Vec<StreamId>,
+    /// The first id each keyed command's key derives.
+    first_ids: Vec<uuid::Uuid>,
     /// After a decide: for each appended event, its command's stream as an
     /// index into `other_streams` (`None`: the decision's stream).
     routes: Vec<Option<usize>>,
@@ -91,12 +93,18 @@ where
                 }
             }
         }
+        let first_ids = commands
+            .iter()
+            .filter_map(|c| c.options.idempotency_key)
+            .map(|key| crate::event_id(key, 0))
+            .collect();
         Self {
             decider,
             codec,
             query,
             commands,
             other_streams,
+            first_ids,
             routes: Vec::new(),
             state: Some(state),
             outcomes: Vec::new(),
@@ -125,6 +133,12 @@ where
     type Error = ProcessError<D::Error>;
 
     fn evolve(&mut self, stored: &StoredEvent) -> Result<(), Self::Error> {
+        // A keyed command's earlier attempt committed after the dispatcher
+        // looked for it: the batch fails (nothing written) and each command
+        // goes alone, where that one is replayed.
+        if self.first_ids.contains(&stored.id) {
+            return Err(ProcessError::EarlierAttempt);
+        }
         evolve_stored(self.decider, self.codec, &mut self.state, stored)
     }
 
@@ -183,8 +197,9 @@ where
 
     /// Each accepted command's effects by its own reactor, on its own
     /// events, in arrival order; a reactor that panics or breaks a
-    /// dispatch's effect limits fails the batch (the dispatcher then sends
-    /// each command alone, and only that command fails).
+    /// dispatch's effect limits, or a batch whose effects together break
+    /// them, fails the batch (the dispatcher then sends each command alone,
+    /// and only a command over the limits on its own fails).
     fn effects(&mut self, appended: &[StoredEvent]) -> Result<Vec<Effect>, Self::Error> {
         let mut rest = appended;
         let mut effects = Vec::new();
@@ -202,7 +217,9 @@ where
                 effects.extend(reacted?);
             }
         }
-        Ok(effects)
+        // The batch records its effects in one insert: within one
+        // dispatch's limits, or each command goes alone.
+        within_effect_limits(effects)
     }
 
     fn event_stream(&self, index: usize) -> Option<&StreamId> {
