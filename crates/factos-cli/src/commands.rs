@@ -63,6 +63,15 @@ pub(crate) enum ParkedAction {
         #[arg(value_parser = clap::value_parser!(u64).range(1..=Position::MAX))]
         position: u64,
     },
+    /// Move a stopped subscriber's checkpoint (default: to the start) and
+    /// forget its query, so its next run, with any query, starts there.
+    Reset {
+        /// The subscriber.
+        subscriber: String,
+        /// The position to go on after (0: replay everything).
+        #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=Position::MAX))]
+        to: u64,
+    },
     /// Forget a parked event: the subscriber never hands it over again.
     Drop {
         /// The subscriber.
@@ -311,6 +320,18 @@ async fn parked(store: &PostgresStore, action: ParkedAction) -> Result<ExitCode,
             println!(
                 "{subscriber} hands the event at position {position} over again at its next step"
             );
+            Ok(ExitCode::SUCCESS)
+        }
+        ParkedAction::Reset { subscriber, to } => {
+            let position = if to == 0 { None } else { Some(at(to)?) };
+            let found = store
+                .reset_subscriber(&subscriber, position)
+                .await
+                .map_err(|e| e.to_string())?;
+            if !found {
+                return Err(format!("there is no subscriber {subscriber}"));
+            }
+            println!("{subscriber} goes on after position {to} at its next run");
             Ok(ExitCode::SUCCESS)
         }
         ParkedAction::Drop {

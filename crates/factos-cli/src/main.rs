@@ -44,8 +44,8 @@ enum Command {
     /// Follow new events as they commit.
     Tail(commands::TailArgs),
     /// List durable subscribers (checkpoint, events behind, active instance)
-    /// and outbox topics; or list, retry or drop a subscriber's parked
-    /// (poison) events.
+    /// and outbox topics; list, retry or drop a subscriber's parked (poison)
+    /// events; or reset a subscriber.
     Subscriptions {
         #[command(subcommand)]
         action: Option<commands::ParkedAction>,

@@ -456,4 +456,12 @@ async fn subscriptions_lists_retries_and_drops_parked_events() {
         &factos(&url, &["subscriptions", "drop", "mailer", "2"]),
         "no parked event at position 2",
     );
+    // Reset to the start: the subscriber handles all five events again.
+    let reset = factos(&url, &["subscriptions", "reset", "mailer"]);
+    assert!(reset.status.success(), "{}", stderr(&reset));
+    assert_eq!(subscription.checkpoint().await.unwrap(), None);
+    assert_human_error(
+        &factos(&url, &["subscriptions", "reset", "nobody", "--to", "3"]),
+        "there is no subscriber nobody",
+    );
 }

@@ -65,6 +65,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "snapshots of decision states",
         include_str!("../sql/migrations/0011_snapshots.sql"),
     ),
+    (
+        12,
+        "subscription queries kept with their checkpoints",
+        include_str!("../sql/migrations/0012_subscription_queries.sql"),
+    ),
 ];
 
 /// A schema name that is safe to interpolate: lowercase ASCII letters, digits
@@ -388,6 +393,10 @@ statements! {
         checkpoint_read(TEXT) = t.file(sql_file!("statements", "checkpoint_read"));
         /// Compare-and-set of a subscriber's checkpoint.
         checkpoint_advance(TEXT, INT8, INT8) = t.file(sql_file!("statements", "checkpoint_advance"));
+        /// Records a subscriber's query if none is; the one recorded.
+        subscriber_query(TEXT, TEXT) = t.file(sql_file!("statements", "subscriber_query"));
+        /// Moves a subscriber's checkpoint and forgets its query.
+        subscriber_reset(TEXT, INT8) = t.file(sql_file!("statements", "subscriber_reset"));
         /// Every subscriber's name and checkpoint.
         subscribers() = t.file(sql_file!("statements", "subscribers"));
         /// A decision state's snapshot.

@@ -36,6 +36,7 @@ mod error;
 mod handler;
 mod options;
 mod parked;
+mod reset;
 
 use delivery::{Apply, AtLeastOnce, ExactlyOnce, Failure};
 pub use error::SubscriptionError;
@@ -322,6 +323,27 @@ impl Subscription {
             .map_err(|e| db_error("cannot read the checkpoint", e, Phase::BeforeCommit))?
             .try_get(0)
             .map_err(|e| crate::error::corrupt("unexpected checkpoint").with_source(e))?;
+        let ours = factos::snapshot::SnapshotKey::encode_query(&self.query);
+        let recorded: Option<String> = client
+            .query_one(&sql.subscriber_query, &[&self.name, &ours])
+            .await
+            .map_err(|e| {
+                db_error(
+                    "cannot record the subscriber's query",
+                    e,
+                    Phase::BeforeCommit,
+                )
+            })?
+            .try_get(0)
+            .map_err(|e| crate::error::corrupt("unexpected subscriber query").with_source(e))?;
+        if recorded.as_deref() != Some(ours.as_str()) {
+            let _ = client
+                .execute(&sql.subscriber_unlock, &[&self.lock_key])
+                .await;
+            return Err(SubscriptionError::QueryChanged {
+                subscriber: self.name.clone(),
+            });
+        }
         Ok(Ok(Lease {
             client,
             checkpoint,

@@ -1036,3 +1036,55 @@ async fn a_poison_event_is_parked_and_retried_or_dropped_exactly_once() {
         Some(7)
     );
 }
+
+/// A subscriber's query is kept with its checkpoint: the same name started
+/// with another query is refused (going on would skip the history of the
+/// events only the new query matches) until the subscriber is reset, which
+/// a running instance prevents; after the reset the new query starts from
+/// the position given.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_changed_query_is_refused_until_the_subscriber_is_reset() {
+    let database = common::database().await;
+    let store = common::store_in(&database, StoreOptions::default()).await;
+    append(&store, "a", (0..3).map(|_| event("A", "t:1")).collect()).await;
+    append(&store, "b", (0..2).map(|_| event("B", "t:1")).collect()).await;
+    let of = |event_type: &str| Query::types([EventType::new(event_type).unwrap()]);
+    let first = Subscription::new(&store, "changing", of("A")).unwrap();
+    assert_eq!(first.catch_up(&mut Collect::default()).await.unwrap(), 3);
+    let changed = Subscription::new(&store, "changing", of("B")).unwrap();
+    let refused = changed.catch_up(&mut Collect::default()).await;
+    assert!(
+        matches!(refused, Err(SubscriptionError::QueryChanged { ref subscriber }) if subscriber == "changing"),
+        "{refused:?}"
+    );
+    // The same query again is fine.
+    assert_eq!(first.catch_up(&mut Collect::default()).await.unwrap(), 0);
+    // A running instance prevents a reset.
+    let running = Subscription::new(&store, "changing", of("A"))
+        .unwrap()
+        .with_options(options(Duration::from_millis(20), 10))
+        .unwrap();
+    let (stop, task) = spawn_run(running, Collect::default());
+    let start = Instant::now();
+    while !store
+        .subscribers()
+        .await
+        .unwrap()
+        .iter()
+        .any(|s| s.name == "changing" && s.active)
+    {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "the instance never became active"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let busy = store.reset_subscriber("changing", None).await;
+    assert!(matches!(busy, Err(SubscriptionError::Busy)), "{busy:?}");
+    drop(stop);
+    task.await.unwrap().unwrap();
+    // Reset to the start: the new query handles every event it matches.
+    assert!(store.reset_subscriber("changing", None).await.unwrap());
+    assert_eq!(changed.catch_up(&mut Collect::default()).await.unwrap(), 2);
+    assert!(!store.reset_subscriber("nobody", None).await.unwrap());
+}

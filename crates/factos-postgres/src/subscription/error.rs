@@ -10,8 +10,18 @@ pub enum SubscriptionError {
     InvalidName(String),
     /// An option is out of range.
     InvalidOptions(String),
-    /// Another instance holds the subscriber (from [`Subscription::catch_up`](crate::Subscription::catch_up)).
+    /// Another instance holds the subscriber (from [`Subscription::catch_up`](crate::Subscription::catch_up)
+    /// and [`PostgresStore::reset_subscriber`](crate::PostgresStore::reset_subscriber)).
     Busy,
+    /// The subscriber's checkpoint was moved under another query: going on
+    /// with this one would skip the history of events only it matches.
+    /// Reset the subscriber ([`PostgresStore::reset_subscriber`](crate::PostgresStore::reset_subscriber),
+    /// `factos subscriptions reset`) to start this query from a position,
+    /// or run it under a new name. Nothing was handled.
+    QueryChanged {
+        /// The subscriber.
+        subscriber: String,
+    },
     /// The checkpoint moved under this instance: another instance took the
     /// subscriber over. Nothing of the batch was kept by the exactly-once
     /// helper.
@@ -39,6 +49,10 @@ impl std::fmt::Display for SubscriptionError {
             Self::InvalidName(reason) => write!(f, "invalid subscriber name: {reason}"),
             Self::InvalidOptions(reason) => write!(f, "invalid subscription options: {reason}"),
             Self::Busy => f.write_str("another instance is running this subscriber"),
+            Self::QueryChanged { subscriber } => write!(
+                f,
+                "subscriber {subscriber} was run with another query; reset it (factos subscriptions reset) or use a new name"
+            ),
             Self::LeaseLost => f.write_str(
                 "the checkpoint moved under this instance: another instance took the subscriber over",
             ),
