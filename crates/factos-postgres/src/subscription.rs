@@ -160,6 +160,33 @@ impl Subscription {
         Ok(crate::rows::stored_position(position))
     }
 
+    /// Waits until the subscriber has handled every matching event at or
+    /// below `position` (its checkpoint is there or past it), for a read
+    /// model that must show a write the caller just made (read your
+    /// writes): `Ok(true)` then, `Ok(false)` after `timeout`. It only
+    /// watches the checkpoint (every 20 ms at most, or the poll interval if
+    /// shorter): some instance must be running the subscriber.
+    pub async fn wait_until_applied(
+        &self,
+        position: Position,
+        timeout: std::time::Duration,
+    ) -> Result<bool, SubscriptionError> {
+        let started = std::time::Instant::now();
+        let pause = self
+            .options
+            .poll_interval
+            .min(std::time::Duration::from_millis(20));
+        loop {
+            if self.checkpoint().await?.is_some_and(|at| at >= position) {
+                return Ok(true);
+            }
+            if started.elapsed() >= timeout {
+                return Ok(false);
+            }
+            tokio::time::sleep(pause.min(timeout.saturating_sub(started.elapsed()))).await;
+        }
+    }
+
     /// Runs `handler` (at least once per event) until `stop` completes:
     /// catches up from the checkpoint, then follows live. Waits while another
     /// instance holds the subscriber and takes over when it goes away.

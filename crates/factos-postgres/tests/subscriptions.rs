@@ -1088,3 +1088,50 @@ async fn a_changed_query_is_refused_until_the_subscriber_is_reset() {
     assert_eq!(changed.catch_up(&mut Collect::default()).await.unwrap(), 2);
     assert!(!store.reset_subscriber("nobody", None).await.unwrap());
 }
+
+/// Read your writes: a caller waits until a running subscriber has handled
+/// the event it just wrote (the handler has it when the wait returns), and
+/// a wait for a position nobody wrote ends at its timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_caller_waits_until_its_write_is_applied() {
+    let database = common::database().await;
+    let store = common::store_in(&database, StoreOptions::default()).await;
+    let subscription = Subscription::new(&store, "read-model", Query::all())
+        .unwrap()
+        .with_options(options(Duration::from_millis(500), 10))
+        .unwrap();
+    let collect = Collect::default();
+    let (stop, task) = spawn_run(subscription.clone(), collect.clone());
+    let written = store
+        .append(
+            &StreamId::new("w").unwrap(),
+            vec![event("Written", "w:1")],
+            AppendCondition::None,
+        )
+        .await
+        .unwrap()
+        .position
+        .unwrap();
+    assert!(
+        subscription
+            .wait_until_applied(written, Duration::from_secs(10))
+            .await
+            .unwrap()
+    );
+    assert!(
+        collect.positions().contains(&written.get()),
+        "{:?}",
+        collect.positions()
+    );
+    let ahead = factos::Position::new(written.get() + 100).unwrap();
+    let started = Instant::now();
+    assert!(
+        !subscription
+            .wait_until_applied(ahead, Duration::from_millis(200))
+            .await
+            .unwrap()
+    );
+    assert!(started.elapsed() < Duration::from_secs(2));
+    drop(stop);
+    task.await.unwrap().unwrap();
+}
