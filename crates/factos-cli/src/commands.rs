@@ -47,6 +47,55 @@ pub(crate) struct EventsArgs {
     backwards: bool,
 }
 
+/// What `factos outbox` does with a topic's parked messages.
+#[derive(Debug, clap::Subcommand)]
+pub(crate) enum OutboxAction {
+    /// List the ids of a topic's parked messages, oldest first.
+    Parked {
+        /// The topic.
+        topic: String,
+    },
+    /// Put a parked message back in line, its attempts reset.
+    Requeue {
+        /// The topic.
+        topic: String,
+        /// The message's id (from `factos outbox parked`).
+        #[arg(value_parser = clap::value_parser!(i64).range(1..))]
+        id: i64,
+    },
+}
+
+async fn outbox(store: &PostgresStore, action: OutboxAction) -> Result<ExitCode, String> {
+    let topic_of =
+        |name: &str| factos::Topic::new(name).map_err(|e| format!("topic {name:?}: {e}"));
+    match action {
+        OutboxAction::Parked { topic } => {
+            let parked = factos_postgres::Outbox::new(store, topic_of(&topic)?)
+                .parked()
+                .await
+                .map_err(|e| e.to_string())?;
+            if parked.is_empty() {
+                println!("{topic}: no parked messages");
+            }
+            for id in parked {
+                println!("{id}");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        OutboxAction::Requeue { topic, id } => {
+            let requeued = factos_postgres::Outbox::new(store, topic_of(&topic)?)
+                .requeue(id)
+                .await
+                .map_err(|e| e.to_string())?;
+            if !requeued {
+                return Err(format!("{topic} has no parked message {id}"));
+            }
+            println!("message {id} of {topic} is back in line");
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
 /// What `factos subscriptions` does with a subscriber's parked events.
 #[derive(Debug, clap::Subcommand)]
 pub(crate) enum ParkedAction {
@@ -138,6 +187,9 @@ pub(crate) async fn run(
         Command::Subscriptions {
             action: Some(action),
         } => parked(&migrated(url.as_deref(), &schema).await?, action).await,
+        Command::Outbox { action } => {
+            outbox(&migrated(url.as_deref(), &schema).await?, action).await
+        }
         Command::Verify(args) => verify(&migrated(url.as_deref(), &schema).await?, &args).await,
     }
 }

@@ -50,6 +50,11 @@ enum Command {
         #[command(subcommand)]
         action: Option<commands::ParkedAction>,
     },
+    /// List or requeue a topic's parked outbox messages.
+    Outbox {
+        #[command(subcommand)]
+        action: commands::OutboxAction,
+    },
     /// Check that positions increase, stream revisions are contiguous and the tag mirror matches.
     Verify(commands::VerifyArgs),
 }

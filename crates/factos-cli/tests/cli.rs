@@ -465,3 +465,77 @@ async fn subscriptions_lists_retries_and_drops_parked_events() {
         "there is no subscriber nobody",
     );
 }
+
+/// Registers one name, with an email in the outbox.
+struct Once;
+
+impl factos::Decider for Once {
+    type State = ();
+    type Command = ();
+    type Event = String;
+    type Error = std::convert::Infallible;
+    fn initial(&self) {}
+    fn decide(&self, (): &(), (): &()) -> Result<Vec<String>, Self::Error> {
+        Ok(vec!["hello".to_string()])
+    }
+    fn evolve(&self, (): (), _: &String) {}
+}
+
+/// Stores a string event as `Said` with its text as the payload.
+struct Said;
+
+impl factos::Codec for Said {
+    type Event = String;
+    fn encode(&self, text: &String) -> Result<NewEvent, factos::EncodeError> {
+        Ok(NewEvent::new(
+            EventType::new("Said")?,
+            text.as_bytes().to_vec(),
+        ))
+    }
+    fn decode(&self, stored: &factos::StoredEvent) -> Result<String, factos::DecodeError> {
+        Ok(String::from_utf8_lossy(&stored.data).into_owned())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outbox_lists_and_requeues_parked_messages() {
+    let database = database().await;
+    let url = database.connection_string().to_string();
+    let store = seeded(&database).await;
+    let email = factos::Topic::new("email").unwrap();
+    let reactor = {
+        let email = email.clone();
+        factos::reactor_fn(move |_: &factos::Recorded<String>| {
+            vec![factos::OutboxMessage::new(email.clone(), b"hi".to_vec())]
+        })
+    };
+    factos::dispatch_with_outbox(
+        &store,
+        &StreamId::new("said").unwrap(),
+        &factos::Query::all(),
+        &Once,
+        &Said,
+        &(),
+        &reactor,
+    )
+    .await
+    .unwrap();
+    let outbox = factos_postgres::Outbox::new(&store, email)
+        .with_options(factos_postgres::OutboxOptions::default().max_attempts(1))
+        .unwrap();
+    let leased = outbox.lease().await.unwrap();
+    outbox.fail(&leased[0], "smtp down").await.unwrap();
+    let id = outbox.parked().await.unwrap()[0];
+    let listed = factos(&url, &["outbox", "parked", "email"]);
+    assert!(listed.status.success(), "{}", stderr(&listed));
+    assert_eq!(stdout(&listed).trim(), id.to_string());
+    // Another topic has no such parked message.
+    assert_human_error(
+        &factos(&url, &["outbox", "requeue", "sms", &id.to_string()]),
+        &format!("sms has no parked message {id}"),
+    );
+    let requeued = factos(&url, &["outbox", "requeue", "email", &id.to_string()]);
+    assert!(requeued.status.success(), "{}", stderr(&requeued));
+    assert!(outbox.parked().await.unwrap().is_empty());
+    assert!(stdout(&factos(&url, &["outbox", "parked", "email"])).contains("no parked messages"));
+}

@@ -205,12 +205,15 @@ impl Outbox {
             .collect()
     }
 
-    /// Puts a parked message back in line with its attempts reset; false if
-    /// no parked message has this id.
+    /// Puts a parked message of this topic back in line with its attempts
+    /// reset; false if no parked message of this topic has this id.
     pub async fn requeue(&self, id: i64) -> Result<bool, OutboxError> {
         let client = self.store.client().await?;
         let changed = client
-            .execute(&self.store.statements().outbox_requeue, &[&id])
+            .execute(
+                &self.store.statements().outbox_requeue,
+                &[&id, &self.topic.as_str()],
+            )
             .await
             .map_err(|e| db_error("cannot requeue the message", e, Phase::Commit))?;
         Ok(changed == 1)

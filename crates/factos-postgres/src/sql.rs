@@ -425,7 +425,7 @@ statements! {
         outbox_lease(TEXT, INT8, UUID, INT8, INT4) = t.file(sql_file!("statements", "outbox_lease"));
         outbox_ack(INT8, UUID) = t.file(sql_file!("statements", "outbox_ack"));
         outbox_fail(INT8, UUID, TEXT, INT8, INT4) = t.file(sql_file!("statements", "outbox_fail"));
-        outbox_requeue(INT8) = t.file(sql_file!("statements", "outbox_requeue"));
+        outbox_requeue(INT8, TEXT) = t.file(sql_file!("statements", "outbox_requeue"));
         outbox_parked(TEXT) = t.file(sql_file!("statements", "outbox_parked"));
         /// Schema version, counts, head and sizes ([`crate::inspect`]).
         inspect_status() = t.file(sql_file!("statements", "inspect_status"));

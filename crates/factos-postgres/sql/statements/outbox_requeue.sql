@@ -1,4 +1,4 @@
--- Makes parked message $1 due again, with its attempts reset.
+-- Makes parked message $1 of topic $2 due again, with its attempts reset.
 UPDATE {schema}.factos_outbox
 SET parked_at = NULL, attempts = 0, lease_token = NULL, available_at = now()
-WHERE id = $1 AND parked_at IS NOT NULL
+WHERE id = $1 AND topic = $2 AND parked_at IS NOT NULL
