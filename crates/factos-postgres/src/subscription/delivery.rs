@@ -90,12 +90,7 @@ impl<P: ProjectionHandler> Apply for ExactlyOnce<'_, P> {
         events: &[StoredEvent],
     ) -> Result<(), Failure> {
         let from = lease.checkpoint;
-        let transaction = lease
-            .client
-            .transaction()
-            .await
-            .map_err(|e| db_error("cannot begin the batch", e, Phase::BeforeCommit))
-            .map_err(SubscriptionError::from)?;
+        let transaction = begin(&mut lease.client, "cannot begin the batch").await?;
         if let Err(e) = self.0.apply(&transaction, events).await {
             // A failed rollback means a broken connection: the server rolls
             // back anyway.
@@ -127,12 +122,7 @@ impl<P: ProjectionHandler> Apply for ExactlyOnce<'_, P> {
         // If the connection breaks during COMMIT the outcome is unknown, but
         // retrying is safe: the next lease reads the checkpoint again, which
         // says whether the batch (and its writes) committed.
-        transaction
-            .commit()
-            .await
-            .map_err(|e| db_error("cannot commit the batch", e, Phase::BeforeCommit))
-            .map_err(SubscriptionError::from)?;
-        Ok(())
+        commit(transaction, "cannot commit the batch").await
     }
 
     /// Exactly once: the event's writes and the deletion of its parked row
@@ -144,18 +134,7 @@ impl<P: ProjectionHandler> Apply for ExactlyOnce<'_, P> {
         lease: &mut Lease,
         event: &StoredEvent,
     ) -> Result<(), Failure> {
-        let transaction = lease
-            .client
-            .transaction()
-            .await
-            .map_err(|e| {
-                db_error(
-                    "cannot begin the parked event's retry",
-                    e,
-                    Phase::BeforeCommit,
-                )
-            })
-            .map_err(SubscriptionError::from)?;
+        let transaction = begin(&mut lease.client, "cannot begin the parked event's retry").await?;
         if let Err(e) = self
             .0
             .apply(&transaction, std::slice::from_ref(event))
@@ -177,17 +156,32 @@ impl<P: ProjectionHandler> Apply for ExactlyOnce<'_, P> {
             let _ = transaction.rollback().await;
             return Ok(());
         }
-        transaction
-            .commit()
-            .await
-            .map_err(|e| {
-                db_error(
-                    "cannot commit the parked event's retry",
-                    e,
-                    Phase::BeforeCommit,
-                )
-            })
-            .map_err(SubscriptionError::from)?;
-        Ok(())
+        commit(transaction, "cannot commit the parked event's retry").await
     }
+}
+
+/// Begins the transaction an exactly-once delivery commits in.
+async fn begin<'c>(
+    client: &'c mut deadpool_postgres::ClientWrapper,
+    context: &'static str,
+) -> Result<deadpool_postgres::Transaction<'c>, Failure> {
+    let transaction = client
+        .transaction()
+        .await
+        .map_err(|e| db_error(context, e, Phase::BeforeCommit))
+        .map_err(SubscriptionError::from)?;
+    Ok(transaction)
+}
+
+/// Commits an exactly-once delivery's transaction.
+async fn commit(
+    transaction: deadpool_postgres::Transaction<'_>,
+    context: &'static str,
+) -> Result<(), Failure> {
+    transaction
+        .commit()
+        .await
+        .map_err(|e| db_error(context, e, Phase::BeforeCommit))
+        .map_err(SubscriptionError::from)?;
+    Ok(())
 }
