@@ -364,15 +364,15 @@ async fn parked(store: &PostgresStore, action: ParkedAction) -> Result<ExitCode,
                 .requeue_parked(&subscriber, at(position)?)
                 .await
                 .map_err(|e| explain(&e, schema))?;
-            if !found {
-                return Err(format!(
-                    "{subscriber} has no parked event at position {position}"
-                ));
-            }
-            println!(
-                "{subscriber} hands the event at position {position} over again at its next step"
-            );
-            Ok(ExitCode::SUCCESS)
+            reported(
+                found,
+                || format!("{subscriber} has no parked event at position {position}"),
+                || {
+                    format!(
+                        "{subscriber} hands the event at position {position} over again at its next step"
+                    )
+                },
+            )
         }
         ParkedAction::Reset { subscriber, to } => {
             let position = if to == 0 { None } else { Some(at(to)?) };
@@ -380,11 +380,11 @@ async fn parked(store: &PostgresStore, action: ParkedAction) -> Result<ExitCode,
                 .reset_subscriber(&subscriber, position)
                 .await
                 .map_err(|e| e.to_string())?;
-            if !found {
-                return Err(format!("there is no subscriber {subscriber}"));
-            }
-            println!("{subscriber} goes on after position {to} at its next run");
-            Ok(ExitCode::SUCCESS)
+            reported(
+                found,
+                || format!("there is no subscriber {subscriber}"),
+                || format!("{subscriber} goes on after position {to} at its next run"),
+            )
         }
         ParkedAction::Drop {
             subscriber,
@@ -394,15 +394,27 @@ async fn parked(store: &PostgresStore, action: ParkedAction) -> Result<ExitCode,
                 .drop_parked(&subscriber, at(position)?)
                 .await
                 .map_err(|e| explain(&e, schema))?;
-            if !found {
-                return Err(format!(
-                    "{subscriber} has no parked event at position {position}"
-                ));
-            }
-            println!("{subscriber} dropped the parked event at position {position}");
-            Ok(ExitCode::SUCCESS)
+            reported(
+                found,
+                || format!("{subscriber} has no parked event at position {position}"),
+                || format!("{subscriber} dropped the parked event at position {position}"),
+            )
         }
     }
+}
+
+/// An operation on one subscriber's row: `done` is printed when the row
+/// was there, `missing` is the error when it was not.
+fn reported(
+    found: bool,
+    missing: impl FnOnce() -> String,
+    done: impl FnOnce() -> String,
+) -> Result<ExitCode, String> {
+    if !found {
+        return Err(missing());
+    }
+    println!("{}", done());
+    Ok(ExitCode::SUCCESS)
 }
 
 fn query_of(filter: &Filter) -> Result<Query, String> {
