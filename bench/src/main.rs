@@ -84,6 +84,17 @@ impl factos::Codec for TagCodec {
     }
 }
 
+/// The booking decider over `store`, its events typed `Booked`.
+fn booking_dispatcher(store: &PostgresStore) -> Dispatcher<PostgresStore, Booking, TagCodec> {
+    Dispatcher::new(
+        store.clone(),
+        Booking,
+        TagCodec {
+            event_type: "Booked",
+        },
+    )
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
 enum Workload {
     /// Every client on its own boundaries (50 each), small contexts.
@@ -550,41 +561,22 @@ async fn main() -> Result<(), BoxError> {
             ))
             .await?;
         if strategy == LockingStrategy::Scoped {
-            let cached = Dispatcher::new(
-                store.clone(),
-                Booking,
-                TagCodec {
-                    event_type: "Booked",
-                },
-            );
+            let cached = booking_dispatcher(&store);
             stores.push((
                 "Scoped+cache".to_string(),
                 Arc::new(Subject::Cached(cached)),
             ));
             // Group commit: concurrent dispatches on one query share a
             // decision, an append and a commit.
-            let combining = Dispatcher::new(
-                store.clone(),
-                Booking,
-                TagCodec {
-                    event_type: "Booked",
-                },
-            )
-            .with_combining(factos::DEFAULT_BATCH_COMMANDS);
+            let combining =
+                booking_dispatcher(&store).with_combining(factos::DEFAULT_BATCH_COMMANDS);
             stores.push((
                 "Scoped+cache+combining".to_string(),
                 Arc::new(Subject::Cached(combining)),
             ));
             // The same with idempotency keys: a batch looks its keyed
             // commands' earlier attempts up (one lookup by id).
-            let keyed = Dispatcher::new(
-                store.clone(),
-                Booking,
-                TagCodec {
-                    event_type: "Booked",
-                },
-            )
-            .with_combining(factos::DEFAULT_BATCH_COMMANDS);
+            let keyed = booking_dispatcher(&store).with_combining(factos::DEFAULT_BATCH_COMMANDS);
             stores.push((
                 "Scoped+cache+combining+keys".to_string(),
                 Arc::new(Subject::Keyed(keyed)),

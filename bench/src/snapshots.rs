@@ -9,7 +9,7 @@ use factos::{AppendCondition, Dispatcher, EventStore, NewEvent, Query, StreamId,
 use factos_postgres::throwaway::TempCluster;
 use factos_postgres::{PostgresStore, SchemaName, StoreOptions};
 
-use crate::{Booking, BoxError, TagCodec, median};
+use crate::{Booking, BoxError, TagCodec, booking_dispatcher as dispatcher, median};
 
 /// Events on the big boundary.
 const BOUNDARY_EVENTS: usize = 100_000;
@@ -19,16 +19,6 @@ const BATCH: usize = 1000;
 const WARM_DISPATCHES: usize = 50;
 /// Snapshots on the write-path run: one every this many events.
 const EVERY_EVENTS: usize = 100;
-
-fn dispatcher(store: &PostgresStore) -> Dispatcher<PostgresStore, Booking, TagCodec> {
-    Dispatcher::new(
-        store.clone(),
-        Booking,
-        TagCodec {
-            event_type: "Booked",
-        },
-    )
-}
 
 async fn seed(store: &PostgresStore, tag: &str, events: usize) -> Result<(), BoxError> {
     for batch in 0..events.div_ceil(BATCH) {
