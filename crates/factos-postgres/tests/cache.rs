@@ -207,6 +207,39 @@ async fn tickets_with_caches_on_two_instances() {
     }
 }
 
+/// Dispatchers on two store instances that start decisions from
+/// persistent snapshots (one saved after every second event folded, a cache
+/// of two contexts so most decisions miss it and load a snapshot) pass the
+/// oracle under every strategy: a decision started from a snapshot still
+/// sees every event its query matches, and its condition still guards them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn snapshot_dispatchers_pass_the_oracle() {
+    use factos::snapshot::SnapshotPolicy;
+    for locking in [
+        LockingStrategy::Scoped,
+        LockingStrategy::TableLock,
+        LockingStrategy::Optimistic,
+    ] {
+        let (_database, first, second) = two_instances(locking).await;
+        let dispatchers: Vec<_> = [first, second]
+            .into_iter()
+            .map(|store| {
+                Arc::new(
+                    Dispatcher::new(store, Witness, OracleCodec)
+                        .with_cache_entries(2)
+                        .with_snapshots(SnapshotPolicy::every("oracle", 1, 2)),
+                )
+            })
+            .collect();
+        let report = oracle::cached_decisions(dispatchers.clone(), OracleConfig::from_env()).await;
+        let loads: u64 = dispatchers.iter().map(|d| d.snapshot_stats().loaded).sum();
+        println!("{locking:?} snapshot random decisions: {report}, {loads} snapshot loads");
+        assert!(report.violations.is_empty(), "{locking:?}: {report}");
+        assert!(report.empty_decisions > 0, "{locking:?}: {report}");
+        assert!(loads > 0, "{locking:?}: no snapshot was loaded");
+    }
+}
+
 /// Group commit on: the oracle's random decisions, the racers and the
 /// seed's tickets (through one dispatcher and through two on separate store
 /// instances) hold under every strategy, and batches formed.

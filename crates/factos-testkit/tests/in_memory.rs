@@ -181,6 +181,34 @@ async fn combining_dispatchers_pass_the_concurrency_oracle() {
     assert!(report.committed >= 800, "{report}");
 }
 
+/// Dispatchers that start decisions from persistent snapshots (one saved
+/// after every second event folded, a cache of two contexts so most
+/// decisions miss it and load a snapshot) pass the concurrency oracle: a
+/// snapshot's state and position stand in for the events it folded, and a
+/// decision started from one still sees every event its query matches.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn snapshot_dispatchers_pass_the_concurrency_oracle() {
+    use factos::snapshot::SnapshotPolicy;
+    use factos_testkit::oracle::{self, OracleCodec, Witness};
+    let store = factos::InMemoryStore::new();
+    let dispatchers: Vec<_> = (0..2)
+        .map(|_| {
+            std::sync::Arc::new(
+                factos::Dispatcher::new(store.clone(), Witness, OracleCodec)
+                    .with_cache_entries(2)
+                    .with_snapshots(SnapshotPolicy::every("oracle", 1, 2)),
+            )
+        })
+        .collect();
+    let report =
+        oracle::cached_decisions(dispatchers.clone(), oracle::OracleConfig::from_env()).await;
+    let loads: u64 = dispatchers.iter().map(|d| d.snapshot_stats().loaded).sum();
+    println!("snapshot random decisions: {report}, {loads} snapshot loads");
+    assert!(report.violations.is_empty(), "{report}");
+    assert!(report.committed >= 800, "{report}");
+    assert!(loads > 0, "no snapshot was loaded: the path was not walked");
+}
+
 /// A combining dispatcher whose leading dispatch is dropped while it waits
 /// at the store (its caller gave up): the commands queued behind it still
 /// lead the next batch and commit; the dropped one wrote nothing.
