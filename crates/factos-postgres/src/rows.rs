@@ -115,7 +115,8 @@ fn column<'a, T: tokio_postgres::types::FromSql<'a>>(
 }
 
 /// Builds a stored event from the columns named `position`, `id`, `stream`,
-/// `revision`, `type`, `version`, `tags`, `metadata` and `data` (every
+/// `revision`, `type`, `version`, `tags`, `metadata`, `data` and
+/// `recorded_at` (every
 /// statement that returns events selects them under these names).
 pub(crate) fn stored_event(row: &Row) -> Result<StoredEvent, StoreError> {
     let invalid = |what: &str, e: factos::ValidationError| {
@@ -152,5 +153,6 @@ pub(crate) fn stored_event(row: &Row) -> Result<StoredEvent, StoreError> {
         tags: Tags::parse(tags).map_err(|e| invalid("tags", e))?,
         metadata,
         data: column(row, "data")?,
+        recorded_at: column(row, "recorded_at")?,
     })
 }

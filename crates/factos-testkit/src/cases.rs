@@ -98,7 +98,7 @@ use reads::{
     read_backwards, read_backwards_from, read_empty_store_has_no_head, read_from_beyond_head,
     read_from_is_inclusive, read_limit, read_limit_backwards, read_positions_strictly_increase,
     read_query_from_and_limit, read_stream_in_revision_order, read_unknown_stream,
-    stored_fields_round_trip,
+    recorded_at_is_the_time_of_the_append, stored_fields_round_trip,
 };
 use snapshots::snapshots_start_a_cold_dispatcher_from_the_kept_state;
 
@@ -137,6 +137,7 @@ pub(crate) fn all<S: EventStore + Clone + 'static>() -> Vec<Case<S>> {
         read_stream_in_revision_order,
         read_unknown_stream,
         stored_fields_round_trip,
+        recorded_at_is_the_time_of_the_append,
         // Appends and conditions.
         append_unconditionally,
         append_returns_what_is_stored,

@@ -93,6 +93,12 @@ pub struct StoredEvent {
     pub metadata: Metadata,
     /// Opaque payload bytes.
     pub data: Vec<u8>,
+    /// When the store recorded the event: on PostgreSQL the start of the
+    /// appending transaction (`now()`, to the microsecond, by the server's
+    /// clock), in memory the append's wall-clock time. The same for every
+    /// event of one append. Not ordered by position: a transaction that
+    /// began earlier may take a later position.
+    pub recorded_at: std::time::SystemTime,
 }
 
 impl StoredEvent {

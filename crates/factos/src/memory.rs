@@ -117,6 +117,7 @@ impl Log {
         events: Vec<NewEvent>,
     ) -> Result<Committed, StoreError> {
         let before = self.revision(stream);
+        let recorded_at = std::time::SystemTime::now();
         let mut committed = Vec::with_capacity(events.len());
         for (offset, event) in events.into_iter().enumerate() {
             let index = self.events.len();
@@ -132,6 +133,7 @@ impl Log {
                 tags: event.tags,
                 metadata: event.metadata,
                 data: event.data,
+                recorded_at,
             };
             committed.push(stored.clone());
             self.ids.insert(stored.id, index);

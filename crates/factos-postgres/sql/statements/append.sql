@@ -40,7 +40,7 @@
 -- nothing was appended, with the columns (read by name): ok (the events' keys
 -- and the writer's own pair were free), conflict, revision_conflict,
 -- current_revision (of the first stream, before the append), position,
--- stream, revision, replayed, stream_revisions (routed: every target's
+-- stream, revision, recorded_at, replayed, stream_revisions (routed: every target's
 -- revision before the append, by ordinal; plain: NULL).
 WITH replayed AS (
     SELECT EXISTS (SELECT 1 FROM {schema}.factos_events WHERE id = ANY ($2::uuid[])) AS yes
@@ -90,7 +90,7 @@ inserted AS (
     WHERE NOT replayed.yes AND locked.ok AND writer.ok AND NOT checked.conflict
       AND NOT checked.revision_conflict
     ORDER BY u.n
-    RETURNING position, stream, revision, tags
+    RETURNING position, stream, revision, tags, recorded_at
 ),
 mirrored AS (
     INSERT INTO {schema}.factos_event_tags (tag, position)
@@ -98,7 +98,7 @@ mirrored AS (
 )
 SELECT locked.ok AND writer.ok AS ok, checked.conflict, checked.revision_conflict,
        current.revision AS current_revision, inserted.position, inserted.stream,
-       inserted.revision, replayed.yes AS replayed,
+       inserted.revision, inserted.recorded_at, replayed.yes AS replayed,
        {stream_revisions} AS stream_revisions
 FROM replayed CROSS JOIN locked CROSS JOIN writer CROSS JOIN checked CROSS JOIN current LEFT JOIN inserted ON true
 ORDER BY inserted.position

@@ -3,7 +3,7 @@
 -- $1 types, $2 tags, $3 the position bound, $4 limit (NULL: none).
 -- Matching positions are sorted and limited first, then each row is fetched
 -- by its primary key, so the plan never walks the log in position order.
-SELECT h.head, e.position, e.id, e.stream, e.revision, e.type, e.version, e.tags, e.metadata, e.data
+SELECT h.head, e.position, e.id, e.stream, e.revision, e.type, e.version, e.tags, e.metadata, e.data, e.recorded_at
 FROM (SELECT max(position) AS head FROM {schema}.factos_events) h
 LEFT JOIN LATERAL (
     SELECT ev.*

@@ -492,7 +492,7 @@ fn verdict(rows: &[tokio_postgres::Row]) -> Result<Verdict, StoreError> {
 }
 
 /// The committed events of an append that wrote (one row per event, columns
-/// `position` and `revision`), on top of `current_revision`.
+/// `position`, `revision` and `recorded_at`), on top of `current_revision`.
 fn committed_from_rows(
     rows: &[tokio_postgres::Row],
     write: Write<'_>,
@@ -517,7 +517,9 @@ fn committed_from_rows(
     for (index, (row, event)) in rows.iter().zip(events).enumerate() {
         let at: Option<i64> = row.try_get("position").map_err(unexpected_result)?;
         let rev: Option<i64> = row.try_get("revision").map_err(unexpected_result)?;
-        let (Some(at), Some(rev)) = (at, rev) else {
+        let recorded_at: Option<std::time::SystemTime> =
+            row.try_get("recorded_at").map_err(unexpected_result)?;
+        let (Some(at), Some(rev), Some(recorded_at)) = (at, rev, recorded_at) else {
             return Err(crate::error::corrupt("the append stored fewer events than given").into());
         };
         committed.push(StoredEvent {
@@ -530,6 +532,7 @@ fn committed_from_rows(
             tags: event.tags,
             metadata: event.metadata,
             data: event.data,
+            recorded_at,
         });
     }
     if committed.windows(2).any(|w| w[0].position >= w[1].position) {

@@ -219,3 +219,61 @@ pub(super) async fn stored_fields_round_trip<S: EventStore>(store: S) -> CaseRes
     ensure_eq!(stored.revision, 0, "revision");
     Ok(())
 }
+
+/// Every event of an append carries one recorded time, within the append's
+/// wall-clock window (a second of slack for the server's clock and its
+/// microseconds), the same in the committed events and in every read; a
+/// later append is recorded later.
+pub(super) async fn recorded_at_is_the_time_of_the_append<S: EventStore>(store: S) -> CaseResult {
+    use std::time::{Duration, SystemTime};
+    let slack = Duration::from_secs(1);
+    let s = stream("recorded");
+    let before = SystemTime::now() - slack;
+    let committed = store
+        .append(
+            &s,
+            vec![raw("Recorded", &[])?, raw("Recorded", &[])?],
+            AppendCondition::None,
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+    let after = SystemTime::now() + slack;
+    let first = committed.events[0].recorded_at;
+    ensure!(
+        committed.events.iter().all(|e| e.recorded_at == first),
+        "the events of one append carry different times"
+    );
+    ensure!(
+        before <= first && first <= after,
+        "recorded at {first:?}, outside the append's window {before:?}..{after:?}"
+    );
+    let ids: Vec<_> = committed.events.iter().map(|e| e.id).collect();
+    let by_id = store.read_by_ids(&ids).await.map_err(|e| e.to_string())?;
+    let by_stream = store.read_stream(&s).await.map_err(|e| e.to_string())?;
+    let by_query = store
+        .read(&Query::all(), forwards())
+        .await
+        .map_err(|e| e.to_string())?;
+    for (how, events) in [
+        ("by id", &by_id),
+        ("by stream", &by_stream.events),
+        ("by query", &by_query.events),
+    ] {
+        let times: Vec<SystemTime> = events.iter().map(|e| e.recorded_at).collect();
+        ensure!(
+            times == [first, first],
+            "recorded times read {how}: {times:?}, committed {first:?}"
+        );
+    }
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let later = store
+        .append(&s, vec![raw("Recorded", &[])?], AppendCondition::None)
+        .await
+        .map_err(|e| e.to_string())?;
+    ensure!(
+        later.events[0].recorded_at > first,
+        "a later append was recorded at {:?}, not after {first:?}",
+        later.events[0].recorded_at
+    );
+    Ok(())
+}
