@@ -12,7 +12,7 @@ use factos_postgres::tokio_postgres;
 use factos_postgres::{PostgresStore, SchemaName, StoreOptions, VerifyOptions};
 
 use crate::Command;
-use crate::output::{Format, print_event};
+use crate::output::{Format, print_streamed_event, print_table, table};
 
 /// Filters shared by `events` and `tail`.
 #[derive(Debug, Args)]
@@ -294,19 +294,20 @@ async fn subscriptions(store: &PostgresStore) -> Result<ExitCode, String> {
     if subscribers.is_empty() {
         println!("no subscribers");
     } else {
-        println!(
-            "{:<32} {:>12} {:>12}  state",
-            "subscriber", "checkpoint", "behind head"
+        let mut rows = table(
+            ["subscriber", "checkpoint", "behind head", "state"],
+            &[1, 2],
         );
         for s in subscribers {
-            println!(
-                "{:<32} {:>12} {:>12}  {}",
+            let checkpoint = s.checkpoint.map_or(0, Position::get);
+            rows.add_row([
                 s.name,
-                s.checkpoint.map_or(0, Position::get),
-                head.saturating_sub(s.checkpoint.map_or(0, Position::get)),
-                if s.active { "active" } else { "stopped" }
-            );
+                checkpoint.to_string(),
+                head.saturating_sub(checkpoint).to_string(),
+                if s.active { "active" } else { "stopped" }.to_string(),
+            ]);
         }
+        print_table(&rows);
     }
     let topics = store
         .outbox_topics()
@@ -315,16 +316,16 @@ async fn subscriptions(store: &PostgresStore) -> Result<ExitCode, String> {
     if topics.is_empty() {
         println!("outbox: empty");
     } else {
-        println!(
-            "{:<32} {:>9} {:>9} {:>9}",
-            "outbox topic", "waiting", "leased", "parked"
-        );
+        let mut rows = table(["outbox topic", "waiting", "leased", "parked"], &[1, 2, 3]);
         for topic in topics {
-            println!(
-                "{:<32} {:>9} {:>9} {:>9}",
-                topic.topic, topic.waiting, topic.leased, topic.parked
-            );
+            rows.add_row([
+                topic.topic,
+                topic.waiting.to_string(),
+                topic.leased.to_string(),
+                topic.parked.to_string(),
+            ]);
         }
+        print_table(&rows);
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -475,14 +476,7 @@ async fn events(store: &PostgresStore, args: EventsArgs) -> Result<ExitCode, Str
             .map_err(|e| explain(&e, schema))?
             .events
     };
-    let format = format_of(&args.filter);
-    crate::output::print_header(format);
-    for event in &events {
-        print_event(format, event);
-    }
-    if format == Format::Table {
-        println!("({} events)", events.len());
-    }
+    crate::output::print_events(format_of(&args.filter), &events);
     Ok(ExitCode::SUCCESS)
 }
 
@@ -502,7 +496,7 @@ async fn tail(store: &PostgresStore, args: TailArgs) -> Result<ExitCode, String>
     if format == Format::Table {
         eprintln!("following events after position {after} (Ctrl-C to stop)");
     }
-    crate::output::print_header(format);
+    crate::output::print_streamed_header(format);
     let mut printed = 0usize;
     let interval = Duration::from_millis(args.interval_ms);
     loop {
@@ -512,7 +506,7 @@ async fn tail(store: &PostgresStore, args: TailArgs) -> Result<ExitCode, String>
             .await
             .map_err(|e| explain(&e, schema))?;
         for event in &read.events {
-            print_event(format, event);
+            print_streamed_event(format, event);
             printed += 1;
             if args.max_events.is_some_and(|max| printed >= max) {
                 return Ok(ExitCode::SUCCESS);

@@ -130,6 +130,41 @@ async fn events_as_table_and_json_lines() {
     assert_eq!(stdout(&stream).lines().count(), 4, "{}", stdout(&stream));
 }
 
+/// Long stream names and tag lists do not push the columns after them out
+/// of line (every row's type starts under the header's), and each row shows
+/// when its event was recorded (RFC 3339, UTC; in the JSON lines too).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn long_values_keep_the_table_aligned_and_recorded_times_show() {
+    let database = database().await;
+    let store = seeded(&database).await;
+    let long = StreamId::new(format!("a-stream-name-much-longer-{}", "x".repeat(40))).unwrap();
+    let event = NewEvent::new(EventType::new("Booked").unwrap(), b"{}".to_vec())
+        .with_tags(Tags::parse((0..6).map(|i| format!("a-long-tag-number:{i}"))).unwrap());
+    store
+        .append(&long, vec![event], AppendCondition::None)
+        .await
+        .unwrap();
+    let url = database.connection_string();
+    let table = stdout(&factos(url, &["events", "--type", "Booked"]));
+    let lines: Vec<&str> = table.lines().collect();
+    let column = |line: &str, word: &str| line.find(word).map(|at| line[..at].chars().count());
+    let header = column(lines[0], "type").unwrap();
+    let rows = &lines[1..lines.len() - 1];
+    assert_eq!(rows.len(), 4, "{table}");
+    for row in rows {
+        assert_eq!(column(row, "Booked"), Some(header), "{table}");
+        let year = column(row, "T").map(|t| &row[t - 10..t]);
+        assert!(
+            year.is_some_and(|date| date.starts_with("20") && date.len() == 10),
+            "{table}"
+        );
+    }
+    let json = stdout(&factos(url, &["events", "--json", "--limit", "1"]));
+    let line: serde_json::Value = serde_json::from_str(json.trim()).unwrap();
+    let recorded = line["recorded_at"].as_str().unwrap();
+    assert!(recorded.ends_with('Z') && recorded.contains('T'), "{json}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tail_follows_new_events() {
     let database = database().await;
