@@ -69,7 +69,7 @@ pub(crate) async fn measure(
     )?;
     store.migrate().await?;
     let tag = "big:1".to_string();
-    let query = Query::tags([Tag::new(tag.as_str())?]);
+    let query = Query::tagged_with_all([Tag::new(tag.as_str())?]);
     let stream = StreamId::new("big")?;
     seed(&store, &tag, BOUNDARY_EVENTS).await?;
     // As after any bulk load (the workloads' schemas are analyzed too).
@@ -112,7 +112,7 @@ pub(crate) async fn measure(
     for round in 0..repeats {
         for with_snapshots in [false, true] {
             let tag = format!("write:{round}{with_snapshots}");
-            let query = Query::tags([Tag::new(tag.as_str())?]);
+            let query = Query::tagged_with_all([Tag::new(tag.as_str())?]);
             let d = if with_snapshots {
                 dispatcher(&store).with_snapshots(SnapshotPolicy::every("write", 1, EVERY_EVENTS))
             } else {

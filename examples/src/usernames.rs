@@ -85,7 +85,9 @@ impl Decider for UsernameDecider {
 
 /// The context of a registration.
 pub fn username_query(username: &str) -> Result<Query, ValidationError> {
-    Ok(Query::tags([Tag::new(format!("username:{username}"))?]))
+    Ok(Query::tagged_with_all([Tag::new(format!(
+        "username:{username}"
+    ))?]))
 }
 
 /// Registers `command`, re-deciding if the context moved.

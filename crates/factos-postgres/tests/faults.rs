@@ -186,7 +186,7 @@ async fn every_command_lands_exactly_once_under_backend_terminations_and_a_crash
     );
 
     // The pool recovers by itself.
-    let after = Query::tags([Tag::new("w:after").unwrap()]);
+    let after = Query::tagged_with_all([Tag::new("w:after").unwrap()]);
     dispatch_with_query(
         &store,
         &StreamId::new("after").unwrap(),
@@ -363,7 +363,7 @@ async fn a_keyed_retry_after_an_unknown_commit_outcome_returns_the_committed_eve
         direct.options().clone(),
     )
     .unwrap();
-    let query = Query::tags([Tag::new("invoice:1").unwrap()]);
+    let query = Query::tagged_with_all([Tag::new("invoice:1").unwrap()]);
     let stream = StreamId::new("invoice-1").unwrap();
     let command = vec![
         KitEvent::new("Paid", &["invoice:1"]),
@@ -439,7 +439,7 @@ async fn a_statement_beyond_the_statement_timeout_fails_with_timeout_and_writes_
         ))
         .await
         .unwrap();
-    let query = Query::tags([Tag::new("slow:1").unwrap()]);
+    let query = Query::tagged_with_all([Tag::new("slow:1").unwrap()]);
     let stream = StreamId::new("slow").unwrap();
     let started = Instant::now();
     let outcome = tokio::time::timeout(

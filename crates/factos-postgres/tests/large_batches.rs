@@ -81,7 +81,7 @@ async fn a_large_batch_round_trips_and_continues_its_stream() {
     // Reads by tag find the copied events through the mirror.
     let b = store
         .read(
-            &Query::tags([Tag::new("set:b").unwrap()]),
+            &Query::tagged_with_all([Tag::new("set:b").unwrap()]),
             ReadOptions::default(),
         )
         .await

@@ -118,7 +118,7 @@ async fn migrate_backfills_the_tag_mirror() {
         ))
         .await
         .unwrap();
-    let tagged = Query::tags([factos::Tag::new("t:2").unwrap()]);
+    let tagged = Query::tagged_with_all([factos::Tag::new("t:2").unwrap()]);
     assert!(
         store
             .read(&tagged, ReadOptions::default())

@@ -59,7 +59,7 @@ impl Decider for Register {
 }
 
 fn query(name: &str) -> Query {
-    Query::tags([Tag::new(format!("username:{name}")).unwrap()])
+    Query::tagged_with_all([Tag::new(format!("username:{name}")).unwrap()])
 }
 
 fn email(recorded: &Recorded<Registered>) -> Vec<OutboxMessage> {

@@ -118,7 +118,7 @@ async fn ten_thousand_events_from_concurrent_writers_arrive_in_order_with_none_s
     let writer_3 = Subscription::new(
         &store,
         "writer 3",
-        Query::tags([Tag::new("writer:3").unwrap()]),
+        Query::tagged_with_all([Tag::new("writer:3").unwrap()]),
     )
     .unwrap()
     .with_options(options(Duration::from_millis(200), 100))
@@ -161,7 +161,7 @@ async fn ten_thousand_events_from_concurrent_writers_arrive_in_order_with_none_s
     assert_eq!(delivered, logged, "every event, once, in position order");
     let logged_third: Vec<u64> = store
         .read(
-            &Query::tags([Tag::new("writer:3").unwrap()]),
+            &Query::tagged_with_all([Tag::new("writer:3").unwrap()]),
             ReadOptions::default(),
         )
         .await

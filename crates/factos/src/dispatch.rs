@@ -607,7 +607,7 @@ pub(crate) fn from_process_error<E>(error: ProcessError<E>) -> DispatchError<E> 
 /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
 /// let store = InMemoryStore::new();
 /// let codec = JsonCodec::<Registered>::new();
-/// let query = Query::tags([Tag::new("username:renata")?]);
+/// let query = Query::tagged_with_all([Tag::new("username:renata")?]);
 /// let stream = StreamId::new("user-1")?;
 /// let first = dispatch_with_query(&store, &stream, &query, &RegisterOnce, &codec, &"renata".to_string()).await?;
 /// assert_eq!(first.events.len(), 1);
@@ -672,7 +672,7 @@ pub fn event_id(key: uuid::Uuid, index: usize) -> uuid::Uuid {
 /// # }
 /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
 /// let store = InMemoryStore::new();
-/// let query = Query::tags([Tag::new("invoice:i1")?]);
+/// let query = Query::tagged_with_all([Tag::new("invoice:i1")?]);
 /// let stream = StreamId::new("invoice-i1")?;
 /// let request = uuid::Uuid::now_v7();
 /// let first = dispatch_with_query_idempotent(&store, &stream, &query, &Pay, &JsonCodec::new(), &30, request).await?;
@@ -743,7 +743,7 @@ where
 /// let welcome = reactor_fn(|r: &Recorded<Registered>| {
 ///     vec![OutboxMessage::new(Topic::new("email").unwrap(), r.event.username.clone().into_bytes())]
 /// });
-/// let query = Query::tags([Tag::new("username:renata")?]);
+/// let query = Query::tagged_with_all([Tag::new("username:renata")?]);
 /// dispatch_with_outbox(&store, &StreamId::new("users")?, &query, &Register,
 ///     &JsonCodec::<Registered>::new(), &"renata".to_string(), &welcome).await?;
 /// let recorded = store.outbox();
@@ -914,7 +914,7 @@ fn decode_all<C: Codec>(
 /// # }
 /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
 /// let store = InMemoryStore::new();
-/// let query = Query::tags([Tag::new("account:a1")?]);
+/// let query = Query::tagged_with_all([Tag::new("account:a1")?]);
 /// dispatch_with_query(&store, &StreamId::new("s")?, &query, &Balance, &JsonCodec::new(), &7).await?;
 /// let context = read_context(&store, &query, &Balance, &JsonCodec::new()).await?;
 /// assert_eq!(context.state, 7);

@@ -620,7 +620,7 @@ impl<E> From<StoreError> for DecisionError<E> {
 /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
 /// // The DCB shape: read a context, then append only if it did not change.
 /// let store = InMemoryStore::new();
-/// let query = Query::tags([Tag::new("course:c1")?]);
+/// let query = Query::tagged_with_all([Tag::new("course:c1")?]);
 /// let read = store.read(&query, ReadOptions::default()).await?;
 /// let event = NewEvent::new(EventType::new("CourseDefined")?, b"{}".to_vec()).with_tags(Tags::parse(["course:c1"])?);
 /// let condition = AppendCondition::fail_if_events_match(query.clone(), read.head);

@@ -166,9 +166,30 @@ impl Query {
         Self::item(QueryItem::from_parts(types, []))
     }
 
-    /// A query matching events that carry all of these tags.
-    pub fn tags(tags: impl IntoIterator<Item = Tag>) -> Self {
+    /// A query matching events that carry **every one** of these tags (of
+    /// any type). For events carrying any one of them, OR items:
+    /// `Query::from_items(tags.map(|t| QueryItem::new().with_tag(t)))`.
+    ///
+    /// ```
+    /// use factos::{EventType, Query, Tag, Tags};
+    /// let query = Query::tagged_with_all([Tag::new("account:a")?, Tag::new("account:b")?]);
+    /// let moved = EventType::new("MoneyTransferred")?;
+    /// assert!(query.matches(&moved, &Tags::parse(["account:a", "account:b"])?));
+    /// assert!(!query.matches(&moved, &Tags::parse(["account:a"])?));
+    /// # Ok::<(), factos::ValidationError>(())
+    /// ```
+    pub fn tagged_with_all(tags: impl IntoIterator<Item = Tag>) -> Self {
         Self::item(QueryItem::from_parts([], tags))
+    }
+
+    /// The former name of [`Query::tagged_with_all`], which read as "any
+    /// of these tags".
+    #[deprecated(
+        since = "0.2.0",
+        note = "the tags are AND-ed: use `Query::tagged_with_all` (or OR items for any of them)"
+    )]
+    pub fn tags(tags: impl IntoIterator<Item = Tag>) -> Self {
+        Self::tagged_with_all(tags)
     }
 
     /// Adds one more alternative.

@@ -10,8 +10,8 @@ use factos::{Codec, EncodeError, Query, Tag};
 
 #[test]
 fn snapshot_keys_of_different_queries_differ_even_when_their_text_is_alike() {
-    let two_tags = Query::tags([Tag::new("a").unwrap(), Tag::new("b").unwrap()]);
-    let one_tag = Query::tags([Tag::new("a, b").unwrap()]);
+    let two_tags = Query::tagged_with_all([Tag::new("a").unwrap(), Tag::new("b").unwrap()]);
+    let one_tag = Query::tagged_with_all([Tag::new("a, b").unwrap()]);
     assert_eq!(
         two_tags.to_string(),
         one_tag.to_string(),

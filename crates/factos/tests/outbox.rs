@@ -50,7 +50,7 @@ async fn sell(
     dispatch_with_outbox(
         store,
         &StreamId::new("show-1").unwrap(),
-        &Query::tags([Tag::new("show:1").unwrap()]),
+        &Query::tagged_with_all([Tag::new("show:1").unwrap()]),
         &SellTwo,
         &JsonCodec::<Sold>::new(),
         &(),
@@ -111,7 +111,7 @@ async fn a_dispatcher_records_effects_and_recovers_its_cache_after_a_failing_rea
     let store = InMemoryStore::new();
     let tickets = factos::Dispatcher::new(store.clone(), SellTwo, JsonCodec::<Sold>::new());
     let stream = StreamId::new("show-1").unwrap();
-    let query = Query::tags([Tag::new("show:1").unwrap()]);
+    let query = Query::tagged_with_all([Tag::new("show:1").unwrap()]);
     let ticket = reactor_fn(|r: &Recorded<Sold>| {
         vec![OutboxMessage::new(
             Topic::new("ticket").unwrap(),
@@ -155,7 +155,7 @@ async fn a_dispatcher_retry_with_the_same_key_appends_nothing_twice() {
     let store = InMemoryStore::new();
     let tickets = factos::Dispatcher::new(store.clone(), SellTwo, JsonCodec::<Sold>::new());
     let stream = StreamId::new("show-1").unwrap();
-    let query = Query::tags([Tag::new("show:1").unwrap()]);
+    let query = Query::tagged_with_all([Tag::new("show:1").unwrap()]);
     let key = uuid::Uuid::from_u128(7);
     let first = tickets
         .dispatch_with_query_idempotent(&stream, &query, &(), key)

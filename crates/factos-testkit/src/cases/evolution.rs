@@ -81,7 +81,7 @@ impl Decider for Balance {
 
 fn account_query(account: &str) -> Result<Query, String> {
     let tag = Tag::new(format!("account:{account}")).map_err(|e| e.to_string())?;
-    Ok(Query::tags([tag]))
+    Ok(Query::tagged_with_all([tag]))
 }
 
 fn raw(event_type: &str, account: &str, version: u32, data: &[u8]) -> Result<NewEvent, String> {

@@ -198,7 +198,9 @@ pub(super) async fn stored_fields_round_trip<S: EventStore>(store: S) -> CaseRes
         .append(&s, vec![event], AppendCondition::None)
         .await
         .map_err(|e| e.to_string())?;
-    let q = Query::tags([factos::Tag::new(format!("tag:{awkward}")).map_err(|e| e.to_string())?]);
+    let q = Query::tagged_with_all([
+        factos::Tag::new(format!("tag:{awkward}")).map_err(|e| e.to_string())?
+    ]);
     let read = store
         .read(&q, forwards())
         .await
