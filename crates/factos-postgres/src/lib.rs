@@ -104,7 +104,7 @@ mod rows;
 mod sql;
 mod store;
 mod subscription;
-#[cfg(feature = "throwaway")]
+#[cfg(feature = "testing")]
 pub mod throwaway;
 mod wakeup;
 

@@ -1,4 +1,6 @@
-//! A throwaway PostgreSQL cluster for tests, examples, benchmarks and the CLI.
+//! A throwaway PostgreSQL cluster for tests, examples and benchmarks
+//! (behind the `testing` feature, off by default: a production build has
+//! no code that runs `initdb`).
 //!
 //! [`TempCluster::start`] finds the server binaries (`PATH`, `pg_config
 //! --bindir`, `/usr/lib/postgresql/*/bin`), runs `initdb` into a temporary
