@@ -231,10 +231,12 @@ impl PostgresStore {
     /// (`postgresql://user:password@host/db` or `host=... dbname=...`).
     /// Connections are opened lazily: this does not reach the server. A
     /// malformed `url` is a [`StoreErrorKind::Other`] error that repeats
-    /// no part of it (see [`crate::parse_connection_string`]).
+    /// no part of it (see [`crate::parse_connection_string`]); its source
+    /// is the [`InvalidConnectionString`](crate::InvalidConnectionString),
+    /// which names the option whose value is invalid.
     pub fn connect(url: &str, options: StoreOptions) -> Result<Self, StoreError> {
         let config = crate::parse_connection_string(url)
-            .map_err(|e| StoreError::new(StoreErrorKind::Other, e.to_string()))?;
+            .map_err(|e| StoreError::new(StoreErrorKind::Other, e.to_string()).with_source(e))?;
         Self::from_config(config, DEFAULT_POOL_SIZE, options)
     }
 }

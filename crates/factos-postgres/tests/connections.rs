@@ -53,6 +53,11 @@ fn no_part_of_a_malformed_connection_string_appears_in_its_error() {
     let port = PostgresStore::connect("postgresql://u:pw@h:notaport/db", StoreOptions::default())
         .unwrap_err();
     assert!(everything_shown(&port).contains("`port`"), "{port}");
+    // And a program can ask which (the typed error is the source).
+    let typed = std::error::Error::source(&port)
+        .and_then(|e| e.downcast_ref::<factos_postgres::InvalidConnectionString>())
+        .map(factos_postgres::InvalidConnectionString::invalid_option);
+    assert_eq!(typed, Some(Some("port")), "{port}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
