@@ -85,6 +85,28 @@
 //! dispatch's transaction, and [`Outbox`] workers deliver them with leases,
 //! retries and parking. See `DESIGN.md`.
 //!
+//! # Tracing
+//!
+//! The store opens these [`tracing`] spans (target `factos_postgres`);
+//! fields marked *after* are recorded when the operation ends:
+//!
+//! | span | level | fields |
+//! |---|---|---|
+//! | `factos.migrate` | info | `schema` |
+//! | `factos.read` | debug | `query`; after: `events` (read), `head` (the settled head, when there are events) |
+//! | `factos.append` | info | `stream`; after: `outcome`, `events`, `position` |
+//! | `factos.dispatch` | info | `kind` (`query`, `cached` or `stream`), `stream`, `query` (not for `stream`); after: `outcome`, `events`, `position` |
+//!
+//! `outcome` is `committed`, or why not: `refused` (a dispatch whose
+//! decider said no), `invalid` (the events broke a limit), `condition
+//! failed` (for a stream dispatch also a moved revision), `store error`. `events` and `position` are the committed events' count
+//! and the last one's position (no `position` when nothing was appended).
+//! A combined batch is not one span per command. Events (not spans) are
+//! logged on migration (info), a subscriber becoming active (info), a
+//! handler or outbox delivery failing, an event or message parked, a
+//! snapshot write failing (warn). `tests/tracing.rs` checks this table
+//! against the spans a workload opens.
+//!
 //! The SQL lives in `.sql` files in this crate (`sql/migrations` for the
 //! schema, `sql/statements` for the statements), reviewable on their own;
 //! users with their own migration tool can apply [`MIGRATIONS`] with
