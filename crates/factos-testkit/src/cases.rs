@@ -66,6 +66,7 @@ use combined::{
 use concurrency::{
     disjoint_boundaries_never_conflict, racers_on_one_boundary_one_winner,
     racers_on_one_stream_one_winner, shared_stream_label_disjoint_queries,
+    unique_streams_keep_the_query_boundary,
 };
 use dispatch::{
     codec_sees_only_matching_rows, dispatch_decode_error_on_matching_row,
@@ -196,6 +197,7 @@ pub(crate) fn all<S: EventStore + Clone + 'static>() -> Vec<Case<S>> {
         racers_on_one_stream_one_winner,
         disjoint_boundaries_never_conflict,
         shared_stream_label_disjoint_queries,
+        unique_streams_keep_the_query_boundary,
     ]
 }
 

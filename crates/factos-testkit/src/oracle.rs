@@ -38,6 +38,18 @@ const TAGS: &[&str] = &["x:1", "x:2", "y:1", "y:2"];
 const DECISIONS_PER_EPOCH: usize = 10;
 /// Stream labels shared by all writers, so revisions race too.
 const STREAMS: &[&str] = &["s0", "s1", "s2", "s3"];
+/// One decision in this many is labelled with a stream of its own
+/// ([`StreamId::unique`]): the query alone must still guard it.
+const UNIQUE_STREAM_ONE_IN: usize = 5;
+
+/// The stream a random decision is labelled with: mostly a shared label,
+/// sometimes one of its own.
+fn random_stream(rng: &mut Rng) -> Result<StreamId, String> {
+    if rng.below(UNIQUE_STREAM_ONE_IN) == 0 {
+        return Ok(StreamId::unique());
+    }
+    StreamId::new(rng.pick(STREAMS)).map_err(|e| e.to_string())
+}
 /// Most attempts of one decision before the oracle gives up on it.
 const MAX_ATTEMPTS: usize = 200;
 
@@ -375,7 +387,7 @@ where
                 let epoch = n / DECISIONS_PER_EPOCH;
                 let query = random_query(&mut rng, epoch);
                 let events = random_events(&mut rng, epoch)?;
-                let stream = StreamId::new(rng.pick(STREAMS)).map_err(|e| e.to_string())?;
+                let stream = random_stream(&mut rng)?;
                 let mut attempts = 0;
                 loop {
                     attempts += 1;
@@ -1000,7 +1012,7 @@ where
                         )
                     })
                     .collect();
-                let stream = StreamId::new(rng.pick(STREAMS)).map_err(|e| e.to_string())?;
+                let stream = random_stream(&mut rng)?;
                 let command = WitnessCommand {
                     run,
                     decision,

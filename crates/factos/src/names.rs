@@ -349,21 +349,51 @@ name_type!(
 );
 
 name_type!(
-    /// A stream label. Each stream counts its own revisions from 0.
+    /// A stream label. Each stream counts its own revisions from 0, without
+    /// gaps.
     ///
-    /// In a query dispatch the stream is only a label and a revision counter; the
-    /// consistency boundary is the query.
+    /// In a query dispatch the consistency boundary is the query, not the
+    /// stream; but the stream is not free: its revisions stay contiguous
+    /// because **writers of one stream label serialize** (on PostgreSQL the
+    /// stream's key is locked with the query's keys, under every strategy).
+    /// Label a decision with the entity its events are about (`account-a`),
+    /// never with a constant shared by unrelated decisions (`transfers`:
+    /// every transfer would wait for every other). A decision with no
+    /// natural stream (a transfer between two accounts) takes
+    /// [`StreamId::unique`], a stream of its own that no other writer
+    /// waits for, or, when dispatched idempotently,
+    /// [`StreamId::for_request`].
     ///
     /// ```
     /// use factos::StreamId;
     /// let stream = StreamId::new("buyer-renata")?;
     /// assert_eq!(stream.as_str(), "buyer-renata");
+    /// assert_ne!(StreamId::unique(), StreamId::unique());
     /// # Ok::<(), factos::ValidationError>(())
     /// ```
     StreamId,
     NameKind::Stream,
     MAX_STREAM_BYTES
 );
+
+impl StreamId {
+    /// A fresh stream of its own for one decision (`decision-` and a
+    /// UUIDv7): its writer waits for no other writer's stream, so only the
+    /// query serializes the decision. Its events are revisions 0, 1, … of
+    /// that stream; nothing else is ever written to it.
+    pub fn unique() -> Self {
+        Self(format!("decision-{}", uuid::Uuid::now_v7()))
+    }
+
+    /// The stream of its own for the decision made under idempotency `key`
+    /// (`decision-` and the key): the same on every retry of the command,
+    /// so a retry is recognized as a replay of the attempt that committed
+    /// (a [`StreamId::unique`] per attempt would be another stream, and the
+    /// retry's events an id conflict).
+    pub fn for_request(key: uuid::Uuid) -> Self {
+        Self(format!("decision-{key}"))
+    }
+}
 
 /// The set of tags of one event: at most [`MAX_TAGS_PER_EVENT`], sorted, no duplicates.
 ///

@@ -1,11 +1,11 @@
 //! Cases of concurrency: racers on one boundary or one stream (exactly one
-//! winner a round), disjoint boundaries (never a conflict), and one stream
-//! label shared by disjoint queries.
+//! winner a round), disjoint boundaries (never a conflict), one stream
+//! label shared by disjoint queries, and racers each on a stream of its own.
 
 use std::sync::Arc;
 
 use factos::{
-    ConditionFailure, DispatchError, EventStore, Revision, dispatch, dispatch_with_query,
+    ConditionFailure, DispatchError, EventStore, Revision, StreamId, dispatch, dispatch_with_query,
 };
 use tokio::sync::Barrier;
 
@@ -192,6 +192,94 @@ pub(super) async fn shared_stream_label_disjoint_queries<S: EventStore + Clone +
         revisions,
         (0..WRITERS as u64).collect::<Vec<_>>(),
         "revisions of the shared stream"
+    );
+    Ok(())
+}
+
+/// Racers on one query, each on a stream of its own ([`StreamId::unique`]):
+/// the query alone still lets exactly one win a round, and the winner's
+/// events are revisions 0, 1 of its own stream. A keyed dispatch on
+/// [`StreamId::for_request`] retried is a replay (one copy stored).
+pub(super) async fn unique_streams_keep_the_query_boundary<S: EventStore + Clone + 'static>(
+    store: S,
+) -> CaseResult {
+    for round in 0..RACE_ROUNDS {
+        let boundary = format!("unique:{round}");
+        let q = query(&[], &[&boundary])?;
+        let barrier = Arc::new(Barrier::new(RACERS));
+        let tasks: Vec<_> = (0..RACERS)
+            .map(|_| {
+                let (store, q, barrier, boundary) =
+                    (store.clone(), q.clone(), barrier.clone(), boundary.clone());
+                tokio::spawn(async move {
+                    barrier.wait().await;
+                    let command = vec![
+                        KitEvent::new("Claimed", &[&boundary]),
+                        KitEvent::new("Noted", &[&boundary]),
+                    ];
+                    dispatch_with_query(
+                        &store,
+                        &StreamId::unique(),
+                        &q,
+                        &Bounded { limit: 1 },
+                        &KitCodec::default(),
+                        &command,
+                    )
+                    .await
+                })
+            })
+            .collect();
+        let mut winners = Vec::new();
+        for task in tasks {
+            match task.await.map_err(|e| e.to_string())? {
+                Ok(dispatch) => winners.push(dispatch),
+                Err(DispatchError::Domain(_) | DispatchError::AppendConditionFailed(_)) => {}
+                Err(e) => return Err(format!("round {round}: {e:?}")),
+            }
+        }
+        ensure_eq!(winners.len(), 1, format!("winners of round {round}"));
+        let won = &winners[0];
+        let streams: Vec<&StreamId> = won.events.iter().map(|e| &e.stream).collect();
+        ensure!(
+            streams
+                .iter()
+                .all(|s| *s == streams[0] && s.as_str().starts_with("decision-")),
+            "the winner's events are not on one stream of its own: {streams:?}"
+        );
+        let revisions: Vec<u64> = won.events.iter().map(|e| e.revision).collect();
+        ensure_eq!(
+            revisions,
+            vec![0, 1],
+            "revisions of the winner's own stream"
+        );
+    }
+    let key = uuid::Uuid::now_v7();
+    let q = query(&[], &["unique:keyed"])?;
+    let command = vec![KitEvent::new("Claimed", &["unique:keyed"])];
+    let mut ids = Vec::new();
+    for _ in 0..2 {
+        let dispatch = factos::dispatch_with_query_idempotent(
+            &store,
+            &StreamId::for_request(key),
+            &q,
+            &Bounded { limit: 1 },
+            &KitCodec::default(),
+            &command,
+            key,
+        )
+        .await
+        .map_err(|e| format!("keyed dispatch: {e:?}"))?;
+        ids.push(dispatch.events.iter().map(|e| e.id).collect::<Vec<_>>());
+    }
+    ensure_eq!(ids[0], ids[1], "a retry on the request's stream replays");
+    let stored = store
+        .read(&q, forwards())
+        .await
+        .map_err(|e| e.to_string())?;
+    ensure_eq!(
+        stored.events.len(),
+        1,
+        "copies of the keyed command's event"
     );
     Ok(())
 }
