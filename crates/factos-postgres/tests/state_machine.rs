@@ -15,10 +15,12 @@ async fn walk(locking: LockingStrategy) {
     for seed in 1..=3 {
         let first = common::store_in(&database, StoreOptions::default().locking(locking)).await;
         let second = common::second_instance(&database, &first);
+        let recorded = || common::recorded_effects(&first);
         let report = state_machine::run(
-            &[first, second],
+            &[first.clone(), second],
             &[1, 2, factos::DEFAULT_CACHE_ENTRIES],
             MachineConfig { steps: 150, seed },
+            recorded,
         )
         .await
         .unwrap_or_else(|e| panic!("{locking:?}: {e}"));
@@ -26,6 +28,8 @@ async fn walk(locking: LockingStrategy) {
         assert!(
             report.empty > 0
                 && report.outbox > 0
+                && report.mailed > 0
+                && report.outbox_without_effects > 0
                 && report.replayed > 0
                 && report.foreign > 0
                 && report.combined > 0

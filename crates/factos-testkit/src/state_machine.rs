@@ -28,6 +28,7 @@ use factos::{
 
 use factos::snapshot::SnapshotPolicy;
 
+use crate::RecordedEffects;
 use crate::gated::Gated;
 use crate::model::{KitCodec, KitEvent};
 use crate::oracle::Rng;
@@ -60,6 +61,11 @@ pub struct MachineReport {
     pub replayed: usize,
     /// Outbox dispatches.
     pub outbox: usize,
+    /// Effects recorded (outbox dispatches, single and combined).
+    pub mailed: usize,
+    /// Outbox dispatches that committed events, none of which the reactor
+    /// reacts to (they commit as plain dispatches do).
+    pub outbox_without_effects: usize,
     /// Free-function dispatches and plain appends (other writers).
     pub foreign: usize,
     /// Combined steps: several commands (each on its own stream) queued
@@ -243,18 +249,24 @@ struct Step<'a, S> {
 /// (separate pools and caches, as in several processes); dispatcher `i` uses
 /// `stores[i % len]` and caches `cache_entries[i]` contexts (1 or 2 evict);
 /// the even ones combine concurrent dispatches (group commit), and only
-/// they take combined steps.
+/// they take combined steps. `effects_held` reads the effects the store holds
+/// (its outbox); after every step they must be exactly the effects of the
+/// events the outbox dispatches committed and the model's reactor reacts
+/// to (every type but `C`), one message each, caused by its event.
 ///
 /// # Errors
 ///
 /// The first step whose outcome differs from the model's, explained.
-pub async fn run<S>(
+pub async fn run<S, F, R>(
     stores: &[S],
     cache_entries: &[usize],
     config: MachineConfig,
+    effects_held: F,
 ) -> Result<MachineReport, String>
 where
     S: EventStore + Clone + 'static,
+    F: Fn() -> R,
+    R: std::future::Future<Output = Result<RecordedEffects, String>>,
 {
     let first = stores.first().ok_or("no store")?;
     let recorder = Recorder::default();
@@ -289,6 +301,7 @@ where
     let mut rng = Rng::new(config.seed);
     let mut report = MachineReport::default();
     let mut keyed: Vec<KeyedAttempt> = Vec::new();
+    let mut effects = sorted(effects_held().await?);
     for number in 0..config.steps {
         let query = &queries[rng.below(queries.len())];
         let index = rng.below(dispatchers.len());
@@ -304,6 +317,7 @@ where
         };
         let why = |e: String| format!("step {number} on {query} (seed {}): {e}", config.seed);
         let _ = recorder.take();
+        let mut mailed = Vec::new();
         match rng.below(20) {
             kind @ 0..=12 => {
                 let command = random_command(kind, &mut rng, number);
@@ -313,15 +327,41 @@ where
                 keyed_step(&step, &recorder, &mut rng, &mut keyed, &before, &mut report).await
             }
             15..=16 if first.can_record_effects() => {
-                outbox_step(&step, &recorder, &mut rng, &before, &mut report).await
+                outbox_step(
+                    &step,
+                    &recorder,
+                    &mut rng,
+                    &before,
+                    &mut mailed,
+                    &mut report,
+                )
+                .await
             }
             // The even dispatchers combine.
             17..=18 if index % 2 == 0 => {
-                combined_step(&step, &recorder, &mut rng, &mut keyed, &before, &mut report).await
+                let mail = &mut mailed;
+                combined_step(
+                    &step,
+                    &recorder,
+                    &mut rng,
+                    &mut keyed,
+                    &before,
+                    mail,
+                    &mut report,
+                )
+                .await
             }
             _ => foreign_step(&step, first, &mut rng, &before, &mut report).await,
         }
         .map_err(why)?;
+        report.mailed += mailed.len();
+        effects = sorted(effects.into_iter().chain(mailed).collect());
+        let now = sorted(effects_held().await?);
+        if now != effects {
+            return Err(why(format!(
+                "the store holds the effects {now:?}, the model {effects:?}"
+            )));
+        }
     }
     report.snapshot_loads = dispatchers.iter().map(|d| d.snapshot_stats().loaded).sum();
     Ok(report)
@@ -458,7 +498,9 @@ async fn keyed_step<S: EventStore>(
     Ok(())
 }
 
-/// The model's outbox reactor: one message per event, its body.
+/// The model's outbox reactor: one message per event but those of type
+/// `C` (it does not react to them: a decision of only `C` events commits as
+/// a plain one), its body.
 fn body_mail()
 -> impl Reactor<Event = KitEvent, Effect = OutboxMessage> + Clone + Send + Sync + 'static {
     let topic = Topic::new("model").unwrap_or_else(|e| unreachable!("the model's topic: {e}"));
@@ -468,6 +510,26 @@ fn body_mail()
             r.event.body.clone().into_bytes(),
         )]
     })
+    .when(mailed)
+}
+
+/// Whether the model's reactor reacts to `event`.
+fn mailed(event: &KitEvent) -> bool {
+    event.event_type != "C"
+}
+
+/// The effects the model's reactor gives for a committed outbox dispatch.
+fn mail_of(dispatch: &Dispatch<KitEvent>) -> impl Iterator<Item = (u64, Vec<u8>)> + '_ {
+    dispatch
+        .events
+        .iter()
+        .filter(|r| mailed(&r.event))
+        .map(|r| (r.position.get(), r.event.body.clone().into_bytes()))
+}
+
+fn sorted(mut effects: RecordedEffects) -> RecordedEffects {
+    effects.sort();
+    effects
 }
 
 async fn outbox_step<S: EventStore>(
@@ -475,15 +537,30 @@ async fn outbox_step<S: EventStore>(
     recorder: &Recorder,
     rng: &mut Rng,
     before: &[StoredEvent],
+    mailed: &mut RecordedEffects,
     report: &mut MachineReport,
 ) -> Result<(), String> {
     let reactor = body_mail();
-    let command = MachineCommand::Append(random_events(rng, step.number, 2));
+    let mut events = random_events(rng, step.number, 2);
+    if rng.below(3) == 0 {
+        // Only events the reactor does not react to: no effects.
+        for event in &mut events {
+            event.event_type = "C".to_string();
+        }
+    }
+    let command = MachineCommand::Append(events);
     let outcome = step
         .dispatcher
         .dispatch_with_outbox(&step.stream, step.query, &command, &reactor)
         .await;
     check(step, recorder, &command, &outcome, before).await?;
+    if let Ok(dispatch) = &outcome {
+        let before = mailed.len();
+        mailed.extend(mail_of(dispatch));
+        if mailed.len() == before && !dispatch.events.is_empty() {
+            report.outbox_without_effects += 1;
+        }
+    }
     report.outbox += 1;
     Ok(())
 }
@@ -573,6 +650,7 @@ async fn combined_step<S: EventStore>(
     rng: &mut Rng,
     keyed: &mut Vec<KeyedAttempt>,
     before: &[StoredEvent],
+    mailed: &mut RecordedEffects,
     report: &mut MachineReport,
 ) -> Result<(), String> {
     let commands = random_combined(step, rng, keyed)?;
@@ -616,6 +694,9 @@ async fn combined_step<S: EventStore>(
         }
         if matches!(c.via, Via::Outbox) {
             report.combined_outbox += 1;
+            if let Ok(dispatch) = outcome {
+                mailed.extend(mail_of(dispatch));
+            }
         }
         let decided_on = decided.next();
         if decided_on != Some(&state) {

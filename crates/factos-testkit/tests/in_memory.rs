@@ -91,11 +91,19 @@ async fn dispatchers_decide_as_a_fresh_fold_would() {
     let mut walked = MachineReport::default();
     for seed in 1..=40 {
         let store = factos::InMemoryStore::new();
-        let stores = [store.clone(), store];
+        let stores = [store.clone(), store.clone()];
+        let recorded = || async {
+            Ok(store
+                .outbox()
+                .into_iter()
+                .map(|e| (e.cause.get(), e.message.payload))
+                .collect())
+        };
         let report = state_machine::run(
             &stores,
             &[1, 2, factos::DEFAULT_CACHE_ENTRIES],
             MachineConfig { steps: 150, seed },
+            recorded,
         )
         .await
         .unwrap_or_else(|e| panic!("{e}"));
@@ -107,6 +115,8 @@ async fn dispatchers_decide_as_a_fresh_fold_would() {
         walked.keyed += report.keyed;
         walked.replayed += report.replayed;
         walked.outbox += report.outbox;
+        walked.mailed += report.mailed;
+        walked.outbox_without_effects += report.outbox_without_effects;
         walked.foreign += report.foreign;
         walked.combined += report.combined;
         walked.combined_keyed += report.combined_keyed;
@@ -122,6 +132,8 @@ async fn dispatchers_decide_as_a_fresh_fold_would() {
         ("panicked", walked.panicked),
         ("replayed", walked.replayed),
         ("outbox", walked.outbox),
+        ("mailed", walked.mailed),
+        ("outbox without effects", walked.outbox_without_effects),
         ("foreign", walked.foreign),
         ("combined", walked.combined),
         ("combined keyed", walked.combined_keyed),

@@ -197,6 +197,19 @@ pub trait Reactor {
     type Effect;
     /// The effects of one committed event.
     fn react(&self, recorded: &Recorded<Self::Event>) -> Vec<Self::Effect>;
+
+    /// Whether [`react`](Self::react) is asked about `event` at all
+    /// (default: every event). An event it says no to has no effects,
+    /// whatever `react` would give, and a decision none of whose events it
+    /// reacts to commits as a plain dispatch does: on PostgreSQL in the
+    /// same round trip as its append (a decision with effects takes one
+    /// more, to record them before the commit). Say no for the events that
+    /// never have effects, from the event alone (its positions are not
+    /// known yet).
+    fn reacts_to(&self, event: &Self::Event) -> bool {
+        let _ = event;
+        true
+    }
 }
 
 /// The effects of every event, in event order.
@@ -210,41 +223,75 @@ pub fn react_all<R: Reactor>(reactor: &R, events: &[Recorded<R::Event>]) -> Vec<
 type ReactFn<E, X> = fn(&Recorded<E>) -> Vec<X>;
 
 /// A reactor made from a closure; see [`reactor_fn`]. It is `Clone` when
-/// the closure is (a combining [`Dispatcher`](crate::Dispatcher) clones an
-/// outbox dispatch's reactor into its queue).
-pub struct FnReactor<E, X, F> {
+/// the closure (and the filter) is (a combining
+/// [`Dispatcher`](crate::Dispatcher) clones an outbox dispatch's reactor
+/// into its queue).
+pub struct FnReactor<E, X, F, W = fn(&E) -> bool> {
     react: F,
+    when: W,
     marker: std::marker::PhantomData<ReactFn<E, X>>,
 }
 
-/// Makes a reactor from a closure.
+/// Makes a reactor from a closure (it reacts to every event; narrow it with
+/// [`FnReactor::when`]).
 pub fn reactor_fn<E, X, F>(react: F) -> FnReactor<E, X, F>
 where
     F: Fn(&Recorded<E>) -> Vec<X>,
 {
     FnReactor {
         react,
+        when: |_| true,
         marker: std::marker::PhantomData,
     }
 }
 
-impl<E, X, F: Clone> Clone for FnReactor<E, X, F> {
-    fn clone(&self) -> Self {
-        Self {
-            react: self.react.clone(),
+impl<E, X, F> FnReactor<E, X, F> {
+    /// The same reactor, asked only about the events `when` accepts (see
+    /// [`Reactor::reacts_to`]): a decision none of whose events it accepts
+    /// costs what a plain dispatch does.
+    ///
+    /// ```
+    /// use factos::{Reactor, reactor_fn};
+    /// let welcome = reactor_fn(|r: &factos::Recorded<String>| vec![r.event.clone()])
+    ///     .when(|event: &String| event.starts_with("registered"));
+    /// assert!(welcome.reacts_to(&"registered renata".to_string()));
+    /// assert!(!welcome.reacts_to(&"renamed renata".to_string()));
+    /// ```
+    pub fn when<W>(self, when: W) -> FnReactor<E, X, F, W>
+    where
+        W: Fn(&E) -> bool,
+    {
+        FnReactor {
+            react: self.react,
+            when,
             marker: std::marker::PhantomData,
         }
     }
 }
 
-impl<E, X, F> Reactor for FnReactor<E, X, F>
+impl<E, X, F: Clone, W: Clone> Clone for FnReactor<E, X, F, W> {
+    fn clone(&self) -> Self {
+        Self {
+            react: self.react.clone(),
+            when: self.when.clone(),
+            marker: std::marker::PhantomData,
+        }
+    }
+}
+
+impl<E, X, F, W> Reactor for FnReactor<E, X, F, W>
 where
     F: Fn(&Recorded<E>) -> Vec<X>,
+    W: Fn(&E) -> bool,
 {
     type Event = E;
     type Effect = X;
     fn react(&self, recorded: &Recorded<E>) -> Vec<X> {
         (self.react)(recorded)
+    }
+
+    fn reacts_to(&self, event: &E) -> bool {
+        (self.when)(event)
     }
 }
 
@@ -272,8 +319,18 @@ where
     type Event = A::Event;
     type Effect = A::Effect;
     fn react(&self, recorded: &Recorded<Self::Event>) -> Vec<Self::Effect> {
-        let mut effects = self.first.react(recorded);
-        effects.extend(self.second.react(recorded));
+        let mut effects = if self.first.reacts_to(&recorded.event) {
+            self.first.react(recorded)
+        } else {
+            Vec::new()
+        };
+        if self.second.reacts_to(&recorded.event) {
+            effects.extend(self.second.react(recorded));
+        }
         effects
+    }
+
+    fn reacts_to(&self, event: &Self::Event) -> bool {
+        self.first.reacts_to(event) || self.second.reacts_to(event)
     }
 }

@@ -420,7 +420,8 @@ where
     }
 
     fn has_effects(&self) -> bool {
-        self.reactor.is_some()
+        self.reactor
+            .is_some_and(|reactor| self.decided.iter().any(|e| reactor.reacts_to(e)))
     }
 
     fn effects(&mut self, appended: &[StoredEvent]) -> Result<Vec<Effect>, Self::Error> {
@@ -467,6 +468,7 @@ pub(crate) fn react_to<E, X>(
     let effects = guarded("reactor", || {
         recorded
             .iter()
+            .filter(|r| reactor.reacts_to(&r.event))
             .flat_map(|r| {
                 reactor.react(r).into_iter().map(|message| Effect {
                     cause: r.position,

@@ -571,9 +571,12 @@ pub trait DecisionProcess: Send {
         None
     }
 
-    /// Whether this decision records effects with its append (an outbox).
-    /// A store that [records effects](EventStore::can_record_effects) then calls
-    /// [`effects`](Self::effects) after appending and before committing.
+    /// After [`decide`](Self::decide): whether the decided events may have
+    /// effects to record with them (an outbox reactor reacts to one of
+    /// them). A store that [records effects](EventStore::can_record_effects)
+    /// then calls [`effects`](Self::effects) after appending and before
+    /// committing; when not, the effects are none and it commits as for a
+    /// plain decision. Before deciding it says no.
     fn has_effects(&self) -> bool {
         false
     }

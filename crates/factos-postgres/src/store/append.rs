@@ -245,11 +245,24 @@ enum Opening {
 
 /// Whether the pipeline ends with `COMMIT`.
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum Ending {
+pub(crate) enum Ending {
     Commit,
     /// The transaction stays open: effects are recorded next, then
     /// [`PostgresStore::record_and_commit`].
     KeepOpen,
+}
+
+impl Ending {
+    /// How a decision's append ends, once decided: open when its events
+    /// may have effects (they are recorded before the commit), else with
+    /// the commit in the same round trip.
+    pub(crate) fn after_deciding<P: DecisionProcess + ?Sized>(process: &P) -> Self {
+        if process.has_effects() {
+            Self::KeepOpen
+        } else {
+            Self::Commit
+        }
+    }
 }
 
 /// What the append statement's first row says (read by column name).
@@ -277,34 +290,38 @@ impl PostgresStore {
         guard: &Guard,
         write: Write<'_>,
     ) -> Result<Committed, AppendFailure> {
+        self.begin_append(session, guard, write, Ending::Commit)
+            .await
+    }
+
+    /// Begins a transaction, takes `guard`, checks and appends `write`
+    /// (one round trip), ending as `ending` says. A failure with
+    /// [`Ending::KeepOpen`] leaves the transaction open: roll it back.
+    pub(crate) async fn begin_append(
+        &self,
+        session: &Session,
+        guard: &Guard,
+        write: Write<'_>,
+        ending: Ending,
+    ) -> Result<Committed, AppendFailure> {
         let opening = Opening::Begin(self.prepare_guard(session.client()?, guard).await?);
-        self.send_append(session, guard, opening, write, Ending::Commit)
+        self.send_append(session, guard, opening, write, ending)
             .await
     }
 
     /// In the session's transaction, which holds `guard` since before the
-    /// context was read: checks, appends and commits (one round trip).
-    pub(crate) async fn append_and_commit(
+    /// context was read: checks and appends, and commits in the same round
+    /// trip or, with [`Ending::KeepOpen`], leaves the transaction open for
+    /// the effects ([`Self::record_and_commit`] commits it).
+    pub(crate) async fn append_in_transaction(
         &self,
         session: &Session,
         guard: &Guard,
         write: Write<'_>,
+        ending: Ending,
     ) -> Result<Committed, AppendFailure> {
         let opening = Opening::InTransaction;
-        self.send_append(session, guard, opening, write, Ending::Commit)
-            .await
-    }
-
-    /// Like [`Self::append_and_commit`], but the transaction stays open
-    /// for the effects ([`Self::record_and_commit`] commits it).
-    pub(crate) async fn append_keeping_open(
-        &self,
-        session: &Session,
-        guard: &Guard,
-        write: Write<'_>,
-    ) -> Result<Committed, AppendFailure> {
-        let opening = Opening::InTransaction;
-        self.send_append(session, guard, opening, write, Ending::KeepOpen)
+        self.send_append(session, guard, opening, write, ending)
             .await
     }
 

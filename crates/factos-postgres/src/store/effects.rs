@@ -10,6 +10,22 @@ use crate::store::PostgresStore;
 use crate::store::session::Session;
 
 impl PostgresStore {
+    /// Ends a decision whose append went through: when the append kept the
+    /// transaction open for the events' effects, records them and commits
+    /// ([`Self::record_and_commit`]); when its pipeline committed, there is
+    /// nothing left to do.
+    pub(crate) async fn finish_decision<P: DecisionProcess>(
+        &self,
+        session: Session,
+        process: &mut P,
+        committed: Committed,
+    ) -> Result<Committed, DecisionError<P::Error>> {
+        if session.is_open() {
+            return self.record_and_commit(session, process, committed).await;
+        }
+        Ok(committed)
+    }
+
     /// Second half of a decision that records effects: the events are
     /// appended in the open transaction; the process's effects of them are
     /// inserted into the outbox and the transaction commits, in one round

@@ -122,12 +122,7 @@ impl EventStore for PostgresStore {
         let outcome = match self.replay_before_deciding(stream, process).await {
             Ok(Some(replayed)) => Ok(replayed),
             Err(e) => Err(DecisionError::Store(e)),
-            // Effects are recorded between the append and the commit, which
-            // the pessimistic path (every strategy's keys are compatible) does.
-            Ok(None)
-                if self.inner.options.locking == LockingStrategy::Optimistic
-                    && !process.has_effects() =>
-            {
+            Ok(None) if self.inner.options.locking == LockingStrategy::Optimistic => {
                 self.decide_optimistic(stream, query, process)
                     .instrument(span.clone())
                     .await
@@ -153,11 +148,6 @@ impl EventStore for PostgresStore {
         let outcome = match self.replay_before_deciding(stream, process).await {
             Ok(Some(replayed)) => Ok(replayed),
             Err(e) => Err(DecisionError::Store(e)),
-            Ok(None) if process.has_effects() => {
-                self.decide_locked(stream, Boundary::Query(query), process, folded)
-                    .instrument(span.clone())
-                    .await
-            }
             Ok(None) => {
                 self.decide_cached(stream, query, process, folded)
                     .instrument(span.clone())

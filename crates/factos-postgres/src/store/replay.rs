@@ -102,10 +102,7 @@ impl PostgresStore {
             ),
         };
         match resolved {
-            Ok(replayed) if process.has_effects() => {
-                self.record_and_commit(session, process, replayed).await
-            }
-            Ok(replayed) => Ok(replayed),
+            Ok(replayed) => self.finish_decision(session, process, replayed).await,
             Err(e) => {
                 session.rollback().await;
                 Err(DecisionError::Store(e))

@@ -27,12 +27,19 @@ impl Session {
             .ok_or_else(|| StoreError::new(StoreErrorKind::Other, "the session has no connection"))
     }
 
+    /// Whether a transaction may be open (an append kept it open for its
+    /// effects, or failed before the commit).
+    pub(crate) fn is_open(&self) -> bool {
+        self.open.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     pub(crate) fn set_open(&self, open: bool) {
         self.open.store(open, std::sync::atomic::Ordering::Relaxed);
     }
 
-    /// Ends an open transaction without writing anything.
-    pub(crate) async fn rollback(self) {
+    /// Ends an open transaction without writing anything (the connection
+    /// stays in the session).
+    pub(crate) async fn rollback(&self) {
         if let Some(client) = &self.client
             && self.open.load(std::sync::atomic::Ordering::Relaxed)
             && client.batch_execute("ROLLBACK").await.is_ok()

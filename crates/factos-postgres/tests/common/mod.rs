@@ -140,3 +140,25 @@ pub(crate) async fn mirror_mismatches(store: &PostgresStore) -> i64 {
         .unwrap()
         .get(0)
 }
+
+/// (cause position, payload) of every effect `store`'s outbox holds, in the
+/// order recorded.
+pub(crate) async fn recorded_effects(
+    store: &PostgresStore,
+) -> Result<factos_testkit::RecordedEffects, String> {
+    let client = store.pool().get().await.map_err(|e| e.to_string())?;
+    let schema = store.options().schema.quoted();
+    let rows = client
+        .query(
+            &format!("SELECT event_position, payload FROM {schema}.factos_outbox ORDER BY id"),
+            &[],
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+    rows.iter()
+        .map(|r| {
+            let cause: i64 = r.get(0);
+            Ok((u64::try_from(cause).map_err(|e| e.to_string())?, r.get(1)))
+        })
+        .collect()
+}

@@ -192,7 +192,17 @@ where
     }
 
     fn has_effects(&self) -> bool {
-        self.commands.iter().any(|c| c.options.reactor.is_some())
+        self.commands
+            .iter()
+            .zip(&self.outcomes)
+            .any(
+                |(batched, outcome)| match (batched.options.reactor, outcome) {
+                    (Some(reactor), Outcome::Accepted(events)) => {
+                        events.iter().any(|e| reactor.reacts_to(e))
+                    }
+                    _ => false,
+                },
+            )
     }
 
     /// Each accepted command's effects by its own reactor, on its own

@@ -6,7 +6,7 @@ use factos::store::{DecisionError, DecisionProcess};
 use factos::{AppendCondition, Committed, Folded, Query, StreamId};
 
 use crate::store::PostgresStore;
-use crate::store::append::{AppendFailure, Write};
+use crate::store::append::{AppendFailure, Ending, Write};
 use crate::store::decide::decided_on;
 use crate::store::guard::Boundary;
 use crate::store::session::Session;
@@ -39,11 +39,18 @@ impl PostgresStore {
             let guard =
                 self.decision_guard(stream, Boundary::Query(query), process.other_streams(), &[]);
             let session = Session::new(self.client().await?);
+            let ending = Ending::after_deciding(process);
             let write = Write::decided(stream, decided, &condition, None, process);
-            match self.begin_append_commit(&session, &guard, write).await {
+            let appended = self.begin_append(&session, &guard, write, ending).await;
+            if appended.is_err() {
+                // Kept open for effects: nothing was appended.
+                session.rollback().await;
+            }
+            match appended {
                 Ok(committed) => {
                     self.inner.hot.cool(query);
-                    return Ok(decided_on(committed, folded));
+                    let committed = decided_on(committed, folded);
+                    return self.finish_decision(session, process, committed).await;
                 }
                 Err(AppendFailure::Condition(_)) => {
                     self.retried();

@@ -6,7 +6,7 @@ use factos::store::{DecisionError, DecisionProcess};
 use factos::{AppendCondition, Committed, Folded, Revision, StreamId};
 
 use crate::store::PostgresStore;
-use crate::store::append::{AppendFailure, Write};
+use crate::store::append::{AppendFailure, Ending, Write};
 use crate::store::decide::decided_on;
 use crate::store::guard::Boundary;
 use crate::store::read::Read;
@@ -70,7 +70,7 @@ impl PostgresStore {
                     return Err(e);
                 }
             };
-            let deferred = process.has_effects();
+            let ending = Ending::after_deciding(process);
             // The guard held since the read keeps every matching event either
             // at or below `fed` or after this commit: a cached state resumes there.
             let context_read = Folded {
@@ -85,17 +85,14 @@ impl PostgresStore {
                 Boundary::Stream => (AppendCondition::None, Some(revision)),
             };
             let write = Write::decided(stream, events, &condition, expected, process);
-            let appended = if deferred {
-                self.append_keeping_open(&session, &guard, write).await
-            } else {
-                self.append_and_commit(&session, &guard, write).await
-            };
+            let appended = self
+                .append_in_transaction(&session, &guard, write, ending)
+                .await;
             match appended {
-                Ok(committed) if deferred => {
+                Ok(committed) => {
                     let committed = decided_on(committed, context_read);
-                    return self.record_and_commit(session, process, committed).await;
+                    return self.finish_decision(session, process, committed).await;
                 }
-                Ok(committed) => return Ok(decided_on(committed, context_read)),
                 Err(AppendFailure::IdsStored { new, stored }) => {
                     let found = IdsFound {
                         stream,

@@ -6,7 +6,7 @@ use factos::store::{DecisionError, DecisionProcess};
 use factos::{AppendCondition, Committed, Folded, Position, Query, StreamId};
 
 use crate::store::PostgresStore;
-use crate::store::append::{AppendFailure, Write};
+use crate::store::append::{AppendFailure, Ending, Write};
 use crate::store::decide::decided_on;
 use crate::store::guard::Boundary;
 use crate::store::replay::replay_or_conflict;
@@ -53,9 +53,18 @@ impl PostgresStore {
                 attempts.up_front(),
             );
             let session = Session::new(client);
+            let ending = Ending::after_deciding(process);
             let write = Write::decided(stream, decided, &condition, None, process);
-            match self.begin_append_commit(&session, &guard, write).await {
-                Ok(committed) => return Ok(decided_on(committed, context_read)),
+            let appended = self.begin_append(&session, &guard, write, ending).await;
+            if appended.is_err() {
+                // Kept open for effects: nothing was appended.
+                session.rollback().await;
+            }
+            match appended {
+                Ok(committed) => {
+                    let committed = decided_on(committed, context_read);
+                    return self.finish_decision(session, process, committed).await;
+                }
                 Err(AppendFailure::IdsStored { new, stored }) => {
                     // The session's connection is idle (its pipeline
                     // committed): no second pooled connection for the lookup.
