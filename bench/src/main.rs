@@ -28,6 +28,7 @@ use factos_postgres::{LockingStrategy, PostgresStore, SchemaName, StoreOptions};
 
 mod bulk;
 mod courses;
+mod outbox;
 mod peer;
 mod profile;
 mod snapshots;
@@ -494,6 +495,9 @@ async fn main() -> Result<(), BoxError> {
     // FACTOS_BENCH_SNAPSHOTS=1 runs only the snapshot measurements (see
     // snapshots.rs); the full run includes them.
     let snapshots_only = std::env::var_os("FACTOS_BENCH_SNAPSHOTS").is_some();
+    // FACTOS_BENCH_OUTBOX=1 runs only the outbox measurements (see
+    // outbox.rs); the full run includes them.
+    let outbox_only = std::env::var_os("FACTOS_BENCH_OUTBOX").is_some();
     let settings: Vec<(String, String)> =
         std::iter::once(("shared_buffers".to_string(), "2GB".to_string()))
             .chain(profile::settings())
@@ -516,6 +520,10 @@ async fn main() -> Result<(), BoxError> {
     })?;
     if snapshots_only {
         snapshots::measure(&cluster, repeats, duration).await?;
+        return Ok(());
+    }
+    if outbox_only {
+        outbox::measure(&cluster, repeats, duration).await?;
         return Ok(());
     }
     let status = Command::new(cluster.bin_dir().join("createdb"))
@@ -693,11 +701,17 @@ async fn main() -> Result<(), BoxError> {
     } else {
         snapshots::measure(&cluster, repeats, duration).await?
     };
+    let outbox_rows = if only.is_some() {
+        Vec::new()
+    } else {
+        outbox::measure(&cluster, repeats, duration).await?
+    };
 
     let mut json_rows = context_rows;
     json_rows.extend(subscription_rows);
     json_rows.extend(bulk_rows);
     json_rows.extend(snapshot_rows);
+    json_rows.extend(outbox_rows);
     println!(
         "| workload | subject | clients | dispatches/s | ratio to pgbench -N | p50 ms | p99 ms | failed conditions | serialization errors | errors |"
     );
