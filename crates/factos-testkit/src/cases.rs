@@ -3,7 +3,8 @@
 //! [`all`] lists every case in the order they run; the cases live in one
 //! module per topic: [`matching`], [`reads`], [`appends`] (and conditions),
 //! [`dispatch`], [`ids`] (event ids and replays), [`cached`] (the
-//! `Dispatcher`'s cache), [`combined`] (its group commit), [`original`] (the original library's tests) and
+//! `Dispatcher`'s cache), [`combined`] (its group commit), [`states`]
+//! (decisions over several states), [`original`] (the original library's tests) and
 //! [`concurrency`]. The helpers they share (seeding, the read log, counting)
 //! are here.
 
@@ -43,6 +44,7 @@ mod matching;
 mod original;
 mod reads;
 mod snapshots;
+mod states;
 
 use appends::{
     append_returns_what_is_stored, append_revisions_are_per_stream,
@@ -102,6 +104,7 @@ use reads::{
     recorded_at_is_the_time_of_the_append, stored_fields_round_trip,
 };
 use snapshots::snapshots_start_a_cold_dispatcher_from_the_kept_state;
+use states::composed_states_fold_only_their_own_events;
 
 macro_rules! cases {
     ($($name:ident),* $(,)?) => {
@@ -165,6 +168,7 @@ pub(crate) fn all<S: EventStore + Clone + 'static>() -> Vec<Case<S>> {
         dispatch_panic_is_caught,
         dispatch_encode_error_writes_nothing,
         read_context_folds_matching_events,
+        composed_states_fold_only_their_own_events,
         load_stream_folds_the_stream,
         stream_dispatch_revisions,
         stream_dispatch_domain_error,

@@ -17,6 +17,17 @@ pub struct KitEvent {
     pub body: String,
 }
 
+/// The kit's codec writes exactly these.
+impl factos::states::StoreVisible for KitEvent {
+    fn stored_type(&self) -> &str {
+        &self.event_type
+    }
+
+    fn stored_tags(&self) -> Vec<String> {
+        self.tags.clone()
+    }
+}
+
 impl KitEvent {
     /// An event with an empty body.
     pub fn new(event_type: &str, tags: &[&str]) -> Self {

@@ -72,6 +72,7 @@ pub mod outbox;
 mod position;
 mod query;
 pub mod snapshot;
+pub mod states;
 pub mod store;
 pub mod upcast;
 

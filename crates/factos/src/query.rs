@@ -114,6 +114,16 @@ impl QueryItem {
         (self.types.is_empty() || self.types.binary_search(event_type).is_ok())
             && self.tags.iter().all(|tag| tags.contains(tag))
     }
+
+    /// Like [`matches`](Self::matches), for a type and tags given by name
+    /// (as a domain event names them, before they are validated).
+    pub fn matches_names<T: AsRef<str>>(&self, event_type: &str, tags: &[T]) -> bool {
+        (self.types.is_empty() || self.types.iter().any(|t| t.as_str() == event_type))
+            && self
+                .tags
+                .iter()
+                .all(|tag| tags.iter().any(|given| given.as_ref() == tag.as_str()))
+    }
 }
 
 /// Which events a decision depends on: all events, or the union of [`QueryItem`]s.
@@ -214,6 +224,23 @@ impl Query {
     /// Whether an event with this type and these tags matches.
     pub fn matches(&self, event_type: &EventType, tags: &Tags) -> bool {
         self.is_all() || self.items.iter().any(|item| item.matches(event_type, tags))
+    }
+
+    /// Like [`matches`](Self::matches), for a type and tags given by name.
+    ///
+    /// ```
+    /// let query = factos::Query::from_items([factos::QueryItem::parse(["Moved"], ["account:a"])?]);
+    /// assert!(query.matches_names("Moved", &["account:b", "account:a"]));
+    /// assert!(!query.matches_names("Moved", &["account:b"]));
+    /// assert!(!query.matches_names("Deposited", &["account:a"]));
+    /// # Ok::<(), factos::ValidationError>(())
+    /// ```
+    pub fn matches_names<T: AsRef<str>>(&self, event_type: &str, tags: &[T]) -> bool {
+        self.is_all()
+            || self
+                .items
+                .iter()
+                .any(|item| item.matches_names(event_type, tags))
     }
 }
 
