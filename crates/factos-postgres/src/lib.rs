@@ -95,7 +95,7 @@
 //! | `factos.migrate` | info | `schema` |
 //! | `factos.read` | debug | `query`; after: `events` (read), `head` (the settled head, when there are events) |
 //! | `factos.append` | info | `stream`; after: `outcome`, `events`, `position` |
-//! | `factos.dispatch` | info | `kind` (`query`, `cached` or `stream`), `stream`, `query` (not for `stream`); after: `outcome`, `events`, `position` |
+//! | `factos.dispatch` | info | `kind` (`query`, `cached`, `condition` (a narrower append condition) or `stream`), `stream`, `query` (not for `stream`; the read's); after: `outcome`, `events`, `position` |
 //!
 //! `outcome` is `committed`, or why not: `refused` (a dispatch whose
 //! decider said no), `invalid` (the events broke a limit), `condition

@@ -29,6 +29,7 @@ async fn walk(locking: LockingStrategy) {
             report.empty > 0
                 && report.outbox > 0
                 && report.mailed > 0
+                && report.narrower > 0
                 && report.outbox_without_effects > 0
                 && report.replayed > 0
                 && report.foreign > 0

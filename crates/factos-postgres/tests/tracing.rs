@@ -158,6 +158,17 @@ async fn the_documented_spans_are_the_spans_opened() {
     dispatch(&store, &stream, &shelf, &codec, &add)
         .await
         .unwrap();
+    factos::dispatch_with_condition(
+        &store,
+        &stream,
+        &shelf_query("a"),
+        &shelf_query("a"),
+        &shelf,
+        &codec,
+        &add,
+    )
+    .await
+    .unwrap();
     let cached = Dispatcher::new(store.clone(), shelf.clone(), codec.clone());
     for _ in 0..2 {
         cached
@@ -211,7 +222,7 @@ async fn the_documented_spans_are_the_spans_opened() {
     };
     assert_eq!(
         values("factos.dispatch", "kind"),
-        ["cached", "query", "stream"]
+        ["cached", "condition", "query", "stream"]
     );
     assert_eq!(
         values("factos.dispatch", "outcome"),

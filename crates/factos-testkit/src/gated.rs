@@ -142,6 +142,19 @@ impl<S: EventStore> EventStore for Gated<S> {
         self.inner.decide_with_query(stream, query, process).await
     }
 
+    async fn decide_with_condition<P: DecisionProcess>(
+        &self,
+        stream: &StreamId,
+        query: &Query,
+        condition: &Query,
+        process: &mut P,
+    ) -> Result<Committed, DecisionError<P::Error>> {
+        self.pass().await;
+        self.inner
+            .decide_with_condition(stream, query, condition, process)
+            .await
+    }
+
     async fn decide_with_query_after<P: DecisionProcess>(
         &self,
         stream: &StreamId,

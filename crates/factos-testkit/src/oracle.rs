@@ -172,6 +172,28 @@ const WIDE_EVENT_TAGS: usize = 20;
 
 /// A random query of the epoch's vocabulary; "all events" only in epoch 0,
 /// where the log is still short; sometimes more items than the key limit.
+/// One random decision in this many appends under a condition narrower
+/// than its read.
+const NARROWER_CONDITION_ONE_IN: usize = 4;
+
+/// A condition narrower than `query`: one of its items, keeping one of the
+/// item's types (a query on all events: another random query).
+fn narrower(rng: &mut Rng, query: &Query, epoch: usize) -> Query {
+    let Some(item) = query.items().get(rng.below(query.items().len().max(1))) else {
+        return random_query(rng, epoch);
+    };
+    let types = item.types();
+    let kept: Vec<factos::EventType> = if types.is_empty() {
+        Vec::new()
+    } else {
+        vec![types[rng.below(types.len())].clone()]
+    };
+    Query::item(factos::QueryItem::from_parts(
+        kept,
+        item.tags().iter().cloned(),
+    ))
+}
+
 fn random_query(rng: &mut Rng, epoch: usize) -> Query {
     match rng.below(20) {
         0 if epoch == 0 => Query::all(),
@@ -300,6 +322,9 @@ struct Counters {
 struct Decided {
     decision: u64,
     query: Query,
+    /// The append condition, when narrower than the read
+    /// ([`EventStore::decide_with_condition`]).
+    condition: Option<Query>,
     /// Events appended.
     appended: usize,
     /// Positions of the events the decision was fed, when its writer knows
@@ -386,6 +411,8 @@ where
                 let decision = (writer as u64) << 32 | n as u64;
                 let epoch = n / DECISIONS_PER_EPOCH;
                 let query = random_query(&mut rng, epoch);
+                let condition = (rng.below(NARROWER_CONDITION_ONE_IN) == 0)
+                    .then(|| narrower(&mut rng, &query, epoch));
                 let events = random_events(&mut rng, epoch)?;
                 let stream = random_stream(&mut rng)?;
                 let mut attempts = 0;
@@ -397,11 +424,20 @@ where
                         seen: Vec::new(),
                         events: events.clone(),
                     };
-                    match store.decide_with_query(&stream, &query, &mut process).await {
+                    let outcome = match &condition {
+                        Some(narrower) => {
+                            store
+                                .decide_with_condition(&stream, &query, narrower, &mut process)
+                                .await
+                        }
+                        None => store.decide_with_query(&stream, &query, &mut process).await,
+                    };
+                    match outcome {
                         Ok(done) => {
                             committed.push(Decided {
                                 decision,
                                 query: query.clone(),
+                                condition: condition.clone(),
                                 appended: done.events.len(),
                                 seen: Some(process.seen),
                                 seen_ids: None,
@@ -525,7 +561,10 @@ fn replay(log: &[StoredEvent], decisions: &HashMap<u64, Decided>, violations: &m
         }
     }
     for (decision, epoch, first, seen) in firsts {
-        let Some(Decided { query, .. }) = decisions.get(&decision) else {
+        let Some(Decided {
+            query, condition, ..
+        }) = decisions.get(&decision)
+        else {
             continue;
         };
         let candidates: Vec<&StoredEvent> = if query.is_all() {
@@ -533,25 +572,31 @@ fn replay(log: &[StoredEvent], decisions: &HashMap<u64, Decided>, violations: &m
         } else {
             by_epoch.get(&epoch).cloned().unwrap_or_default()
         };
-        let before: Vec<u64> = candidates
+        let before = |q: &Query| -> Vec<u64> {
+            candidates
+                .iter()
+                .take_while(|e| e.position < first)
+                .filter(|e| e.matches(q))
+                .map(|e| e.position.get())
+                .collect()
+        };
+        let read = before(query);
+        // Under a narrower condition the decision may have missed events of
+        // its read, never one of its condition.
+        let must_see = condition.as_ref().map_or_else(|| read.clone(), before);
+        let missed: Vec<u64> = must_see
             .iter()
-            .take_while(|e| e.position < first)
-            .filter(|e| e.matches(query))
-            .map(|e| e.position.get())
+            .filter(|p| !seen.contains(p))
+            .copied()
             .collect();
-        if before != seen {
-            let missed: Vec<u64> = before
-                .iter()
-                .filter(|p| !seen.contains(p))
-                .copied()
-                .collect();
-            let extra: Vec<u64> = seen
-                .iter()
-                .filter(|p| !before.contains(p))
-                .copied()
-                .collect();
+        let extra: Vec<u64> = seen.iter().filter(|p| !read.contains(p)).copied().collect();
+        let exact = condition.is_some() || read == seen;
+        if !missed.is_empty() || !extra.is_empty() || !exact {
+            let on = condition
+                .as_ref()
+                .map_or_else(String::new, |c| format!(" under the condition {c}"));
             violations.push(format!(
-                "decision {decision} at {first} on {query}: missed {missed:?}, read events that are not before it {extra:?}"
+                "decision {decision} at {first} on {query}{on}: missed {missed:?}, read events that are not before it {extra:?}"
             ));
         }
     }
@@ -1030,6 +1075,7 @@ where
                             committed.push(Decided {
                                 decision,
                                 query: query.clone(),
+                                condition: None,
                                 appended: done.events.len(),
                                 seen: None,
                                 seen_ids: decided_on().remove(&(run, decision)),

@@ -61,6 +61,8 @@ pub struct MachineReport {
     pub replayed: usize,
     /// Outbox dispatches.
     pub outbox: usize,
+    /// Free-function dispatches under a condition narrower than the read.
+    pub narrower: usize,
     /// Effects recorded (outbox dispatches, single and combined).
     pub mailed: usize,
     /// Outbox dispatches that committed events, none of which the reactor
@@ -565,7 +567,19 @@ async fn outbox_step<S: EventStore>(
     Ok(())
 }
 
-/// Another writer: a free-function dispatch or a plain append.
+/// A condition narrower than `query`: its first item, or on all events the
+/// events of type `A`.
+fn narrower(query: &Query) -> Result<Query, String> {
+    match query.items().first() {
+        Some(item) => Ok(Query::item(item.clone())),
+        None => Ok(Query::item(
+            QueryItem::parse(["A"], [] as [&str; 0]).map_err(|e| e.to_string())?,
+        )),
+    }
+}
+
+/// Another writer: a free-function dispatch (some under a narrower
+/// condition) or a plain append.
 async fn foreign_step<S: EventStore>(
     step: &Step<'_, S>,
     store: &S,
@@ -578,7 +592,8 @@ async fn foreign_step<S: EventStore>(
         KitEvent::new(rng.pick(TYPES), &[rng.pick(TAGS)]).with_body(format!("{}.f", step.number)),
     );
     let expected: Vec<String> = events.iter().map(|e| e.body.clone()).collect();
-    if rng.below(2) == 0 {
+    let how = rng.below(3);
+    if how == 0 {
         let encoded = events
             .iter()
             .map(|e| factos::Codec::encode(&KitCodec::default(), e).map_err(|e| e.to_string()))
@@ -589,16 +604,35 @@ async fn foreign_step<S: EventStore>(
             .map_err(|e| format!("foreign append: {e}"))?;
     } else {
         let recorder = Recorder::default();
-        factos::dispatch_with_query(
-            store,
-            &step.stream,
-            step.query,
-            &recorder,
-            &KitCodec::default(),
-            &MachineCommand::Append(events),
-        )
-        .await
-        .map_err(|e| format!("foreign dispatch: {e:?}"))?;
+        let command = MachineCommand::Append(events);
+        let codec = KitCodec::default();
+        if how == 1 {
+            factos::dispatch_with_query(
+                store,
+                &step.stream,
+                step.query,
+                &recorder,
+                &codec,
+                &command,
+            )
+            .await
+            .map_err(|e| format!("foreign dispatch: {e:?}"))?;
+        } else {
+            // A narrower condition: the decision still reads the whole query.
+            let condition = narrower(step.query)?;
+            factos::dispatch_with_condition(
+                store,
+                &step.stream,
+                step.query,
+                &condition,
+                &recorder,
+                &codec,
+                &command,
+            )
+            .await
+            .map_err(|e| format!("dispatch under the condition {condition}: {e:?}"))?;
+            report.narrower += 1;
+        }
         if recorder.take().as_ref() != Some(&step.expected_state) {
             return Err(
                 "a free-function dispatch decided on another state than a fresh fold".into(),

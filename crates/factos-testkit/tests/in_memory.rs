@@ -115,6 +115,7 @@ async fn dispatchers_decide_as_a_fresh_fold_would() {
         walked.keyed += report.keyed;
         walked.replayed += report.replayed;
         walked.outbox += report.outbox;
+        walked.narrower += report.narrower;
         walked.mailed += report.mailed;
         walked.outbox_without_effects += report.outbox_without_effects;
         walked.foreign += report.foreign;
@@ -133,6 +134,7 @@ async fn dispatchers_decide_as_a_fresh_fold_would() {
         ("replayed", walked.replayed),
         ("outbox", walked.outbox),
         ("mailed", walked.mailed),
+        ("narrower conditions", walked.narrower),
         ("outbox without effects", walked.outbox_without_effects),
         ("foreign", walked.foreign),
         ("combined", walked.combined),

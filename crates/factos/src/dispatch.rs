@@ -199,6 +199,8 @@ pub(crate) struct DispatchOptions<'a, E> {
     pub(crate) idempotency_key: Option<uuid::Uuid>,
     /// When set, the new events' effects are recorded with the append.
     pub(crate) reactor: Option<&'a DynReactor<'a, E>>,
+    /// When set, the append condition is this query, narrower than the read.
+    pub(crate) condition: Option<&'a Query>,
 }
 
 // Manual impls: the derives would ask `E: Clone`, `E: Copy`.
@@ -215,6 +217,7 @@ impl<E> Default for DispatchOptions<'_, E> {
         Self {
             idempotency_key: None,
             reactor: None,
+            condition: None,
         }
     }
 }
@@ -293,6 +296,7 @@ where
         let DispatchOptions {
             idempotency_key,
             reactor,
+            condition: _,
         } = options;
         Self {
             idempotency_key,
@@ -643,6 +647,77 @@ where
     .await
 }
 
+/// Like [`dispatch_with_query`], with an append condition narrower than
+/// the read: the decision is fed every event matching `query`, and commits
+/// only if no event matching `condition` appeared after what it read.
+///
+/// For an invariant that events outside `condition` cannot break: a
+/// withdrawal must not overdraw, so it reads the account's deposits and
+/// withdrawals but need conflict only with withdrawals (a deposit committed
+/// meanwhile only makes the balance it decided on too low, never too high).
+/// A decision that would be wrong without some event must have it in
+/// `condition`. The read is never cached (a cached state would miss the
+/// events the condition lets pass); on PostgreSQL it is the optimistic
+/// path's (a settled read, then a short transaction that locks only what
+/// `condition` names), under every strategy.
+///
+/// ```
+/// # use factos::*;
+/// # use factos::json::{JsonCodec, JsonEvent};
+/// # #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+/// # enum Money { Deposited(i64), Withdrawn(i64) }
+/// # impl JsonEvent for Money {
+/// #     const EVENT_TYPES: &'static [&'static str] = &["Deposited", "Withdrawn"];
+/// #     fn event_type(&self) -> &'static str {
+/// #         match self { Money::Deposited(_) => "Deposited", Money::Withdrawn(_) => "Withdrawn" }
+/// #     }
+/// #     fn tags(&self) -> Vec<String> { vec!["account:a".into()] }
+/// # }
+/// # struct Withdraw;
+/// # impl Decider for Withdraw {
+/// #     type State = i64; type Command = i64; type Event = Money; type Error = String;
+/// #     fn initial(&self) -> i64 { 0 }
+/// #     fn decide(&self, balance: &i64, cents: &i64) -> Result<Vec<Money>, String> {
+/// #         if balance < cents { Err(format!("the balance is {balance}")) } else { Ok(vec![Money::Withdrawn(*cents)]) }
+/// #     }
+/// #     fn evolve(&self, b: i64, e: &Money) -> i64 {
+/// #         match e { Money::Deposited(c) => b + c, Money::Withdrawn(c) => b - c }
+/// #     }
+/// # }
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// let store = InMemoryStore::new();
+/// let codec = JsonCodec::<Money>::new();
+/// let account = Query::tagged_with_all([Tag::new("account:a")?]);
+/// let withdrawals = Query::from_items([QueryItem::parse(["Withdrawn"], ["account:a"])?]);
+/// store.append(&StreamId::new("a")?, vec![Codec::encode(&codec, &Money::Deposited(100))?],
+///     AppendCondition::None).await?;
+/// let done = dispatch_with_condition(&store, &StreamId::new("a")?, &account, &withdrawals,
+///     &Withdraw, &codec, &70).await?;
+/// assert_eq!(done.events.len(), 1);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// # }).unwrap();
+/// ```
+pub async fn dispatch_with_condition<S, D, C>(
+    store: &S,
+    stream: &StreamId,
+    query: &Query,
+    condition: &Query,
+    decider: &D,
+    codec: &C,
+    command: &D::Command,
+) -> Result<Dispatch<D::Event>, DispatchError<D::Error>>
+where
+    S: EventStore,
+    D: DispatchDecider,
+    C: Codec<Event = D::Event>,
+{
+    let options = DispatchOptions {
+        condition: Some(condition),
+        ..DispatchOptions::default()
+    };
+    query_dispatch(store, stream, query, decider, codec, command, options).await
+}
+
 /// The id of the `index`-th event decided under an idempotency `key`
 /// (UUIDv5 in the key's namespace), the same on every retry.
 pub fn event_id(key: uuid::Uuid, index: usize) -> uuid::Uuid {
@@ -816,7 +891,15 @@ where
         let mut process = CommandProcess::new(decider, codec, command)
             .map_err(from_process_error)?
             .with_options(options);
-        match store.decide_with_query(stream, query, &mut process).await {
+        let outcome = match options.condition {
+            Some(condition) => {
+                store
+                    .decide_with_condition(stream, query, condition, &mut process)
+                    .await
+            }
+            None => store.decide_with_query(stream, query, &mut process).await,
+        };
+        match outcome {
             Ok(committed) => return into_dispatch(committed, process.decided, codec),
             // A keyed command's earlier attempt committed while it was
             // decided: once more, and the store replays it.

@@ -62,6 +62,7 @@ impl<D: Decider> Queued<D> {
                     .reactor
                     .as_deref()
                     .map(|r| -> &DynReactor<'_, D::Event> { r }),
+                condition: None,
             },
         }
     }

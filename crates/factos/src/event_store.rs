@@ -679,6 +679,24 @@ pub trait EventStore: Send + Sync {
         process: &mut P,
     ) -> impl Future<Output = Result<Committed, DecisionError<P::Error>>> + Send;
 
+    /// Like [`decide_with_query`](Self::decide_with_query), with an append
+    /// condition narrower than the read: the decision is fed every event
+    /// matching `query`, and appends only if no event matching `condition`
+    /// appeared after the context it was fed (an event matching `query`
+    /// alone may have, and it then decided without it). The default checks
+    /// `query` itself, which is sound, only stricter: a store that can
+    /// check less conflicts less (PostgreSQL does).
+    fn decide_with_condition<P: DecisionProcess>(
+        &self,
+        stream: &StreamId,
+        query: &Query,
+        condition: &Query,
+        process: &mut P,
+    ) -> impl Future<Output = Result<Committed, DecisionError<P::Error>>> + Send {
+        let _ = condition;
+        self.decide_with_query(stream, query, process)
+    }
+
     /// Like [`decide_with_query`](Self::decide_with_query), for a process that
     /// was already fed every event matching `query` up to the settled position
     /// `folded.position` (a cached decision state). The store only feeds

@@ -89,8 +89,8 @@ pub use decider::{
 };
 pub use dispatch::{
     Append, Context, Dispatch, DispatchError, LoadedStream, ReadError, dispatch,
-    dispatch_with_outbox, dispatch_with_query, dispatch_with_query_idempotent, event_id,
-    load_stream, read_context,
+    dispatch_with_condition, dispatch_with_outbox, dispatch_with_query,
+    dispatch_with_query_idempotent, event_id, load_stream, read_context,
 };
 pub use dispatcher::{CombinedBatches, DEFAULT_BATCH_COMMANDS, Dispatcher};
 pub use effect::{Effect, OutboxMessage};

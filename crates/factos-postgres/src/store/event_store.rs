@@ -123,12 +123,34 @@ impl EventStore for PostgresStore {
             Ok(Some(replayed)) => Ok(replayed),
             Err(e) => Err(DecisionError::Store(e)),
             Ok(None) if self.inner.options.locking == LockingStrategy::Optimistic => {
-                self.decide_optimistic(stream, query, process)
+                self.decide_optimistic(stream, query, query, process)
                     .instrument(span.clone())
                     .await
             }
             Ok(None) => {
                 self.decide_locked(stream, Boundary::Query(query), process, Folded::default())
+                    .instrument(span.clone())
+                    .await
+            }
+        };
+        record_outcome(&span, &outcome, describe_decision);
+        outcome
+    }
+
+    async fn decide_with_condition<P: DecisionProcess>(
+        &self,
+        stream: &StreamId,
+        query: &Query,
+        condition: &Query,
+        process: &mut P,
+    ) -> Result<Committed, DecisionError<P::Error>> {
+        let span = tracing::info_span!("factos.dispatch", kind = "condition", stream = %stream, query = %query, outcome = tracing::field::Empty, events = tracing::field::Empty, position = tracing::field::Empty);
+        let outcome = match self.replay_before_deciding(stream, process).await {
+            Ok(Some(replayed)) => Ok(replayed),
+            Err(e) => Err(DecisionError::Store(e)),
+            // Every strategy: the pessimistic ones would guard the whole read.
+            Ok(None) => {
+                self.decide_optimistic(stream, query, condition, process)
                     .instrument(span.clone())
                     .await
             }

@@ -14,13 +14,17 @@ use crate::store::retry::{Attempts, contention};
 use crate::store::session::Session;
 
 impl PostgresStore {
-    /// An optimistic decision: a settled read without locks, a decision, and
-    /// a short transaction that locks, checks and appends. On a conflict it
-    /// catches up on the new matching events and decides again.
+    /// An optimistic decision: a settled read of `query` without locks, a
+    /// decision, and a short transaction that locks what `condition` names,
+    /// checks that no event matching it appeared after the read, and
+    /// appends. On a conflict it catches up on the new events matching
+    /// `query` and decides again. `condition` is `query` itself but for a
+    /// decision with a narrower condition ([`factos::dispatch_with_condition`]).
     pub(crate) async fn decide_optimistic<P: DecisionProcess>(
         &self,
         stream: &StreamId,
         query: &Query,
+        condition: &Query,
         process: &mut P,
     ) -> Result<Committed, DecisionError<P::Error>> {
         let mut seen_upto: i64 = 0;
@@ -44,17 +48,17 @@ impl PostgresStore {
                 events: fed_count,
             };
             let decided = self.decide_checked(process)?;
-            let condition =
-                AppendCondition::fail_if_events_match(query.clone(), context_read.position);
+            let append_condition =
+                AppendCondition::fail_if_events_match(condition.clone(), context_read.position);
             let guard = self.decision_guard(
                 stream,
-                Boundary::Query(query),
+                Boundary::Query(condition),
                 process.other_streams(),
                 attempts.up_front(),
             );
             let session = Session::new(client);
             let ending = Ending::after_deciding(process);
-            let write = Write::decided(stream, decided, &condition, None, process);
+            let write = Write::decided(stream, decided, &append_condition, None, process);
             let appended = self.begin_append(&session, &guard, write, ending).await;
             if appended.is_err() {
                 // Kept open for effects: nothing was appended.
