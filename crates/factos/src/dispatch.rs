@@ -857,6 +857,35 @@ where
     .await
 }
 
+/// [`dispatch_with_outbox`], idempotent under `key` as
+/// [`dispatch_with_query_idempotent`] is: a retry whose first attempt
+/// committed replays that attempt's events and records no effects again
+/// (the first commit holds them).
+#[allow(clippy::too_many_arguments)]
+pub async fn dispatch_with_outbox_idempotent<S, D, C, R>(
+    store: &S,
+    stream: &StreamId,
+    query: &Query,
+    decider: &D,
+    codec: &C,
+    command: &D::Command,
+    reactor: &R,
+    key: uuid::Uuid,
+) -> Result<Dispatch<D::Event>, DispatchError<D::Error>>
+where
+    S: EventStore,
+    D: DispatchDecider,
+    C: Codec<Event = D::Event>,
+    R: Reactor<Event = D::Event, Effect = OutboxMessage> + Sync,
+{
+    require_effects(store)?;
+    let options = DispatchOptions {
+        idempotency_key: Some(key),
+        ..DispatchOptions::with_effects(reactor)
+    };
+    query_dispatch(store, stream, query, decider, codec, command, options).await
+}
+
 /// Refuses, before anything is read or written, a store that cannot record
 /// effects with its appends.
 pub(crate) fn require_effects<S: EventStore, E>(store: &S) -> Result<(), DispatchError<E>> {

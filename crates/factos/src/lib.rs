@@ -79,6 +79,41 @@ pub mod upcast;
 #[cfg(feature = "json")]
 pub mod json;
 
+/// `#[derive(factos::Event)]` on an enum of domain events: each variant
+/// declares its stored type name (`#[event(name = "...")]`, default the
+/// variant's name), its payload version (`#[event(version = N)]`, 1 by
+/// default) and its tags (`#[tag("key")]` on a field: the tag `key:value`). It
+/// implements [`json::JsonEvent`] (so [`json::JsonCodec`] is its codec)
+/// and adds a constant per variant with its type name and, per tag key,
+/// `key_tag(value)` and `key_query(value)` (the events of the enum's types
+/// carrying that tag). Misdeclarations (two variants of one type name, an
+/// empty or over-long name, version 0) fail to compile.
+///
+/// ```
+/// use factos::json::JsonEvent;
+///
+/// #[derive(Debug, Clone, serde::Serialize, serde::Deserialize, factos::Event)]
+/// enum Bank {
+///     #[event(name = "AccountOpened")]
+///     Opened { #[tag("account")] account: String, owner: String },
+///     #[event(version = 2)]
+///     Deposited { #[tag("account")] account: String, cents: i64 },
+///     Moved { #[tag("account")] from: String, #[tag("account")] to: String, cents: i64 },
+/// }
+///
+/// let moved = Bank::Moved { from: "a".into(), to: "b".into(), cents: 5 };
+/// assert_eq!(moved.event_type(), Bank::MOVED);
+/// assert_eq!(moved.tags(), ["account:a", "account:b"]);
+/// assert_eq!(Bank::Deposited { account: "a".into(), cents: 1 }.version(), 2);
+/// assert_eq!(Bank::EVENT_TYPES, ["AccountOpened", "Deposited", "Moved"]);
+/// let query = Bank::account_query("a")?;
+/// assert!(query.matches_names("Deposited", &["account:a"]));
+/// assert!(!query.matches_names("Deposited", &["account:b"]));
+/// # Ok::<(), factos::ValidationError>(())
+/// ```
+#[cfg(feature = "derive")]
+pub use factos_macros::Event;
+
 pub use cache::DEFAULT_CACHE_ENTRIES;
 pub use codec::{
     Codec, DecodeError, Decoded, EncodeError, UndecodableEvent, decode_owned, decode_stored,
@@ -89,8 +124,8 @@ pub use decider::{
 };
 pub use dispatch::{
     Append, Context, Dispatch, DispatchError, LoadedStream, ReadError, dispatch,
-    dispatch_with_condition, dispatch_with_outbox, dispatch_with_query,
-    dispatch_with_query_idempotent, event_id, load_stream, read_context,
+    dispatch_with_condition, dispatch_with_outbox, dispatch_with_outbox_idempotent,
+    dispatch_with_query, dispatch_with_query_idempotent, event_id, load_stream, read_context,
 };
 pub use dispatcher::{CombinedBatches, DEFAULT_BATCH_COMMANDS, Dispatcher};
 pub use effect::{Effect, OutboxMessage};

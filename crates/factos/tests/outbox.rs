@@ -176,3 +176,46 @@ async fn a_dispatcher_retry_with_the_same_key_appends_nothing_twice() {
     let seats: Vec<u32> = next.events.iter().map(|r| r.event.seat).collect();
     assert_eq!(seats, vec![3, 4]);
 }
+
+/// A keyed outbox dispatch (`dispatch_with_outbox_idempotent`) retried with
+/// the same key replays its first attempt: the same events, no second copy
+/// of them or of their effects.
+#[tokio::test]
+async fn a_keyed_outbox_retry_records_its_effects_once() {
+    let store = InMemoryStore::new();
+    let topic = Topic::new("seats").unwrap();
+    let reactor = reactor_fn(move |r: &Recorded<Sold>| {
+        vec![OutboxMessage::new(
+            topic.clone(),
+            r.event.seat.to_string().into_bytes(),
+        )]
+    });
+    let key = uuid::Uuid::now_v7();
+    let mut ids = Vec::new();
+    for _ in 0..2 {
+        let dispatch = factos::dispatch_with_outbox_idempotent(
+            &store,
+            &StreamId::for_request(key),
+            &Query::tagged_with_all([Tag::new("show:1").unwrap()]),
+            &SellTwo,
+            &JsonCodec::<Sold>::new(),
+            &(),
+            &reactor,
+            key,
+        )
+        .await
+        .unwrap();
+        ids.push(dispatch.events.iter().map(|e| e.id).collect::<Vec<_>>());
+    }
+    assert_eq!(
+        ids[0], ids[1],
+        "the retry reports the first attempt's events"
+    );
+    assert_eq!(store.len(), 2, "events stored");
+    let payloads: Vec<Vec<u8>> = store
+        .outbox()
+        .into_iter()
+        .map(|e| e.message.payload)
+        .collect();
+    assert_eq!(payloads, [b"1".to_vec(), b"2".to_vec()], "effects recorded");
+}

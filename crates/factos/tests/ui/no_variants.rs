@@ -1,0 +1,4 @@
+#[derive(serde::Serialize, serde::Deserialize, factos::Event)]
+enum Bank {}
+
+fn main() {}

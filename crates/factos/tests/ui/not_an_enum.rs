@@ -1,0 +1,7 @@
+#[derive(serde::Serialize, serde::Deserialize, factos::Event)]
+struct Deposited {
+    #[tag("account")]
+    account: String,
+}
+
+fn main() {}

@@ -1,0 +1,9 @@
+#[derive(serde::Serialize, serde::Deserialize, factos::Event)]
+enum Bank {
+    Deposited {
+        #[tag]
+        account: String,
+    },
+}
+
+fn main() {}

@@ -1,0 +1,7 @@
+#[derive(serde::Serialize, serde::Deserialize, factos::Event)]
+enum Bank {
+    #[event(version = 0)]
+    Deposited { cents: i64 },
+}
+
+fn main() {}
