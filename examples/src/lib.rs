@@ -4,6 +4,8 @@
 //! in-memory store and on PostgreSQL.
 
 pub mod backend;
+pub mod bank;
+pub mod bank_service;
 pub mod box_office;
 pub mod courses;
 pub mod tickets;
