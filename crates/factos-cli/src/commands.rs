@@ -121,6 +121,12 @@ pub(crate) enum ParkedAction {
         #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=Position::MAX))]
         to: u64,
     },
+    /// Forget a stopped subscriber: its checkpoint, query and parked
+    /// events (blue/green: the old projection, once readers use the new one).
+    Remove {
+        /// The subscriber.
+        subscriber: String,
+    },
     /// Forget a parked event: the subscriber never hands it over again.
     Drop {
         /// The subscriber.
@@ -385,6 +391,17 @@ async fn parked(store: &PostgresStore, action: ParkedAction) -> Result<ExitCode,
                 found,
                 || format!("there is no subscriber {subscriber}"),
                 || format!("{subscriber} goes on after position {to} at its next run"),
+            )
+        }
+        ParkedAction::Remove { subscriber } => {
+            let found = store
+                .remove_subscriber(&subscriber)
+                .await
+                .map_err(|e| e.to_string())?;
+            reported(
+                found,
+                || format!("there is no subscriber {subscriber}"),
+                || format!("{subscriber} is forgotten: its checkpoint and parked events are gone"),
             )
         }
         ParkedAction::Drop {

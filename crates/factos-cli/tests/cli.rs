@@ -499,6 +499,17 @@ async fn subscriptions_lists_retries_and_drops_parked_events() {
         &factos(&url, &["subscriptions", "reset", "nobody", "--to", "3"]),
         "there is no subscriber nobody",
     );
+    // Removed: no longer listed; a second removal finds nothing.
+    let removed = factos(&url, &["subscriptions", "remove", "mailer"]);
+    assert!(removed.status.success(), "{}", stderr(&removed));
+    assert!(
+        !stdout(&factos(&url, &["subscriptions"])).contains("mailer"),
+        "a removed subscriber is still listed"
+    );
+    assert_human_error(
+        &factos(&url, &["subscriptions", "remove", "mailer"]),
+        "there is no subscriber mailer",
+    );
 }
 
 /// Registers one name, with an email in the outbox.

@@ -45,6 +45,8 @@
 //! GRANT SELECT, INSERT, UPDATE, DELETE ON app_events.factos_parked_events TO factos_app;
 //! GRANT SELECT, INSERT, UPDATE ON app_events.factos_snapshots TO factos_app;
 //! GRANT SELECT, INSERT, UPDATE, DELETE ON app_events.factos_outbox TO factos_app;
+//! -- Only for the operator who removes subscribers (`remove_subscriber`):
+//! -- GRANT DELETE ON app_events.factos_subscriptions TO operator;
 //! ```
 //!
 //! The table locks of the locking protocol are taken through functions the

@@ -397,6 +397,8 @@ statements! {
         subscriber_query(TEXT, TEXT) = t.file(sql_file!("statements", "subscriber_query"));
         /// Moves a subscriber's checkpoint and forgets its query.
         subscriber_reset(TEXT, INT8) = t.file(sql_file!("statements", "subscriber_reset"));
+        /// Forgets a subscriber (blue/green: the old projection once switched over).
+        subscriber_remove(TEXT) = t.file(sql_file!("statements", "subscriber_remove"));
         /// Every subscriber's name and checkpoint.
         subscribers() = t.file(sql_file!("statements", "subscribers"));
         /// A decision state's snapshot.
