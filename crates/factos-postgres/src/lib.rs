@@ -116,6 +116,21 @@
 //! search_path TO app_events, pg_temp`: the `SECURITY DEFINER` functions pin
 //! the path they are created with, and `pg_temp` must come last in it).
 
+// The guide's code samples (docs/src) compile, and the in-memory ones
+// run, as doctests of this crate: it sees factos and factos-postgres both.
+#[cfg(doctest)]
+#[doc = include_str!("../../../docs/src/model.md")]
+mod guide_model {}
+#[cfg(doctest)]
+#[doc = include_str!("../../../docs/src/first-service.md")]
+mod guide_first_service {}
+#[cfg(doctest)]
+#[doc = include_str!("../../../docs/src/testing.md")]
+mod guide_testing {}
+#[cfg(doctest)]
+#[doc = include_str!("../../../docs/src/operations.md")]
+mod guide_operations {}
+
 mod connect;
 mod connection;
 mod error;
