@@ -69,16 +69,23 @@ pub struct Account {
     pub owner: Option<String>,
     /// Its balance, in cents.
     pub cents: i64,
+    /// Its events (the query of this part of a decision).
+    query: Query,
 }
 
 impl Account {
     /// An account as before any event.
-    pub fn named(id: &str) -> Self {
-        Self {
+    ///
+    /// # Errors
+    ///
+    /// The name does not make a tag (empty, too long, a control character).
+    pub fn named(id: &str) -> Result<Self, ValidationError> {
+        Ok(Self {
             id: id.to_string(),
             owner: None,
             cents: 0,
-        }
+            query: BankEvent::account_query(id)?,
+        })
     }
 }
 
@@ -86,8 +93,7 @@ impl StatePart for Account {
     type Event = BankEvent;
 
     fn query(&self) -> Query {
-        // An account name is checked before a decision is made (`check_account`).
-        BankEvent::account_query(&self.id).unwrap_or_else(|_| Query::from_items([]))
+        self.query.clone()
     }
 
     fn evolve(mut self, event: &BankEvent) -> Self {
@@ -334,7 +340,7 @@ pub async fn handle_account(
     key: Option<uuid::Uuid>,
 ) -> BankDispatch {
     check_account(account).map_err(invalid)?;
-    let decision = over_states(OneAccount, (Account::named(account),));
+    let decision = over_states(OneAccount, (Account::named(account).map_err(invalid)?,));
     let stream = StreamId::new(format!("account-{account}")).map_err(invalid)?;
     let codec = JsonCodec::<BankEvent>::new();
     let query = decision.query().clone();
@@ -370,7 +376,10 @@ pub async fn handle_transfer(
     check_account(&transfer.to).map_err(invalid)?;
     let decision = over_states(
         TwoAccounts,
-        (Account::named(&transfer.from), Account::named(&transfer.to)),
+        (
+            Account::named(&transfer.from).map_err(invalid)?,
+            Account::named(&transfer.to).map_err(invalid)?,
+        ),
     );
     let codec = JsonCodec::<BankEvent>::new();
     let notice = factos::reactor_fn(transfer_notice).when(is_transfer);

@@ -51,6 +51,11 @@ async fn post(addr: SocketAddr, path: &str, body: Value) -> (u16, Value) {
     request(addr, "POST", path, Some(body), None).await
 }
 
+/// The status of a POST (its body is not looked at).
+async fn status(addr: SocketAddr, path: &str, body: Value) -> u16 {
+    post(addr, path, body).await.0
+}
+
 async fn get(addr: SocketAddr, path: &str) -> (u16, Value) {
     request(addr, "GET", path, None, None).await
 }
@@ -99,29 +104,21 @@ async fn accounts_and_money(addr: SocketAddr) {
         "the retry replays the first attempt"
     );
     assert_eq!(
-        post(addr, "/accounts/a/open", json!({"owner": "eve"}))
-            .await
-            .0,
+        status(addr, "/accounts/a/open", json!({"owner": "eve"})).await,
         409
     );
     assert_eq!(
-        post(addr, "/accounts/b/open", json!({"owner": "bo"}))
-            .await
-            .0,
+        status(addr, "/accounts/b/open", json!({"owner": "bo"})).await,
         200
     );
 
     // Money in and out; no overdraft.
     assert_eq!(
-        post(addr, "/accounts/a/deposit", json!({"cents": 100}))
-            .await
-            .0,
+        status(addr, "/accounts/a/deposit", json!({"cents": 100})).await,
         200
     );
     assert_eq!(
-        post(addr, "/accounts/a/withdraw", json!({"cents": 30}))
-            .await
-            .0,
+        status(addr, "/accounts/a/withdraw", json!({"cents": 30})).await,
         200
     );
     let overdraft = post(addr, "/accounts/a/withdraw", json!({"cents": 100})).await;
@@ -213,36 +210,30 @@ async fn notices_and_bad_input(addr: SocketAddr, store: &factos_postgres::Postgr
         .events
         .len();
     assert_eq!(
-        post(addr, "/accounts/a/deposit", json!({"cents": -5}))
-            .await
-            .0,
+        status(addr, "/accounts/a/deposit", json!({"cents": -5})).await,
         422
     );
     assert_eq!(
-        post(addr, "/accounts/nobody/deposit", json!({"cents": 5}))
-            .await
-            .0,
+        status(addr, "/accounts/nobody/deposit", json!({"cents": 5})).await,
         404
     );
     assert_eq!(
-        post(
+        status(
             addr,
             "/transfers",
             json!({"from": "a", "to": "a", "cents": 1})
         )
-        .await
-        .0,
+        .await,
         422
     );
     let long = "x".repeat(300);
     assert_eq!(
-        post(
+        status(
             addr,
             &format!("/accounts/{long}/open"),
             json!({"owner": "o"})
         )
-        .await
-        .0,
+        .await,
         400
     );
     let garbled = request(addr, "POST", "/accounts/a/deposit", None, None).await;

@@ -71,11 +71,12 @@ use concurrency::{
     unique_streams_keep_the_query_boundary,
 };
 use dispatch::{
-    codec_sees_only_matching_rows, dispatch_decode_error_on_matching_row,
-    dispatch_encode_error_writes_nothing, dispatch_panic_is_caught,
-    dispatch_with_query_domain_error_writes_nothing, dispatch_with_query_many_events,
-    dispatch_with_query_returns_committed_events, dispatch_with_query_without_events,
-    idempotent_dispatch_appends_once, idempotent_racers_append_once, load_stream_folds_the_stream,
+    a_reactor_panicking_in_reacts_to_writes_nothing, codec_sees_only_matching_rows,
+    dispatch_decode_error_on_matching_row, dispatch_encode_error_writes_nothing,
+    dispatch_panic_is_caught, dispatch_with_query_domain_error_writes_nothing,
+    dispatch_with_query_many_events, dispatch_with_query_returns_committed_events,
+    dispatch_with_query_without_events, idempotent_dispatch_appends_once,
+    idempotent_racers_append_once, load_stream_folds_the_stream,
     read_context_folds_matching_events, stream_dispatch_domain_error, stream_dispatch_revisions,
 };
 use evolution::{
@@ -166,6 +167,7 @@ pub(crate) fn all<S: EventStore + Clone + 'static>() -> Vec<Case<S>> {
         dispatch_decode_error_on_matching_row,
         codec_sees_only_matching_rows,
         dispatch_panic_is_caught,
+        a_reactor_panicking_in_reacts_to_writes_nothing,
         dispatch_encode_error_writes_nothing,
         read_context_folds_matching_events,
         composed_states_fold_only_their_own_events,

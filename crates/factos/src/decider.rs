@@ -212,10 +212,12 @@ pub trait Reactor {
     }
 }
 
-/// The effects of every event, in event order.
+/// The effects of every event the reactor [reacts to](Reactor::reacts_to),
+/// in event order (what an outbox dispatch records).
 pub fn react_all<R: Reactor>(reactor: &R, events: &[Recorded<R::Event>]) -> Vec<R::Effect> {
     events
         .iter()
+        .filter(|recorded| reactor.reacts_to(&recorded.event))
         .flat_map(|recorded| reactor.react(recorded))
         .collect()
 }

@@ -256,6 +256,10 @@ pub(crate) struct CommandProcess<'a, D: Decider, C> {
     first_id: Option<uuid::Uuid>,
     /// When set, the new events' effects are recorded with the append.
     pub(crate) reactor: Option<&'a (dyn Reactor<Event = D::Event, Effect = OutboxMessage> + Sync)>,
+    /// After a decide: whether the reactor reacts to a decided event (asked
+    /// there, under the panic guard, so a store's `has_effects` runs no
+    /// application code).
+    reacts: bool,
 }
 
 impl<'a, D, C> CommandProcess<'a, D, C>
@@ -288,6 +292,7 @@ where
             idempotency_key: None,
             first_id: None,
             reactor: None,
+            reacts: false,
         }
     }
 
@@ -397,6 +402,12 @@ where
     fn decide(&mut self) -> Result<Vec<NewEvent>, Self::Error> {
         let state = self.state.as_ref().ok_or_else(lost_state)?;
         let (events, encoded) = decide_command(self.decider, self.codec, state, self.command)?;
+        self.reacts = match self.reactor {
+            Some(reactor) => guarded("reactor reacts_to", || {
+                events.iter().any(|e| reactor.reacts_to(e))
+            })?,
+            None => false,
+        };
         self.decided = events;
         Ok(with_key_ids(encoded, self.idempotency_key))
     }
@@ -424,8 +435,7 @@ where
     }
 
     fn has_effects(&self) -> bool {
-        self.reactor
-            .is_some_and(|reactor| self.decided.iter().any(|e| reactor.reacts_to(e)))
+        self.reacts
     }
 
     fn effects(&mut self, appended: &[StoredEvent]) -> Result<Vec<Effect>, Self::Error> {
@@ -658,8 +668,9 @@ where
 /// A decision that would be wrong without some event must have it in
 /// `condition`. The read is never cached (a cached state would miss the
 /// events the condition lets pass); on PostgreSQL it is the optimistic
-/// path's (a settled read, then a short transaction that locks only what
-/// `condition` names), under every strategy.
+/// path's (a settled read, then a short transaction that takes the keys of
+/// `condition` and of the stream, or under the table-lock strategy the
+/// table lock), under every strategy.
 ///
 /// ```
 /// # use factos::*;

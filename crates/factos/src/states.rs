@@ -201,7 +201,9 @@ pub struct OverStates<D: StatesDecider> {
 }
 
 /// Composes `decider` over its `initial` states (one value per command:
-/// the states name the accounts, orders, ... the command is about).
+/// the states name the accounts, orders, ... the command is about). Give
+/// it at least one part: the union of no queries is a query of no items,
+/// which matches every event (as [`Query::from_items`] of nothing does).
 pub fn over_states<D: StatesDecider>(decider: D, initial: D::States) -> OverStates<D> {
     let queries = initial.queries();
     let query = if queries.iter().any(Query::is_all) {

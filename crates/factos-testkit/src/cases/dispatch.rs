@@ -590,3 +590,71 @@ pub(super) async fn idempotent_racers_append_once<S: EventStore + Clone + 'stati
     }
     Ok(())
 }
+
+/// An outbox reactor that panics deciding whether it reacts to a decided
+/// event (`Reactor::reacts_to`) fails the dispatch as a caught panic and
+/// writes nothing: through the free function, a warm dispatcher's cache,
+/// and a combining dispatcher. On stores that cannot record effects the
+/// case only checks the refusal.
+pub(super) async fn a_reactor_panicking_in_reacts_to_writes_nothing<
+    S: EventStore + Clone + 'static,
+>(
+    store: S,
+) -> CaseResult {
+    let q = query(&["A"], &["panics:1"])?;
+    let command = vec![KitEvent::new("A", &["panics:1"])];
+    let topic = factos::Topic::new("panics").map_err(|e| e.to_string())?;
+    let reactor = factos::reactor_fn(move |_: &factos::Recorded<KitEvent>| {
+        vec![factos::OutboxMessage::new(topic.clone(), Vec::new())]
+    })
+    .when(|_: &KitEvent| -> bool {
+        #[allow(clippy::panic)]
+        {
+            panic!("reacts_to panics")
+        }
+    });
+    let decider = Bounded { limit: 10 };
+    let codec = KitCodec::default();
+    let free = factos::dispatch_with_outbox(
+        &store,
+        &stream("p"),
+        &q,
+        &decider,
+        &codec,
+        &command,
+        &reactor,
+    )
+    .await;
+    if !store.can_record_effects() {
+        ensure!(
+            free.is_err(),
+            "a store without effects accepted an outbox dispatch"
+        );
+        return Ok(());
+    }
+    ensure!(
+        matches!(free, Err(DispatchError::Panicked { .. })),
+        "the free function: {free:?}"
+    );
+    for combining in [None, Some(4)] {
+        let dispatcher = factos::Dispatcher::new(store.clone(), decider, codec.clone());
+        let dispatcher = match combining {
+            Some(commands) => dispatcher.with_combining(commands),
+            None => dispatcher,
+        };
+        // Warm the cache with a decision that appends nothing.
+        dispatcher
+            .dispatch_with_query(&stream("p"), &q, &Vec::new())
+            .await
+            .map_err(|e| format!("warming: {e:?}"))?;
+        let outcome = dispatcher
+            .dispatch_with_outbox(&stream("p"), &q, &command, &reactor)
+            .await;
+        ensure!(
+            matches!(outcome, Err(DispatchError::Panicked { .. })),
+            "a dispatcher (combining {combining:?}): {outcome:?}"
+        );
+    }
+    ensure_eq!(count(&store).await?, 0, "events after panics in reacts_to");
+    Ok(())
+}

@@ -70,6 +70,9 @@ pub(crate) struct BatchProcess<'a, D: Decider, C> {
     /// The state after the latest decide's accepted events that match the
     /// query, and how many matched: what the context is after the commit.
     after: Option<(D::State, usize)>,
+    /// After a decide: whether an accepted command's reactor reacts to one
+    /// of its events (asked there, under the panic guard).
+    reacts: bool,
 }
 
 impl<'a, D, C> BatchProcess<'a, D, C>
@@ -109,6 +112,7 @@ where
             state: Some(state),
             outcomes: Vec::new(),
             after: None,
+            reacts: false,
         }
     }
 
@@ -176,6 +180,19 @@ where
             }
         }
         self.after = Some((running, matched));
+        let (commands, outcomes) = (&self.commands, &self.outcomes);
+        // A reactor that panics here fails the batch, as one that panics
+        // reacting does.
+        self.reacts = guarded("reactor reacts_to", || {
+            commands.iter().zip(outcomes).any(|(batched, outcome)| {
+                match (batched.options.reactor, outcome) {
+                    (Some(reactor), Outcome::Accepted(events)) => {
+                        events.iter().any(|e| reactor.reacts_to(e))
+                    }
+                    _ => false,
+                }
+            })
+        })?;
         Ok(appended)
     }
 
@@ -192,17 +209,7 @@ where
     }
 
     fn has_effects(&self) -> bool {
-        self.commands
-            .iter()
-            .zip(&self.outcomes)
-            .any(
-                |(batched, outcome)| match (batched.options.reactor, outcome) {
-                    (Some(reactor), Outcome::Accepted(events)) => {
-                        events.iter().any(|e| reactor.reacts_to(e))
-                    }
-                    _ => false,
-                },
-            )
+        self.reacts
     }
 
     /// Each accepted command's effects by its own reactor, on its own

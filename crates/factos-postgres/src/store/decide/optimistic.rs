@@ -15,7 +15,7 @@ use crate::store::session::Session;
 
 impl PostgresStore {
     /// An optimistic decision: a settled read of `query` without locks, a
-    /// decision, and a short transaction that locks what `condition` names,
+    /// decision, and a short transaction that takes `condition`'s guard,
     /// checks that no event matching it appeared after the read, and
     /// appends. On a conflict it catches up on the new events matching
     /// `query` and decides again. `condition` is `query` itself but for a
@@ -71,7 +71,9 @@ impl PostgresStore {
                 }
                 Err(AppendFailure::IdsStored { new, stored }) => {
                     // The session's connection is idle (its pipeline
-                    // committed): no second pooled connection for the lookup.
+                    // committed, or the transaction kept open for effects
+                    // was rolled back above): no second pooled connection
+                    // for the lookup.
                     let planned = self.planned_ids(process);
                     let client = session.client()?;
                     if let Some(replayed) = self.earlier_attempt(client, stream, &planned).await? {
