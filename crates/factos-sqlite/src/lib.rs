@@ -1,0 +1,410 @@
+//! # factos-sqlite: the SQLite backend of factos
+//!
+//! The same model as the PostgreSQL backend in one file, without a server:
+//! an append-only `factos_events` table (triggers refuse `UPDATE` and
+//! `DELETE`) with its tag mirror `factos_event_tags` (a b-tree over
+//! `(tag, position)`), so reads and condition checks are index lookups.
+//! SQLite is bundled (no system library); the file runs in WAL mode with
+//! `synchronous = FULL` by default ([`Durability`]).
+//!
+//! Reads run concurrently on connections of their own. Writes go through
+//! one writer at a time (`BEGIN IMMEDIATE`, waiting up to the busy timeout
+//! for another instance or process holding the file's write lock), and the
+//! writer assigns positions, so positions increase in commit order and
+//! every read is settled: no event can appear later at or below its head.
+//! A decision reads its context, decides, then in the writer's transaction
+//! checks that no event matching its query (or of its stream, for a stream
+//! dispatch) was committed after that head, and appends; when one was, it
+//! reads the new events and decides again. All SQLite work runs on
+//! blocking threads (`spawn_blocking`): the async runtime is never blocked.
+//!
+//! Persistent snapshots are kept in `factos_snapshots` (the one folded
+//! furthest per decider, state version and query). Not yet: durable
+//! subscriptions and the outbox (a store that
+//! [cannot record effects](factos::EventStore::can_record_effects) refuses
+//! `dispatch_with_outbox` before doing anything).
+//!
+//! ```
+//! # tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap().block_on(async {
+//! use factos::{AppendCondition, EventStore, EventType, NewEvent, Query, ReadOptions, StreamId};
+//! let dir = std::env::temp_dir().join(format!("factos-doc-{}", uuid::Uuid::new_v4()));
+//! std::fs::create_dir_all(&dir)?;
+//! let store = factos_sqlite::SqliteStore::open(dir.join("events.db"), Default::default()).await?;
+//! let event = NewEvent::new(EventType::new("Happened")?, b"{}".to_vec());
+//! store.append(&StreamId::new("s")?, vec![event], AppendCondition::None).await?;
+//! assert_eq!(store.read(&Query::all(), ReadOptions::default()).await?.events.len(), 1);
+//! # std::fs::remove_dir_all(&dir)?;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! # }).unwrap();
+//! ```
+
+mod decide;
+mod error;
+mod predicate;
+mod rows;
+mod schema;
+mod write;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use factos::snapshot::{Snapshot, SnapshotKey};
+use factos::store::{DecisionError, DecisionProcess, StreamEvents};
+use factos::{
+    AppendCondition, AppendError, Committed, EventStore, NewEvent, Query, ReadOptions, ReadResult,
+    StoreError, StoreErrorKind, StoreLimits, StoredEvent, StreamId,
+};
+use rusqlite::{Connection, OptionalExtension};
+
+pub use schema::MIGRATIONS;
+
+use crate::error::sqlite_error;
+
+/// How a commit reaches the disk (`PRAGMA synchronous`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Durability {
+    /// `FULL`: an acknowledged commit survives a power loss (the default).
+    #[default]
+    Full,
+    /// `NORMAL`: in WAL mode an acknowledged commit survives a crash of the
+    /// process, not necessarily of the machine (faster).
+    Normal,
+}
+
+/// Options of a [`SqliteStore`].
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct SqliteOptions {
+    /// How commits reach the disk.
+    pub durability: Durability,
+    /// How long a writer waits for another writer (another instance or
+    /// process on the file) before failing with
+    /// [`StoreErrorKind::Timeout`] (default 5 s).
+    pub busy_timeout: Duration,
+    /// The store's limits (payload size, events per append, context size).
+    pub limits: StoreLimits,
+    /// Most attempts of one decision whose context moved meanwhile.
+    pub max_decision_attempts: usize,
+}
+
+impl Default for SqliteOptions {
+    fn default() -> Self {
+        Self {
+            durability: Durability::Full,
+            busy_timeout: Duration::from_secs(5),
+            limits: StoreLimits::default(),
+            max_decision_attempts: 100,
+        }
+    }
+}
+
+/// A factos event store in one SQLite file. Clones share the writer and
+/// the readers; several stores (or processes) may open one file.
+#[derive(Clone)]
+pub struct SqliteStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    path: PathBuf,
+    options: SqliteOptions,
+    writer: Mutex<Connection>,
+    readers: Mutex<Vec<Connection>>,
+    retries: AtomicU64,
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStore")
+            .field("path", &self.inner.path)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Readers kept open for reuse.
+const MAX_IDLE_READERS: usize = 8;
+
+impl SqliteStore {
+    /// Opens (creating it if missing) the store in the file at `path` and
+    /// migrates it to this factos's schema.
+    ///
+    /// # Errors
+    ///
+    /// The file cannot be opened or is not a factos store (a typed
+    /// [`StoreError`]: `Corrupt` for a file that is not a database,
+    /// `Schema` for a newer schema or a changed migration).
+    pub async fn open(path: impl AsRef<Path>, options: SqliteOptions) -> Result<Self, StoreError> {
+        let path = path.as_ref().to_path_buf();
+        let opened = blocking({
+            let (path, options) = (path.clone(), options.clone());
+            move || {
+                let mut writer = connect(&path, &options)?;
+                schema::migrate(&mut writer)?;
+                Ok(writer)
+            }
+        })
+        .await?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                path,
+                options,
+                writer: Mutex::new(opened),
+                readers: Mutex::new(Vec::new()),
+                retries: AtomicU64::new(0),
+            }),
+        })
+    }
+
+    /// The file.
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    fn limits(&self) -> &StoreLimits {
+        &self.inner.options.limits
+    }
+
+    /// Runs `f` with the writer connection, on a blocking thread.
+    async fn with_writer<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        let inner = self.inner.clone();
+        blocking(move || {
+            let mut writer = inner.writer.lock().unwrap_or_else(PoisonError::into_inner);
+            f(&mut writer)
+        })
+        .await
+    }
+
+    /// Runs `f` with a reader connection (in a read transaction, so its
+    /// statements see one snapshot), on a blocking thread.
+    async fn with_reader<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&rusqlite::Transaction<'_>) -> Result<T, StoreError> + Send + 'static,
+    {
+        let inner = self.inner.clone();
+        blocking(move || {
+            let taken = inner
+                .readers
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .pop();
+            let mut reader = match taken {
+                Some(reader) => reader,
+                None => connect(&inner.path, &inner.options)?,
+            };
+            let outcome = {
+                let tx = reader
+                    .transaction_with_behavior(rusqlite::TransactionBehavior::Deferred)
+                    .map_err(|e| sqlite_error("cannot begin a read", &e))?;
+                let outcome = f(&tx);
+                let _ = tx.rollback();
+                outcome
+            };
+            let mut idle = inner.readers.lock().unwrap_or_else(PoisonError::into_inner);
+            if idle.len() < MAX_IDLE_READERS {
+                idle.push(reader);
+            }
+            outcome
+        })
+        .await
+    }
+
+    fn retried(&self) {
+        self.inner.retries.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// Opens a connection with the store's pragmas.
+fn connect(path: &Path, options: &SqliteOptions) -> Result<Connection, StoreError> {
+    let connection =
+        Connection::open(path).map_err(|e| sqlite_error("cannot open the file", &e))?;
+    connection
+        .busy_timeout(options.busy_timeout)
+        .map_err(|e| sqlite_error("cannot set the busy timeout", &e))?;
+    let synchronous = match options.durability {
+        Durability::Full => "FULL",
+        Durability::Normal => "NORMAL",
+    };
+    connection
+        .execute_batch(&format!(
+            "PRAGMA journal_mode = WAL; PRAGMA synchronous = {synchronous};"
+        ))
+        .map_err(|e| sqlite_error("cannot set the journal mode", &e))?;
+    Ok(connection)
+}
+
+/// Runs blocking SQLite work off the async threads.
+async fn blocking<T, F>(f: F) -> Result<T, StoreError>
+where
+    T: Send + 'static,
+    F: FnOnce() -> Result<T, StoreError> + Send + 'static,
+{
+    tokio::task::spawn_blocking(f).await.map_err(|e| {
+        StoreError::new(
+            StoreErrorKind::Other,
+            format!("the SQLite work did not finish: {e}"),
+        )
+    })?
+}
+
+impl EventStore for SqliteStore {
+    async fn read(&self, query: &Query, options: ReadOptions) -> Result<ReadResult, StoreError> {
+        let query = query.clone();
+        self.with_reader(move |tx| rows::read(tx, &query, options))
+            .await
+    }
+
+    async fn read_stream(&self, stream: &StreamId) -> Result<StreamEvents, StoreError> {
+        let stream = stream.clone();
+        self.with_reader(move |tx| rows::read_stream(tx, &stream))
+            .await
+    }
+
+    async fn read_by_ids(&self, ids: &[uuid::Uuid]) -> Result<Vec<StoredEvent>, StoreError> {
+        if ids.len() > factos::store::MAX_IDS_PER_READ {
+            return Err(factos::store::too_many_ids(ids.len()));
+        }
+        let ids = ids.to_vec();
+        self.with_reader(move |tx| rows::by_ids(tx, &ids)).await
+    }
+
+    async fn append(
+        &self,
+        stream: &StreamId,
+        events: Vec<NewEvent>,
+        condition: AppendCondition,
+    ) -> Result<Committed, AppendError> {
+        self.limits().check(&events).map_err(AppendError::Invalid)?;
+        let write = write::Write::plain(stream.clone(), events, condition);
+        match self.with_writer(move |c| write::append(c, write)).await? {
+            write::Outcome::Committed(committed) => Ok(committed),
+            write::Outcome::Failed(failure) => Err(AppendError::ConditionFailed(failure)),
+            write::Outcome::IdsStored { new, stored } => {
+                if stored.len() == new.len() && factos::store::is_same_append(stream, &new, &stored)
+                {
+                    return Ok(factos::store::replayed(
+                        stream,
+                        stored,
+                        factos::Folded::default(),
+                    ));
+                }
+                Err(AppendError::Store(factos::store::event_id_conflict(
+                    &new, &stored,
+                )))
+            }
+        }
+    }
+
+    async fn decide_with_query<P: DecisionProcess>(
+        &self,
+        stream: &StreamId,
+        query: &Query,
+        process: &mut P,
+    ) -> Result<Committed, DecisionError<P::Error>> {
+        let scope = decide::Scope::Query(query.clone());
+        self.decide(stream, scope, process, factos::Folded::default())
+            .await
+    }
+
+    async fn decide_with_query_after<P: DecisionProcess>(
+        &self,
+        stream: &StreamId,
+        query: &Query,
+        process: &mut P,
+        folded: factos::Folded,
+    ) -> Result<Committed, DecisionError<P::Error>> {
+        let scope = decide::Scope::Query(query.clone());
+        self.decide(stream, scope, process, folded).await
+    }
+
+    async fn decide_on_stream<P: DecisionProcess>(
+        &self,
+        stream: &StreamId,
+        process: &mut P,
+    ) -> Result<Committed, DecisionError<P::Error>> {
+        self.decide(
+            stream,
+            decide::Scope::Stream,
+            process,
+            factos::Folded::default(),
+        )
+        .await
+    }
+
+    fn internal_retries(&self) -> u64 {
+        self.inner.retries.load(Ordering::Relaxed)
+    }
+
+    async fn load_snapshot(&self, key: &SnapshotKey) -> Result<Option<Snapshot>, StoreError> {
+        let key = key.clone();
+        self.with_reader(move |tx| {
+            let row = tx
+                .query_row(
+                    "SELECT position, events, state FROM factos_snapshots
+                     WHERE decider = ?1 AND state_version = ?2 AND query = ?3",
+                    rusqlite::params![key.decider, key.state_version, key.query],
+                    |r| {
+                        Ok((
+                            r.get::<_, i64>(0)?,
+                            r.get::<_, i64>(1)?,
+                            r.get::<_, Vec<u8>>(2)?,
+                        ))
+                    },
+                )
+                .optional()
+                .map_err(|e| sqlite_error("cannot load the snapshot", &e))?;
+            row.map(|(position, events, state)| {
+                Ok(Snapshot {
+                    position: rows::position(position)?,
+                    events: usize::try_from(events)
+                        .map_err(|_| error::corrupt("a snapshot of negative events"))?,
+                    state,
+                })
+            })
+            .transpose()
+        })
+        .await
+    }
+
+    async fn save_snapshot(&self, key: &SnapshotKey, snapshot: Snapshot) -> Result<(), StoreError> {
+        if snapshot.state.len() > factos::snapshot::MAX_SNAPSHOT_BYTES {
+            return Err(factos::store::snapshot_too_large(snapshot.state.len()));
+        }
+        if key.decider.is_empty() || key.decider.len() > 128 {
+            return Err(StoreError::new(
+                StoreErrorKind::Rejected,
+                "a snapshot's decider name must be 1 to 128 bytes",
+            ));
+        }
+        let key = key.clone();
+        self.with_writer(move |c| {
+            c.execute(
+                "INSERT INTO factos_snapshots (decider, state_version, query, position, events, state, saved_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+                 ON CONFLICT (decider, state_version, query) DO UPDATE
+                 SET position = excluded.position, events = excluded.events,
+                     state = excluded.state, saved_at = excluded.saved_at
+                 WHERE excluded.position > factos_snapshots.position",
+                rusqlite::params![
+                    key.decider,
+                    key.state_version,
+                    key.query,
+                    rows::sql_position(snapshot.position),
+                    i64::try_from(snapshot.events).unwrap_or(i64::MAX),
+                    snapshot.state,
+                    rows::micros_now(),
+                ],
+            )
+            .map_err(|e| sqlite_error("cannot save the snapshot", &e))?;
+            Ok(())
+        })
+        .await
+    }
+}

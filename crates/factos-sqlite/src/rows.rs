@@ -1,0 +1,236 @@
+//! Reads, and event rows to [`StoredEvent`]s (columns read by name).
+
+use std::time::{Duration, SystemTime};
+
+use factos::store::StreamEvents;
+use factos::{
+    EventType, Metadata, Position, Query, ReadOptions, ReadResult, Revision, StoreError,
+    StoredEvent, StreamId, Tags,
+};
+use rusqlite::{Row, Transaction, params_from_iter};
+
+use crate::error::{corrupt, sqlite_error};
+use crate::predicate::predicate;
+
+/// The columns every event statement selects, by these names.
+pub(crate) const COLUMNS: &str = "e.position, e.id, e.stream, e.revision, e.type, e.version, e.tags, e.metadata, e.data, e.recorded_at";
+
+/// Microseconds since the Unix epoch, now.
+pub(crate) fn micros_now() -> i64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
+}
+
+/// The time `micros` after the Unix epoch.
+pub(crate) fn time_of(micros: i64) -> SystemTime {
+    SystemTime::UNIX_EPOCH + Duration::from_micros(u64::try_from(micros).unwrap_or(0))
+}
+
+pub(crate) fn position(value: i64) -> Result<Position, StoreError> {
+    u64::try_from(value)
+        .ok()
+        .and_then(Position::new)
+        .ok_or_else(|| corrupt(format!("invalid position {value} in the event table")))
+}
+
+pub(crate) fn sql_position(position: Position) -> i64 {
+    i64::try_from(position.get()).unwrap_or(i64::MAX)
+}
+
+/// One event row.
+pub(crate) fn stored_event(row: &Row<'_>) -> Result<StoredEvent, StoreError> {
+    let column = |name: &str| -> Result<rusqlite::types::Value, StoreError> {
+        row.get(name)
+            .map_err(|e| corrupt(format!("unexpected value in column {name}: {e}")))
+    };
+    let text = |name: &str| -> Result<String, StoreError> {
+        match column(name)? {
+            rusqlite::types::Value::Text(s) => Ok(s),
+            _ => Err(corrupt(format!("column {name} is not text"))),
+        }
+    };
+    let integer = |name: &str| -> Result<i64, StoreError> {
+        match column(name)? {
+            rusqlite::types::Value::Integer(n) => Ok(n),
+            _ => Err(corrupt(format!("column {name} is not an integer"))),
+        }
+    };
+    let blob = |name: &str| -> Result<Vec<u8>, StoreError> {
+        match column(name)? {
+            rusqlite::types::Value::Blob(b) => Ok(b),
+            _ => Err(corrupt(format!("column {name} is not a blob"))),
+        }
+    };
+    let invalid = |what: &str, e: factos::ValidationError| corrupt(format!("invalid {what}: {e}"));
+    let id =
+        uuid::Uuid::from_slice(&blob("id")?).map_err(|_| corrupt("an event id is not 16 bytes"))?;
+    let tags: Vec<String> = serde_json::from_str(&text("tags")?)
+        .map_err(|e| corrupt(format!("tags are not a JSON array of strings: {e}")))?;
+    let metadata_json: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_str(&text("metadata")?)
+            .map_err(|e| corrupt(format!("metadata is not a JSON object: {e}")))?;
+    let mut metadata = Metadata::new();
+    for (key, value) in metadata_json {
+        let serde_json::Value::String(value) = value else {
+            return Err(corrupt(format!(
+                "metadata value of {key:?} is not a string"
+            )));
+        };
+        metadata
+            .insert(key, value)
+            .map_err(|e| invalid("metadata", e))?;
+    }
+    Ok(StoredEvent {
+        position: position(integer("position")?)?,
+        stream: StreamId::new(text("stream")?).map_err(|e| invalid("stream", e))?,
+        revision: u64::try_from(integer("revision")?)
+            .map_err(|_| corrupt("a negative revision"))?,
+        id,
+        event_type: EventType::new(text("type")?).map_err(|e| invalid("type", e))?,
+        version: u32::try_from(integer("version")?).map_err(|_| corrupt("an invalid version"))?,
+        tags: Tags::parse(tags).map_err(|e| invalid("tags", e))?,
+        metadata,
+        data: blob("data")?,
+        recorded_at: time_of(integer("recorded_at")?),
+    })
+}
+
+/// Runs `sql` with `params` and maps every row.
+pub(crate) fn events(
+    tx: &Transaction<'_>,
+    sql: &str,
+    params: Vec<rusqlite::types::Value>,
+) -> Result<Vec<StoredEvent>, StoreError> {
+    let mut statement = tx
+        .prepare_cached(sql)
+        .map_err(|e| sqlite_error("cannot prepare a read", &e))?;
+    let mut rows = statement
+        .query(params_from_iter(params))
+        .map_err(|e| sqlite_error("cannot read events", &e))?;
+    let mut events = Vec::new();
+    while let Some(row) = rows
+        .next()
+        .map_err(|e| sqlite_error("cannot read events", &e))?
+    {
+        events.push(stored_event(row)?);
+    }
+    Ok(events)
+}
+
+/// The highest position, in the transaction's snapshot.
+pub(crate) fn head(tx: &Transaction<'_>) -> Result<Option<Position>, StoreError> {
+    let max: Option<i64> = tx
+        .query_row("SELECT max(position) FROM factos_events", [], |r| r.get(0))
+        .map_err(|e| sqlite_error("cannot read the head", &e))?;
+    max.map(position).transpose()
+}
+
+fn texts(values: Vec<String>) -> Vec<rusqlite::types::Value> {
+    values
+        .into_iter()
+        .map(rusqlite::types::Value::Text)
+        .collect()
+}
+
+/// A read: the matching events within `options`, and the head.
+pub(crate) fn read(
+    tx: &Transaction<'_>,
+    query: &Query,
+    options: ReadOptions,
+) -> Result<ReadResult, StoreError> {
+    let (matching, params) = predicate(query);
+    let mut params = texts(params);
+    let mut sql = format!("SELECT {COLUMNS} FROM factos_events e WHERE {matching}");
+    if let Some(from) = options.from {
+        sql.push_str(if options.backwards {
+            " AND e.position <= ?"
+        } else {
+            " AND e.position >= ?"
+        });
+        params.push(rusqlite::types::Value::Integer(sql_position(from)));
+    }
+    sql.push_str(if options.backwards {
+        " ORDER BY e.position DESC"
+    } else {
+        " ORDER BY e.position"
+    });
+    if let Some(limit) = options.limit {
+        sql.push_str(" LIMIT ?");
+        params.push(rusqlite::types::Value::Integer(
+            i64::try_from(limit).unwrap_or(i64::MAX),
+        ));
+    }
+    let events = events(tx, &sql, params)?;
+    Ok(ReadResult {
+        events,
+        head: head(tx)?,
+    })
+}
+
+/// The events matching `query` after `after`, and the head: a decision's
+/// context (or what it missed), settled at the head.
+pub(crate) fn after(
+    tx: &Transaction<'_>,
+    query: &Query,
+    after: Option<Position>,
+) -> Result<(Vec<StoredEvent>, Option<Position>), StoreError> {
+    let (matching, params) = predicate(query);
+    let mut params = texts(params);
+    params.push(rusqlite::types::Value::Integer(
+        after.map_or(0, sql_position),
+    ));
+    let sql = format!(
+        "SELECT {COLUMNS} FROM factos_events e WHERE {matching} AND e.position > ? ORDER BY e.position"
+    );
+    Ok((events(tx, &sql, params)?, head(tx)?))
+}
+
+/// A stream's events after `after`, in revision order, and the head.
+pub(crate) fn stream_after(
+    tx: &Transaction<'_>,
+    stream: &StreamId,
+    after: Option<Position>,
+) -> Result<(Vec<StoredEvent>, Option<Position>), StoreError> {
+    let sql = format!(
+        "SELECT {COLUMNS} FROM factos_events e WHERE e.stream = ? AND e.position > ? ORDER BY e.revision"
+    );
+    let params = vec![
+        rusqlite::types::Value::Text(stream.as_str().to_string()),
+        rusqlite::types::Value::Integer(after.map_or(0, sql_position)),
+    ];
+    Ok((events(tx, &sql, params)?, head(tx)?))
+}
+
+/// A whole stream.
+pub(crate) fn read_stream(
+    tx: &Transaction<'_>,
+    stream: &StreamId,
+) -> Result<StreamEvents, StoreError> {
+    let (events, _) = stream_after(tx, stream, None)?;
+    let revision = events
+        .last()
+        .map_or(Revision::NoEvents, |e| Revision::Current(e.revision));
+    Ok(StreamEvents {
+        stream: stream.clone(),
+        events,
+        revision,
+    })
+}
+
+/// The events carrying `ids`, in the order of `ids` (missing ones left out).
+pub(crate) fn by_ids(
+    tx: &Transaction<'_>,
+    ids: &[uuid::Uuid],
+) -> Result<Vec<StoredEvent>, StoreError> {
+    let mut found = Vec::with_capacity(ids.len());
+    for id in ids {
+        let sql = format!("SELECT {COLUMNS} FROM factos_events e WHERE e.id = ?");
+        found.extend(events(
+            tx,
+            &sql,
+            vec![rusqlite::types::Value::Blob(id.as_bytes().to_vec())],
+        )?);
+    }
+    Ok(found)
+}

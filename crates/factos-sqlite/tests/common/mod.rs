@@ -1,0 +1,41 @@
+//! A fresh file per store, in a directory removed at the end of the test.
+
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use factos_sqlite::{SqliteOptions, SqliteStore};
+
+/// A temporary directory, removed when dropped.
+pub(crate) struct Dir(pub(crate) PathBuf);
+
+impl Dir {
+    pub(crate) fn new() -> Self {
+        let path = std::env::temp_dir().join(format!("factos-sqlite-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&path).unwrap();
+        Self(path)
+    }
+
+    /// A new file's path in the directory.
+    pub(crate) fn file(&self) -> PathBuf {
+        static FILES: AtomicU64 = AtomicU64::new(0);
+        self.0.join(format!(
+            "events-{}.db",
+            FILES.fetch_add(1, Ordering::Relaxed)
+        ))
+    }
+
+    /// A store on a new file.
+    pub(crate) async fn store(&self) -> SqliteStore {
+        SqliteStore::open(self.file(), SqliteOptions::default())
+            .await
+            .unwrap()
+    }
+}
+
+impl Drop for Dir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
