@@ -408,3 +408,88 @@ impl EventStore for SqliteStore {
         .await
     }
 }
+
+/// A fault `SqliteStore::verify` found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Fault {
+    /// A stream's revisions are not 0, 1, 2, … in position order.
+    Revisions {
+        /// The stream.
+        stream: String,
+    },
+    /// An event's tags and its rows in the tag mirror differ.
+    Mirror {
+        /// The event's position.
+        position: i64,
+    },
+}
+
+impl std::fmt::Display for Fault {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Revisions { stream } => {
+                write!(f, "stream {stream:?}: revisions are not contiguous from 0")
+            }
+            Self::Mirror { position } => {
+                write!(f, "event {position}: its tags and the tag mirror differ")
+            }
+        }
+    }
+}
+
+impl SqliteStore {
+    /// Checks the file's invariants: every stream's revisions are 0, 1, 2,
+    /// … in position order, and the tag mirror holds exactly each event's
+    /// tags. SQLite's own `PRAGMA integrity_check` runs first (a failure is
+    /// a `Corrupt` error).
+    ///
+    /// # Errors
+    ///
+    /// The file cannot be read, or SQLite finds it damaged.
+    pub async fn verify(&self) -> Result<Vec<Fault>, StoreError> {
+        self.with_reader(|tx| {
+            let integrity: String = tx
+                .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+                .map_err(|e| sqlite_error("cannot check the file", &e))?;
+            if integrity != "ok" {
+                return Err(error::corrupt(format!("SQLite integrity check: {integrity}")));
+            }
+            let mut faults = Vec::new();
+            let mut statement = tx
+                .prepare(
+                    "SELECT stream FROM factos_events GROUP BY stream
+                     HAVING min(revision) <> 0 OR max(revision) <> count(*) - 1
+                        OR count(DISTINCT revision) <> count(*)",
+                )
+                .map_err(|e| sqlite_error("cannot check revisions", &e))?;
+            let streams = statement
+                .query_map([], |r| r.get::<_, String>(0))
+                .map_err(|e| sqlite_error("cannot check revisions", &e))?;
+            for stream in streams {
+                faults.push(Fault::Revisions {
+                    stream: stream.map_err(|e| sqlite_error("cannot check revisions", &e))?,
+                });
+            }
+            let mut statement = tx
+                .prepare(
+                    "SELECT e.position FROM factos_events e
+                     WHERE (SELECT count(*) FROM json_each(e.tags))
+                        <> (SELECT count(*) FROM factos_event_tags t WHERE t.position = e.position)
+                        OR EXISTS (SELECT 1 FROM json_each(e.tags) j WHERE NOT EXISTS
+                            (SELECT 1 FROM factos_event_tags t WHERE t.position = e.position AND t.tag = j.value))",
+                )
+                .map_err(|e| sqlite_error("cannot check the tag mirror", &e))?;
+            let positions = statement
+                .query_map([], |r| r.get::<_, i64>(0))
+                .map_err(|e| sqlite_error("cannot check the tag mirror", &e))?;
+            for position in positions {
+                faults.push(Fault::Mirror {
+                    position: position.map_err(|e| sqlite_error("cannot check the tag mirror", &e))?,
+                });
+            }
+            Ok(faults)
+        })
+        .await
+    }
+}
