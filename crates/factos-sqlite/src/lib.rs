@@ -88,6 +88,10 @@ pub struct SqliteOptions {
     pub limits: StoreLimits,
     /// Most attempts of one decision whose context moved meanwhile.
     pub max_decision_attempts: usize,
+    /// A cap on the file's size, in pages (`PRAGMA max_page_count`; `None`:
+    /// SQLite's own limit). A write past it fails with
+    /// [`StoreErrorKind::Rejected`] and writes nothing, as a full disk does.
+    pub max_page_count: Option<u32>,
 }
 
 impl Default for SqliteOptions {
@@ -97,6 +101,7 @@ impl Default for SqliteOptions {
             busy_timeout: Duration::from_secs(5),
             limits: StoreLimits::default(),
             max_decision_attempts: 100,
+            max_page_count: None,
         }
     }
 }
@@ -237,6 +242,12 @@ fn connect(path: &Path, options: &SqliteOptions) -> Result<Connection, StoreErro
             "PRAGMA journal_mode = WAL; PRAGMA synchronous = {synchronous};"
         ))
         .map_err(|e| sqlite_error("cannot set the journal mode", &e))?;
+    if let Some(pages) = options.max_page_count {
+        // The pragma answers with the cap it set: read it as a query.
+        connection
+            .query_row(&format!("PRAGMA max_page_count = {pages}"), [], |_| Ok(()))
+            .map_err(|e| sqlite_error("cannot cap the file's size", &e))?;
+    }
     Ok(connection)
 }
 
