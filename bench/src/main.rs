@@ -32,6 +32,7 @@ mod outbox;
 mod peer;
 mod profile;
 mod snapshots;
+mod sqlite;
 mod subscriptions;
 mod targets;
 
@@ -482,6 +483,12 @@ async fn main() -> Result<(), BoxError> {
             .unwrap_or_default()
     );
     println!("machine: {machine}");
+    // FACTOS_BENCH_SQLITE=1 runs only the SQLite measurements (sqlite.rs),
+    // no server needed; the full run includes them.
+    if std::env::var_os("FACTOS_BENCH_SQLITE").is_some() {
+        sqlite::measure(repeats, duration).await?;
+        return Ok(());
+    }
     println!("starting a throwaway PostgreSQL cluster with fsync on...");
     // FACTOS_BENCH_PG_SETTINGS="name=value,name=value" adds server settings
     // (e.g. log_min_duration_statement=50 to see slow statements); the server
@@ -706,12 +713,18 @@ async fn main() -> Result<(), BoxError> {
     } else {
         outbox::measure(&cluster, repeats, duration).await?
     };
+    let sqlite_rows = if only.is_some() {
+        Vec::new()
+    } else {
+        sqlite::measure(repeats, duration).await?
+    };
 
     let mut json_rows = context_rows;
     json_rows.extend(subscription_rows);
     json_rows.extend(bulk_rows);
     json_rows.extend(snapshot_rows);
     json_rows.extend(outbox_rows);
+    json_rows.extend(sqlite_rows);
     println!(
         "| workload | subject | clients | dispatches/s | ratio to pgbench -N | p50 ms | p99 ms | failed conditions | serialization errors | errors |"
     );

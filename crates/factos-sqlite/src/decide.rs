@@ -47,6 +47,25 @@ impl SqliteStore {
         let mut context = folded;
         let mut revision = Revision::NoEvents;
         let mut last_conflict = None;
+        // A cached state (a query decision folded up to a settled position):
+        // decide on it as it is, and let the writer's condition prove it
+        // current; a refusal or a moved context goes the read path below.
+        if let (Scope::Query(_), Some(_)) = (&scope, folded.position)
+            && let Ok(decided) = process.decide()
+            && self.limits().check(&decided).is_ok()
+        {
+            let write = Self::write_of(stream, &scope, decided, folded.position, revision, process);
+            match self.with_writer(move |c| write::append(c, write)).await? {
+                Outcome::Committed(mut committed) => {
+                    committed.context_position = folded.position;
+                    committed.context_events = folded.events;
+                    return Ok(committed);
+                }
+                // Ids found stored by a decision on a state that may be
+                // stale, or a moved context: decide again on a fresh read.
+                Outcome::IdsStored { .. } | Outcome::Failed(_) => self.retried(),
+            }
+        }
         for _ in 0..self.inner.options.max_decision_attempts.max(1) {
             let (events, head) = self.context_after(stream, &scope, fed).await?;
             for event in &events {

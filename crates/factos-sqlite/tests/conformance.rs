@@ -54,6 +54,51 @@ async fn the_sqlite_store_passes_the_concurrency_oracle() {
     }
 }
 
+/// Cached dispatchers (their fast path decides on the cached state and
+/// lets the writer's condition prove it current), plain and combining, on
+/// two instances of one file: the random decisions and the racers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn cached_dispatchers_on_sqlite_pass_the_oracle() {
+    use std::sync::Arc;
+    let dir = Dir::new();
+    for combining in [None, Some(8)] {
+        let stores = instances(&dir, 2).await;
+        let dispatchers = stores
+            .iter()
+            .map(|store| {
+                let d =
+                    factos::Dispatcher::new(store.clone(), oracle::Witness, oracle::OracleCodec);
+                Arc::new(match combining {
+                    Some(n) => d.with_combining(n),
+                    None => d,
+                })
+            })
+            .collect();
+        let report = oracle::cached_decisions(dispatchers, OracleConfig::from_env()).await;
+        println!("combining {combining:?}, cached random decisions: {report}");
+        assert!(report.violations.is_empty(), "{report}");
+        assert!(report.empty_decisions > 0, "{report}");
+        let stores = instances(&dir, 2).await;
+        let dispatchers = stores
+            .iter()
+            .map(|store| {
+                let d = factos::Dispatcher::new(
+                    store.clone(),
+                    oracle::Quota,
+                    factos_testkit::model::KitCodec::default(),
+                );
+                Arc::new(match combining {
+                    Some(n) => d.with_combining(n),
+                    None => d,
+                })
+            })
+            .collect();
+        let report = oracle::racers(Via::Dispatchers(dispatchers), 16, 40).await;
+        println!("combining {combining:?}, cached racers: {report}");
+        assert!(report.violations.is_empty(), "{report}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn dispatchers_on_sqlite_decide_as_a_fresh_fold_would() {
     let dir = Dir::new();
