@@ -14,7 +14,7 @@ use factos_examples::box_office::run_box_office;
 async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let backend = backend::from_environment().await?;
     let Backend::Postgres { store, .. } = &backend else {
-        return Err("box_office runs on PostgreSQL only (drop --memory)".into());
+        return Err("box_office runs on PostgreSQL only (drop --memory and --sqlite)".into());
     };
     let started = std::time::Instant::now();
     let outcome = run_box_office(store, "concert-1", 100, 300, 64).await?;

@@ -2,7 +2,8 @@
 //! every buyer on their own stream, all deciding on one context.
 //!
 //! Run it with `cargo run -p factos-examples --example tickets` (PostgreSQL:
-//! `DATABASE_URL`, or a throwaway cluster) or add `-- --memory`.
+//! `DATABASE_URL`, or a throwaway cluster), or add `-- --memory`, or
+//! `-- --sqlite PATH` (a SQLite file, created if missing).
 
 use factos_examples::tickets::run_sale;
 use factos_examples::{backend, with_backend};

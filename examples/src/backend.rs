@@ -1,16 +1,19 @@
 //! Which store an example runs on: PostgreSQL by default (the server in
-//! `DATABASE_URL`, or a throwaway cluster started for the run), or the
-//! in-memory store with `--memory`.
+//! `DATABASE_URL`, or a throwaway cluster started for the run), the
+//! in-memory store with `--memory`, or a SQLite file with `--sqlite PATH`.
 
 use factos::InMemoryStore;
 use factos_postgres::throwaway::TempCluster;
 use factos_postgres::{PostgresStore, StoreOptions};
+use factos_sqlite::{SqliteOptions, SqliteStore};
 
 /// The store an example runs on. A throwaway cluster is stopped and removed
 /// when this is dropped.
 pub enum Backend {
     /// The in-memory store.
     Memory(InMemoryStore),
+    /// A SQLite file.
+    Sqlite(SqliteStore),
     /// A migrated PostgreSQL store.
     Postgres {
         /// The store.
@@ -26,6 +29,14 @@ pub async fn from_environment() -> Result<Backend, Box<dyn std::error::Error + S
     if std::env::args().any(|a| a == "--memory") {
         println!("store: in-memory (--memory)");
         return Ok(Backend::Memory(InMemoryStore::new()));
+    }
+    let args: Vec<String> = std::env::args().collect();
+    if let Some(at) = args.iter().position(|a| a == "--sqlite") {
+        let path = args.get(at + 1).ok_or("--sqlite needs a file's path")?;
+        println!("store: SQLite file {path} (--sqlite)");
+        return Ok(Backend::Sqlite(
+            SqliteStore::open(path, SqliteOptions::default()).await?,
+        ));
     }
     let url = std::env::var("DATABASE_URL").ok();
     postgres(url.as_deref().filter(|url| !url.trim().is_empty())).await
@@ -56,6 +67,7 @@ macro_rules! with_backend {
     ($backend:expr, |$store:ident| $body:expr) => {
         match $backend {
             $crate::backend::Backend::Memory($store) => $body,
+            $crate::backend::Backend::Sqlite($store) => $body,
             $crate::backend::Backend::Postgres { store: $store, .. } => $body,
         }
     };
