@@ -166,6 +166,9 @@ pub(crate) async fn run(
     url: Option<String>,
     schema: &str,
 ) -> Result<ExitCode, String> {
+    if let Some(path) = url.as_deref().and_then(|u| u.strip_prefix("sqlite:")) {
+        return crate::sqlite::run(command, path).await;
+    }
     let schema = SchemaName::new(schema).map_err(|e| e.to_string())?;
     match command {
         Command::Migrate => {
@@ -185,8 +188,14 @@ pub(crate) async fn run(
             Ok(ExitCode::SUCCESS)
         }
         Command::Status => status(&migrated(url.as_deref(), &schema).await?).await,
-        Command::Events(args) => events(&migrated(url.as_deref(), &schema).await?, args).await,
-        Command::Tail(args) => tail(&migrated(url.as_deref(), &schema).await?, args).await,
+        Command::Events(args) => {
+            let store = migrated(url.as_deref(), &schema).await?;
+            events(&store, args, |e| explain(e, &schema)).await
+        }
+        Command::Tail(args) => {
+            let store = migrated(url.as_deref(), &schema).await?;
+            tail(&store, args, |e| explain(e, &schema)).await
+        }
         Command::Subscriptions { action: None } => {
             subscriptions(&migrated(url.as_deref(), &schema).await?).await
         }
@@ -254,7 +263,7 @@ fn explain(error: &StoreError, schema: &SchemaName) -> String {
     }
 }
 
-fn human_bytes(bytes: u64) -> String {
+pub(crate) fn human_bytes(bytes: u64) -> String {
     const UNITS: [&str; 4] = ["B", "KiB", "MiB", "GiB"];
     #[allow(clippy::cast_precision_loss)]
     let mut value = bytes as f64;
@@ -452,8 +461,12 @@ fn format_of(filter: &Filter) -> Format {
     }
 }
 
-async fn events(store: &PostgresStore, args: EventsArgs) -> Result<ExitCode, String> {
-    let schema = &store.options().schema;
+/// `factos events` on any store; `explain` says a store error in one sentence.
+pub(crate) async fn events<S: EventStore>(
+    store: &S,
+    args: EventsArgs,
+    explain: impl Fn(&StoreError) -> String,
+) -> Result<ExitCode, String> {
     let query = query_of(&args.filter)?;
     let from = args
         .from
@@ -464,7 +477,7 @@ async fn events(store: &PostgresStore, args: EventsArgs) -> Result<ExitCode, Str
         let mut events: Vec<_> = store
             .read_stream(&stream)
             .await
-            .map_err(|e| explain(&e, schema))?
+            .map_err(|e| explain(&e))?
             .events
             .into_iter()
             .filter(|e| e.matches(&query))
@@ -490,15 +503,19 @@ async fn events(store: &PostgresStore, args: EventsArgs) -> Result<ExitCode, Str
         store
             .read(&query, options)
             .await
-            .map_err(|e| explain(&e, schema))?
+            .map_err(|e| explain(&e))?
             .events
     };
     crate::output::print_events(format_of(&args.filter), &events);
     Ok(ExitCode::SUCCESS)
 }
 
-async fn tail(store: &PostgresStore, args: TailArgs) -> Result<ExitCode, String> {
-    let schema = &store.options().schema;
+/// `factos tail` on any store; `explain` says a store error in one sentence.
+pub(crate) async fn tail<S: EventStore>(
+    store: &S,
+    args: TailArgs,
+    explain: impl Fn(&StoreError) -> String,
+) -> Result<ExitCode, String> {
     let query = query_of(&args.filter)?;
     let format = format_of(&args.filter);
     let mut after = match args.after {
@@ -506,7 +523,7 @@ async fn tail(store: &PostgresStore, args: TailArgs) -> Result<ExitCode, String>
         None => store
             .read(&query, ReadOptions::default().limit(0))
             .await
-            .map_err(|e| explain(&e, schema))?
+            .map_err(|e| explain(&e))?
             .head
             .map_or(0, Position::get),
     };
@@ -521,7 +538,7 @@ async fn tail(store: &PostgresStore, args: TailArgs) -> Result<ExitCode, String>
         let read = store
             .read(&query, ReadOptions::default().from(from).limit(1000))
             .await
-            .map_err(|e| explain(&e, schema))?;
+            .map_err(|e| explain(&e))?;
         for event in &read.events {
             print_streamed_event(format, event);
             printed += 1;

@@ -14,6 +14,7 @@
 
 mod commands;
 mod output;
+mod sqlite;
 
 use std::process::ExitCode;
 
@@ -23,8 +24,15 @@ use clap::{Parser, Subcommand};
 #[derive(Debug, Parser)]
 #[command(name = "factos", version, about)]
 struct Cli {
-    /// PostgreSQL connection string (`postgresql://user@host/db` or `host=... dbname=...`).
-    #[arg(long, env = "DATABASE_URL", global = true, hide_env_values = true)]
+    /// PostgreSQL connection string (`postgresql://user@host/db` or `host=... dbname=...`),
+    /// or `sqlite:PATH` for a SQLite file.
+    #[arg(
+        long,
+        visible_alias = "database",
+        env = "DATABASE_URL",
+        global = true,
+        hide_env_values = true
+    )]
     database_url: Option<String>,
     /// The schema holding the factos tables.
     #[arg(long, default_value = "public", global = true)]

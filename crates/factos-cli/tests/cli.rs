@@ -585,3 +585,47 @@ async fn outbox_lists_and_requeues_parked_messages() {
     assert!(outbox.parked().await.unwrap().is_empty());
     assert!(stdout(&factos(&url, &["outbox", "parked", "email"])).contains("no parked messages"));
 }
+
+/// `--database sqlite:PATH`: migrate creates the file; status, events,
+/// verify read it; subscriptions say they are not on SQLite; a missing file
+/// is one sentence.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_works_on_a_sqlite_file() {
+    let dir = std::env::temp_dir().join(format!("factos-cli-sqlite-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("events.db");
+    let url = format!("sqlite:{}", file.display());
+    let migrated = factos(&url, &["migrate"]);
+    assert!(migrated.status.success(), "{}", stderr(&migrated));
+    let store = factos_sqlite::SqliteStore::open(&file, factos_sqlite::SqliteOptions::default())
+        .await
+        .unwrap();
+    let stream = StreamId::new("seats").unwrap();
+    for i in 0..3 {
+        let event = NewEvent::new(
+            EventType::new("Booked").unwrap(),
+            format!("{{\"seat\":{i}}}").into_bytes(),
+        )
+        .with_tags(Tags::parse([format!("seat:{i}")]).unwrap());
+        store
+            .append(&stream, vec![event], AppendCondition::None)
+            .await
+            .unwrap();
+    }
+    let status = stdout(&factos(&url, &["status"]));
+    assert!(status.contains("events:        3"), "{status}");
+    let json = stdout(&factos(&url, &["events", "--tag", "seat:1", "--json"]));
+    let line: serde_json::Value = serde_json::from_str(json.trim()).unwrap();
+    assert_eq!(line["data"]["seat"], 1, "{json}");
+    let verified = factos(&url, &["verify"]);
+    assert!(verified.status.success(), "{}", stdout(&verified));
+    assert!(
+        stdout(&verified).starts_with("ok:"),
+        "{}",
+        stdout(&verified)
+    );
+    assert_human_error(&factos(&url, &["subscriptions"]), "not on SQLite yet");
+    let missing = format!("sqlite:{}", dir.join("nothing.db").display());
+    assert_human_error(&factos(&missing, &["status"]), "there is no SQLite file");
+    let _ = std::fs::remove_dir_all(&dir);
+}
