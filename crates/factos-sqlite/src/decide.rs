@@ -38,7 +38,7 @@ impl SqliteStore {
                 planned_event_ids(process, self.limits().max_events_per_append),
             )
         });
-        if let Some((first, planned)) = planned
+        if let Some((first, planned)) = planned.clone()
             && let Some(replay) = self.earlier_attempt_of(stream, first, planned).await?
         {
             return Ok(replay);
@@ -91,6 +91,15 @@ impl SqliteStore {
                     return Ok(committed);
                 }
                 Outcome::IdsStored { new, stored } => {
+                    // A keyed retry that raced its first attempt: what that
+                    // attempt committed, by its planned ids, whatever this
+                    // decision decided.
+                    if let Some((first, planned)) = planned.clone()
+                        && let Some(replay) =
+                            self.earlier_attempt_of(stream, first, planned).await?
+                    {
+                        return Ok(replay);
+                    }
                     if stored.len() == new.len() && process.is_replay_of(stream, &new, &stored) {
                         return Ok(replayed(stream, stored, context));
                     }

@@ -82,7 +82,7 @@ pub struct SqliteOptions {
     pub durability: Durability,
     /// How long a writer waits for another writer (another instance or
     /// process on the file) before failing with
-    /// [`StoreErrorKind::Timeout`] (default 5 s).
+    /// [`StoreErrorKind::Timeout`] (default 5 s, at most an hour).
     pub busy_timeout: Duration,
     /// The store's limits (payload size, events per append, context size).
     pub limits: StoreLimits,
@@ -131,6 +131,9 @@ impl std::fmt::Debug for SqliteStore {
 
 /// Readers kept open for reuse.
 const MAX_IDLE_READERS: usize = 8;
+
+/// The longest busy timeout used (longer ones are cut to it).
+const MAX_BUSY_TIMEOUT: Duration = Duration::from_secs(3600);
 
 impl SqliteStore {
     /// Opens (creating it if missing) the store in the file at `path` and
@@ -230,18 +233,28 @@ impl SqliteStore {
 fn connect(path: &Path, options: &SqliteOptions) -> Result<Connection, StoreError> {
     let connection =
         Connection::open(path).map_err(|e| sqlite_error("cannot open the file", &e))?;
+    // SQLite takes the timeout as milliseconds in an `int`.
     connection
-        .busy_timeout(options.busy_timeout)
+        .busy_timeout(options.busy_timeout.min(MAX_BUSY_TIMEOUT))
         .map_err(|e| sqlite_error("cannot set the busy timeout", &e))?;
     let synchronous = match options.durability {
         Durability::Full => "FULL",
         Durability::Normal => "NORMAL",
     };
-    connection
-        .execute_batch(&format!(
-            "PRAGMA journal_mode = WAL; PRAGMA synchronous = {synchronous};"
-        ))
+    let mode: String = connection
+        .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
         .map_err(|e| sqlite_error("cannot set the journal mode", &e))?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        return Err(StoreError::new(
+            StoreErrorKind::Rejected,
+            format!(
+                "the store needs a file in WAL mode, SQLite answered {mode:?} (an in-memory database cannot be shared)"
+            ),
+        ));
+    }
+    connection
+        .execute_batch(&format!("PRAGMA synchronous = {synchronous};"))
+        .map_err(|e| sqlite_error("cannot set the durability", &e))?;
     if let Some(pages) = options.max_page_count {
         // The pragma answers with the cap it set: read it as a query.
         connection
@@ -469,9 +482,11 @@ impl SqliteStore {
             let mut faults = Vec::new();
             let mut statement = tx
                 .prepare(
-                    "SELECT stream FROM factos_events GROUP BY stream
-                     HAVING min(revision) <> 0 OR max(revision) <> count(*) - 1
-                        OR count(DISTINCT revision) <> count(*)",
+                    "SELECT stream FROM (
+                         SELECT stream, revision,
+                                row_number() OVER (PARTITION BY stream ORDER BY position) - 1 AS expected
+                         FROM factos_events)
+                     WHERE revision <> expected GROUP BY stream ORDER BY stream",
                 )
                 .map_err(|e| sqlite_error("cannot check revisions", &e))?;
             let streams = statement

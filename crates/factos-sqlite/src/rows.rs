@@ -24,7 +24,9 @@ pub(crate) fn micros_now() -> i64 {
 
 /// The time `micros` after the Unix epoch.
 pub(crate) fn time_of(micros: i64) -> SystemTime {
-    SystemTime::UNIX_EPOCH + Duration::from_micros(u64::try_from(micros).unwrap_or(0))
+    SystemTime::UNIX_EPOCH
+        .checked_add(Duration::from_micros(u64::try_from(micros).unwrap_or(0)))
+        .unwrap_or(SystemTime::UNIX_EPOCH)
 }
 
 pub(crate) fn position(value: i64) -> Result<Position, StoreError> {

@@ -22,8 +22,8 @@ fn checksum(sql: &str) -> String {
     format!("{hash:016x}")
 }
 
-/// Applies the migrations the file lacks, each in its own transaction
-/// (under the write lock), and checks the applied ones are unchanged.
+/// Applies the migrations the file lacks, all in one transaction under the
+/// write lock, and checks the applied ones are unchanged.
 pub(crate) fn migrate(connection: &mut Connection) -> Result<(), StoreError> {
     let tx = connection
         .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)

@@ -61,9 +61,8 @@ pub(crate) fn append(connection: &mut Connection, write: Write) -> Result<Outcom
     let tx = connection
         .transaction_with_behavior(TransactionBehavior::Immediate)
         .map_err(|e| sqlite_error("cannot begin the append", &e))?;
-    if let Some(failure) = failed_condition(&tx, &write)? {
-        return Ok(Outcome::Failed(failure));
-    }
+    // Ids first: an exact retry of a conditional append whose first attempt
+    // committed is a replay, though its own events now fail the condition.
     if !write.events.is_empty() {
         let ids: Vec<uuid::Uuid> = write.events.iter().map(|e| e.id).collect();
         let stored = rows::by_ids(&tx, &ids)?;
@@ -73,6 +72,9 @@ pub(crate) fn append(connection: &mut Connection, write: Write) -> Result<Outcom
                 stored,
             });
         }
+    }
+    if let Some(failure) = failed_condition(&tx, &write)? {
+        return Ok(Outcome::Failed(failure));
     }
     let committed = insert(&tx, write)?;
     tx.commit()

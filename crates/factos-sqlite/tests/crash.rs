@@ -81,7 +81,8 @@ async fn crash_child_writer() {
         });
     }
     while let Some(key) = keys.recv().await {
-        writeln!(acked, "{key}").unwrap();
+        // One write per line: a kill between two writes would leave half a line.
+        acked.write_all(format!("{key}\n").as_bytes()).unwrap();
         acked.sync_data().unwrap();
     }
 }
@@ -119,10 +120,12 @@ async fn acknowledged_dispatches_survive_sigkill() {
             .await
             .unwrap();
         assert!(store.verify().await.unwrap().is_empty(), "round {round}");
-        let keys: Vec<uuid::Uuid> = std::fs::read_to_string(&acks)
-            .unwrap_or_default()
-            .lines()
-            .map(|l| l.parse().unwrap())
+        // A line the kill cut short (no newline yet) was not acknowledged.
+        let text = std::fs::read_to_string(&acks).unwrap_or_default();
+        let keys: Vec<uuid::Uuid> = text
+            .split_inclusive('\n')
+            .filter(|l| l.ends_with('\n'))
+            .map(|l| l.trim_end().parse().unwrap())
             .collect();
         assert!(
             keys.len() > acknowledged,

@@ -174,3 +174,61 @@ async fn a_read_only_file_gives_a_typed_error_and_keeps_its_events() {
         .unwrap();
     assert_eq!(count(&store).await, 1);
 }
+
+/// `verify` finds what raw inserts (allowed by the triggers, which refuse
+/// only changes) can break: a revision out of line, a missing mirror row.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verify_finds_a_gap_in_revisions_and_a_missing_mirror_row() {
+    let dir = common::Dir::new();
+    let file = dir.file();
+    let store = SqliteStore::open(&file, SqliteOptions::default())
+        .await
+        .unwrap();
+    store
+        .append(
+            &StreamId::new("s").unwrap(),
+            vec![event(1)],
+            AppendCondition::None,
+        )
+        .await
+        .unwrap();
+    assert!(store.verify().await.unwrap().is_empty());
+    let raw = rusqlite::Connection::open(&file).unwrap();
+    let insert = "INSERT INTO factos_events (id, stream, revision, type, version, tags, metadata, data, recorded_at)
+                  VALUES (?1, ?2, ?3, 'Raw', 1, ?4, '{}', x'00', 0)";
+    raw.execute(
+        insert,
+        rusqlite::params![uuid::Uuid::new_v4().as_bytes().as_slice(), "s", 5, "[]"],
+    )
+    .unwrap();
+    raw.execute(
+        insert,
+        rusqlite::params![
+            uuid::Uuid::new_v4().as_bytes().as_slice(),
+            "t",
+            0,
+            "[\"lost:1\"]"
+        ],
+    )
+    .unwrap();
+    let faults = store.verify().await.unwrap();
+    let shown: Vec<String> = faults.iter().map(ToString::to_string).collect();
+    assert_eq!(faults.len(), 2, "{shown:?}");
+    assert!(
+        matches!(&faults[0], factos_sqlite::Fault::Revisions { stream } if stream == "s"),
+        "{shown:?}"
+    );
+    assert!(
+        matches!(faults[1], factos_sqlite::Fault::Mirror { position: 3 }),
+        "{shown:?}"
+    );
+}
+
+/// An in-memory database cannot be shared by the store's connections: refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_in_memory_database_is_refused() {
+    let error = SqliteStore::open(":memory:", SqliteOptions::default())
+        .await
+        .unwrap_err();
+    assert_eq!(error.kind(), StoreErrorKind::Rejected, "{error}");
+}

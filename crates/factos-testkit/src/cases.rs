@@ -85,7 +85,7 @@ use evolution::{
 use ids::{
     a_keyed_retry_replays_whatever_it_would_decide_now,
     an_id_stored_with_other_content_is_a_conflict, repeated_ids_in_one_append_are_refused,
-    the_same_append_again_is_a_replay,
+    the_same_append_again_is_a_replay, the_same_conditional_append_again_is_a_replay,
 };
 use matching::{
     match_all_events, match_empty_item_list_is_all, match_items_are_ored,
@@ -180,6 +180,7 @@ pub(crate) fn all<S: EventStore + Clone + 'static>() -> Vec<Case<S>> {
         repeated_ids_in_one_append_are_refused,
         an_id_stored_with_other_content_is_a_conflict,
         the_same_append_again_is_a_replay,
+        the_same_conditional_append_again_is_a_replay,
         a_keyed_retry_replays_whatever_it_would_decide_now,
         // Cached dispatch.
         cache_after_a_decision_that_appends_nothing,

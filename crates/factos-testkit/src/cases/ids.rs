@@ -139,6 +139,28 @@ pub(super) async fn the_same_append_again_is_a_replay<S: EventStore>(store: S) -
     Ok(())
 }
 
+/// The exact retry of a conditional append whose first attempt committed
+/// (its outcome unknown to the caller) is a replay: the same events, not a
+/// condition failure caused by those very events.
+pub(super) async fn the_same_conditional_append_again_is_a_replay<S: EventStore>(
+    store: S,
+) -> CaseResult {
+    let batch = vec![raw("A", &["cond:1"])?];
+    let condition = AppendCondition::fail_if_events_match(query(&[], &["cond:1"])?, None);
+    let first = store
+        .append(&stream("s"), batch.clone(), condition.clone())
+        .await
+        .map_err(|e| e.to_string())?;
+    let again = store
+        .append(&stream("s"), batch, condition)
+        .await
+        .map_err(|e| format!("the retry: {e:?}"))?;
+    ensure!(again.replayed, "the retry was not a replay: {again:?}");
+    ensure_eq!(again.events, first.events, "the replayed events");
+    ensure_eq!(count(&store).await?, 1, "events after the replay");
+    Ok(())
+}
+
 /// A keyed retry replays what its first attempt committed without deciding
 /// again: decided again, on a context that now holds those events, the
 /// command would be refused ("limit reached").
