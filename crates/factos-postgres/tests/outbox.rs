@@ -549,11 +549,16 @@ async fn terminate_the_ack(
         .await
         .unwrap();
     tokio::spawn(async move {
-        for _ in 0..500 {
+        // Up to 30 s: on a loaded machine (the whole suite on two cores) the
+        // acknowledgement can be slow to arrive. Only this test's database:
+        // other tests' statements are not this acknowledgement.
+        for _ in 0..3000 {
             let killed: Option<bool> = blocker
                 .query_opt(
-                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
-                     WHERE wait_event_type = 'Lock' AND query LIKE 'DELETE FROM%factos_outbox%'",
+                    "SELECT bool_or(pg_terminate_backend(pid)) FROM pg_stat_activity
+                     WHERE datname = current_database() AND pid <> pg_backend_pid()
+                       AND wait_event_type = 'Lock' AND query LIKE 'DELETE FROM%factos_outbox%'
+                     HAVING count(*) > 0",
                     &[],
                 )
                 .await
@@ -598,7 +603,7 @@ async fn run_keeps_delivering_when_an_acknowledgement_outcome_is_unknown() {
     });
     let start = std::time::Instant::now();
     while !outbox_rows(&store).await.is_empty() && !runner.is_finished() {
-        assert!(start.elapsed() < Duration::from_secs(10), "not delivered");
+        assert!(start.elapsed() < Duration::from_secs(45), "not delivered");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     drop(stop);
