@@ -72,6 +72,9 @@ pub struct OracleReport {
     pub violations: Vec<String>,
     /// Wall time of the run.
     pub elapsed: Duration,
+    /// Committed decisions dispatched with an outbox reactor
+    /// ([`cached_decisions`], on stores that record effects).
+    pub outbox_decisions: usize,
 }
 
 impl std::fmt::Display for OracleReport {
@@ -315,6 +318,7 @@ fn random_events(rng: &mut Rng, epoch: usize) -> Result<Vec<(EventType, Tags)>, 
 struct Counters {
     condition_failures: AtomicU64,
     contention_retries: AtomicU64,
+    outbox_decisions: AtomicU64,
 }
 
 /// A committed decision, as its writer saw it.
@@ -374,6 +378,8 @@ async fn gather(
         usize::try_from(counters.condition_failures.load(Ordering::Relaxed)).unwrap_or(usize::MAX);
     report.contention_retries =
         usize::try_from(counters.contention_retries.load(Ordering::Relaxed)).unwrap_or(usize::MAX);
+    report.outbox_decisions =
+        usize::try_from(counters.outbox_decisions.load(Ordering::Relaxed)).unwrap_or(usize::MAX);
     (report, decisions)
 }
 
@@ -1014,6 +1020,42 @@ impl Decider for Witness {
     }
 }
 
+/// A [`cached_decisions`] writer's dispatch: plain, or with the oracle's
+/// outbox reactor.
+async fn witness_dispatch<S: EventStore>(
+    dispatcher: &Dispatcher<S, Witness, OracleCodec>,
+    stream: &StreamId,
+    query: &Query,
+    command: &WitnessCommand,
+    outbox: bool,
+) -> Result<factos::Dispatch<OracleEvent>, factos::DispatchError<std::convert::Infallible>> {
+    if outbox {
+        dispatcher
+            .dispatch_with_outbox(stream, query, command, &mark_mail())
+            .await
+    } else {
+        dispatcher.dispatch_with_query(stream, query, command).await
+    }
+}
+
+/// One decision in this many of [`cached_decisions`] is an outbox dispatch.
+const OUTBOX_ONE_IN: usize = 3;
+
+/// The oracle's outbox reactor: a message for each event of even index,
+/// so some outbox decisions record effects and some record none.
+fn mark_mail() -> impl factos::Reactor<Event = OracleEvent, Effect = factos::OutboxMessage>
++ Clone
++ Send
++ Sync
++ 'static {
+    let topic =
+        factos::Topic::new("oracle").unwrap_or_else(|e| unreachable!("the oracle's topic: {e}"));
+    factos::reactor_fn(move |_: &factos::Recorded<OracleEvent>| {
+        vec![factos::OutboxMessage::new(topic.clone(), Vec::new())]
+    })
+    .when(|mark: &OracleEvent| mark.index % 2 == 0)
+}
+
 /// The random-decisions oracle through [`Dispatcher`]s with their context
 /// caches on: writer `w` uses `dispatchers[w % len]`, so several caches (one
 /// per store instance, as in several processes) race on the same contexts.
@@ -1034,6 +1076,7 @@ where
     let stores: Vec<S> = dispatchers.iter().map(|d| d.store().clone()).collect();
     let retries_before = retries_of(&stores);
     let counters = Arc::new(Counters::default());
+    let effects = stores.iter().all(EventStore::can_record_effects);
     let barrier = Arc::new(Barrier::new(config.writers));
     let mut tasks = Vec::with_capacity(config.writers);
     for writer in 0..config.writers {
@@ -1064,14 +1107,20 @@ where
                     epoch,
                     events,
                 };
+                // One decision in three goes through an outbox reactor that
+                // reacts to some of its events: the paths that keep the
+                // transaction open for effects, and those that do not.
+                let outbox = effects && rng.below(OUTBOX_ONE_IN) == 0;
                 let mut attempts = 0;
                 loop {
                     attempts += 1;
-                    match dispatcher
-                        .dispatch_with_query(&stream, &query, &command)
-                        .await
-                    {
+                    let outcome =
+                        witness_dispatch(&dispatcher, &stream, &query, &command, outbox).await;
+                    match outcome {
                         Ok(done) => {
+                            if outbox {
+                                counters.outbox_decisions.fetch_add(1, Ordering::Relaxed);
+                            }
                             committed.push(Decided {
                                 decision,
                                 query: query.clone(),
