@@ -62,7 +62,10 @@ async fn cached_oracle(locking: LockingStrategy, batch: Option<usize>) {
     println!("{locking:?} cached random decisions: {report}");
     assert!(report.violations.is_empty(), "{locking:?}: {report}");
     assert!(report.empty_decisions > 0, "{locking:?}: {report}");
-    assert!(report.outbox_decisions > 0, "{locking:?}: no outbox decision");
+    assert!(
+        report.outbox_decisions > 0,
+        "{locking:?}: no outbox decision"
+    );
     assert_eq!(report.contention_retries, 0, "{locking:?}: {report}");
 }
 

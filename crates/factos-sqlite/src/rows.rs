@@ -220,19 +220,26 @@ pub(crate) fn read_stream(
     })
 }
 
-/// The events carrying `ids`, in the order of `ids` (missing ones left out).
+/// Ids per lookup statement (SQLite allows 32,766 parameters).
+const IDS_PER_LOOKUP: usize = 500;
+
+/// The events carrying `ids`, in the order of `ids` (missing ones left
+/// out): one indexed `IN` lookup per [`IDS_PER_LOOKUP`] ids.
 pub(crate) fn by_ids(
     tx: &Transaction<'_>,
     ids: &[uuid::Uuid],
 ) -> Result<Vec<StoredEvent>, StoreError> {
-    let mut found = Vec::with_capacity(ids.len());
-    for id in ids {
-        let sql = format!("SELECT {COLUMNS} FROM factos_events e WHERE e.id = ?");
-        found.extend(events(
-            tx,
-            &sql,
-            vec![rusqlite::types::Value::Blob(id.as_bytes().to_vec())],
-        )?);
+    let mut by_id = std::collections::HashMap::with_capacity(ids.len());
+    for chunk in ids.chunks(IDS_PER_LOOKUP) {
+        let marks = vec!["?"; chunk.len()].join(", ");
+        let sql = format!("SELECT {COLUMNS} FROM factos_events e WHERE e.id IN ({marks})");
+        let params = chunk
+            .iter()
+            .map(|id| rusqlite::types::Value::Blob(id.as_bytes().to_vec()))
+            .collect();
+        for event in events(tx, &sql, params)? {
+            by_id.insert(event.id, event);
+        }
     }
-    Ok(found)
+    Ok(ids.iter().filter_map(|id| by_id.get(id).cloned()).collect())
 }

@@ -53,7 +53,10 @@ async fn cached_dispatchers_pass_the_concurrency_oracle() {
     let report = oracle::cached_decisions(dispatchers, oracle::OracleConfig::from_env()).await;
     println!("cached random decisions: {report}");
     assert!(report.violations.is_empty(), "{report}");
-    assert!(report.outbox_decisions > 0, "no outbox decision: {report:?}");
+    assert!(
+        report.outbox_decisions > 0,
+        "no outbox decision: {report:?}"
+    );
     assert!(report.committed >= 800, "{report}");
     assert!(report.empty_decisions > 0, "{report}");
     assert_eq!(report.contention_retries, 0, "{report}");
