@@ -1,13 +1,16 @@
 //! The commands on a SQLite file (`--database-url sqlite:PATH`): migrate,
-//! status, events, tail and verify. Subscriptions and the outbox are not
-//! on SQLite yet.
+//! status, events, tail, verify, subscriptions (list, reset, remove) and
+//! the outbox (parked, requeue). Parked subscriber events are not on
+//! SQLite yet (its subscriptions stop on a poison event).
 
 use std::process::ExitCode;
 
 use factos::{EventStore, Position, Query, ReadOptions, StoreError};
-use factos_sqlite::{SqliteOptions, SqliteStore};
+use factos_sqlite::{Outbox, SqliteOptions, SqliteStore};
 
 use crate::Command;
+use crate::commands::{OutboxAction, ParkedAction};
+use crate::output::{print_table, table};
 
 pub(crate) async fn run(command: Command, path: &str) -> Result<ExitCode, String> {
     if path.is_empty() {
@@ -35,10 +38,109 @@ pub(crate) async fn run(command: Command, path: &str) -> Result<ExitCode, String
         Command::Events(args) => crate::commands::events(&store, args, explain).await,
         Command::Tail(args) => crate::commands::tail(&store, args, explain).await,
         Command::Verify(_) => verify(&store).await,
-        Command::Subscriptions { .. } | Command::Outbox { .. } => Err(
-            "subscriptions and the outbox are not on SQLite yet (they are on PostgreSQL)"
-                .to_string(),
-        ),
+        Command::Subscriptions { action: None } => subscriptions(&store).await,
+        Command::Subscriptions {
+            action: Some(action),
+        } => subscriber(&store, action).await,
+        Command::Outbox { action } => outbox(&store, action).await,
+    }
+}
+
+async fn subscriptions(store: &SqliteStore) -> Result<ExitCode, String> {
+    let subscribers = store.subscribers().await.map_err(|e| explain(&e))?;
+    if subscribers.is_empty() {
+        println!("no subscribers");
+    } else {
+        let mut rows = table(
+            ["subscriber", "checkpoint", "behind head", "state"],
+            &[1, 2],
+        );
+        for s in subscribers {
+            rows.add_row([
+                s.name,
+                s.checkpoint.map_or(0, Position::get).to_string(),
+                s.behind_head.to_string(),
+                if s.active { "active" } else { "stopped" }.to_string(),
+            ]);
+        }
+        print_table(&rows);
+    }
+    let topics = store.outbox_topics().await.map_err(|e| explain(&e))?;
+    if topics.is_empty() {
+        println!("outbox: empty");
+    } else {
+        let mut rows = table(["outbox topic", "waiting", "leased", "parked"], &[1, 2, 3]);
+        for topic in topics {
+            rows.add_row([
+                topic.topic,
+                topic.waiting.to_string(),
+                topic.leased.to_string(),
+                topic.parked.to_string(),
+            ]);
+        }
+        print_table(&rows);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn subscriber(store: &SqliteStore, action: ParkedAction) -> Result<ExitCode, String> {
+    match action {
+        ParkedAction::Reset { subscriber, to } => {
+            if !store
+                .reset_subscriber(&subscriber, to)
+                .await
+                .map_err(|e| e.to_string())?
+            {
+                return Err(format!("there is no subscriber {subscriber}"));
+            }
+            println!("subscriber {subscriber} goes on after position {to}");
+            Ok(ExitCode::SUCCESS)
+        }
+        ParkedAction::Remove { subscriber } => {
+            if !store
+                .remove_subscriber(&subscriber)
+                .await
+                .map_err(|e| e.to_string())?
+            {
+                return Err(format!("there is no subscriber {subscriber}"));
+            }
+            println!("subscriber {subscriber} removed");
+            Ok(ExitCode::SUCCESS)
+        }
+        ParkedAction::Parked { .. } | ParkedAction::Retry { .. } | ParkedAction::Drop { .. } => {
+            Err("parked subscriber events are not on SQLite yet (its subscriptions stop on a poison event)".to_string())
+        }
+    }
+}
+
+async fn outbox(store: &SqliteStore, action: OutboxAction) -> Result<ExitCode, String> {
+    let topic_of =
+        |name: &str| factos::Topic::new(name).map_err(|e| format!("topic {name:?}: {e}"));
+    match action {
+        OutboxAction::Parked { topic } => {
+            let parked = Outbox::new(store, topic_of(&topic)?)
+                .parked()
+                .await
+                .map_err(|e| e.to_string())?;
+            if parked.is_empty() {
+                println!("{topic}: no parked messages");
+            }
+            for id in parked {
+                println!("{id}");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        OutboxAction::Requeue { topic, id } => {
+            let requeued = Outbox::new(store, topic_of(&topic)?)
+                .requeue(id)
+                .await
+                .map_err(|e| e.to_string())?;
+            if !requeued {
+                return Err(format!("{topic} has no parked message {id}"));
+            }
+            println!("message {id} of {topic} is back in line");
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
 

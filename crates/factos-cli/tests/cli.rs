@@ -587,8 +587,9 @@ async fn outbox_lists_and_requeues_parked_messages() {
 }
 
 /// `--database sqlite:PATH`: migrate creates the file; status, events,
-/// verify read it; subscriptions say they are not on SQLite; a missing file
-/// is one sentence.
+/// verify read it; subscriptions are listed, reset and removed, parked
+/// outbox messages listed and requeued (parked subscriber events say they
+/// are not on SQLite yet); a missing file is one sentence.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_cli_works_on_a_sqlite_file() {
     let dir = std::env::temp_dir().join(format!("factos-cli-sqlite-{}", uuid::Uuid::new_v4()));
@@ -624,7 +625,72 @@ async fn the_cli_works_on_a_sqlite_file() {
         "{}",
         stdout(&verified)
     );
-    assert_human_error(&factos(&url, &["subscriptions"]), "not on SQLite yet");
+    // A subscriber and a parked outbox message, listed and managed.
+    let subscription =
+        factos_sqlite::Subscription::new(&store, "counter", factos::Query::all()).unwrap();
+    assert_eq!(subscription.catch_up(&mut Count).await.unwrap(), 3);
+    let email = factos::Topic::new("email").unwrap();
+    let reactor = {
+        let email = email.clone();
+        factos::reactor_fn(move |_: &factos::Recorded<String>| {
+            vec![factos::OutboxMessage::new(email.clone(), b"hi".to_vec())]
+        })
+    };
+    factos::dispatch_with_outbox(
+        &store,
+        &StreamId::new("said").unwrap(),
+        &factos::Query::all(),
+        &Once,
+        &Said,
+        &(),
+        &reactor,
+    )
+    .await
+    .unwrap();
+    let outbox = factos_sqlite::Outbox::new(&store, email)
+        .with_options(factos_sqlite::OutboxOptions::default().max_attempts(1))
+        .unwrap();
+    let leased = outbox.lease().await.unwrap();
+    outbox.fail(&leased[0], "smtp down").await.unwrap();
+    let id = outbox.parked().await.unwrap()[0];
+    let listed = stdout(&factos(&url, &["subscriptions"]));
+    let words: Vec<Vec<&str>> = listed
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    // Four events now: the checkpoint at 3 is one behind the head.
+    assert!(
+        words.contains(&vec!["counter", "3", "1", "stopped"]),
+        "{listed}"
+    );
+    assert!(words.contains(&vec!["email", "0", "0", "1"]), "{listed}");
+    let parked = factos(&url, &["outbox", "parked", "email"]);
+    assert_eq!(
+        stdout(&parked).trim(),
+        id.to_string(),
+        "{}",
+        stderr(&parked)
+    );
+    let requeued = factos(&url, &["outbox", "requeue", "email", &id.to_string()]);
+    assert!(requeued.status.success(), "{}", stderr(&requeued));
+    assert!(outbox.parked().await.unwrap().is_empty());
+    let reset = factos(&url, &["subscriptions", "reset", "counter", "--to", "1"]);
+    assert!(reset.status.success(), "{}", stderr(&reset));
+    assert_eq!(
+        subscription.checkpoint().await.unwrap(),
+        factos::Position::new(1)
+    );
+    assert_human_error(
+        &factos(&url, &["subscriptions", "parked", "counter"]),
+        "not on SQLite yet",
+    );
+    let removed = factos(&url, &["subscriptions", "remove", "counter"]);
+    assert!(removed.status.success(), "{}", stderr(&removed));
+    assert!(stdout(&factos(&url, &["subscriptions"])).contains("no subscribers"));
+    assert_human_error(
+        &factos(&url, &["subscriptions", "remove", "counter"]),
+        "there is no subscriber counter",
+    );
     let missing = format!("sqlite:{}", dir.join("nothing.db").display());
     assert_human_error(&factos(&missing, &["status"]), "there is no SQLite file");
     let _ = std::fs::remove_dir_all(&dir);

@@ -19,16 +19,13 @@ use futures_util::FutureExt;
 use crate::error::{Phase, db_error};
 use crate::store::PostgresStore;
 
-mod error;
-mod handler;
 mod message;
-mod options;
 
-pub use error::OutboxError;
-pub use handler::{FailOutcome, MessageHandler};
-pub use message::LeasedMessage;
+pub use factos::outbox::{
+    FailOutcome, LeasedMessage, MAX_ERROR_BYTES, MAX_OUTBOX_BATCH, MAX_OUTBOX_DELAY,
+    MessageHandler, OutboxError, OutboxOptions,
+};
 use message::{Batch, leased_message, unexpected_row};
-pub use options::{MAX_ERROR_BYTES, MAX_OUTBOX_BATCH, MAX_OUTBOX_DELAY, OutboxOptions};
 
 /// Whether [`Outbox::run`] may carry on after `error`. Besides errors that
 /// wrote nothing, an acknowledgement or failure whose commit outcome is
@@ -137,7 +134,7 @@ impl Outbox {
         let removed = client
             .execute(
                 &self.store.statements().outbox_ack,
-                &[&message.id, &message.token],
+                &[&message.id, &message.lease()],
             )
             .await
             .map_err(|e| db_error("cannot acknowledge the outbox message", e, Phase::Commit))?;
@@ -154,10 +151,6 @@ impl Outbox {
         message: &LeasedMessage,
         error: &str,
     ) -> Result<FailOutcome, OutboxError> {
-        let mut cut = error.len().min(MAX_ERROR_BYTES);
-        while !error.is_char_boundary(cut) {
-            cut -= 1;
-        }
         let delay = self.options.delay(message.attempt);
         let delay_ms = i64::try_from(delay.as_millis()).unwrap_or(i64::MAX);
         let max_attempts = i32::try_from(self.options.max_attempts).unwrap_or(i32::MAX);
@@ -167,8 +160,8 @@ impl Outbox {
                 &self.store.statements().outbox_fail,
                 &[
                     &message.id,
-                    &message.token,
-                    &&error[..cut],
+                    &message.lease(),
+                    &factos::outbox::cut_error(error),
                     &delay_ms,
                     &max_attempts,
                 ],

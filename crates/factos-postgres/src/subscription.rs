@@ -32,16 +32,15 @@ use crate::store::PostgresStore;
 use crate::wakeup::Listening;
 
 mod delivery;
-mod error;
 mod handler;
-mod options;
 mod parked;
 mod reset;
 
 use delivery::{Apply, AtLeastOnce, ExactlyOnce, Failure};
-pub use error::SubscriptionError;
-pub use handler::{EventHandler, ProjectionHandler};
-pub use options::{MAX_BATCH_SIZE, MAX_NAME_BYTES, SubscriptionOptions};
+pub use factos::subscription::{
+    EventHandler, MAX_BATCH_SIZE, MAX_NAME_BYTES, SubscriptionError, SubscriptionOptions,
+};
+pub use handler::ProjectionHandler;
 pub use parked::{MAX_PARKED_ERROR_BYTES, ParkedEvent, PoisonPolicy};
 
 /// A named, durable subscriber: a query and a checkpoint in PostgreSQL.
@@ -112,16 +111,7 @@ impl Subscription {
     /// A subscriber `name` (1 to 128 bytes, no control characters) of the
     /// events matching `query`, with default options.
     pub fn new(store: &PostgresStore, name: &str, query: Query) -> Result<Self, SubscriptionError> {
-        if name.is_empty() || name.len() > MAX_NAME_BYTES {
-            return Err(SubscriptionError::InvalidName(format!(
-                "{name:?} must be 1 to {MAX_NAME_BYTES} bytes"
-            )));
-        }
-        if name.chars().any(char::is_control) {
-            return Err(SubscriptionError::InvalidName(format!(
-                "{name:?} holds a control character"
-            )));
-        }
+        factos::subscription::check_name(name)?;
         Ok(Self {
             store: store.clone(),
             name: name.to_string(),

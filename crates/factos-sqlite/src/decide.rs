@@ -13,7 +13,7 @@ use factos::{
 
 use crate::SqliteStore;
 use crate::rows;
-use crate::write::{self, Outcome, Write};
+use crate::write::{Outcome, Write};
 
 /// What a decision's context is.
 #[derive(Clone)]
@@ -55,7 +55,7 @@ impl SqliteStore {
             && self.limits().check(&decided).is_ok()
         {
             let write = Self::write_of(stream, &scope, decided, folded.position, revision, process);
-            match self.with_writer(move |c| write::append(c, write)).await? {
+            match self.write_decision(write, process).await? {
                 Outcome::Committed(mut committed) => {
                     committed.context_position = folded.position;
                     committed.context_events = folded.events;
@@ -84,7 +84,7 @@ impl SqliteStore {
                 .check(&decided)
                 .map_err(DecisionError::Invalid)?;
             let write = Self::write_of(stream, &scope, decided, read_up_to, revision, process);
-            match self.with_writer(move |c| write::append(c, write)).await? {
+            match self.write_decision(write, process).await? {
                 Outcome::Committed(mut committed) => {
                     committed.context_position = context.position;
                     committed.context_events = context.events;

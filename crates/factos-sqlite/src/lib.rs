@@ -19,10 +19,16 @@
 //! blocking threads (`spawn_blocking`): the async runtime is never blocked.
 //!
 //! Persistent snapshots are kept in `factos_snapshots` (the one folded
-//! furthest per decider, state version and query). Not yet: durable
-//! subscriptions and the outbox (a store that
-//! [cannot record effects](factos::EventStore::can_record_effects) refuses
-//! `dispatch_with_outbox` before doing anything).
+//! furthest per decider, state version and query).
+//!
+//! A decision dispatched with an outbox reactor records its effects in
+//! `factos_outbox` in the writer's transaction that appends its events, so
+//! both commit or neither does; [`Outbox`] workers deliver them. Durable
+//! [`Subscription`]s hand every matching event over in position order, at
+//! least once, or exactly once into the same file ([`ProjectionHandler`]:
+//! the projection's writes and the checkpoint in one transaction).
+//! Subscribers and workers of this process wake up on its commits; those of
+//! other processes on the file poll.
 //!
 //! ```
 //! # tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap().block_on(async {
@@ -40,9 +46,12 @@
 
 mod decide;
 mod error;
+mod open_write;
+mod outbox;
 mod predicate;
 mod rows;
 mod schema;
+mod subscription;
 mod write;
 
 use std::path::{Path, PathBuf};
@@ -58,7 +67,16 @@ use factos::{
 };
 use rusqlite::{Connection, OptionalExtension};
 
+pub use factos::outbox::{FailOutcome, LeasedMessage, MessageHandler, OutboxError, OutboxOptions};
+pub use factos::subscription::{
+    EventHandler, PoisonPolicy, SubscriptionError, SubscriptionOptions,
+};
+pub use outbox::{Outbox, OutboxTopic};
+pub use rusqlite;
 pub use schema::MIGRATIONS;
+pub use subscription::{
+    DEFAULT_SUBSCRIBER_LEASE, ProjectionHandler, SubscriberStatus, Subscription,
+};
 
 use crate::error::sqlite_error;
 
@@ -116,9 +134,14 @@ pub struct SqliteStore {
 struct Inner {
     path: PathBuf,
     options: SqliteOptions,
-    writer: Mutex<Connection>,
+    /// The writer: a tokio mutex, so a decision recording effects can hold
+    /// it (and its open transaction) across the reactor's call.
+    writer: Arc<tokio::sync::Mutex<Connection>>,
     readers: Mutex<Vec<Connection>>,
     retries: AtomicU64,
+    /// Bumped after every commit of events: wakes this process's
+    /// subscribers and outbox workers.
+    commits: tokio::sync::watch::Sender<u64>,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -159,9 +182,10 @@ impl SqliteStore {
             inner: Arc::new(Inner {
                 path,
                 options,
-                writer: Mutex::new(opened),
+                writer: Arc::new(tokio::sync::Mutex::new(opened)),
                 readers: Mutex::new(Vec::new()),
                 retries: AtomicU64::new(0),
+                commits: tokio::sync::watch::Sender::new(0),
             }),
         })
     }
@@ -183,7 +207,7 @@ impl SqliteStore {
     {
         let inner = self.inner.clone();
         blocking(move || {
-            let mut writer = inner.writer.lock().unwrap_or_else(PoisonError::into_inner);
+            let mut writer = inner.writer.blocking_lock();
             f(&mut writer)
         })
         .await
@@ -226,6 +250,16 @@ impl SqliteStore {
 
     fn retried(&self) {
         self.inner.retries.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Wakes this process's subscribers and outbox workers.
+    fn committed(&self) {
+        self.inner.commits.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    /// A receiver that changes after every commit of events in this process.
+    pub(crate) fn commits(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.inner.commits.subscribe()
     }
 }
 
@@ -308,7 +342,10 @@ impl EventStore for SqliteStore {
         self.limits().check(&events).map_err(AppendError::Invalid)?;
         let write = write::Write::plain(stream.clone(), events, condition);
         match self.with_writer(move |c| write::append(c, write)).await? {
-            write::Outcome::Committed(committed) => Ok(committed),
+            write::Outcome::Committed(committed) => {
+                self.committed();
+                Ok(committed)
+            }
             write::Outcome::Failed(failure) => Err(AppendError::ConditionFailed(failure)),
             write::Outcome::IdsStored { new, stored } => {
                 if stored.len() == new.len() && factos::store::is_same_append(stream, &new, &stored)
@@ -360,6 +397,10 @@ impl EventStore for SqliteStore {
             factos::Folded::default(),
         )
         .await
+    }
+
+    fn can_record_effects(&self) -> bool {
+        true
     }
 
     fn internal_retries(&self) -> u64 {

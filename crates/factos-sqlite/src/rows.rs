@@ -7,7 +7,7 @@ use factos::{
     EventType, Metadata, Position, Query, ReadOptions, ReadResult, Revision, StoreError,
     StoredEvent, StreamId, Tags,
 };
-use rusqlite::{Row, Transaction, params_from_iter};
+use rusqlite::{Connection, Row, params_from_iter};
 
 use crate::error::{corrupt, sqlite_error};
 use crate::predicate::predicate;
@@ -100,7 +100,7 @@ pub(crate) fn stored_event(row: &Row<'_>) -> Result<StoredEvent, StoreError> {
 
 /// Runs `sql` with `params` and maps every row.
 pub(crate) fn events(
-    tx: &Transaction<'_>,
+    tx: &Connection,
     sql: &str,
     params: Vec<rusqlite::types::Value>,
 ) -> Result<Vec<StoredEvent>, StoreError> {
@@ -121,7 +121,7 @@ pub(crate) fn events(
 }
 
 /// The highest position, in the transaction's snapshot.
-pub(crate) fn head(tx: &Transaction<'_>) -> Result<Option<Position>, StoreError> {
+pub(crate) fn head(tx: &Connection) -> Result<Option<Position>, StoreError> {
     let max: Option<i64> = tx
         .query_row("SELECT max(position) FROM factos_events", [], |r| r.get(0))
         .map_err(|e| sqlite_error("cannot read the head", &e))?;
@@ -137,7 +137,7 @@ fn texts(values: Vec<String>) -> Vec<rusqlite::types::Value> {
 
 /// A read: the matching events within `options`, and the head.
 pub(crate) fn read(
-    tx: &Transaction<'_>,
+    tx: &Connection,
     query: &Query,
     options: ReadOptions,
 ) -> Result<ReadResult, StoreError> {
@@ -173,7 +173,7 @@ pub(crate) fn read(
 /// The events matching `query` after `after`, and the head: a decision's
 /// context (or what it missed), settled at the head.
 pub(crate) fn after(
-    tx: &Transaction<'_>,
+    tx: &Connection,
     query: &Query,
     after: Option<Position>,
 ) -> Result<(Vec<StoredEvent>, Option<Position>), StoreError> {
@@ -190,7 +190,7 @@ pub(crate) fn after(
 
 /// A stream's events after `after`, in revision order, and the head.
 pub(crate) fn stream_after(
-    tx: &Transaction<'_>,
+    tx: &Connection,
     stream: &StreamId,
     after: Option<Position>,
 ) -> Result<(Vec<StoredEvent>, Option<Position>), StoreError> {
@@ -205,10 +205,7 @@ pub(crate) fn stream_after(
 }
 
 /// A whole stream.
-pub(crate) fn read_stream(
-    tx: &Transaction<'_>,
-    stream: &StreamId,
-) -> Result<StreamEvents, StoreError> {
+pub(crate) fn read_stream(tx: &Connection, stream: &StreamId) -> Result<StreamEvents, StoreError> {
     let (events, _) = stream_after(tx, stream, None)?;
     let revision = events
         .last()
@@ -225,10 +222,7 @@ const IDS_PER_LOOKUP: usize = 500;
 
 /// The events carrying `ids`, in the order of `ids` (missing ones left
 /// out): one indexed `IN` lookup per [`IDS_PER_LOOKUP`] ids.
-pub(crate) fn by_ids(
-    tx: &Transaction<'_>,
-    ids: &[uuid::Uuid],
-) -> Result<Vec<StoredEvent>, StoreError> {
+pub(crate) fn by_ids(tx: &Connection, ids: &[uuid::Uuid]) -> Result<Vec<StoredEvent>, StoreError> {
     let mut by_id = std::collections::HashMap::with_capacity(ids.len());
     for chunk in ids.chunks(IDS_PER_LOOKUP) {
         let marks = vec!["?"; chunk.len()].join(", ");

@@ -9,6 +9,10 @@ use crate::error::sqlite_error;
 pub const MIGRATIONS: &[(u32, &str)] = &[
     (1, include_str!("../sql/migrations/0001_events.sql")),
     (2, include_str!("../sql/migrations/0002_snapshots.sql")),
+    (
+        3,
+        include_str!("../sql/migrations/0003_subscriptions_outbox.sql"),
+    ),
 ];
 
 /// FNV-1a, 64 bits, of a migration's text: a migration edited after it was

@@ -4,11 +4,12 @@
 
 use std::collections::HashMap;
 
+use factos::Effect;
 use factos::{
     AppendCondition, Committed, ConditionFailure, NewEvent, Position, Revision, StoreError,
     StoredEvent, StreamId,
 };
-use rusqlite::{Connection, Transaction, TransactionBehavior, params};
+use rusqlite::{Connection, params};
 
 use crate::error::sqlite_error;
 use crate::predicate::predicate;
@@ -45,7 +46,8 @@ impl Write {
     }
 }
 
-/// How the write ended. Only `Committed` wrote anything.
+/// How the write ended. Only `Committed` wrote anything (or, from
+/// [`append_open`], appended in a transaction still open).
 pub(crate) enum Outcome {
     Committed(Committed),
     Failed(ConditionFailure),
@@ -57,15 +59,82 @@ pub(crate) enum Outcome {
     },
 }
 
+/// Appends in one transaction of its own, committed when it appended.
 pub(crate) fn append(connection: &mut Connection, write: Write) -> Result<Outcome, StoreError> {
-    let tx = connection
-        .transaction_with_behavior(TransactionBehavior::Immediate)
-        .map_err(|e| sqlite_error("cannot begin the append", &e))?;
+    let outcome = append_open(connection, write)?;
+    if matches!(outcome, Outcome::Committed(_)) {
+        commit(connection)?;
+    }
+    Ok(outcome)
+}
+
+/// Appends in the writer's transaction and leaves it open when it appended
+/// (`Committed`: the caller records the effects and commits); rolls back
+/// otherwise.
+pub(crate) fn append_open(connection: &Connection, write: Write) -> Result<Outcome, StoreError> {
+    begin(connection)?;
+    let outcome = appended(connection, write);
+    if !matches!(outcome, Ok(Outcome::Committed(_))) {
+        rollback(connection);
+    }
+    outcome
+}
+
+/// Begins the writer's transaction (`BEGIN IMMEDIATE`: the file's write
+/// lock, waiting up to the busy timeout), first ending one a cancelled
+/// caller left open.
+pub(crate) fn begin(connection: &Connection) -> Result<(), StoreError> {
+    rollback(connection);
+    connection
+        .execute_batch("BEGIN IMMEDIATE")
+        .map_err(|e| sqlite_error("cannot begin the append", &e))
+}
+
+/// Commits the writer's transaction; rolls it back when the commit fails.
+pub(crate) fn commit(connection: &Connection) -> Result<(), StoreError> {
+    connection.execute_batch("COMMIT").map_err(|e| {
+        rollback(connection);
+        sqlite_error("cannot commit the append", &e)
+    })
+}
+
+/// Rolls back the open transaction, if any (nothing to report: SQLite
+/// ends a transaction it cannot roll back itself).
+pub(crate) fn rollback(connection: &Connection) {
+    if !connection.is_autocommit() {
+        let _ = connection.execute_batch("ROLLBACK");
+    }
+}
+
+/// Records `effects` in the open transaction (the outbox).
+pub(crate) fn record_effects(
+    connection: &Connection,
+    effects: &[Effect],
+) -> Result<(), StoreError> {
+    let now = micros_now();
+    let mut insert = connection
+        .prepare_cached(include_str!("../sql/statements/outbox_record.sql"))
+        .map_err(|e| sqlite_error("cannot prepare the outbox insert", &e))?;
+    for effect in effects {
+        insert
+            .execute(params![
+                sql_position(effect.cause),
+                effect.message.topic.as_str(),
+                effect.message.payload,
+                now,
+            ])
+            .map_err(|e| sqlite_error("cannot record an effect", &e))?;
+    }
+    Ok(())
+}
+
+/// The write's statements, in the open transaction.
+fn appended(tx: &Connection, write: Write) -> Result<Outcome, StoreError> {
     // Ids first: an exact retry of a conditional append whose first attempt
     // committed is a replay, though its own events now fail the condition.
     if !write.events.is_empty() {
         let ids: Vec<uuid::Uuid> = write.events.iter().map(|e| e.id).collect();
-        let stored = rows::by_ids(&tx, &ids)?;
+        let stored = rows::by_ids(tx, &ids)?;
         if !stored.is_empty() {
             return Ok(Outcome::IdsStored {
                 new: write.events,
@@ -73,17 +142,14 @@ pub(crate) fn append(connection: &mut Connection, write: Write) -> Result<Outcom
             });
         }
     }
-    if let Some(failure) = failed_condition(&tx, &write)? {
+    if let Some(failure) = failed_condition(tx, &write)? {
         return Ok(Outcome::Failed(failure));
     }
-    let committed = insert(&tx, write)?;
-    tx.commit()
-        .map_err(|e| sqlite_error("cannot commit the append", &e))?;
-    Ok(Outcome::Committed(committed))
+    Ok(Outcome::Committed(insert(tx, write)?))
 }
 
 fn failed_condition(
-    tx: &Transaction<'_>,
+    tx: &Connection,
     write: &Write,
 ) -> Result<Option<ConditionFailure>, StoreError> {
     if let AppendCondition::FailIfEventsMatch { query, after } = &write.condition {
@@ -120,7 +186,7 @@ fn failed_condition(
 }
 
 /// A stream's revision in the transaction.
-pub(crate) fn revision(tx: &Transaction<'_>, stream: &StreamId) -> Result<Revision, StoreError> {
+pub(crate) fn revision(tx: &Connection, stream: &StreamId) -> Result<Revision, StoreError> {
     let max: Option<i64> = tx
         .query_row(
             "SELECT max(revision) FROM factos_events WHERE stream = ?1",
@@ -134,7 +200,7 @@ pub(crate) fn revision(tx: &Transaction<'_>, stream: &StreamId) -> Result<Revisi
     })
 }
 
-fn insert(tx: &Transaction<'_>, write: Write) -> Result<Committed, StoreError> {
+fn insert(tx: &Connection, write: Write) -> Result<Committed, StoreError> {
     let Write {
         stream,
         events,

@@ -2,6 +2,11 @@
 //! dispatches under load and is killed with SIGKILL, five times. After each
 //! kill the file opens, every dispatch the child acknowledged is in it with
 //! both of its events (nothing partial), and `verify` finds no fault.
+//!
+//! And exactly-once projections: a child process running a projection is
+//! killed mid-run, four times; after each kill the projection holds every
+//! event up to the checkpoint once and nothing past it, and the next child
+//! takes the subscriber over once the dead one's lease ran out.
 
 #![allow(clippy::unwrap_used, clippy::panic)]
 
@@ -12,10 +17,13 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use factos::{Decider, EventStore, Query, ReadOptions, StreamId, Tag};
-use factos_sqlite::{SqliteOptions, SqliteStore};
+use factos_sqlite::{
+    ProjectionHandler, SqliteOptions, SqliteStore, Subscription, SubscriptionOptions, rusqlite,
+};
 use factos_testkit::model::{KitCodec, KitEvent};
 
 const FILE: &str = "FACTOS_SQLITE_CRASH_FILE";
+const PROJECTION_FILE: &str = "FACTOS_SQLITE_CRASH_PROJECTION_FILE";
 const ACKS: &str = "FACTOS_SQLITE_CRASH_ACKS";
 
 /// Appends two events per command, whatever the context.
@@ -160,4 +168,156 @@ async fn acknowledged_dispatches_survive_sigkill() {
         );
     }
     println!("{acknowledged} acknowledged dispatches over 5 kills");
+}
+
+/// Writes each event's position into `projected` (no key: a duplicate
+/// would show), pausing inside each batch's transaction so kills land
+/// there too.
+struct Positions;
+
+impl ProjectionHandler for Positions {
+    type Error = rusqlite::Error;
+    fn apply(
+        &mut self,
+        tx: &rusqlite::Transaction<'_>,
+        events: &[factos::StoredEvent],
+    ) -> Result<(), rusqlite::Error> {
+        for event in events {
+            tx.execute(
+                "INSERT INTO projected (position) VALUES (?1)",
+                [i64::try_from(event.position.get()).unwrap()],
+            )?;
+        }
+        std::thread::sleep(Duration::from_millis(3));
+        Ok(())
+    }
+}
+
+fn projection(store: &SqliteStore) -> Subscription {
+    Subscription::new(store, "positions", Query::all())
+        .unwrap()
+        .with_options(
+            SubscriptionOptions::default()
+                .batch_size(25)
+                .poll_interval(Duration::from_millis(20)),
+        )
+        .unwrap()
+        .with_lease(Duration::from_millis(200))
+        .unwrap()
+}
+
+/// The child: runs the projection until the parent kills it. Runs only
+/// when the parent sets the environment; otherwise it passes at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crash_child_projection() {
+    let Ok(file) = std::env::var(PROJECTION_FILE) else {
+        return;
+    };
+    let store = SqliteStore::open(&file, SqliteOptions::default())
+        .await
+        .unwrap();
+    projection(&store)
+        .run_projection(Positions, std::future::pending())
+        .await
+        .unwrap();
+}
+
+/// (rows, distinct positions, highest position) of the projection.
+fn projected(file: &std::path::Path) -> (i64, i64, i64) {
+    let c = rusqlite::Connection::open(file).unwrap();
+    c.query_row(
+        "SELECT count(*), count(DISTINCT position), coalesce(max(position), 0) FROM projected",
+        [],
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+    )
+    .unwrap()
+}
+
+async fn append_many(store: &SqliteStore, n: usize) {
+    for chunk in 0..n / 50 {
+        let events = (0..50)
+            .map(|i| {
+                factos::NewEvent::new(
+                    factos::EventType::new("Happened").unwrap(),
+                    format!("{chunk}-{i}").into_bytes(),
+                )
+            })
+            .collect();
+        store
+            .append(
+                &StreamId::new("load").unwrap(),
+                events,
+                factos::AppendCondition::None,
+            )
+            .await
+            .unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_projection_killed_mid_run_applies_every_event_exactly_once() {
+    if std::env::var(FILE).is_ok() || std::env::var(PROJECTION_FILE).is_ok() {
+        return;
+    }
+    let dir = common::Dir::new();
+    let file = dir.file();
+    let store = SqliteStore::open(&file, SqliteOptions::default())
+        .await
+        .unwrap();
+    rusqlite::Connection::open(&file)
+        .unwrap()
+        .execute_batch("CREATE TABLE projected (position INTEGER NOT NULL)")
+        .unwrap();
+    let subscription = projection(&store);
+    let mut checkpoints = Vec::new();
+    for round in 0..4u64 {
+        append_many(&store, 1500).await;
+        let mut child = Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "crash_child_projection",
+                "--nocapture",
+                "--test-threads",
+                "1",
+            ])
+            .env(PROJECTION_FILE, &file)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(400 + 100 * round)).await;
+        child.kill().unwrap();
+        child.wait().unwrap();
+        let checkpoint = subscription
+            .checkpoint()
+            .await
+            .unwrap()
+            .map_or(0, |p| i64::try_from(p.get()).unwrap());
+        let (rows, distinct, highest) = projected(&file);
+        // Every event is projected up to the checkpoint (they all match),
+        // once, and nothing past it: a killed batch left nothing.
+        assert_eq!(
+            (rows, distinct, highest),
+            (checkpoint, checkpoint, checkpoint),
+            "round {round}"
+        );
+        checkpoints.push(checkpoint);
+    }
+    assert!(
+        checkpoints.windows(2).all(|w| w[0] < w[1]),
+        "a child made no progress (it must take over from the dead one): {checkpoints:?}"
+    );
+    // The last child's lease runs out; this process finishes the work.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    subscription.catch_up_projection(Positions).await.unwrap();
+    let head = store
+        .read(&Query::all(), ReadOptions::default().backwards().limit(1))
+        .await
+        .unwrap()
+        .events[0]
+        .position
+        .get();
+    let head = i64::try_from(head).unwrap();
+    assert_eq!(projected(&file), (head, head, head));
+    println!("checkpoints at the kills: {checkpoints:?}, head {head}");
 }

@@ -71,6 +71,7 @@ use concurrency::{
     unique_streams_keep_the_query_boundary,
 };
 use dispatch::{
+    a_reactor_failing_after_the_append_writes_nothing,
     a_reactor_panicking_in_reacts_to_writes_nothing, codec_sees_only_matching_rows,
     dispatch_decode_error_on_matching_row, dispatch_encode_error_writes_nothing,
     dispatch_panic_is_caught, dispatch_with_query_domain_error_writes_nothing,
@@ -168,6 +169,7 @@ pub(crate) fn all<S: EventStore + Clone + 'static>() -> Vec<Case<S>> {
         codec_sees_only_matching_rows,
         dispatch_panic_is_caught,
         a_reactor_panicking_in_reacts_to_writes_nothing,
+        a_reactor_failing_after_the_append_writes_nothing,
         dispatch_encode_error_writes_nothing,
         read_context_folds_matching_events,
         composed_states_fold_only_their_own_events,

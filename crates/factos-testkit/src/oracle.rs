@@ -19,9 +19,9 @@ use std::time::{Duration, Instant};
 
 use factos::store::{DecisionError, DecisionProcess};
 use factos::{
-    Codec, ConditionFailure, Decider, DecodeError, Dispatcher, EncodeError, EventStore, EventType,
-    NewEvent, Position, Query, QueryItem, ReadOptions, StoreErrorKind, StoredEvent, StreamId, Tags,
-    dispatch_with_query,
+    AppendCondition, Codec, ConditionFailure, Decider, DecodeError, Dispatcher, EncodeError,
+    EventStore, EventType, NewEvent, Position, Query, QueryItem, ReadOptions, StoreErrorKind,
+    StoredEvent, StreamId, Tags, dispatch_with_query,
 };
 use serde::{Deserialize, Serialize};
 use tokio::sync::Barrier;
@@ -75,6 +75,9 @@ pub struct OracleReport {
     /// Committed decisions dispatched with an outbox reactor
     /// ([`cached_decisions`], on stores that record effects).
     pub outbox_decisions: usize,
+    /// Events of [`foreign_writes`] that committed decisions read (checked
+    /// like the others: a decision that missed one is a violation).
+    pub foreign_events_read: usize,
 }
 
 impl std::fmt::Display for OracleReport {
@@ -241,6 +244,10 @@ pub struct Mark {
     event_type: String,
     #[serde(default)]
     tags: Vec<String>,
+    /// Written by [`foreign_writes`] (another process, say): no decision of
+    /// this run, but decisions must see it like any other event.
+    #[serde(default)]
+    foreign: bool,
 }
 
 /// A decision that remembers what it was fed and writes it down.
@@ -272,6 +279,7 @@ impl DecisionProcess for Recording {
                     seen_ids: None,
                     event_type: String::new(),
                     tags: Vec::new(),
+                    foreign: false,
                 };
                 let data = serde_json::to_vec(&mark).map_err(|e| e.to_string())?;
                 Ok(NewEvent::new(event_type.clone(), data).with_tags(tags.clone()))
@@ -483,7 +491,7 @@ where
     let (mut report, decisions) = gather(tasks, &counters).await;
     report.store_retries = retries_of(stores) - retries_before;
     match first.read(&Query::all(), ReadOptions::default()).await {
-        Ok(log) => replay(&log.events, &decisions, &mut report.violations),
+        Ok(log) => replay(&log.events, &decisions, &mut report),
         Err(e) => report.violations.push(format!("cannot read the log: {e}")),
     }
     report.elapsed = started.elapsed();
@@ -493,16 +501,21 @@ where
 /// Checks the log against the committed decisions: ownership, completeness,
 /// what each decision read, and stream revisions, in one readable pass.
 #[allow(clippy::too_many_lines)]
-fn replay(log: &[StoredEvent], decisions: &HashMap<u64, Decided>, violations: &mut Vec<String>) {
+fn replay(log: &[StoredEvent], decisions: &HashMap<u64, Decided>, report: &mut OracleReport) {
+    let violations = &mut report.violations;
     if log.windows(2).any(|w| w[0].position >= w[1].position) {
         violations.push("positions are not strictly increasing".to_string());
     }
     let mut found: HashMap<u64, Vec<(usize, Position)>> = HashMap::new();
     let mut firsts: Vec<(u64, usize, Position, Vec<u64>)> = Vec::new();
     let mut by_id: HashMap<(u64, usize), u64> = HashMap::new();
+    let mut foreign: std::collections::HashSet<u64> = std::collections::HashSet::new();
     for event in log {
         if let Ok(mark) = serde_json::from_slice::<Mark>(&event.data) {
             by_id.insert((mark.decision, mark.index), event.position.get());
+            if mark.foreign {
+                foreign.insert(event.position.get());
+            }
         }
     }
     for event in log {
@@ -516,6 +529,9 @@ fn replay(log: &[StoredEvent], decisions: &HashMap<u64, Decided>, violations: &m
                 continue;
             }
         };
+        if mark.foreign {
+            continue;
+        }
         if !decisions.contains_key(&mark.decision) {
             violations.push(format!(
                 "event at {} belongs to decision {} that did not commit",
@@ -566,7 +582,9 @@ fn replay(log: &[StoredEvent], decisions: &HashMap<u64, Decided>, violations: &m
             by_epoch.entry(mark.epoch).or_default().push(event);
         }
     }
+    let mut foreign_read = 0;
     for (decision, epoch, first, seen) in firsts {
+        foreign_read += seen.iter().filter(|p| foreign.contains(p)).count();
         let Some(Decided {
             query, condition, ..
         }) = decisions.get(&decision)
@@ -621,6 +639,63 @@ fn replay(log: &[StoredEvent], decisions: &HashMap<u64, Decided>, violations: &m
             ));
         }
     }
+    report.foreign_events_read = foreign_read;
+}
+
+/// Decision ids of [`foreign_writes`] start here (a run's own are
+/// `writer << 32 | n`, far below).
+const FOREIGN_DECISIONS: u64 = 1 << 62;
+
+/// Appends `appends` batches of one or two events in the oracle's
+/// vocabulary of random epochs below `epochs`, without a condition, on a
+/// stream of their own, marked foreign: what another process writing to
+/// the store looks like to a concurrent [`random_decisions`] run, whose
+/// replay then requires its decisions to have seen them like any other
+/// matching event ([`OracleReport::foreign_events_read`]).
+///
+/// # Errors
+///
+/// The first append that failed.
+pub async fn foreign_writes<S: EventStore>(
+    store: &S,
+    appends: usize,
+    epochs: usize,
+    seed: u64,
+) -> Result<usize, String> {
+    let mut rng = Rng::new(seed);
+    let stream = StreamId::new("foreign").map_err(|e| e.to_string())?;
+    let mut written = 0;
+    for n in 0..appends {
+        let epoch = rng.below(epochs.max(1));
+        let mut events = random_events(&mut rng, epoch)?;
+        if events.is_empty() {
+            events = random_events(&mut rng, epoch)?;
+        }
+        let batch = events
+            .into_iter()
+            .enumerate()
+            .map(|(index, (event_type, tags))| {
+                let mark = Mark {
+                    decision: FOREIGN_DECISIONS + n as u64,
+                    epoch,
+                    index,
+                    seen: None,
+                    seen_ids: None,
+                    event_type: String::new(),
+                    tags: Vec::new(),
+                    foreign: true,
+                };
+                let data = serde_json::to_vec(&mark).map_err(|e| e.to_string())?;
+                Ok(NewEvent::new(event_type, data).with_tags(tags))
+            })
+            .collect::<Result<Vec<_>, String>>()?;
+        written += batch.len();
+        store
+            .append(&stream, batch, AppendCondition::None)
+            .await
+            .map_err(|e| format!("foreign append {n}: {e}"))?;
+    }
+    Ok(written)
 }
 
 /// Checks what a decision says it read against the log, where it can: the
@@ -1010,6 +1085,7 @@ impl Decider for Witness {
                 seen_ids: (index == 0).then(|| seen.clone()),
                 event_type: event_type.clone(),
                 tags: tags.clone(),
+                foreign: false,
             })
             .collect())
     }
@@ -1162,7 +1238,7 @@ where
         .read(&Query::all(), ReadOptions::default())
         .await
     {
-        Ok(log) => replay(&log.events, &decisions, &mut report.violations),
+        Ok(log) => replay(&log.events, &decisions, &mut report),
         Err(e) => report.violations.push(format!("cannot read the log: {e}")),
     }
     report.elapsed = started.elapsed();

@@ -83,7 +83,7 @@ pub struct MachineReport {
 }
 
 /// What the model's decider is told.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum MachineCommand {
     /// Append these events (none: the "already done" answer).
     Append(Vec<KitEvent>),
@@ -93,13 +93,17 @@ pub enum MachineCommand {
     Panic,
 }
 
+/// A command the model's decider was given, and the state it decided on.
+type Decision = (MachineCommand, Vec<String>);
+
 /// The model's decider: its state is the bodies of the events folded, in
 /// order, and every `decide` writes down the state it decided on.
 #[derive(Debug, Clone, Default)]
 pub struct Recorder {
     decided_on: Arc<Mutex<Option<Vec<String>>>>,
-    /// Every state decided on since the last [`Recorder::take_history`].
-    history: Arc<Mutex<Vec<Vec<String>>>>,
+    /// Every command decided, with the state it was decided on, since the
+    /// last [`Recorder::take_history`].
+    history: Arc<Mutex<Vec<Decision>>>,
 }
 
 impl Recorder {
@@ -110,7 +114,7 @@ impl Recorder {
             .take()
     }
 
-    fn take_history(&self) -> Vec<Vec<String>> {
+    fn take_history(&self) -> Vec<Decision> {
         std::mem::take(&mut *self.history.lock().unwrap_or_else(PoisonError::into_inner))
     }
 }
@@ -137,7 +141,7 @@ impl Decider for Recorder {
         self.history
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .push(seen.clone());
+            .push((command.clone(), seen.clone()));
         match command {
             MachineCommand::Append(events) => Ok(events.clone()),
             MachineCommand::Refuse => Err("refused".to_string()),
@@ -697,15 +701,8 @@ async fn combined_step<S: EventStore>(
     let (outcomes, ()) = futures_util::future::join(in_flight, release).await;
     let _ = recorder.take();
     expect_decisions(&commands, gate.decisions() - decisions_before)?;
-    let fresh = commands
-        .iter()
-        .filter(|c| !matches!(c.via, Via::Retry(_)))
-        .count();
     let history = recorder.take_history();
-    let decided = history
-        .get(history.len().saturating_sub(fresh)..)
-        .unwrap_or_default();
-    let mut decided = decided.iter();
+    let mut decided = last_decisions(&commands, &history).into_iter();
     let mut state = step.expected_state.clone();
     let mut expected_log: Vec<String> = Vec::new();
     for (n, (c, outcome)) in commands.iter().zip(&outcomes).enumerate() {
@@ -732,7 +729,7 @@ async fn combined_step<S: EventStore>(
                 mailed.extend(mail_of(dispatch));
             }
         }
-        let decided_on = decided.next();
+        let decided_on = decided.next().flatten();
         if decided_on != Some(&state) {
             return Err(format!(
                 "command {n} of {:?} decided on {decided_on:?}, sequentially it is {state:?}",
@@ -779,6 +776,33 @@ async fn combined_step<S: EventStore>(
     }
     report.combined += 1;
     Ok(())
+}
+
+/// The state each fresh (not retried) command of a combined step was last
+/// decided on, in command order: matched from the newest decision back,
+/// each command to the newest decision of its command before the later
+/// commands' ones. A store may decide a command more than once in one
+/// dispatch (on a cached state first, then on a fresh read when the
+/// context moved or the cached decision refused); only the last counts.
+fn last_decisions<'h>(
+    commands: &[Combined],
+    history: &'h [Decision],
+) -> Vec<Option<&'h Vec<String>>> {
+    let mut end = history.len();
+    let mut found: Vec<Option<&Vec<String>>> = commands
+        .iter()
+        .rev()
+        .filter(|c| !matches!(c.via, Via::Retry(_)))
+        .map(|c| {
+            let at = history[..end]
+                .iter()
+                .rposition(|(command, _)| command == &c.command)?;
+            end = at;
+            Some(&history[at].1)
+        })
+        .collect();
+    found.reverse();
+    found
 }
 
 /// The commands of a combined step: random kinds and streams, some keyed,

@@ -74,6 +74,7 @@ mod query;
 pub mod snapshot;
 pub mod states;
 pub mod store;
+pub mod subscription;
 pub mod upcast;
 
 #[cfg(feature = "json")]

@@ -1,22 +1,7 @@
 //! A leased message, as the lease statement returns it (columns by name).
 
+use factos::outbox::LeasedMessage;
 use factos::{Position, StoreError};
-
-/// A message leased to this worker.
-#[derive(Debug, Clone)]
-pub struct LeasedMessage {
-    /// The message's id (stable across attempts: an idempotency key).
-    pub id: i64,
-    /// Position of the event that caused it.
-    pub cause: Position,
-    /// Its payload.
-    pub payload: Vec<u8>,
-    /// This attempt's number, from 1.
-    pub attempt: u32,
-    /// The previous attempt's error, if any.
-    pub last_error: Option<String>,
-    pub(super) token: uuid::Uuid,
-}
 
 /// What one lease statement did.
 pub(super) struct Batch {
@@ -36,15 +21,15 @@ pub(super) fn leased_message(
 ) -> Result<LeasedMessage, StoreError> {
     let cause: i64 = row.try_get("event_position").map_err(unexpected_row)?;
     let attempt: i32 = row.try_get("attempts").map_err(unexpected_row)?;
-    Ok(LeasedMessage {
-        id: row.try_get("id").map_err(unexpected_row)?,
-        cause: u64::try_from(cause)
+    Ok(LeasedMessage::new(
+        row.try_get("id").map_err(unexpected_row)?,
+        u64::try_from(cause)
             .ok()
             .and_then(Position::new)
             .ok_or_else(|| crate::error::corrupt("an outbox message without a cause"))?,
-        payload: row.try_get("payload").map_err(unexpected_row)?,
-        attempt: u32::try_from(attempt).unwrap_or(0),
-        last_error: row.try_get("last_error").map_err(unexpected_row)?,
+        row.try_get("payload").map_err(unexpected_row)?,
+        u32::try_from(attempt).unwrap_or(0),
+        row.try_get("last_error").map_err(unexpected_row)?,
         token,
-    })
+    ))
 }

@@ -1,23 +1,9 @@
-//! What an application gives a subscription: a handler of batches, at least
-//! once, or a projection applied in the checkpoint's transaction, exactly once.
+//! What an application gives a PostgreSQL subscription for exactly once: a
+//! projection applied in the checkpoint's transaction.
 
 use std::future::Future;
 
 use factos::StoredEvent;
-
-/// Handles batches of events, at least once: a batch whose checkpoint did
-/// not commit (a crash, a lost connection) is handed over again, so the
-/// handler should be idempotent. For writes to the same database, use a
-/// [`ProjectionHandler`] instead: exactly once.
-pub trait EventHandler: Send {
-    /// The handler's error: any error type, a `String`, or a boxed error.
-    type Error: Into<Box<dyn std::error::Error + Send + Sync>> + Send;
-    /// Handles events in position order. An error retries the batch.
-    fn handle(
-        &mut self,
-        events: &[StoredEvent],
-    ) -> impl Future<Output = Result<(), Self::Error>> + Send;
-}
 
 /// Applies batches of events to tables of the same database, exactly once:
 /// the handler's writes and the checkpoint commit in one transaction.

@@ -7,6 +7,7 @@
 
 use std::time::SystemTime;
 
+pub use factos::subscription::PoisonPolicy;
 use factos::{Position, StoreError, StoredEvent};
 
 use crate::error::{Phase, corrupt, db_error};
@@ -15,23 +16,6 @@ use crate::store::PostgresStore;
 /// Longest error text a parked event keeps, in bytes (longer ones are cut
 /// at a character boundary).
 pub const MAX_PARKED_ERROR_BYTES: usize = 4096;
-
-/// What a subscription does with an event its handler failed on
-/// [`handler_attempts`](crate::SubscriptionOptions::handler_attempts) times.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum PoisonPolicy {
-    /// The subscription stops with [`SubscriptionError::Handler`](crate::SubscriptionError::Handler);
-    /// the checkpoint stays before the batch (the default).
-    #[default]
-    Stop,
-    /// The failing batch is handed over again one event at a time, so the
-    /// events before the poison one are handled; the poison event is parked
-    /// (recorded with its error, the checkpoint moved past it in one
-    /// transaction) and the subscription goes on. An exactly-once
-    /// projection never commits the parked event's writes.
-    Park,
-}
 
 /// An event a subscriber parked.
 #[derive(Debug, Clone, PartialEq, Eq)]

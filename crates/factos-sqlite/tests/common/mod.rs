@@ -39,3 +39,27 @@ impl Drop for Dir {
         let _ = std::fs::remove_dir_all(&self.0);
     }
 }
+
+/// The effects recorded in the file's outbox, as the model-based test
+/// compares them: (cause, payload), in insertion order. Read on a blocking
+/// thread through a connection of its own.
+pub(crate) async fn recorded_effects(
+    file: PathBuf,
+) -> Result<factos_testkit::RecordedEffects, String> {
+    tokio::task::spawn_blocking(move || {
+        let c = rusqlite::Connection::open(file).map_err(|e| e.to_string())?;
+        let mut statement = c
+            .prepare("SELECT event_position, payload FROM factos_outbox ORDER BY id")
+            .map_err(|e| e.to_string())?;
+        let rows = statement
+            .query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?)))
+            .map_err(|e| e.to_string())?;
+        rows.map(|row| {
+            let (cause, payload) = row.map_err(|e| e.to_string())?;
+            Ok((u64::try_from(cause).map_err(|e| e.to_string())?, payload))
+        })
+        .collect()
+    })
+    .await
+    .map_err(|e| e.to_string())?
+}

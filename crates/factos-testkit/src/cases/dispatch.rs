@@ -591,6 +591,104 @@ pub(super) async fn idempotent_racers_append_once<S: EventStore + Clone + 'stati
     Ok(())
 }
 
+/// An outbox reactor that fails after the append, while the effects of
+/// the appended events are asked for (a panic in `react`, or more effects
+/// than one dispatch may record), fails the dispatch and writes nothing:
+/// the events and their effects commit together or not at all. Through the
+/// free function, a warm dispatcher's cache, and a combining dispatcher.
+/// On stores that cannot record effects the case only checks the refusal.
+pub(super) async fn a_reactor_failing_after_the_append_writes_nothing<
+    S: EventStore + Clone + 'static,
+>(
+    store: S,
+) -> CaseResult {
+    let q = query(&["A"], &["fails:1"])?;
+    let command = vec![KitEvent::new("A", &["fails:1"])];
+    let topic = factos::Topic::new("fails").map_err(|e| e.to_string())?;
+    let panicking = {
+        let topic = topic.clone();
+        factos::reactor_fn(move |_: &factos::Recorded<KitEvent>| {
+            // Always panics (the topic is "fails"); written as an
+            // assertion so the closure still has a type.
+            assert_ne!(topic.as_str(), "fails", "react panics");
+            Vec::new()
+        })
+    };
+    let too_many = factos::reactor_fn(move |_: &factos::Recorded<KitEvent>| {
+        vec![
+            factos::OutboxMessage::new(topic.clone(), Vec::new());
+            factos::outbox::MAX_EFFECTS_PER_DISPATCH + 1
+        ]
+    });
+    reactor_failing_after_the_append(&store, &q, &command, "a panic", panicking).await?;
+    reactor_failing_after_the_append(&store, &q, &command, "too many effects", too_many).await
+}
+
+/// One reactor of [`a_reactor_failing_after_the_append_writes_nothing`].
+async fn reactor_failing_after_the_append<S, R>(
+    store: &S,
+    q: &Query,
+    command: &Vec<KitEvent>,
+    name: &str,
+    reactor: R,
+) -> CaseResult
+where
+    S: EventStore + Clone + 'static,
+    R: factos::Reactor<Event = KitEvent, Effect = factos::OutboxMessage>
+        + Clone
+        + Send
+        + Sync
+        + 'static,
+{
+    let decider = Bounded { limit: 10 };
+    let codec = KitCodec::default();
+    let free =
+        factos::dispatch_with_outbox(store, &stream("p"), q, &decider, &codec, command, &reactor)
+            .await;
+    if !store.can_record_effects() {
+        ensure!(
+            free.is_err(),
+            "a store without effects accepted an outbox dispatch"
+        );
+        return Ok(());
+    }
+    ensure!(
+        matches!(
+            free,
+            Err(DispatchError::Panicked { .. } | DispatchError::Encode(_))
+        ),
+        "{name}, the free function: {free:?}"
+    );
+    for combining in [None, Some(4)] {
+        let dispatcher = factos::Dispatcher::new(store.clone(), decider, codec.clone());
+        let dispatcher = match combining {
+            Some(commands) => dispatcher.with_combining(commands),
+            None => dispatcher,
+        };
+        // Warm the cache with a decision that appends nothing.
+        dispatcher
+            .dispatch_with_query(&stream("p"), q, &Vec::new())
+            .await
+            .map_err(|e| format!("warming: {e:?}"))?;
+        let outcome = dispatcher
+            .dispatch_with_outbox(&stream("p"), q, command, &reactor)
+            .await;
+        ensure!(
+            matches!(
+                outcome,
+                Err(DispatchError::Panicked { .. } | DispatchError::Encode(_))
+            ),
+            "{name}, a dispatcher (combining {combining:?}): {outcome:?}"
+        );
+    }
+    ensure_eq!(
+        count(store).await?,
+        0,
+        "events after a reactor failing in react"
+    );
+    Ok(())
+}
+
 /// An outbox reactor that panics deciding whether it reacts to a decided
 /// event (`Reactor::reacts_to`) fails the dispatch as a caught panic and
 /// writes nothing: through the free function, a warm dispatcher's cache,

@@ -11,12 +11,12 @@ use super::LeasedMessage;
 pub enum FailOutcome {
     /// It will be handed out again after this pause.
     RetryIn(Duration),
-    /// It reached [`OutboxOptions::max_attempts`](crate::OutboxOptions::max_attempts) and is parked.
+    /// It reached [`OutboxOptions::max_attempts`](super::OutboxOptions::max_attempts) and is parked.
     Parked,
 }
 
 /// Delivers one outbox message; an error fails the attempt (retried with
-/// backoff, parked after [`OutboxOptions::max_attempts`](crate::OutboxOptions::max_attempts)).
+/// backoff, parked after [`OutboxOptions::max_attempts`](super::OutboxOptions::max_attempts)).
 pub trait MessageHandler: Send {
     /// The handler's error (its text is kept with the message).
     type Error: std::fmt::Display + Send;

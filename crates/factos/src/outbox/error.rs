@@ -1,6 +1,6 @@
 //! Why an outbox operation failed.
 
-use factos::StoreError;
+use crate::StoreError;
 
 /// Why an outbox operation failed.
 #[derive(Debug)]

@@ -13,7 +13,7 @@ pub const MAX_NAME_BYTES: usize = 128;
 ///
 /// ```
 /// use std::time::Duration;
-/// use factos_postgres::SubscriptionOptions;
+/// use factos::subscription::SubscriptionOptions;
 /// let options = SubscriptionOptions::default()
 ///     .batch_size(100)
 ///     .poll_interval(Duration::from_millis(250));
@@ -30,7 +30,7 @@ pub struct SubscriptionOptions {
     /// (default 1 s).
     pub poll_interval: Duration,
     /// How many times one batch is tried before the subscription stops with
-    /// [`SubscriptionError::Handler`](crate::SubscriptionError::Handler) or,
+    /// [`SubscriptionError::Handler`] or,
     /// under [`PoisonPolicy::Park`], narrows down to the poison event (default 5).
     pub handler_attempts: u32,
     /// The pause after a batch's first failure; it doubles with every
@@ -89,7 +89,13 @@ impl SubscriptionOptions {
         self
     }
 
-    pub(super) fn check(&self) -> Result<(), SubscriptionError> {
+    /// Checks every option is in range (subscriptions call it before they
+    /// start).
+    ///
+    /// # Errors
+    ///
+    /// [`SubscriptionError::InvalidOptions`], saying which option.
+    pub fn check(&self) -> Result<(), SubscriptionError> {
         if !(1..=MAX_BATCH_SIZE).contains(&self.batch_size) {
             return Err(SubscriptionError::InvalidOptions(format!(
                 "batch size {} is outside 1..={MAX_BATCH_SIZE}",
@@ -110,7 +116,8 @@ impl SubscriptionOptions {
     }
 
     /// The pause before attempt `attempt + 1` of a batch.
-    pub(super) fn delay(&self, attempt: u32) -> Duration {
+    #[must_use]
+    pub fn delay(&self, attempt: u32) -> Duration {
         let factor = 1u32 << attempt.saturating_sub(1).min(16);
         self.retry_delay
             .saturating_mul(factor)

@@ -7,19 +7,20 @@ use super::OutboxError;
 /// Largest [`OutboxOptions::batch_size`].
 pub const MAX_OUTBOX_BATCH: usize = 1000;
 /// Longest lease and longest pause between attempts (100 years): `now()`
-/// plus more than this may not fit a PostgreSQL timestamp, so
-/// [`Outbox::with_options`](crate::Outbox::with_options) refuses options that would need it.
+/// plus more than this may not fit a database's timestamp, so
+/// [`OutboxOptions::check`] refuses options that would need it.
 pub const MAX_OUTBOX_DELAY: Duration = Duration::from_secs(100 * 365 * 24 * 60 * 60);
 /// How often the pause between attempts doubles at most.
 const MAX_DOUBLINGS: u32 = 20;
 /// Longest error text kept with a failed message, in bytes (longer texts are cut).
 pub const MAX_ERROR_BYTES: usize = 4096;
 
-/// How an [`Outbox`](crate::Outbox) worker leases and retries.
+/// How a store's outbox worker (`factos_postgres::Outbox`,
+/// `factos_sqlite::Outbox`) leases and retries.
 ///
 /// ```
 /// use std::time::Duration;
-/// use factos_postgres::OutboxOptions;
+/// use factos::outbox::OutboxOptions;
 /// let options = OutboxOptions::default().max_attempts(3).lease(Duration::from_secs(10));
 /// assert_eq!(options.max_attempts, 3);
 /// ```
@@ -42,7 +43,7 @@ pub struct OutboxOptions {
     /// the options allow (`retry_delay` doubled 20 times, capped by this)
     /// must be at most [`MAX_OUTBOX_DELAY`].
     pub max_retry_delay: Duration,
-    /// How often an idle [`Outbox::run`](crate::Outbox::run) looks for due messages when no
+    /// How often an idle worker's `run` looks for due messages when no
     /// commit of this process woke it (default 1 s).
     pub poll_interval: Duration,
 }
@@ -103,7 +104,12 @@ impl OutboxOptions {
         self
     }
 
-    pub(super) fn check(&self) -> Result<(), OutboxError> {
+    /// Checks every option is in range (workers call it before they start).
+    ///
+    /// # Errors
+    ///
+    /// [`OutboxError::InvalidOptions`], saying which option and its range.
+    pub fn check(&self) -> Result<(), OutboxError> {
         let invalid = |reason: &str| Err(OutboxError::InvalidOptions(reason.to_string()));
         if !(1..=MAX_OUTBOX_BATCH).contains(&self.batch_size) {
             return invalid("the batch size must be 1 to 1000");
@@ -128,7 +134,8 @@ impl OutboxOptions {
 
     /// The pause after failed attempt `attempt` (1-based); it stops growing
     /// after attempt 21, so `delay(u32::MAX)` is the longest.
-    pub(super) fn delay(&self, attempt: u32) -> Duration {
+    #[must_use]
+    pub fn delay(&self, attempt: u32) -> Duration {
         let factor = 1u32 << attempt.saturating_sub(1).min(MAX_DOUBLINGS);
         self.retry_delay
             .saturating_mul(factor)

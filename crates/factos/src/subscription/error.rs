@@ -1,6 +1,6 @@
 //! Why a subscription stopped or could not start.
 
-use factos::{Position, StoreError};
+use crate::{Position, StoreError};
 
 /// Why a subscription stopped or could not start.
 #[derive(Debug)]
@@ -10,12 +10,12 @@ pub enum SubscriptionError {
     InvalidName(String),
     /// An option is out of range.
     InvalidOptions(String),
-    /// Another instance holds the subscriber (from [`Subscription::catch_up`](crate::Subscription::catch_up)
-    /// and [`PostgresStore::reset_subscriber`](crate::PostgresStore::reset_subscriber)).
+    /// Another instance holds the subscriber (from a subscription's
+    /// `catch_up`, and from resetting or removing a running subscriber).
     Busy,
     /// The subscriber's checkpoint was moved under another query: going on
     /// with this one would skip the history of events only it matches.
-    /// Reset the subscriber ([`PostgresStore::reset_subscriber`](crate::PostgresStore::reset_subscriber),
+    /// Reset the subscriber (the store's `reset_subscriber`,
     /// `factos subscriptions reset`) to start this query from a position,
     /// or run it under a new name. Nothing was handled.
     QueryChanged {
@@ -39,7 +39,7 @@ pub enum SubscriptionError {
         source: Box<dyn std::error::Error + Send + Sync>,
     },
     /// The store failed (errors that are safe to retry are retried by
-    /// [`Subscription::run`](crate::Subscription::run) itself).
+    /// a subscription's `run` itself).
     Store(StoreError),
 }
 
