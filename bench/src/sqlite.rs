@@ -113,7 +113,15 @@ async fn factos_rate(
     for task in tasks {
         task.await??;
     }
-    Ok(per_second(done.load(Ordering::Relaxed), started))
+    let rate = per_second(done.load(Ordering::Relaxed), started);
+    let groups = store.group_commits();
+    eprintln!(
+        "  sqlite {} {clients} clients: {} writes in {} writer transactions",
+        if hot { "hot" } else { "disjoint" },
+        groups.writes,
+        groups.transactions
+    );
+    Ok(rate)
 }
 
 /// Events per second appended in batches of [`BULK`] by one client.

@@ -46,6 +46,7 @@
 
 mod decide;
 mod error;
+mod group;
 mod open_write;
 mod outbox;
 mod predicate;
@@ -71,6 +72,7 @@ pub use factos::outbox::{FailOutcome, LeasedMessage, MessageHandler, OutboxError
 pub use factos::subscription::{
     EventHandler, PoisonPolicy, SubscriptionError, SubscriptionOptions,
 };
+pub use group::{GroupCommits, MAX_GROUP_WRITES};
 pub use outbox::{Outbox, OutboxTopic};
 pub use rusqlite;
 pub use schema::MIGRATIONS;
@@ -142,6 +144,10 @@ struct Inner {
     /// Bumped after every commit of events: wakes this process's
     /// subscribers and outbox workers.
     commits: tokio::sync::watch::Sender<u64>,
+    /// Writes waiting for the writer's next group commit.
+    queue: Mutex<Vec<group::Pending>>,
+    group_transactions: AtomicU64,
+    group_writes: AtomicU64,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -151,6 +157,9 @@ impl std::fmt::Debug for SqliteStore {
             .finish_non_exhaustive()
     }
 }
+
+/// Prepared statements kept per connection.
+const STATEMENT_CACHE: usize = 128;
 
 /// Readers kept open for reuse.
 const MAX_IDLE_READERS: usize = 8;
@@ -186,6 +195,9 @@ impl SqliteStore {
                 readers: Mutex::new(Vec::new()),
                 retries: AtomicU64::new(0),
                 commits: tokio::sync::watch::Sender::new(0),
+                queue: Mutex::new(Vec::new()),
+                group_transactions: AtomicU64::new(0),
+                group_writes: AtomicU64::new(0),
             }),
         })
     }
@@ -267,6 +279,9 @@ impl SqliteStore {
 fn connect(path: &Path, options: &SqliteOptions) -> Result<Connection, StoreError> {
     let connection =
         Connection::open(path).map_err(|e| sqlite_error("cannot open the file", &e))?;
+    // Queries of different shapes each have a statement: keep more of them
+    // prepared than rusqlite's default 16.
+    connection.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
     // SQLite takes the timeout as milliseconds in an `int`.
     connection
         .busy_timeout(options.busy_timeout.min(MAX_BUSY_TIMEOUT))
@@ -341,7 +356,7 @@ impl EventStore for SqliteStore {
     ) -> Result<Committed, AppendError> {
         self.limits().check(&events).map_err(AppendError::Invalid)?;
         let write = write::Write::plain(stream.clone(), events, condition);
-        match self.with_writer(move |c| write::append(c, write)).await? {
+        match self.append_grouped(write).await? {
             write::Outcome::Committed(committed) => {
                 self.committed();
                 Ok(committed)

@@ -42,7 +42,7 @@ impl SqliteStore {
         process: &mut P,
     ) -> Result<Outcome, DecisionError<P::Error>> {
         if !process.has_effects() {
-            let outcome = self.with_writer(move |c| write::append(c, write)).await?;
+            let outcome = self.append_grouped(write).await?;
             if matches!(&outcome, Outcome::Committed(c) if !c.events.is_empty()) {
                 self.committed();
             }

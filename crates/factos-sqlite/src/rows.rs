@@ -128,21 +128,18 @@ pub(crate) fn head(tx: &Connection) -> Result<Option<Position>, StoreError> {
     max.map(position).transpose()
 }
 
-fn texts(values: Vec<String>) -> Vec<rusqlite::types::Value> {
-    values
-        .into_iter()
-        .map(rusqlite::types::Value::Text)
-        .collect()
-}
-
 /// A read: the matching events within `options`, and the head.
 pub(crate) fn read(
     tx: &Connection,
     query: &Query,
     options: ReadOptions,
 ) -> Result<ReadResult, StoreError> {
-    let (matching, params) = predicate(query);
-    let mut params = texts(params);
+    // Forwards from a position, the tag lookups start there too.
+    let lower = match options.from {
+        Some(from) if !options.backwards => sql_position(from).saturating_sub(1),
+        _ => 0,
+    };
+    let (matching, mut params) = predicate(query, lower);
     let mut sql = format!("SELECT {COLUMNS} FROM factos_events e WHERE {matching}");
     if let Some(from) = options.from {
         sql.push_str(if options.backwards {
@@ -177,11 +174,9 @@ pub(crate) fn after(
     query: &Query,
     after: Option<Position>,
 ) -> Result<(Vec<StoredEvent>, Option<Position>), StoreError> {
-    let (matching, params) = predicate(query);
-    let mut params = texts(params);
-    params.push(rusqlite::types::Value::Integer(
-        after.map_or(0, sql_position),
-    ));
+    let after = after.map_or(0, sql_position);
+    let (matching, mut params) = predicate(query, after);
+    params.push(rusqlite::types::Value::Integer(after));
     let sql = format!(
         "SELECT {COLUMNS} FROM factos_events e WHERE {matching} AND e.position > ? ORDER BY e.position"
     );

@@ -59,15 +59,6 @@ pub(crate) enum Outcome {
     },
 }
 
-/// Appends in one transaction of its own, committed when it appended.
-pub(crate) fn append(connection: &mut Connection, write: Write) -> Result<Outcome, StoreError> {
-    let outcome = append_open(connection, write)?;
-    if matches!(outcome, Outcome::Committed(_)) {
-        commit(connection)?;
-    }
-    Ok(outcome)
-}
-
 /// Appends in the writer's transaction and leaves it open when it appended
 /// (`Committed`: the caller records the effects and commits); rolls back
 /// otherwise.
@@ -129,7 +120,7 @@ pub(crate) fn record_effects(
 }
 
 /// The write's statements, in the open transaction.
-fn appended(tx: &Connection, write: Write) -> Result<Outcome, StoreError> {
+pub(crate) fn appended(tx: &Connection, write: Write) -> Result<Outcome, StoreError> {
     // Ids first: an exact retry of a conditional append whose first attempt
     // committed is a replay, though its own events now fail the condition.
     if !write.events.is_empty() {
@@ -153,19 +144,18 @@ fn failed_condition(
     write: &Write,
 ) -> Result<Option<ConditionFailure>, StoreError> {
     if let AppendCondition::FailIfEventsMatch { query, after } = &write.condition {
-        let (matching, params) = predicate(query);
-        let mut values: Vec<rusqlite::types::Value> = params
-            .into_iter()
-            .map(rusqlite::types::Value::Text)
-            .collect();
-        values.push(rusqlite::types::Value::Integer(
-            after.map_or(0, sql_position),
-        ));
+        let bound = after.map_or(0, sql_position);
+        let (matching, mut values) = predicate(query, bound);
+        values.push(rusqlite::types::Value::Integer(bound));
         let sql = format!(
             "SELECT EXISTS (SELECT 1 FROM factos_events e WHERE {matching} AND e.position > ?)"
         );
+        // Cached: a boundary's decisions check the same statement text.
         let matched: bool = tx
-            .query_row(&sql, rusqlite::params_from_iter(values), |r| r.get(0))
+            .prepare_cached(&sql)
+            .and_then(|mut statement| {
+                statement.query_row(rusqlite::params_from_iter(values), |r| r.get(0))
+            })
             .map_err(|e| sqlite_error("cannot check the condition", &e))?;
         if matched {
             return Ok(Some(ConditionFailure::EventsMatched {
@@ -188,11 +178,8 @@ fn failed_condition(
 /// A stream's revision in the transaction.
 pub(crate) fn revision(tx: &Connection, stream: &StreamId) -> Result<Revision, StoreError> {
     let max: Option<i64> = tx
-        .query_row(
-            "SELECT max(revision) FROM factos_events WHERE stream = ?1",
-            [stream.as_str()],
-            |r| r.get(0),
-        )
+        .prepare_cached("SELECT max(revision) FROM factos_events WHERE stream = ?1")
+        .and_then(|mut statement| statement.query_row([stream.as_str()], |r| r.get(0)))
         .map_err(|e| sqlite_error("cannot read the stream's revision", &e))?;
     Ok(match max.and_then(|m| u64::try_from(m).ok()) {
         Some(m) => Revision::Current(m),

@@ -29,6 +29,29 @@ pub(super) async fn read_from_is_inclusive<S: EventStore>(store: S) -> CaseResul
         .map_err(|e| e.to_string())?;
     let got: Vec<Position> = read.events.iter().map(|e| e.position).collect();
     ensure_eq!(got, positions[2..].to_vec(), "read from the third position");
+    // From a matching event, under every shape of query (a store that
+    // bounds its tag lookups must bound them inclusively too): the fifth
+    // event (A with x:1 and y:1) is the first of each read.
+    let shapes = [
+        query(&[], &["x:1"])?,
+        query(&["A"], &["y:1"])?,
+        query(&["A"], &[])?,
+        query(&[], &["x:1", "y:1"])?,
+        query(&["C"], &[])?
+            .or(factos::QueryItem::new()
+                .with_tag(factos::Tag::new("y:1").map_err(|e| e.to_string())?)),
+    ];
+    for shape in shapes {
+        let read = store
+            .read(&shape, forwards().from(positions[4]))
+            .await
+            .map_err(|e| e.to_string())?;
+        ensure_eq!(
+            read.events.first().map(|e| e.position),
+            Some(positions[4]),
+            "read from the fifth position under every query shape"
+        );
+    }
     Ok(())
 }
 
