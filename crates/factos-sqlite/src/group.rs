@@ -1,9 +1,7 @@
-//! Group commit: a commit costs an fsync (`synchronous = FULL`), so writes
-//! that arrive while the writer is busy are committed together. Each write
-//! queues itself and starts a blocking task that takes the writer; the first
-//! task to get it runs every queued write, in arrival order, in one
-//! `BEGIN IMMEDIATE` transaction, each in a savepoint of its own, and
-//! commits once. The tasks that come after find their writes done.
+//! Group commit: a commit costs an fsync (`synchronous = FULL`), so the
+//! writes queued while the writer was busy are committed together: the
+//! writer thread runs them, in arrival order, in one `BEGIN IMMEDIATE`
+//! transaction, each in a savepoint of its own, and commits once.
 //!
 //! Each write is checked (condition, revision, ids) against the log *with*
 //! the writes before it in the group, so the group is exactly the same
@@ -12,22 +10,29 @@
 //! and writes nothing; the others go on. When the commit fails, every write
 //! of the group that appended gets the error (nothing of it was written).
 
-use std::sync::atomic::Ordering;
-use std::sync::{Arc, PoisonError};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use factos::{StoreError, StoreErrorKind};
 use rusqlite::Connection;
 
+use crate::SqliteStore;
 use crate::write::{self, Outcome, Write};
-use crate::{Inner, SqliteStore, blocking};
+use crate::writer::{Job, writer_lost};
 
-/// Most writes committed in one transaction (the rest wait for the next).
+/// Most writes committed in one transaction (the rest go in the next).
 pub const MAX_GROUP_WRITES: usize = 64;
 
 /// A write waiting for the writer, and where its outcome goes.
 pub(crate) struct Pending {
     write: Write,
     reply: tokio::sync::oneshot::Sender<Result<Outcome, StoreError>>,
+}
+
+/// How many transactions ran how many writes.
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    transactions: AtomicU64,
+    writes: AtomicU64,
 }
 
 /// How many transactions the writer committed for how many writes
@@ -47,51 +52,29 @@ impl SqliteStore {
     pub(crate) async fn append_grouped(&self, write: Write) -> Result<Outcome, StoreError> {
         let (reply, outcome) = tokio::sync::oneshot::channel();
         self.inner
-            .queue
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .push(Pending { write, reply });
-        let inner = self.inner.clone();
-        blocking(move || {
-            commit_queued(&inner);
-            Ok(())
-        })
-        .await?;
-        outcome.await.map_err(|_| {
-            StoreError::new(
-                StoreErrorKind::Other,
-                "the write's group ended without an outcome; nothing was written",
-            )
-        })?
+            .jobs
+            .send(Job::Write(Pending { write, reply }))
+            .map_err(|_| writer_lost())?;
+        outcome.await.map_err(|_| writer_lost())?
     }
 
-    /// How many writer transactions ran how many queued writes so far: more
+    /// How many writer transactions ran how many writes so far: more
     /// writes than transactions means commits were shared.
     pub fn group_commits(&self) -> GroupCommits {
         GroupCommits {
-            transactions: self.inner.group_transactions.load(Ordering::Relaxed),
-            writes: self.inner.group_writes.load(Ordering::Relaxed),
+            transactions: self.inner.counters.transactions.load(Ordering::Relaxed),
+            writes: self.inner.counters.writes.load(Ordering::Relaxed),
         }
     }
 }
 
-/// Takes the writer and runs the queued writes (up to
-/// [`MAX_GROUP_WRITES`]), if any are left.
-fn commit_queued(inner: &Arc<Inner>) {
-    let writer = inner.writer.blocking_lock();
-    let group: Vec<Pending> = {
-        let mut queue = inner.queue.lock().unwrap_or_else(PoisonError::into_inner);
-        let take = queue.len().min(MAX_GROUP_WRITES);
-        queue.drain(..take).collect()
-    };
-    if group.is_empty() {
-        return;
-    }
-    inner.group_transactions.fetch_add(1, Ordering::Relaxed);
-    inner
-        .group_writes
+/// Runs `group` in one transaction and sends each write its outcome.
+pub(crate) fn commit(writer: &Connection, group: Vec<Pending>, counters: &Counters) {
+    counters.transactions.fetch_add(1, Ordering::Relaxed);
+    counters
+        .writes
         .fetch_add(group.len() as u64, Ordering::Relaxed);
-    if let Err(e) = write::begin(&writer) {
+    if let Err(e) = write::begin(writer) {
         for pending in group {
             let _ = pending.reply.send(Err(copy(&e)));
         }
@@ -106,9 +89,9 @@ fn commit_queued(inner: &Arc<Inner>) {
         let outcome = if writer.is_autocommit() {
             Err(rolled_back())
         } else if alone {
-            write::appended(&writer, write)
+            write::appended(writer, write)
         } else {
-            in_savepoint(&writer, write)
+            in_savepoint(writer, write)
         };
         done.push((reply, outcome));
     }
@@ -118,9 +101,9 @@ fn commit_queued(inner: &Arc<Inner>) {
     let committed = if writer.is_autocommit() {
         Err(rolled_back())
     } else if appended {
-        write::commit(&writer)
+        write::commit(writer)
     } else {
-        write::rollback(&writer);
+        write::rollback(writer);
         Ok(())
     };
     for (reply, outcome) in done {
@@ -142,9 +125,13 @@ fn in_savepoint(writer: &Connection, write: Write) -> Result<Outcome, StoreError
     if !matches!(outcome, Ok(Outcome::Committed(_))) {
         let _ = writer.execute_batch("ROLLBACK TO factos_write");
     }
-    writer
-        .execute_batch("RELEASE factos_write")
-        .map_err(|e| crate::error::sqlite_error("cannot end a grouped write", &e))?;
+    if let Err(e) = writer.execute_batch("RELEASE factos_write") {
+        // The savepoint is gone, and with it what this write did or did
+        // not keep: give the whole group up (the writes after this one see
+        // no transaction and fail, the commit reports the rollback).
+        write::rollback(writer);
+        return Err(crate::error::sqlite_error("cannot end a grouped write", &e));
+    }
     outcome
 }
 

@@ -54,6 +54,7 @@ mod rows;
 mod schema;
 mod subscription;
 mod write;
+mod writer;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -136,18 +137,15 @@ pub struct SqliteStore {
 struct Inner {
     path: PathBuf,
     options: SqliteOptions,
-    /// The writer: a tokio mutex, so a decision recording effects can hold
-    /// it (and its open transaction) across the reactor's call.
-    writer: Arc<tokio::sync::Mutex<Connection>>,
+    /// The writer thread's jobs (it owns the writer connection).
+    jobs: std::sync::mpsc::Sender<writer::Job>,
     readers: Mutex<Vec<Connection>>,
     retries: AtomicU64,
     /// Bumped after every commit of events: wakes this process's
     /// subscribers and outbox workers.
     commits: tokio::sync::watch::Sender<u64>,
-    /// Writes waiting for the writer's next group commit.
-    queue: Mutex<Vec<group::Pending>>,
-    group_transactions: AtomicU64,
-    group_writes: AtomicU64,
+    /// Writer transactions and the writes they ran.
+    counters: Arc<group::Counters>,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -187,17 +185,16 @@ impl SqliteStore {
             }
         })
         .await?;
+        let counters = Arc::new(group::Counters::default());
         Ok(Self {
             inner: Arc::new(Inner {
                 path,
                 options,
-                writer: Arc::new(tokio::sync::Mutex::new(opened)),
+                jobs: writer::spawn(opened, counters.clone())?,
                 readers: Mutex::new(Vec::new()),
                 retries: AtomicU64::new(0),
                 commits: tokio::sync::watch::Sender::new(0),
-                queue: Mutex::new(Vec::new()),
-                group_transactions: AtomicU64::new(0),
-                group_writes: AtomicU64::new(0),
+                counters,
             }),
         })
     }
@@ -211,18 +208,29 @@ impl SqliteStore {
         &self.inner.options.limits
     }
 
-    /// Runs `f` with the writer connection, on a blocking thread.
+    /// Runs `f` with the writer connection, on the writer thread, after
+    /// the jobs already queued.
     async fn with_writer<T, F>(&self, f: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
         F: FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
     {
-        let inner = self.inner.clone();
-        blocking(move || {
-            let mut writer = inner.writer.blocking_lock();
-            f(&mut writer)
-        })
-        .await
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        self.run_on_writer(move |c| {
+            let _ = reply.send(f(c));
+        })?;
+        answer.await.map_err(|_| writer::writer_lost())?
+    }
+
+    /// Queues `work` for the writer thread.
+    fn run_on_writer(
+        &self,
+        work: impl FnOnce(&mut Connection) + Send + 'static,
+    ) -> Result<(), StoreError> {
+        self.inner
+            .jobs
+            .send(writer::Job::Run(Box::new(work)))
+            .map_err(|_| writer::writer_lost())
     }
 
     /// Runs `f` with a reader connection (in a read transaction, so its

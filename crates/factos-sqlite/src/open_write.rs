@@ -1,36 +1,18 @@
-//! A decision whose events have effects: its events are appended in the
-//! writer's transaction, the reactor is asked for their effects (on the
-//! async side: it is the application's code), and the effects are recorded
-//! in that same transaction before it commits. The writer stays held (and
-//! its transaction open) across the reactor's call; dropping the hold
-//! rolls back, so a reactor's error or panic, or a cancelled dispatch,
-//! writes nothing.
-
-use std::ops::Deref;
+//! A decision whose events have effects: the writer thread appends its
+//! events in the writer's transaction and hands them back; the reactor is
+//! asked for their effects on the async side (it is the application's code,
+//! under the dispatch's panic guard); the writer thread, waiting meanwhile,
+//! records the effects in the same transaction and commits. When no effects
+//! come (a reactor's error or panic, a cancelled dispatch) it rolls back:
+//! nothing is written.
 
 use factos::store::{DecisionError, DecisionProcess};
-use rusqlite::Connection;
+use factos::{Effect, StoreError};
+use tokio::sync::oneshot;
 
+use crate::SqliteStore;
 use crate::write::{self, Outcome, Write};
-use crate::{SqliteStore, blocking};
-
-/// The writer, held with a transaction possibly open.
-pub(crate) struct OpenWrite(tokio::sync::OwnedMutexGuard<Connection>);
-
-impl Deref for OpenWrite {
-    type Target = Connection;
-    fn deref(&self) -> &Connection {
-        &self.0
-    }
-}
-
-impl Drop for OpenWrite {
-    /// Rolls back a transaction left open (a reactor that failed, a caller
-    /// that stopped waiting); a committed one is not open any more.
-    fn drop(&mut self) {
-        write::rollback(&self.0);
-    }
-}
+use crate::writer::writer_lost;
 
 impl SqliteStore {
     /// Writes a decision's events in the writer's transaction, with their
@@ -48,33 +30,41 @@ impl SqliteStore {
             }
             return Ok(outcome);
         }
-        let open = OpenWrite(self.inner.writer.clone().lock_owned().await);
-        let (open, outcome) = blocking(move || {
-            let outcome = write::append_open(&open, write);
-            Ok((open, outcome))
-        })
-        .await?;
-        let committed = match outcome? {
+        let (appended_tx, appended) = oneshot::channel::<Result<Outcome, StoreError>>();
+        let (effects_tx, effects) = oneshot::channel::<Vec<Effect>>();
+        let (done_tx, done) = oneshot::channel::<Result<(), StoreError>>();
+        self.run_on_writer(move |c| {
+            let outcome = write::append_open(c, write);
+            let open = matches!(outcome, Ok(Outcome::Committed(_)));
+            let _ = appended_tx.send(outcome);
+            if !open {
+                return;
+            }
+            // The writer waits for the reactor: it holds the file's write
+            // lock until the effects come or the dispatch gives up.
+            match effects.blocking_recv() {
+                Ok(effects) => {
+                    let recorded =
+                        write::record_effects(c, &effects).and_then(|()| write::commit(c));
+                    if recorded.is_err() {
+                        write::rollback(c);
+                    }
+                    let _ = done_tx.send(recorded);
+                }
+                Err(_) => write::rollback(c),
+            }
+        })?;
+        let committed = match appended.await.map_err(|_| writer_lost())?? {
             Outcome::Committed(committed) => committed,
             other => return Ok(other),
         };
-        let effects = match process.effects(&committed.events) {
-            Ok(effects) => effects,
-            Err(e) => {
-                // The rollback (dropping the hold) on a blocking thread.
-                blocking(move || {
-                    drop(open);
-                    Ok(())
-                })
-                .await?;
-                return Err(DecisionError::Process(e));
-            }
-        };
-        blocking(move || {
-            write::record_effects(&open, &effects)?;
-            write::commit(&open)
-        })
-        .await?;
+        // Dropping `effects_tx` (an error here, or this future dropped)
+        // rolls the append back.
+        let effects = process
+            .effects(&committed.events)
+            .map_err(DecisionError::Process)?;
+        effects_tx.send(effects).map_err(|_| writer_lost())?;
+        done.await.map_err(|_| writer_lost())??;
         if !committed.events.is_empty() {
             self.committed();
         }

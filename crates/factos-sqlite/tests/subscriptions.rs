@@ -387,3 +387,49 @@ async fn a_changed_query_is_refused_until_the_subscriber_is_reset() {
         Err(SubscriptionError::InvalidOptions(_))
     ));
 }
+
+/// Panics in the middle of its batch, after a write.
+#[derive(Debug)]
+struct Panicking;
+
+impl ProjectionHandler for Panicking {
+    type Error = String;
+    fn apply(
+        &mut self,
+        tx: &rusqlite::Transaction<'_>,
+        _: &[StoredEvent],
+    ) -> Result<(), String> {
+        tx.execute("INSERT INTO counts (type, n) VALUES ('panic', 1)", [])
+            .map_err(|e| e.to_string())?;
+        panic!("the projection panicked on purpose")
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panicking_projection_writes_nothing_and_the_store_goes_on() {
+    let dir = common::Dir::new();
+    let file = dir.file();
+    let store = SqliteStore::open(&file, SqliteOptions::default())
+        .await
+        .unwrap();
+    rusqlite::Connection::open(&file)
+        .unwrap()
+        .execute_batch("CREATE TABLE counts (type TEXT PRIMARY KEY, n INTEGER NOT NULL)")
+        .unwrap();
+    fill(&store, 9).await;
+    let subscription = Subscription::new(&store, "panics", matching()).unwrap();
+    let outcome = subscription.catch_up_projection(Panicking).await;
+    assert!(matches!(outcome, Err(SubscriptionError::Store(_))), "{outcome:?}");
+    assert_eq!(counted(&file), 0, "the panicking batch's write was kept");
+    assert_eq!(subscription.checkpoint().await.unwrap(), None);
+    // The writer goes on: appends, and the subscriber (released) runs again.
+    fill(&store, 3).await;
+    let (_, handled) = subscription
+        .catch_up_projection(CountByType {
+            fail_at: None,
+            failures_left: 0,
+        })
+        .await
+        .unwrap();
+    assert_eq!(handled, 4);
+}
