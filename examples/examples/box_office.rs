@@ -4,20 +4,29 @@
 //! the `concert_sales` table exactly once.
 //!
 //! Run it with `cargo run -p factos-examples --example box_office`
-//! (PostgreSQL: `DATABASE_URL`, or a throwaway cluster). PostgreSQL only:
-//! subscriptions and the outbox live in the database.
+//! (PostgreSQL: `DATABASE_URL`, or a throwaway cluster), or on a SQLite
+//! file with `-- --sqlite PATH`. Not in memory: subscriptions and the
+//! outbox live in the database.
 
 use factos_examples::backend::{self, Backend};
 use factos_examples::box_office::run_box_office;
+use factos_examples::box_office_sqlite::run_box_office_on_sqlite;
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let backend = backend::from_environment().await?;
-    let Backend::Postgres { store, .. } = &backend else {
-        return Err("box_office runs on PostgreSQL only (drop --memory and --sqlite)".into());
-    };
     let started = std::time::Instant::now();
-    let outcome = run_box_office(store, "concert-1", 100, 300, 64).await?;
+    let outcome = match &backend {
+        Backend::Postgres { store, .. } => run_box_office(store, "concert-1", 100, 300, 64).await?,
+        Backend::Sqlite(store) => {
+            run_box_office_on_sqlite(store, "concert-1", 100, 300, 64).await?
+        }
+        Backend::Memory(_) => {
+            return Err(
+                "box_office needs a database for its outbox and projection (drop --memory)".into(),
+            );
+        }
+    };
     println!("accepted: {}", outcome.accepted);
     println!("sold out: {}", outcome.sold_out);
     println!(

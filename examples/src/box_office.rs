@@ -1,5 +1,5 @@
-//! The tickets sale with what happens after a commit, made durable
-//! (PostgreSQL only):
+//! The tickets sale with what happens after a commit, made durable (on
+//! PostgreSQL here; on a SQLite file in [`crate::box_office_sqlite`]):
 //!
 //! - every purchase records its confirmation email in the outbox, in the
 //!   purchase's transaction ([`factos::dispatch_with_outbox`]); an outbox

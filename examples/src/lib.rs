@@ -7,6 +7,7 @@ pub mod backend;
 pub mod bank;
 pub mod bank_service;
 pub mod box_office;
+pub mod box_office_sqlite;
 pub mod courses;
 pub mod tickets;
 pub mod usernames;

@@ -8,10 +8,13 @@
 //! `synchronous = FULL` by default ([`Durability`]).
 //!
 //! Reads run concurrently on connections of their own. Writes go through
-//! one writer at a time (`BEGIN IMMEDIATE`, waiting up to the busy timeout
-//! for another instance or process holding the file's write lock), and the
-//! writer assigns positions, so positions increase in commit order and
-//! every read is settled: no event can appear later at or below its head.
+//! one writer thread per store instance (`BEGIN IMMEDIATE`, waiting up to
+//! the busy timeout for another instance or process holding the file's
+//! write lock), which commits the writes queued while it was busy together
+//! (one fsync for the group, each write checked as if alone: see
+//! [`SqliteStore::group_commits`]), and the writer assigns positions, so
+//! positions increase in commit order and every read is settled: no event
+//! can appear later at or below its head.
 //! A decision reads its context, decides, then in the writer's transaction
 //! checks that no event matching its query (or of its stream, for a stream
 //! dispatch) was committed after that head, and appends; when one was, it

@@ -372,3 +372,21 @@ async fn a_lease_that_runs_out_counts_as_a_failed_attempt_and_parks_at_the_limit
         Err(OutboxError::LeaseLost { .. })
     ));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_box_office_example_projects_and_mails_every_sale_once() {
+    let dir = common::Dir::new();
+    let store = dir.store().await;
+    let outcome =
+        factos_examples::box_office_sqlite::run_box_office_on_sqlite(&store, "c1", 40, 120, 32)
+            .await
+            .unwrap();
+    assert_eq!(
+        (outcome.accepted, outcome.sold_out),
+        (40, 80),
+        "{outcome:?}"
+    );
+    assert_eq!(outcome.projected.sold, 40, "{outcome:?}");
+    assert_eq!(outcome.emails_sent, 40, "{outcome:?}");
+    assert!(outcome.email_retries > 0, "{outcome:?}");
+}

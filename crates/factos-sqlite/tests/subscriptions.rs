@@ -394,11 +394,7 @@ struct Panicking;
 
 impl ProjectionHandler for Panicking {
     type Error = String;
-    fn apply(
-        &mut self,
-        tx: &rusqlite::Transaction<'_>,
-        _: &[StoredEvent],
-    ) -> Result<(), String> {
+    fn apply(&mut self, tx: &rusqlite::Transaction<'_>, _: &[StoredEvent]) -> Result<(), String> {
         tx.execute("INSERT INTO counts (type, n) VALUES ('panic', 1)", [])
             .map_err(|e| e.to_string())?;
         panic!("the projection panicked on purpose")
@@ -419,7 +415,10 @@ async fn a_panicking_projection_writes_nothing_and_the_store_goes_on() {
     fill(&store, 9).await;
     let subscription = Subscription::new(&store, "panics", matching()).unwrap();
     let outcome = subscription.catch_up_projection(Panicking).await;
-    assert!(matches!(outcome, Err(SubscriptionError::Store(_))), "{outcome:?}");
+    assert!(
+        matches!(outcome, Err(SubscriptionError::Store(_))),
+        "{outcome:?}"
+    );
     assert_eq!(counted(&file), 0, "the panicking batch's write was kept");
     assert_eq!(subscription.checkpoint().await.unwrap(), None);
     // The writer goes on: appends, and the subscriber (released) runs again.
