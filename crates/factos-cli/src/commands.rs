@@ -12,7 +12,7 @@ use factos_postgres::tokio_postgres;
 use factos_postgres::{PostgresStore, SchemaName, StoreOptions, VerifyOptions};
 
 use crate::Command;
-use crate::output::{Format, print_streamed_event, print_table, table};
+use crate::output::{Format, SubscriberRow, TopicRow, print_streamed_event, print_subscriptions};
 
 /// Filters shared by `events` and `tail`.
 #[derive(Debug, Args)]
@@ -65,15 +65,39 @@ pub(crate) enum OutboxAction {
     },
 }
 
-async fn outbox(store: &PostgresStore, action: OutboxAction) -> Result<ExitCode, String> {
+/// A store's outbox as `factos outbox` manages it.
+pub(crate) trait OutboxAdmin {
+    /// The ids of a topic's parked messages, oldest first.
+    async fn parked_messages(&self, topic: factos::Topic) -> Result<Vec<i64>, String>;
+    /// Puts a parked message back in line; false if there is no such one.
+    async fn requeue_message(&self, topic: factos::Topic, id: i64) -> Result<bool, String>;
+}
+
+impl OutboxAdmin for PostgresStore {
+    async fn parked_messages(&self, topic: factos::Topic) -> Result<Vec<i64>, String> {
+        factos_postgres::Outbox::new(self, topic)
+            .parked()
+            .await
+            .map_err(|e| e.to_string())
+    }
+    async fn requeue_message(&self, topic: factos::Topic, id: i64) -> Result<bool, String> {
+        factos_postgres::Outbox::new(self, topic)
+            .requeue(id)
+            .await
+            .map_err(|e| e.to_string())
+    }
+}
+
+/// `factos outbox parked|requeue` on any store.
+pub(crate) async fn outbox<S: OutboxAdmin>(
+    store: &S,
+    action: OutboxAction,
+) -> Result<ExitCode, String> {
     let topic_of =
         |name: &str| factos::Topic::new(name).map_err(|e| format!("topic {name:?}: {e}"));
     match action {
         OutboxAction::Parked { topic } => {
-            let parked = factos_postgres::Outbox::new(store, topic_of(&topic)?)
-                .parked()
-                .await
-                .map_err(|e| e.to_string())?;
+            let parked = store.parked_messages(topic_of(&topic)?).await?;
             if parked.is_empty() {
                 println!("{topic}: no parked messages");
             }
@@ -83,10 +107,7 @@ async fn outbox(store: &PostgresStore, action: OutboxAction) -> Result<ExitCode,
             Ok(ExitCode::SUCCESS)
         }
         OutboxAction::Requeue { topic, id } => {
-            let requeued = factos_postgres::Outbox::new(store, topic_of(&topic)?)
-                .requeue(id)
-                .await
-                .map_err(|e| e.to_string())?;
+            let requeued = store.requeue_message(topic_of(&topic)?, id).await?;
             if !requeued {
                 return Err(format!("{topic} has no parked message {id}"));
             }
@@ -306,42 +327,33 @@ async fn subscriptions(store: &PostgresStore) -> Result<ExitCode, String> {
         .head
         .map_or(0, Position::get);
     let subscribers = store.subscribers().await.map_err(|e| explain(&e, schema))?;
-    if subscribers.is_empty() {
-        println!("no subscribers");
-    } else {
-        let mut rows = table(
-            ["subscriber", "checkpoint", "behind head", "state"],
-            &[1, 2],
-        );
-        for s in subscribers {
-            let checkpoint = s.checkpoint.map_or(0, Position::get);
-            rows.add_row([
-                s.name,
-                checkpoint.to_string(),
-                head.saturating_sub(checkpoint).to_string(),
-                if s.active { "active" } else { "stopped" }.to_string(),
-            ]);
-        }
-        print_table(&rows);
-    }
     let topics = store
         .outbox_topics()
         .await
         .map_err(|e| explain(&e, schema))?;
-    if topics.is_empty() {
-        println!("outbox: empty");
-    } else {
-        let mut rows = table(["outbox topic", "waiting", "leased", "parked"], &[1, 2, 3]);
-        for topic in topics {
-            rows.add_row([
-                topic.topic,
-                topic.waiting.to_string(),
-                topic.leased.to_string(),
-                topic.parked.to_string(),
-            ]);
-        }
-        print_table(&rows);
-    }
+    print_subscriptions(
+        subscribers
+            .into_iter()
+            .map(|s| {
+                let checkpoint = s.checkpoint.map_or(0, Position::get);
+                SubscriberRow {
+                    name: s.name,
+                    checkpoint,
+                    behind_head: head.saturating_sub(checkpoint),
+                    active: s.active,
+                }
+            })
+            .collect(),
+        topics
+            .into_iter()
+            .map(|t| TopicRow {
+                topic: t.topic,
+                waiting: t.waiting,
+                leased: t.leased,
+                parked: t.parked,
+            })
+            .collect(),
+    );
     Ok(ExitCode::SUCCESS)
 }
 

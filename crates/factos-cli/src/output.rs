@@ -175,6 +175,57 @@ fn print_json_line(event: &StoredEvent) {
     println!("{line}");
 }
 
+/// A subscriber's row of `factos subscriptions`.
+pub(crate) struct SubscriberRow {
+    pub(crate) name: String,
+    pub(crate) checkpoint: u64,
+    pub(crate) behind_head: u64,
+    pub(crate) active: bool,
+}
+
+/// An outbox topic's row of `factos subscriptions`.
+pub(crate) struct TopicRow {
+    pub(crate) topic: String,
+    pub(crate) waiting: u64,
+    pub(crate) leased: u64,
+    pub(crate) parked: u64,
+}
+
+/// Prints the subscribers and the outbox topics, whatever the store.
+pub(crate) fn print_subscriptions(subscribers: Vec<SubscriberRow>, topics: Vec<TopicRow>) {
+    if subscribers.is_empty() {
+        println!("no subscribers");
+    } else {
+        let mut rows = table(
+            ["subscriber", "checkpoint", "behind head", "state"],
+            &[1, 2],
+        );
+        for s in subscribers {
+            rows.add_row([
+                s.name,
+                s.checkpoint.to_string(),
+                s.behind_head.to_string(),
+                if s.active { "active" } else { "stopped" }.to_string(),
+            ]);
+        }
+        print_table(&rows);
+    }
+    if topics.is_empty() {
+        println!("outbox: empty");
+    } else {
+        let mut rows = table(["outbox topic", "waiting", "leased", "parked"], &[1, 2, 3]);
+        for topic in topics {
+            rows.add_row([
+                topic.topic,
+                topic.waiting.to_string(),
+                topic.leased.to_string(),
+                topic.parked.to_string(),
+            ]);
+        }
+        print_table(&rows);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::{EVENT_HEADER, streamed_line};

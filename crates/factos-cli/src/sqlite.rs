@@ -9,8 +9,8 @@ use factos::{EventStore, Position, Query, ReadOptions, StoreError};
 use factos_sqlite::{Outbox, SqliteOptions, SqliteStore};
 
 use crate::Command;
-use crate::commands::{OutboxAction, ParkedAction};
-use crate::output::{print_table, table};
+use crate::commands::{OutboxAdmin, ParkedAction};
+use crate::output::{SubscriberRow, TopicRow, print_subscriptions};
 
 pub(crate) async fn run(command: Command, path: &str) -> Result<ExitCode, String> {
     if path.is_empty() {
@@ -42,44 +42,33 @@ pub(crate) async fn run(command: Command, path: &str) -> Result<ExitCode, String
         Command::Subscriptions {
             action: Some(action),
         } => subscriber(&store, action).await,
-        Command::Outbox { action } => outbox(&store, action).await,
+        Command::Outbox { action } => crate::commands::outbox(&store, action).await,
     }
 }
 
 async fn subscriptions(store: &SqliteStore) -> Result<ExitCode, String> {
     let subscribers = store.subscribers().await.map_err(|e| explain(&e))?;
-    if subscribers.is_empty() {
-        println!("no subscribers");
-    } else {
-        let mut rows = table(
-            ["subscriber", "checkpoint", "behind head", "state"],
-            &[1, 2],
-        );
-        for s in subscribers {
-            rows.add_row([
-                s.name,
-                s.checkpoint.map_or(0, Position::get).to_string(),
-                s.behind_head.to_string(),
-                if s.active { "active" } else { "stopped" }.to_string(),
-            ]);
-        }
-        print_table(&rows);
-    }
     let topics = store.outbox_topics().await.map_err(|e| explain(&e))?;
-    if topics.is_empty() {
-        println!("outbox: empty");
-    } else {
-        let mut rows = table(["outbox topic", "waiting", "leased", "parked"], &[1, 2, 3]);
-        for topic in topics {
-            rows.add_row([
-                topic.topic,
-                topic.waiting.to_string(),
-                topic.leased.to_string(),
-                topic.parked.to_string(),
-            ]);
-        }
-        print_table(&rows);
-    }
+    print_subscriptions(
+        subscribers
+            .into_iter()
+            .map(|s| SubscriberRow {
+                name: s.name,
+                checkpoint: s.checkpoint.map_or(0, Position::get),
+                behind_head: s.behind_head,
+                active: s.active,
+            })
+            .collect(),
+        topics
+            .into_iter()
+            .map(|t| TopicRow {
+                topic: t.topic,
+                waiting: t.waiting,
+                leased: t.leased,
+                parked: t.parked,
+            })
+            .collect(),
+    );
     Ok(ExitCode::SUCCESS)
 }
 
@@ -113,34 +102,18 @@ async fn subscriber(store: &SqliteStore, action: ParkedAction) -> Result<ExitCod
     }
 }
 
-async fn outbox(store: &SqliteStore, action: OutboxAction) -> Result<ExitCode, String> {
-    let topic_of =
-        |name: &str| factos::Topic::new(name).map_err(|e| format!("topic {name:?}: {e}"));
-    match action {
-        OutboxAction::Parked { topic } => {
-            let parked = Outbox::new(store, topic_of(&topic)?)
-                .parked()
-                .await
-                .map_err(|e| e.to_string())?;
-            if parked.is_empty() {
-                println!("{topic}: no parked messages");
-            }
-            for id in parked {
-                println!("{id}");
-            }
-            Ok(ExitCode::SUCCESS)
-        }
-        OutboxAction::Requeue { topic, id } => {
-            let requeued = Outbox::new(store, topic_of(&topic)?)
-                .requeue(id)
-                .await
-                .map_err(|e| e.to_string())?;
-            if !requeued {
-                return Err(format!("{topic} has no parked message {id}"));
-            }
-            println!("message {id} of {topic} is back in line");
-            Ok(ExitCode::SUCCESS)
-        }
+impl OutboxAdmin for SqliteStore {
+    async fn parked_messages(&self, topic: factos::Topic) -> Result<Vec<i64>, String> {
+        Outbox::new(self, topic)
+            .parked()
+            .await
+            .map_err(|e| e.to_string())
+    }
+    async fn requeue_message(&self, topic: factos::Topic, id: i64) -> Result<bool, String> {
+        Outbox::new(self, topic)
+            .requeue(id)
+            .await
+            .map_err(|e| e.to_string())
     }
 }
 
