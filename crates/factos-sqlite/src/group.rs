@@ -4,11 +4,13 @@
 //! transaction, each in a savepoint of its own, and commits once.
 //!
 //! Each write is checked (condition, revision, ids) against the log *with*
-//! the writes before it in the group, so the group is exactly the same
-//! writes run one after the other; only the fsync is shared. A write whose
-//! condition fails (or whose ids are stored) rolls back to its savepoint
-//! and writes nothing; the others go on. When the commit fails, every write
-//! of the group that appended gets the error (nothing of it was written).
+//! the writes before it in the group, so a group that commits had exactly
+//! the outcomes of the same writes run one after the other; only the fsync
+//! is shared. A write whose condition fails (or whose ids are stored) rolls
+//! back to its savepoint and writes nothing; the others go on. When the
+//! commit fails, every write of the group gets the error, whatever its own
+//! outcome was (it was judged against writes that are gone), and nothing of
+//! the group was written.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -68,8 +70,14 @@ impl SqliteStore {
     }
 }
 
-/// Runs `group` in one transaction and sends each write its outcome.
-pub(crate) fn commit(writer: &Connection, group: Vec<Pending>, counters: &Counters) {
+/// Runs `group` in one transaction and sends each write its outcome;
+/// calls `on_commit` when the group committed events.
+pub(crate) fn commit(
+    writer: &Connection,
+    group: Vec<Pending>,
+    counters: &Counters,
+    on_commit: impl FnOnce(),
+) {
     counters.transactions.fetch_add(1, Ordering::Relaxed);
     counters
         .writes
@@ -106,9 +114,16 @@ pub(crate) fn commit(writer: &Connection, group: Vec<Pending>, counters: &Counte
         write::rollback(writer);
         Ok(())
     };
+    if committed.is_ok() && appended {
+        on_commit();
+    }
     for (reply, outcome) in done {
+        // When the group did not commit, even a write that appended nothing
+        // was judged against the group's earlier writes, which are gone: a
+        // replay or a failed condition may be false. Every write gets the
+        // error; none of them wrote anything.
         let outcome = match (&committed, outcome) {
-            (Err(e), Ok(Outcome::Committed(_))) => Err(copy(e)),
+            (Err(e), Ok(_)) => Err(copy(e)),
             (_, outcome) => outcome,
         };
         let _ = reply.send(outcome);
@@ -126,11 +141,16 @@ fn in_savepoint(writer: &Connection, write: Write) -> Result<Outcome, StoreError
         let _ = writer.execute_batch("ROLLBACK TO factos_write");
     }
     if let Err(e) = writer.execute_batch("RELEASE factos_write") {
-        // The savepoint is gone, and with it what this write did or did
-        // not keep: give the whole group up (the writes after this one see
-        // no transaction and fail, the commit reports the rollback).
+        // The savepoint is gone (SQLite rolled the transaction back after
+        // the write's own error, which is the one to report), and with it
+        // what this write did or did not keep: give the whole group up (the
+        // writes after this one see no transaction and fail, the commit
+        // reports the rollback).
         write::rollback(writer);
-        return Err(crate::error::sqlite_error("cannot end a grouped write", &e));
+        return match outcome {
+            Err(own) => Err(own),
+            Ok(_) => Err(crate::error::sqlite_error("cannot end a grouped write", &e)),
+        };
     }
     outcome
 }

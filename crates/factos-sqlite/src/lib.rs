@@ -18,8 +18,9 @@
 //! A decision reads its context, decides, then in the writer's transaction
 //! checks that no event matching its query (or of its stream, for a stream
 //! dispatch) was committed after that head, and appends; when one was, it
-//! reads the new events and decides again. All SQLite work runs on
-//! blocking threads (`spawn_blocking`): the async runtime is never blocked.
+//! reads the new events and decides again. All SQLite work runs off the
+//! async threads (writes on the writer thread, reads in `spawn_blocking`,
+//! connections closed there too): the async runtime is never blocked.
 //!
 //! Persistent snapshots are kept in `factos_snapshots` (the one folded
 //! furthest per decider, state version and query).
@@ -30,8 +31,8 @@
 //! [`Subscription`]s hand every matching event over in position order, at
 //! least once, or exactly once into the same file ([`ProjectionHandler`]:
 //! the projection's writes and the checkpoint in one transaction).
-//! Subscribers and workers of this process wake up on its commits; those of
-//! other processes on the file poll.
+//! Subscribers and workers of a store instance (and its clones) wake up on
+//! its commits; those of other instances or processes on the file poll.
 //!
 //! ```
 //! # tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap().block_on(async {
@@ -144,9 +145,9 @@ struct Inner {
     jobs: std::sync::mpsc::Sender<writer::Job>,
     readers: Mutex<Vec<Connection>>,
     retries: AtomicU64,
-    /// Bumped after every commit of events: wakes this process's
-    /// subscribers and outbox workers.
-    commits: tokio::sync::watch::Sender<u64>,
+    /// Bumped after every commit of events (by the writer thread): wakes
+    /// this instance's subscribers and outbox workers.
+    commits: Arc<tokio::sync::watch::Sender<u64>>,
     /// Writer transactions and the writes they ran.
     counters: Arc<group::Counters>,
 }
@@ -156,6 +157,25 @@ impl std::fmt::Debug for SqliteStore {
         f.debug_struct("SqliteStore")
             .field("path", &self.inner.path)
             .finish_non_exhaustive()
+    }
+}
+
+impl Drop for Inner {
+    /// Closes the idle readers on a thread of their own: closing the
+    /// file's last connection checkpoints the WAL, which must not happen on
+    /// an async thread. (The writer connection closes on the writer thread
+    /// when it sees the job queue end.)
+    fn drop(&mut self) {
+        let readers = std::mem::take(
+            self.readers
+                .get_mut()
+                .unwrap_or_else(PoisonError::into_inner),
+        );
+        if !readers.is_empty() {
+            let _ = std::thread::Builder::new()
+                .name("factos-sqlite-close".to_string())
+                .spawn(move || drop(readers));
+        }
     }
 }
 
@@ -189,14 +209,15 @@ impl SqliteStore {
         })
         .await?;
         let counters = Arc::new(group::Counters::default());
+        let commits = Arc::new(tokio::sync::watch::Sender::new(0));
         Ok(Self {
             inner: Arc::new(Inner {
                 path,
                 options,
-                jobs: writer::spawn(opened, counters.clone())?,
+                jobs: writer::spawn(opened, counters.clone(), commits.clone())?,
                 readers: Mutex::new(Vec::new()),
                 retries: AtomicU64::new(0),
-                commits: tokio::sync::watch::Sender::new(0),
+                commits,
                 counters,
             }),
         })
@@ -275,12 +296,14 @@ impl SqliteStore {
         self.inner.retries.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// Wakes this process's subscribers and outbox workers.
-    fn committed(&self) {
-        self.inner.commits.send_modify(|n| *n = n.wrapping_add(1));
+    /// Wakes this instance's subscribers and outbox workers (after a
+    /// change that is not a commit of events, such as a requeued message).
+    pub(crate) fn wake(&self) {
+        writer::wake(&self.inner.commits);
     }
 
-    /// A receiver that changes after every commit of events in this process.
+    /// A receiver that changes after every commit of events of this
+    /// instance (or its clones).
     pub(crate) fn commits(&self) -> tokio::sync::watch::Receiver<u64> {
         self.inner.commits.subscribe()
     }
@@ -368,10 +391,7 @@ impl EventStore for SqliteStore {
         self.limits().check(&events).map_err(AppendError::Invalid)?;
         let write = write::Write::plain(stream.clone(), events, condition);
         match self.append_grouped(write).await? {
-            write::Outcome::Committed(committed) => {
-                self.committed();
-                Ok(committed)
-            }
+            write::Outcome::Committed(committed) => Ok(committed),
             write::Outcome::Failed(failure) => Err(AppendError::ConditionFailed(failure)),
             write::Outcome::IdsStored { new, stored } => {
                 if stored.len() == new.len() && factos::store::is_same_append(stream, &new, &stored)

@@ -4,35 +4,39 @@
 //! under the dispatch's panic guard); the writer thread, waiting meanwhile,
 //! records the effects in the same transaction and commits. When no effects
 //! come (a reactor's error or panic, a cancelled dispatch) it rolls back:
-//! nothing is written.
+//! nothing is written. It waits at most the busy timeout: a dispatch whose
+//! future is kept but not polled (say, in a set of futures whose owner
+//! awaits something else, perhaps a write of its own that queues behind
+//! this one) gets [`StoreErrorKind::Timeout`] instead of holding the file's
+//! write lock for ever.
+
+use std::sync::mpsc::{RecvTimeoutError, sync_channel};
 
 use factos::store::{DecisionError, DecisionProcess};
-use factos::{Effect, StoreError};
+use factos::{Effect, StoreError, StoreErrorKind};
 use tokio::sync::oneshot;
 
 use crate::SqliteStore;
 use crate::write::{self, Outcome, Write};
-use crate::writer::writer_lost;
+use crate::writer::{wake, writer_lost};
 
 impl SqliteStore {
     /// Writes a decision's events in the writer's transaction, with their
-    /// effects when the process has any; commits, and wakes this process's
-    /// subscribers and workers when it appended.
+    /// effects when the process has any, and commits (the writer thread
+    /// then wakes this instance's subscribers and workers).
     pub(crate) async fn write_decision<P: DecisionProcess>(
         &self,
         write: Write,
         process: &mut P,
     ) -> Result<Outcome, DecisionError<P::Error>> {
         if !process.has_effects() {
-            let outcome = self.append_grouped(write).await?;
-            if matches!(&outcome, Outcome::Committed(c) if !c.events.is_empty()) {
-                self.committed();
-            }
-            return Ok(outcome);
+            return Ok(self.append_grouped(write).await?);
         }
         let (appended_tx, appended) = oneshot::channel::<Result<Outcome, StoreError>>();
-        let (effects_tx, effects) = oneshot::channel::<Vec<Effect>>();
+        let (effects_tx, effects) = sync_channel::<Vec<Effect>>(1);
         let (done_tx, done) = oneshot::channel::<Result<(), StoreError>>();
+        let wait = self.inner.options.busy_timeout.min(crate::MAX_BUSY_TIMEOUT);
+        let commits = self.inner.commits.clone();
         self.run_on_writer(move |c| {
             let outcome = write::append_open(c, write);
             let open = matches!(outcome, Ok(Outcome::Committed(_)));
@@ -40,19 +44,21 @@ impl SqliteStore {
             if !open {
                 return;
             }
-            // The writer waits for the reactor: it holds the file's write
-            // lock until the effects come or the dispatch gives up.
-            match effects.blocking_recv() {
-                Ok(effects) => {
-                    let recorded =
-                        write::record_effects(c, &effects).and_then(|()| write::commit(c));
-                    if recorded.is_err() {
-                        write::rollback(c);
-                    }
-                    let _ = done_tx.send(recorded);
-                }
+            // The writer holds the file's write lock until the effects come,
+            // the dispatch gives up, or the wait runs out.
+            let recorded = match effects.recv_timeout(wait) {
+                Ok(effects) => write::record_effects(c, &effects).and_then(|()| write::commit(c)),
+                Err(RecvTimeoutError::Timeout) => Err(StoreError::new(
+                    StoreErrorKind::Timeout,
+                    "the dispatch did not hand its effects over within the busy timeout; nothing was written",
+                )),
+                Err(RecvTimeoutError::Disconnected) => Err(writer_lost()),
+            };
+            match &recorded {
+                Ok(()) => wake(&commits),
                 Err(_) => write::rollback(c),
             }
+            let _ = done_tx.send(recorded);
         })?;
         let committed = match appended.await.map_err(|_| writer_lost())?? {
             Outcome::Committed(committed) => committed,
@@ -63,11 +69,10 @@ impl SqliteStore {
         let effects = process
             .effects(&committed.events)
             .map_err(DecisionError::Process)?;
-        effects_tx.send(effects).map_err(|_| writer_lost())?;
+        // A full channel cannot happen (one message); a closed one means the
+        // writer gave up waiting: `done` says why.
+        let _ = effects_tx.try_send(effects);
         done.await.map_err(|_| writer_lost())??;
-        if !committed.events.is_empty() {
-            self.committed();
-        }
         Ok(Outcome::Committed(committed))
     }
 }

@@ -212,7 +212,7 @@ impl Outbox {
             })
             .await?;
         if changed == 1 {
-            self.store.committed();
+            self.store.wake();
         }
         Ok(changed == 1)
     }
@@ -331,7 +331,9 @@ fn lease_in(
         let rows = statement
             .query_map(params![topic, now, max_attempts], |r| r.get::<_, i64>(0))
             .map_err(|e| sqlite_error("cannot park expired messages", &e))?;
-        rows.count()
+        rows.collect::<Result<Vec<_>, _>>()
+            .map_err(|e| sqlite_error("cannot park expired messages", &e))?
+            .len()
     };
     let mut statement = c
         .prepare_cached(include_str!("../sql/statements/outbox_lease.sql"))

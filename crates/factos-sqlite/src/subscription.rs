@@ -432,7 +432,7 @@ impl Subscription {
                 Err(e) => break Err(e),
             }
         };
-        self.release(&lease).await;
+        self.release(lease.holder).await;
         outcome
     }
 
@@ -447,7 +447,11 @@ impl Subscription {
         let holder = uuid::Uuid::new_v4();
         loop {
             let lease = tokio::select! {
-                () = &mut stop => return Ok(()),
+                () = &mut stop => {
+                    // A take already queued may have committed: give it up.
+                    self.release(holder).await;
+                    return Ok(());
+                }
                 lease = self.wait_for_lease(holder) => lease?,
             };
             let mut lease = lease;
@@ -456,21 +460,21 @@ impl Subscription {
                 .await;
             match outcome {
                 Ok(()) => {
-                    self.release(&lease).await;
+                    self.release(lease.holder).await;
                     return Ok(());
                 }
                 Err(SubscriptionError::Store(e)) if e.is_retry_safe() => {
                     tracing::warn!(subscriber = %self.name, error = %e, "subscription interrupted; retrying");
                     tokio::select! {
                         () = &mut stop => {
-                            self.release(&lease).await;
+                            self.release(lease.holder).await;
                             return Ok(());
                         }
                         () = tokio::time::sleep(self.options.poll_interval) => {}
                     }
                 }
                 Err(e) => {
-                    self.release(&lease).await;
+                    self.release(lease.holder).await;
                     return Err(e);
                 }
             }
@@ -655,8 +659,8 @@ impl Subscription {
     /// Gives the subscriber up at once, so a standby takes over without
     /// waiting for the lease to run out. Best effort: a failure leaves the
     /// lease to run out.
-    async fn release(&self, lease: &Lease) {
-        let (name, holder) = (self.name.clone(), lease.holder);
+    async fn release(&self, holder: uuid::Uuid) {
+        let name = self.name.clone();
         let released = self
             .store
             .with_writer(move |c| {

@@ -30,11 +30,12 @@ pub(crate) enum Job {
 pub(crate) fn spawn(
     connection: Connection,
     counters: Arc<Counters>,
+    commits: Arc<tokio::sync::watch::Sender<u64>>,
 ) -> Result<Sender<Job>, StoreError> {
     let (jobs, queue) = std::sync::mpsc::channel();
     std::thread::Builder::new()
         .name("factos-sqlite-writer".to_string())
-        .spawn(move || run(connection, &queue, &counters))
+        .spawn(move || run(connection, &queue, &counters, &commits))
         .map_err(|e| {
             StoreError::new(
                 StoreErrorKind::Other,
@@ -52,7 +53,18 @@ pub(crate) fn writer_lost() -> StoreError {
     )
 }
 
-fn run(mut connection: Connection, queue: &Receiver<Job>, counters: &Counters) {
+/// Wakes the store's subscribers and outbox workers: from here, after the
+/// commit, so a caller that stopped waiting does not leave them asleep.
+pub(crate) fn wake(commits: &tokio::sync::watch::Sender<u64>) {
+    commits.send_modify(|n| *n = n.wrapping_add(1));
+}
+
+fn run(
+    mut connection: Connection,
+    queue: &Receiver<Job>,
+    counters: &Counters,
+    commits: &tokio::sync::watch::Sender<u64>,
+) {
     while let Ok(job) = queue.recv() {
         let mut next = Some(job);
         while let Some(job) = next.take() {
@@ -64,7 +76,7 @@ fn run(mut connection: Connection, queue: &Receiver<Job>, counters: &Counters) {
                 Job::Write(first) => {
                     let (group, after) = gather(first, queue);
                     let done = catch_unwind(AssertUnwindSafe(|| {
-                        group::commit(&connection, group, counters);
+                        group::commit(&connection, group, counters, || wake(commits));
                     }));
                     if done.is_err() {
                         write::rollback(&connection);

@@ -45,7 +45,7 @@ async fn a_second_process_writing_to_the_file_is_seen_by_every_decision() {
     }
     let dir = Dir::new();
     let stores = instances(&dir, 2).await;
-    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+    let child = std::process::Command::new(std::env::current_exe().unwrap())
         .args([
             "--exact",
             "foreign_child_writer",
@@ -58,6 +58,8 @@ async fn a_second_process_writing_to_the_file_is_seen_by_every_decision() {
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
+    // Killed however the test ends, so a failure does not leave it writing.
+    let mut child = KillOnDrop(child);
     // Let the child start writing before the decisions begin.
     let started = std::time::Instant::now();
     while foreign_count(&stores[0]).await == 0 {
@@ -68,8 +70,8 @@ async fn a_second_process_writing_to_the_file_is_seen_by_every_decision() {
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
     let report = oracle::random_decisions(&stores, OracleConfig::from_env()).await;
-    child.kill().unwrap();
-    child.wait().unwrap();
+    child.0.kill().unwrap();
+    child.0.wait().unwrap();
     println!(
         "with a second process writing: {report}, {} foreign events read",
         report.foreign_events_read
@@ -80,6 +82,16 @@ async fn a_second_process_writing_to_the_file_is_seen_by_every_decision() {
         report.foreign_events_read > 0,
         "no decision read an event of the other process: {report}"
     );
+}
+
+/// A child process, killed when dropped.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
 
 /// Events on the foreign writer's stream.

@@ -270,8 +270,10 @@ async fn a_projection_killed_mid_run_applies_every_event_exactly_once() {
         .unwrap();
     let subscription = projection(&store);
     let mut checkpoints = Vec::new();
+    let mut killed_mid_run = 0;
     for round in 0..4u64 {
         append_many(&store, 1500).await;
+        let head = i64::try_from(1500 * (round + 1)).unwrap();
         let mut child = Command::new(std::env::current_exe().unwrap())
             .args([
                 "--exact",
@@ -302,7 +304,14 @@ async fn a_projection_killed_mid_run_applies_every_event_exactly_once() {
             "round {round}"
         );
         checkpoints.push(checkpoint);
+        if checkpoint < head {
+            killed_mid_run += 1;
+        }
     }
+    assert!(
+        killed_mid_run > 0,
+        "every child finished before its kill: no kill landed mid-run ({checkpoints:?})"
+    );
     assert!(
         checkpoints.windows(2).all(|w| w[0] < w[1]),
         "a child made no progress (it must take over from the dead one): {checkpoints:?}"

@@ -251,8 +251,8 @@ async fn workers_ack_retry_with_backoff_and_park() {
     assert!(!emails.requeue(leased[0].id).await.unwrap());
     assert!(emails.parked().await.unwrap().is_empty());
 
-    // `run` delivers it (after one more failure) and a new message too,
-    // woken by this process's commit (the poll interval is a minute).
+    // `run` delivers it (after one more failure, woken when its backoff
+    // ends) and a new message too.
     let mut flaky = Flaky {
         failures: 1,
         delivered: Vec::new(),
@@ -389,4 +389,83 @@ async fn the_box_office_example_projects_and_mails_every_sale_once() {
     assert_eq!(outcome.projected.sold, 40, "{outcome:?}");
     assert_eq!(outcome.emails_sent, 40, "{outcome:?}");
     assert!(outcome.email_retries > 0, "{outcome:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_worker_wakes_on_a_commit_of_its_store() {
+    let dir = common::Dir::new();
+    let file = dir.file();
+    let store = SqliteStore::open(&file, SqliteOptions::default())
+        .await
+        .unwrap();
+    // A poll interval of a minute: only a commit wakes the idle worker
+    // within the test.
+    let emails = Outbox::new(&store, Topic::new("email").unwrap())
+        .with_options(OutboxOptions::default().poll_interval(Duration::from_secs(60)))
+        .unwrap();
+    let mut mailer = Flaky {
+        failures: 0,
+        delivered: Vec::new(),
+    };
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let runner = tokio::spawn(async move {
+        emails
+            .run(&mut mailer, async {
+                let _ = stopped.await;
+            })
+            .await
+            .map(|()| mailer)
+    });
+    // Let it find the empty outbox and go idle.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    register(&store, "late").await.unwrap();
+    let start = std::time::Instant::now();
+    while !outbox_rows(&file).is_empty() {
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "the commit did not wake the worker"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    drop(stop);
+    let mailer = runner.await.unwrap().unwrap();
+    assert_eq!(mailer.delivered.len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reactor_slower_than_the_busy_timeout_writes_nothing_and_frees_the_writer() {
+    let dir = common::Dir::new();
+    let file = dir.file();
+    let mut options = SqliteOptions::default();
+    options.busy_timeout = Duration::from_millis(200);
+    let store = SqliteStore::open(&file, options).await.unwrap();
+    // The writer waits for the effects while this reactor sleeps on the
+    // dispatch's own thread: it gives up after the busy timeout.
+    let slow = reactor_fn(|recorded: &Recorded<Registered>| {
+        std::thread::sleep(Duration::from_millis(600));
+        email(recorded)
+    });
+    let outcome = dispatch_with_outbox(
+        &store,
+        &StreamId::new("users").unwrap(),
+        &query("slow"),
+        &Register,
+        &JsonCodec::<Registered>::new(),
+        &"slow".to_string(),
+        &slow,
+    )
+    .await;
+    assert!(
+        matches!(&outcome, Err(DispatchError::Store(e)) if e.kind() == factos::StoreErrorKind::Timeout),
+        "{outcome:?}"
+    );
+    assert!(outbox_rows(&file).is_empty());
+    let events = store
+        .read(&Query::all(), ReadOptions::default())
+        .await
+        .unwrap();
+    assert!(events.events.is_empty(), "the timed-out decision's event was kept");
+    // The writer is free again.
+    register(&store, "next").await.unwrap();
+    assert_eq!(outbox_rows(&file).len(), 1);
 }

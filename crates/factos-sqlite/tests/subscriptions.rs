@@ -108,10 +108,13 @@ async fn run_follows_commits_as_they_happen_and_stops() {
     let dir = common::Dir::new();
     let store = dir.store().await;
     let before = fill(&store, 20).await;
-    // A poll interval of a minute: only this process's commits wake it.
+    // A poll interval of a minute and a lease of an hour (it renews every
+    // third of it): only this instance's commits wake it within the test.
     let subscription = Subscription::new(&store, "live", matching())
         .unwrap()
         .with_options(SubscriptionOptions::default().poll_interval(Duration::from_secs(60)))
+        .unwrap()
+        .with_lease(Duration::from_secs(3600))
         .unwrap();
     let handler = Collect::default();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
