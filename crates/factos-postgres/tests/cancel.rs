@@ -265,14 +265,30 @@ async fn cut_off_while_waiting_for_a_lock(locking: LockingStrategy) {
         .iter()
         .map(|e| e.stream.as_str().to_string())
         .collect();
-    assert_eq!(buyers, ["buyer-b0", "buyer-b2"], "{locking:?}");
+    if locking == LockingStrategy::Optimistic {
+        // The optimistic append waits for the table lock with its COMMIT
+        // already sent in the same pipeline (store/append.rs): once the
+        // lock goes, the server may run both before it notices the closed
+        // connection. A caller that dropped the future cannot know which:
+        // the decision is there whole or not at all.
+        assert!(
+            buyers == ["buyer-b0", "buyer-b2"] || buyers == ["buyer-b0", "buyer-b1", "buyer-b2"],
+            "{locking:?}: {buyers:?}"
+        );
+    } else {
+        // `Scoped` and `TableLock` wait for their locks before the append and its
+        // COMMIT go out: nothing of the cut-off dispatch was written.
+        assert_eq!(buyers, ["buyer-b0", "buyer-b2"], "{locking:?}");
+    }
 }
 
 /// Under every strategy: a dispatch seen waiting for a lock inside its
 /// transaction is dropped; its connection is out of the pool at once, its
 /// session ends (and its transaction with it) once the lock goes, no session
-/// is left inside a transaction, nothing is written, and the next dispatch
-/// works.
+/// is left inside a transaction, and the next dispatch works. Under `Scoped`
+/// and `TableLock` nothing of it is written; under `Optimistic`, whose append
+/// waits with its COMMIT already sent, it is written whole or not at all
+/// (a CI run saw it committed once).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dispatch_cut_off_inside_its_transaction_discards_its_connection() {
     for locking in [

@@ -67,28 +67,6 @@ async fn updates_deletes_and_truncates_are_rejected() {
     assert_eq!(read.events.len(), 1, "nothing was changed");
 }
 
-/// The least-privilege grants of the crate docs (`src/lib.rs`, "Security"),
-/// for `role` on the schema `q`: reads, appends without choosing positions,
-/// and the subscription and outbox tables.
-fn least_privilege_grants(role: &str, q: &str) -> String {
-    format!(
-        "CREATE ROLE {role} LOGIN;
-         GRANT USAGE ON SCHEMA {q} TO {role};
-         GRANT SELECT ON {q}.factos_events, {q}.factos_event_tags TO {role};
-         GRANT INSERT (id, stream, revision, type, version, tags, metadata, data)
-             ON {q}.factos_events TO {role};
-         GRANT INSERT ON {q}.factos_event_tags TO {role};
-         GRANT EXECUTE ON FUNCTION {q}.factos_lock_events_exclusive(),
-             {q}.factos_lock_for_writing(bigint[], boolean[]) TO {role};
-         GRANT SELECT ON {q}.factos_schema_migrations TO {role};
-         GRANT USAGE, SELECT ON SEQUENCE {q}.factos_events_position_seq TO {role};
-         GRANT SELECT, INSERT, UPDATE ON {q}.factos_subscriptions TO {role};
-         GRANT SELECT, INSERT, UPDATE, DELETE ON {q}.factos_parked_events TO {role};
-         GRANT SELECT, INSERT, UPDATE ON {q}.factos_snapshots TO {role};
-         GRANT SELECT, INSERT, UPDATE, DELETE ON {q}.factos_outbox TO {role};"
-    )
-}
-
 /// A store for a least-privilege role on `owner`'s schema; revokes its
 /// grants when dropped by the caller with [`revoke`].
 async fn least_privilege_store(
@@ -109,7 +87,7 @@ async fn least_privilege_store(
         .get(0);
     if !exists {
         client
-            .batch_execute(&least_privilege_grants(role, &q))
+            .batch_execute(&common::least_privilege_grants(role, &q))
             .await
             .unwrap();
     }

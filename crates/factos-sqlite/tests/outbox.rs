@@ -464,7 +464,10 @@ async fn a_reactor_slower_than_the_busy_timeout_writes_nothing_and_frees_the_wri
         .read(&Query::all(), ReadOptions::default())
         .await
         .unwrap();
-    assert!(events.events.is_empty(), "the timed-out decision's event was kept");
+    assert!(
+        events.events.is_empty(),
+        "the timed-out decision's event was kept"
+    );
     // The writer is free again.
     register(&store, "next").await.unwrap();
     assert_eq!(outbox_rows(&file).len(), 1);

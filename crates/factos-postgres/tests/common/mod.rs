@@ -162,3 +162,25 @@ pub(crate) async fn recorded_effects(
         })
         .collect()
 }
+
+/// The least-privilege grants of the crate docs (`src/lib.rs`, "Security"),
+/// for `role` on the schema `q`: reads, appends without choosing positions,
+/// and the subscription and outbox tables.
+pub(crate) fn least_privilege_grants(role: &str, q: &str) -> String {
+    format!(
+        "CREATE ROLE {role} LOGIN;
+         GRANT USAGE ON SCHEMA {q} TO {role};
+         GRANT SELECT ON {q}.factos_events, {q}.factos_event_tags TO {role};
+         GRANT INSERT (id, stream, revision, type, version, tags, metadata, data)
+             ON {q}.factos_events TO {role};
+         GRANT INSERT ON {q}.factos_event_tags TO {role};
+         GRANT EXECUTE ON FUNCTION {q}.factos_lock_events_exclusive(),
+             {q}.factos_lock_for_writing(bigint[], boolean[]) TO {role};
+         GRANT SELECT ON {q}.factos_schema_migrations TO {role};
+         GRANT USAGE, SELECT ON SEQUENCE {q}.factos_events_position_seq TO {role};
+         GRANT SELECT, INSERT, UPDATE ON {q}.factos_subscriptions TO {role};
+         GRANT SELECT, INSERT, UPDATE, DELETE ON {q}.factos_parked_events TO {role};
+         GRANT SELECT, INSERT, UPDATE ON {q}.factos_snapshots TO {role};
+         GRANT SELECT, INSERT, UPDATE, DELETE ON {q}.factos_outbox TO {role};"
+    )
+}
