@@ -27,6 +27,7 @@ use factos_postgres::throwaway::{ClusterOptions, TempCluster};
 use factos_postgres::{LockingStrategy, PostgresStore, SchemaName, StoreOptions};
 
 mod bulk;
+mod capacity;
 mod courses;
 mod outbox;
 mod peer;
@@ -531,6 +532,12 @@ async fn main() -> Result<(), BoxError> {
     }
     if outbox_only {
         outbox::measure(&cluster, repeats, duration).await?;
+        return Ok(());
+    }
+    // FACTOS_BENCH_CAPACITY=1 runs only the single-primary capacity figures
+    // (see capacity.rs).
+    if std::env::var_os("FACTOS_BENCH_CAPACITY").is_some() {
+        capacity::measure(&cluster, duration).await?;
         return Ok(());
     }
     let status = Command::new(cluster.bin_dir().join("createdb"))
