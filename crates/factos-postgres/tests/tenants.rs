@@ -93,6 +93,16 @@ async fn a_hundred_tenants_share_one_pool_and_see_only_their_own_events() {
         .buffer_unordered(8)
         .collect::<Vec<()>>()
         .await;
+    // Roles belong to the server, not the database: leave none behind.
+    let client = owner.pool().get().await.unwrap();
+    for t in 0..TENANTS {
+        client
+            .batch_execute(&format!(
+                "DROP OWNED BY {prefix}_tenant_{t}; DROP ROLE {prefix}_tenant_{t}"
+            ))
+            .await
+            .unwrap();
+    }
 }
 
 /// Tenant `t`'s least-privilege role (granted on its own schema only, as

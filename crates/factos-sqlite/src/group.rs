@@ -137,8 +137,19 @@ fn in_savepoint(writer: &Connection, write: Write) -> Result<Outcome, StoreError
         .execute_batch("SAVEPOINT factos_write")
         .map_err(|e| crate::error::sqlite_error("cannot begin a grouped write", &e))?;
     let outcome = write::appended(writer, write);
-    if !matches!(outcome, Ok(Outcome::Committed(_))) {
-        let _ = writer.execute_batch("ROLLBACK TO factos_write");
+    if !matches!(outcome, Ok(Outcome::Committed(_)))
+        && let Err(e) = writer.execute_batch("ROLLBACK TO factos_write")
+    {
+        // What this write did may stay in the transaction: give the whole
+        // group up rather than commit part of a failed write.
+        write::rollback(writer);
+        return match outcome {
+            Err(own) => Err(own),
+            Ok(_) => Err(crate::error::sqlite_error(
+                "cannot undo a grouped write",
+                &e,
+            )),
+        };
     }
     if let Err(e) = writer.execute_batch("RELEASE factos_write") {
         // The savepoint is gone (SQLite rolled the transaction back after
@@ -165,4 +176,59 @@ fn rolled_back() -> StoreError {
 /// The same error for another write of the group.
 fn copy(error: &StoreError) -> StoreError {
     StoreError::new(error.kind(), error.message().to_string())
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::panic)]
+mod tests {
+    use factos::{AppendCondition, EventType, NewEvent, StreamId};
+
+    use super::{Counters, Outcome, Pending, commit};
+    use crate::write::Write;
+
+    /// A group whose COMMIT fails: the first write appended, the second is
+    /// a replay of it (its ids are stored, by the first write, in the
+    /// transaction that is then rolled back). Both must fail; a replay of a
+    /// write that is gone must not be acknowledged.
+    #[test]
+    fn a_group_whose_commit_fails_fails_every_write() {
+        let dir = std::env::temp_dir().join(format!("factos-group-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("group.db");
+        let mut connection = crate::connect(&path, &crate::SqliteOptions::default()).unwrap();
+        crate::schema::migrate(&mut connection).unwrap();
+        let stream = StreamId::new("s").unwrap();
+        let event = NewEvent::new(EventType::new("A").unwrap(), b"x".to_vec());
+        let (first_reply, first) = tokio::sync::oneshot::channel();
+        let (second_reply, second) = tokio::sync::oneshot::channel();
+        let group = vec![
+            Pending {
+                write: Write::plain(stream.clone(), vec![event.clone()], AppendCondition::None),
+                reply: first_reply,
+            },
+            Pending {
+                write: Write::plain(stream, vec![event], AppendCondition::None),
+                reply: second_reply,
+            },
+        ];
+        // Every COMMIT becomes a rollback.
+        connection.commit_hook(Some(|| true));
+        commit(&connection, group, &Counters::default(), || {
+            panic!("woke subscribers after a failed commit")
+        });
+        let first = first.blocking_recv().unwrap();
+        let second = second.blocking_recv().unwrap();
+        assert!(first.is_err(), "{:?}", first.map(|_| ()));
+        assert!(
+            !matches!(second, Ok(Outcome::IdsStored { .. })),
+            "the replay of a rolled-back write was acknowledged"
+        );
+        assert!(second.is_err());
+        connection.commit_hook(None::<fn() -> bool>);
+        let stored: i64 = connection
+            .query_row("SELECT count(*) FROM factos_events", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(stored, 0);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

@@ -3,12 +3,16 @@
 //! asked for their effects on the async side (it is the application's code,
 //! under the dispatch's panic guard); the writer thread, waiting meanwhile,
 //! records the effects in the same transaction and commits. When no effects
-//! come (a reactor's error or panic, a cancelled dispatch) it rolls back:
-//! nothing is written. It waits at most the busy timeout: a dispatch whose
+//! come (a reactor's error or panic, a dispatch dropped before it handed
+//! them over) it rolls back: nothing is written. A dispatch dropped after
+//! handing its effects over may still commit, as any dropped commit may. It
+//! waits at most the busy timeout, and at least a second: a dispatch whose
 //! future is kept but not polled (say, in a set of futures whose owner
 //! awaits something else, perhaps a write of its own that queues behind
 //! this one) gets [`StoreErrorKind::Timeout`] instead of holding the file's
-//! write lock for ever.
+//! write lock for ever, and a short busy timeout does not fail dispatches
+//! whose reactor merely runs. Meanwhile the instance's other writer work
+//! waits too.
 
 use std::sync::mpsc::{RecvTimeoutError, sync_channel};
 
@@ -19,6 +23,9 @@ use tokio::sync::oneshot;
 use crate::SqliteStore;
 use crate::write::{self, Outcome, Write};
 use crate::writer::{wake, writer_lost};
+
+/// The shortest wait for a dispatch's effects, whatever the busy timeout.
+const MIN_EFFECTS_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
 
 impl SqliteStore {
     /// Writes a decision's events in the writer's transaction, with their
@@ -35,7 +42,11 @@ impl SqliteStore {
         let (appended_tx, appended) = oneshot::channel::<Result<Outcome, StoreError>>();
         let (effects_tx, effects) = sync_channel::<Vec<Effect>>(1);
         let (done_tx, done) = oneshot::channel::<Result<(), StoreError>>();
-        let wait = self.inner.options.busy_timeout.min(crate::MAX_BUSY_TIMEOUT);
+        let wait = self
+            .inner
+            .options
+            .busy_timeout
+            .clamp(MIN_EFFECTS_WAIT, crate::MAX_BUSY_TIMEOUT);
         let commits = self.inner.commits.clone();
         self.run_on_writer(move |c| {
             let outcome = write::append_open(c, write);

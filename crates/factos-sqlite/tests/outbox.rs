@@ -440,9 +440,10 @@ async fn a_reactor_slower_than_the_busy_timeout_writes_nothing_and_frees_the_wri
     options.busy_timeout = Duration::from_millis(200);
     let store = SqliteStore::open(&file, options).await.unwrap();
     // The writer waits for the effects while this reactor sleeps on the
-    // dispatch's own thread: it gives up after the busy timeout.
+    // dispatch's own thread: it gives up after the busy timeout, here raised
+    // to the floor of one second.
     let slow = reactor_fn(|recorded: &Recorded<Registered>| {
-        std::thread::sleep(Duration::from_millis(600));
+        std::thread::sleep(Duration::from_millis(1500));
         email(recorded)
     });
     let outcome = dispatch_with_outbox(

@@ -435,3 +435,68 @@ async fn a_panicking_projection_writes_nothing_and_the_store_goes_on() {
         .unwrap();
     assert_eq!(handled, 4);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_commit_whose_caller_stopped_waiting_still_wakes_the_subscriber() {
+    let dir = common::Dir::new();
+    let store = dir.store().await;
+    let first = fill(&store, 3).await;
+    // Only a wake-up reaches it within the test: a poll interval of a
+    // minute, a lease of an hour.
+    let subscription = Subscription::new(&store, "woken", matching())
+        .unwrap()
+        .with_options(SubscriptionOptions::default().poll_interval(Duration::from_secs(60)))
+        .unwrap()
+        .with_lease(Duration::from_secs(3600))
+        .unwrap();
+    let running = {
+        let subscription = subscription.clone();
+        tokio::spawn(async move {
+            subscription
+                .run(&mut Collect::default(), std::future::pending())
+                .await
+        })
+    };
+    assert!(
+        subscription
+            .wait_until_applied(first[0], Duration::from_secs(10))
+            .await
+            .unwrap()
+    );
+    // The append's caller stops waiting right after handing the write over:
+    // the write commits all the same, and the writer wakes the subscriber.
+    let event = NewEvent::new(EventType::new("Match").unwrap(), b"late".to_vec());
+    // Polled once (it hands the write to the writer), then dropped.
+    let stream = StreamId::new("s").unwrap();
+    let append = store.append(&stream, vec![event], AppendCondition::None);
+    let finished = tokio::select! {
+        biased;
+        _ = append => true,
+        () = std::future::ready(()) => false,
+    };
+    assert!(!finished, "the append finished in its first poll");
+    let started = std::time::Instant::now();
+    let position = loop {
+        let head = store
+            .read(&Query::all(), factos::ReadOptions::default())
+            .await
+            .unwrap()
+            .head;
+        if let Some(head) = head.filter(|h| h.get() == 4) {
+            break head;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the write never committed"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    };
+    assert!(
+        subscription
+            .wait_until_applied(position, Duration::from_secs(5))
+            .await
+            .unwrap(),
+        "the subscriber was not woken by a commit whose caller had gone"
+    );
+    running.abort();
+}
