@@ -620,17 +620,29 @@ pub(super) async fn a_reactor_failing_after_the_append_writes_nothing<
             factos::outbox::MAX_EFFECTS_PER_DISPATCH + 1
         ]
     });
-    reactor_failing_after_the_append(&store, &q, &command, "a panic", panicking).await?;
-    reactor_failing_after_the_append(&store, &q, &command, "too many effects", too_many).await
+    let failed = |e: &KitDispatchError| {
+        matches!(e, DispatchError::Panicked { .. } | DispatchError::Encode(_))
+    };
+    let what = "events after a reactor failing in react";
+    failing_outbox_dispatches_write_nothing(&store, &q, &command, panicking, failed, what).await?;
+    failing_outbox_dispatches_write_nothing(&store, &q, &command, too_many, failed, what).await
 }
 
-/// One reactor of [`a_reactor_failing_after_the_append_writes_nothing`].
-async fn reactor_failing_after_the_append<S, R>(
+/// How a kit outbox dispatch fails.
+type KitDispatchError = DispatchError<<Bounded as factos::Decider>::Error>;
+
+/// Dispatches `command` with `reactor` through the free function, a warm
+/// dispatcher's cache (warmed by a decision that appends nothing) and a
+/// combining dispatcher: each must fail as `failed` accepts, and nothing may
+/// be stored after them (`what` names the count). On stores that cannot
+/// record effects only the refusal is checked.
+async fn failing_outbox_dispatches_write_nothing<S, R>(
     store: &S,
     q: &Query,
     command: &Vec<KitEvent>,
-    name: &str,
     reactor: R,
+    failed: impl Fn(&KitDispatchError) -> bool,
+    what: &str,
 ) -> CaseResult
 where
     S: EventStore + Clone + 'static,
@@ -653,11 +665,8 @@ where
         return Ok(());
     }
     ensure!(
-        matches!(
-            free,
-            Err(DispatchError::Panicked { .. } | DispatchError::Encode(_))
-        ),
-        "{name}, the free function: {free:?}"
+        free.as_ref().is_err_and(&failed),
+        "the free function: {free:?}"
     );
     for combining in [None, Some(4)] {
         let dispatcher = factos::Dispatcher::new(store.clone(), decider, codec.clone());
@@ -665,7 +674,6 @@ where
             Some(commands) => dispatcher.with_combining(commands),
             None => dispatcher,
         };
-        // Warm the cache with a decision that appends nothing.
         dispatcher
             .dispatch_with_query(&stream("p"), q, &Vec::new())
             .await
@@ -674,18 +682,11 @@ where
             .dispatch_with_outbox(&stream("p"), q, command, &reactor)
             .await;
         ensure!(
-            matches!(
-                outcome,
-                Err(DispatchError::Panicked { .. } | DispatchError::Encode(_))
-            ),
-            "{name}, a dispatcher (combining {combining:?}): {outcome:?}"
+            outcome.as_ref().is_err_and(&failed),
+            "a dispatcher (combining {combining:?}): {outcome:?}"
         );
     }
-    ensure_eq!(
-        count(store).await?,
-        0,
-        "events after a reactor failing in react"
-    );
+    ensure_eq!(count(store).await?, 0, what);
     Ok(())
 }
 
@@ -711,48 +712,13 @@ pub(super) async fn a_reactor_panicking_in_reacts_to_writes_nothing<
             panic!("reacts_to panics")
         }
     });
-    let decider = Bounded { limit: 10 };
-    let codec = KitCodec::default();
-    let free = factos::dispatch_with_outbox(
+    failing_outbox_dispatches_write_nothing(
         &store,
-        &stream("p"),
         &q,
-        &decider,
-        &codec,
         &command,
-        &reactor,
+        reactor,
+        |e: &KitDispatchError| matches!(e, DispatchError::Panicked { .. }),
+        "events after panics in reacts_to",
     )
-    .await;
-    if !store.can_record_effects() {
-        ensure!(
-            free.is_err(),
-            "a store without effects accepted an outbox dispatch"
-        );
-        return Ok(());
-    }
-    ensure!(
-        matches!(free, Err(DispatchError::Panicked { .. })),
-        "the free function: {free:?}"
-    );
-    for combining in [None, Some(4)] {
-        let dispatcher = factos::Dispatcher::new(store.clone(), decider, codec.clone());
-        let dispatcher = match combining {
-            Some(commands) => dispatcher.with_combining(commands),
-            None => dispatcher,
-        };
-        // Warm the cache with a decision that appends nothing.
-        dispatcher
-            .dispatch_with_query(&stream("p"), &q, &Vec::new())
-            .await
-            .map_err(|e| format!("warming: {e:?}"))?;
-        let outcome = dispatcher
-            .dispatch_with_outbox(&stream("p"), &q, &command, &reactor)
-            .await;
-        ensure!(
-            matches!(outcome, Err(DispatchError::Panicked { .. })),
-            "a dispatcher (combining {combining:?}): {outcome:?}"
-        );
-    }
-    ensure_eq!(count(&store).await?, 0, "events after panics in reacts_to");
-    Ok(())
+    .await
 }
