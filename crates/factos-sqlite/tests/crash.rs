@@ -260,14 +260,9 @@ async fn a_projection_killed_mid_run_applies_every_event_exactly_once() {
         return;
     }
     let dir = common::Dir::new();
-    let file = dir.file();
-    let store = SqliteStore::open(&file, SqliteOptions::default())
-        .await
-        .unwrap();
-    rusqlite::Connection::open(&file)
-        .unwrap()
-        .execute_batch("CREATE TABLE projected (position INTEGER NOT NULL)")
-        .unwrap();
+    let (file, store) = dir
+        .store_with("CREATE TABLE projected (position INTEGER NOT NULL)")
+        .await;
     let subscription = projection(&store);
     let mut checkpoints = Vec::new();
     let mut killed_mid_run = 0;

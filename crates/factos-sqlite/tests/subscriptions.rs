@@ -19,6 +19,17 @@ use factos_sqlite::{
     SubscriptionOptions,
 };
 
+/// A subscriber only a wake-up reaches within a test: a poll interval of a
+/// minute, a lease of an hour (renewed every third of it).
+fn woken_only(store: &SqliteStore, name: &str) -> Subscription {
+    Subscription::new(store, name, matching())
+        .unwrap()
+        .with_options(SubscriptionOptions::default().poll_interval(Duration::from_secs(60)))
+        .unwrap()
+        .with_lease(Duration::from_secs(3600))
+        .unwrap()
+}
+
 fn matching() -> Query {
     Query::types([EventType::new("Match").unwrap()])
 }
@@ -110,12 +121,7 @@ async fn run_follows_commits_as_they_happen_and_stops() {
     let before = fill(&store, 20).await;
     // A poll interval of a minute and a lease of an hour (it renews every
     // third of it): only this instance's commits wake it within the test.
-    let subscription = Subscription::new(&store, "live", matching())
-        .unwrap()
-        .with_options(SubscriptionOptions::default().poll_interval(Duration::from_secs(60)))
-        .unwrap()
-        .with_lease(Duration::from_secs(3600))
-        .unwrap();
+    let subscription = woken_only(&store, "live");
     let handler = Collect::default();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let running = {
@@ -185,6 +191,9 @@ impl ProjectionHandler for CountByType {
     }
 }
 
+/// The projection table of [`CountByType`].
+const COUNTS: &str = "CREATE TABLE counts (type TEXT PRIMARY KEY, n INTEGER NOT NULL)";
+
 fn counted(file: &std::path::Path) -> i64 {
     let c = rusqlite::Connection::open(file).unwrap();
     c.query_row("SELECT coalesce(sum(n), 0) FROM counts", [], |r| r.get(0))
@@ -194,14 +203,7 @@ fn counted(file: &std::path::Path) -> i64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_projection_applies_each_event_exactly_once_with_its_checkpoint() {
     let dir = common::Dir::new();
-    let file = dir.file();
-    let store = SqliteStore::open(&file, SqliteOptions::default())
-        .await
-        .unwrap();
-    rusqlite::Connection::open(&file)
-        .unwrap()
-        .execute_batch("CREATE TABLE counts (type TEXT PRIMARY KEY, n INTEGER NOT NULL)")
-        .unwrap();
+    let (file, store) = dir.store_with(COUNTS).await;
     let expected = fill(&store, 300).await;
     let options = SubscriptionOptions::default()
         .batch_size(10)
@@ -407,14 +409,7 @@ impl ProjectionHandler for Panicking {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_panicking_projection_writes_nothing_and_the_store_goes_on() {
     let dir = common::Dir::new();
-    let file = dir.file();
-    let store = SqliteStore::open(&file, SqliteOptions::default())
-        .await
-        .unwrap();
-    rusqlite::Connection::open(&file)
-        .unwrap()
-        .execute_batch("CREATE TABLE counts (type TEXT PRIMARY KEY, n INTEGER NOT NULL)")
-        .unwrap();
+    let (file, store) = dir.store_with(COUNTS).await;
     fill(&store, 9).await;
     let subscription = Subscription::new(&store, "panics", matching()).unwrap();
     let outcome = subscription.catch_up_projection(Panicking).await;
@@ -443,12 +438,7 @@ async fn a_commit_whose_caller_stopped_waiting_still_wakes_the_subscriber() {
     let first = fill(&store, 3).await;
     // Only a wake-up reaches it within the test: a poll interval of a
     // minute, a lease of an hour.
-    let subscription = Subscription::new(&store, "woken", matching())
-        .unwrap()
-        .with_options(SubscriptionOptions::default().poll_interval(Duration::from_secs(60)))
-        .unwrap()
-        .with_lease(Duration::from_secs(3600))
-        .unwrap();
+    let subscription = woken_only(&store, "woken");
     let running = {
         let subscription = subscription.clone();
         tokio::spawn(async move {

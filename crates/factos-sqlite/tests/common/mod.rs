@@ -26,6 +26,20 @@ impl Dir {
         ))
     }
 
+    /// A store on a new file holding also the application's table made
+    /// by `create` (a projection's), and the file's path.
+    pub(crate) async fn store_with(&self, create: &str) -> (PathBuf, SqliteStore) {
+        let file = self.file();
+        let store = SqliteStore::open(&file, SqliteOptions::default())
+            .await
+            .unwrap();
+        rusqlite::Connection::open(&file)
+            .unwrap()
+            .execute_batch(create)
+            .unwrap();
+        (file, store)
+    }
+
     /// A store on a new file.
     pub(crate) async fn store(&self) -> SqliteStore {
         SqliteStore::open(self.file(), SqliteOptions::default())
