@@ -596,7 +596,7 @@ impl Subscription {
                     options = options.from(from);
                 }
                 let read = rows::read(tx, &query, options)?;
-                Ok((read.events, rows::head(tx)?))
+                Ok((read.events, read.head))
             })
             .await?)
     }
