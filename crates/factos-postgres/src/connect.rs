@@ -136,6 +136,7 @@ impl PostgresStore {
                 notifier: Arc::new(crate::wakeup::Notifier::default()),
                 listener,
             }),
+            replica: None,
         }
     }
 

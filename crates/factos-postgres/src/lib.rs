@@ -165,7 +165,7 @@ pub use sql::{
     InvalidSchemaName, MIGRATIONS, SchemaName, StatementContract, statement_contracts,
     statement_texts,
 };
-pub use store::PostgresStore;
+pub use store::{PostgresStore, ReplicaOptions};
 pub use subscription::{
     EventHandler, MAX_BATCH_SIZE, MAX_NAME_BYTES, MAX_PARKED_ERROR_BYTES, ParkedEvent,
     PoisonPolicy, ProjectionHandler, Subscription, SubscriptionError, SubscriptionOptions,

@@ -351,6 +351,10 @@ statements! {
         lock_table() = t.file(sql_file!("statements", "lock_table"));
         lock_for_writing(INT8_ARRAY, BOOL_ARRAY) = t.file(sql_file!("statements", "lock_for_writing"));
         settled_position(INT4) = t.file(sql_file!("statements", "settled_position"));
+        /// The settled mark and the WAL insert position after it (replica reads).
+        settled_point(INT4) = t.file(sql_file!("statements", "settled_point"));
+        /// A standby's replay position (replica reads).
+        replayed_position() = t.file(sql_file!("statements", "replayed_position"));
         read_stream_after(TEXT, INT8) = t.file(sql_file!("statements", "read_stream_after"));
         read_by_ids(UUID_ARRAY) = t.file(sql_file!("statements", "read_by_ids"));
         // Forwards reads are bounded below (exclusive), backwards reads above (inclusive).

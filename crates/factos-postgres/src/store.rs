@@ -22,6 +22,8 @@ mod guard;
 pub(crate) mod hot;
 mod read;
 mod replay;
+pub(crate) mod replica;
+pub use replica::ReplicaOptions;
 mod retry;
 mod session;
 mod snapshots;
@@ -30,6 +32,9 @@ mod snapshots;
 #[derive(Clone)]
 pub struct PostgresStore {
     pub(crate) inner: Arc<Inner>,
+    /// Where reads and subscriptions' batches go instead of the primary
+    /// ([`PostgresStore::with_replica`]).
+    pub(crate) replica: Option<Arc<replica::Replica>>,
 }
 
 pub(crate) struct Inner {
@@ -74,6 +79,7 @@ impl std::fmt::Debug for PostgresStore {
         f.debug_struct("PostgresStore")
             .field("schema", &self.inner.options.schema)
             .field("locking", &self.inner.options.locking)
+            .field("replica", &self.replica.is_some())
             .finish_non_exhaustive()
     }
 }

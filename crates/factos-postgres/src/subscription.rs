@@ -466,7 +466,7 @@ impl Subscription {
         let limit = i64::try_from(batch).unwrap_or(i64::MAX);
         let (mark, events, _) = self
             .store
-            .settled_forward_read(&lease.client, &self.query, lease.checkpoint, Some(limit))
+            .batch_read(&lease.client, &self.query, lease.checkpoint, Some(limit))
             .await?;
         let full = events.len() == batch;
         // Everything matching at or below the settled mark was read, unless

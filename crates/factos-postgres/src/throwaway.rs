@@ -197,6 +197,73 @@ impl TempCluster {
 
     /// Starts a cluster.
     pub fn start_with(options: &ClusterOptions) -> Result<Self, ThrowawayError> {
+        let cluster = Self::empty()?;
+        let mut initdb = cluster.server_command("initdb");
+        initdb.arg("-D").arg(cluster.data_dir()).args([
+            "-U",
+            "postgres",
+            "-A",
+            "trust",
+            "-E",
+            "UTF8",
+            "--locale=C",
+            "--no-sync",
+        ]);
+        Self::run("initdb", &mut initdb)?;
+        cluster.configure_and_start(options)?;
+        Ok(cluster)
+    }
+
+    /// Starts a hot standby of this cluster: a base backup taken with
+    /// `pg_basebackup -R` (it writes the connection to this cluster and the
+    /// standby signal), streaming from this cluster over its unix socket,
+    /// listening on a unix socket of its own. Reads run on it once it is
+    /// consistent (when this returns).
+    pub fn start_standby(&self, options: &ClusterOptions) -> Result<Self, ThrowawayError> {
+        let standby = Self::empty()?;
+        let mut backup = standby.server_command("pg_basebackup");
+        backup
+            .arg("-D")
+            .arg(standby.data_dir())
+            .arg("-h")
+            .arg(&self.root)
+            .args([
+                "-p",
+                &SOCKET_PORT.to_string(),
+                "-U",
+                "postgres",
+                "-R",
+                "-X",
+                "stream",
+                "--no-sync",
+            ]);
+        Self::run("pg_basebackup", &mut backup)?;
+        standby.configure_and_start(options)?;
+        Ok(standby)
+    }
+
+    /// Promotes this standby to a primary and waits until it accepts writes.
+    pub fn promote(&self) -> Result<(), ThrowawayError> {
+        let mut promote = self.server_command("pg_ctl");
+        promote
+            .arg("-D")
+            .arg(self.data_dir())
+            .args(["-w", "-t", "60", "promote"]);
+        Self::run("pg_ctl promote", &mut promote)
+    }
+
+    /// Stops the server at once, as a crash would, and keeps its directory
+    /// (the cluster is dropped later); for failover tests.
+    pub fn stop_immediate(&self) -> Result<(), ThrowawayError> {
+        let mut stop = self.server_command("pg_ctl");
+        stop.arg("-D")
+            .arg(self.data_dir())
+            .args(["-m", "immediate", "-w", "stop"]);
+        Self::run("pg_ctl stop", &mut stop)
+    }
+
+    /// A fresh directory with its watchdog, no server yet.
+    fn empty() -> Result<Self, ThrowawayError> {
         static COUNTER: AtomicU64 = AtomicU64::new(0);
         let bin = find_server_binaries()?;
         let as_postgres = running_as_root();
@@ -223,22 +290,15 @@ impl TempCluster {
             )?;
         }
         cluster.start_watchdog()?;
-        let data = cluster.data_dir();
-        let mut initdb = cluster.server_command("initdb");
-        initdb.arg("-D").arg(&data).args([
-            "-U",
-            "postgres",
-            "-A",
-            "trust",
-            "-E",
-            "UTF8",
-            "--locale=C",
-            "--no-sync",
-        ]);
-        Self::run("initdb", &mut initdb)?;
+        Ok(cluster)
+    }
+
+    /// Adds our settings to the data directory's `postgresql.conf` and starts the server.
+    fn configure_and_start(&self, options: &ClusterOptions) -> Result<(), ThrowawayError> {
+        let data = self.data_dir();
         let mut conf = format!(
             "\nlisten_addresses = ''\nunix_socket_directories = '{}'\nport = {SOCKET_PORT}\nmax_connections = {}\nshared_buffers = '256MB'\n",
-            cluster.root.display(),
+            self.root.display(),
             options.max_connections
         );
         if !options.durable {
@@ -251,21 +311,21 @@ impl TempCluster {
         let mut existing = std::fs::read_to_string(&conf_path)?;
         existing.push_str(&conf);
         std::fs::write(&conf_path, existing)?;
-        let mut start = cluster.server_command("pg_ctl");
+        let mut start = self.server_command("pg_ctl");
         start
             .arg("-D")
             .arg(&data)
             .arg("-l")
-            .arg(cluster.root.join("server.log"))
+            .arg(self.root.join("server.log"))
             .args(["-w", "-t", "60", "start"]);
         if let Err(e) = Self::run("pg_ctl start", &mut start) {
-            let log = std::fs::read_to_string(cluster.root.join("server.log")).unwrap_or_default();
+            let log = std::fs::read_to_string(self.root.join("server.log")).unwrap_or_default();
             return Err(ThrowawayError::Command {
                 command: "pg_ctl start".into(),
                 output: format!("{e}\n{log}"),
             });
         }
-        Ok(cluster)
+        Ok(())
     }
 
     fn data_dir(&self) -> PathBuf {

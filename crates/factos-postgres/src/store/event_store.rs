@@ -48,7 +48,10 @@ impl EventStore for PostgresStore {
     async fn read(&self, query: &Query, options: ReadOptions) -> Result<ReadResult, StoreError> {
         let span = tracing::debug_span!("factos.read", query = %query, events = tracing::field::Empty, head = tracing::field::Empty);
         async {
-            let read = self.read_settled(query, options).await?;
+            let read = match &self.replica {
+                Some(replica) => self.read_replica(replica, query, options).await?,
+                None => self.read_settled(query, options).await?,
+            };
             let span = tracing::Span::current();
             span.record("events", read.events.len());
             if let Some(h) = read.head {
