@@ -12,13 +12,14 @@
 
 mod common;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use factos::{
-    AppendCondition, EventStore, EventType, NewEvent, Query, ReadOptions, StoreErrorKind, StreamId,
+    AppendCondition, EventStore, EventType, NewEvent, Query, ReadOptions, StoreErrorKind,
+    StoredEvent, StreamId,
 };
 use factos_postgres::throwaway::{ClusterOptions, TempCluster};
 use factos_postgres::{PostgresStore, StoreOptions, Subscription, SubscriptionOptions};
@@ -84,8 +85,9 @@ fn setting(name: &str, value: &str) -> (String, String) {
     (name.to_string(), value.to_string())
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_promoted_standby_has_every_acknowledged_append_and_the_subscriber_resumes() {
+/// A primary replicating synchronously to a hot standby, and a store that
+/// knows both hosts and connects to whichever accepts writes.
+async fn clusters() -> (TempCluster, TempCluster, PostgresStore) {
     let primary = TempCluster::start_with(&ClusterOptions {
         settings: vec![
             setting("synchronous_standby_names", "*"),
@@ -114,97 +116,64 @@ async fn a_promoted_standby_has_every_acknowledged_append_and_the_subscriber_res
         .target_session_attrs(TargetSessionAttrs::ReadWrite);
     let store = PostgresStore::from_config(config, 8, StoreOptions::default()).unwrap();
     store.migrate().await.unwrap();
+    (primary, standby, store)
+}
 
-    let subscriber = Subscription::new(&store, "through-failover", Query::all())
-        .unwrap()
-        .with_options(SubscriptionOptions::default().poll_interval(Duration::from_millis(100)))
-        .unwrap();
-    let collected = common::Collect::default();
-    let (stop_subscriber, subscriber_stopped) = tokio::sync::oneshot::channel::<()>();
-    let subscribing = {
-        let subscriber = subscriber.clone();
-        let mut handler = collected.clone();
-        tokio::spawn(async move {
-            subscriber
-                .run(&mut handler, async {
-                    let _ = subscriber_stopped.await;
-                })
-                .await
-        })
-    };
-
-    let stop = Arc::new(AtomicBool::new(false));
-    let writers: Vec<_> = (0..4)
-        .map(|w| {
-            let (store, stop) = (store.clone(), stop.clone());
-            tokio::spawn(async move {
-                let mut outcomes = Vec::new();
-                let mut errors: HashMap<StoreErrorKind, usize> = HashMap::new();
-                let mut n = 0;
-                while !stop.load(Ordering::Relaxed) {
-                    n += 1;
-                    let stream = StreamId::new(format!("w{w}-{n}")).unwrap();
-                    let events = (0..2)
-                        .map(|i| {
-                            NewEvent::new(
-                                EventType::new("Step").unwrap(),
-                                format!("{{\"i\":{i}}}").into_bytes(),
-                            )
-                        })
-                        .collect();
-                    let outcome = match store.append(&stream, events, AppendCondition::None).await {
-                        Ok(committed) => Outcome::Acknowledged(
-                            committed.events.iter().map(|e| e.position.get()).collect(),
-                        ),
-                        Err(factos::AppendError::Store(e)) => {
-                            *errors.entry(e.kind()).or_default() += 1;
-                            if e.is_retry_safe() {
-                                tokio::time::sleep(Duration::from_millis(20)).await;
-                                Outcome::NotWritten
-                            } else if e.kind() == StoreErrorKind::CommitOutcomeUnknown {
-                                Outcome::Unknown
-                            } else {
-                                panic!("writer {w}: an error a failover should not cause: {e:?}");
-                            }
-                        }
-                        Err(other) => panic!("writer {w}: {other:?}"),
-                    };
-                    outcomes.push((stream, outcome));
-                }
-                (outcomes, errors)
-            })
-        })
-        .collect();
-
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    crash_with_replication_stalled(&primary).await;
-    standby.promote().unwrap();
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    stop.store(true, Ordering::Relaxed);
-
+/// Appends two events to a new stream per step until `stop`; each step's
+/// stream and outcome, and the error kinds seen.
+async fn write_until(
+    store: PostgresStore,
+    writer: usize,
+    stop: Arc<AtomicBool>,
+) -> (Vec<(StreamId, Outcome)>, HashMap<StoreErrorKind, usize>) {
     let mut outcomes = Vec::new();
-    let mut errors: BTreeMap<String, usize> = BTreeMap::new();
-    for writer in writers {
-        let (o, e) = writer.await.unwrap();
-        outcomes.extend(o);
-        for (kind, count) in e {
-            *errors.entry(format!("{kind:?}")).or_default() += count;
-        }
+    let mut errors: HashMap<StoreErrorKind, usize> = HashMap::new();
+    let mut n = 0;
+    while !stop.load(Ordering::Relaxed) {
+        n += 1;
+        let stream = StreamId::new(format!("w{writer}-{n}")).unwrap();
+        let events = (0..2)
+            .map(|i| {
+                NewEvent::new(
+                    EventType::new("Step").unwrap(),
+                    format!("{{\"i\":{i}}}").into_bytes(),
+                )
+            })
+            .collect();
+        let outcome = match store.append(&stream, events, AppendCondition::None).await {
+            Ok(committed) => {
+                Outcome::Acknowledged(committed.events.iter().map(|e| e.position.get()).collect())
+            }
+            Err(factos::AppendError::Store(e)) => {
+                *errors.entry(e.kind()).or_default() += 1;
+                if e.is_retry_safe() {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    Outcome::NotWritten
+                } else if e.kind() == StoreErrorKind::CommitOutcomeUnknown {
+                    Outcome::Unknown
+                } else {
+                    panic!("writer {writer}: an error a failover should not cause: {e:?}");
+                }
+            }
+            Err(other) => panic!("writer {writer}: {other:?}"),
+        };
+        outcomes.push((stream, outcome));
     }
-    // Read the new primary directly.
-    let log = store
-        .read(&Query::all(), ReadOptions::default())
-        .await
-        .unwrap();
-    let mut by_stream: HashMap<String, Vec<u64>> = HashMap::new();
-    for event in &log.events {
+    (outcomes, errors)
+}
+
+/// Checks each append's outcome against the log; (acknowledged, of
+/// unknown outcome and written).
+fn check_appends(outcomes: &[(StreamId, Outcome)], log: &[StoredEvent]) -> (usize, usize) {
+    let mut by_stream: HashMap<&str, Vec<u64>> = HashMap::new();
+    for event in log {
         by_stream
-            .entry(event.stream.as_str().to_string())
+            .entry(event.stream.as_str())
             .or_default()
             .push(event.position.get());
     }
     let (mut acknowledged, mut unknown_written) = (0, 0);
-    for (stream, outcome) in &outcomes {
+    for (stream, outcome) in outcomes {
         let stored = by_stream.get(stream.as_str()).cloned().unwrap_or_default();
         match outcome {
             Outcome::Acknowledged(positions) => {
@@ -227,7 +196,79 @@ async fn a_promoted_standby_has_every_acknowledged_append_and_the_subscriber_res
             }
         }
     }
-    let acknowledged_after: usize = outcomes
+    (acknowledged, unknown_written)
+}
+
+/// Waits until the subscriber has received every event of `log` (at least
+/// once: the batch in hand when the primary died may come again); how many
+/// came again.
+async fn received_all(collected: &common::Collect, log: &[StoredEvent]) -> usize {
+    let expected: BTreeSet<u64> = log.iter().map(|e| e.position.get()).collect();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let seen = collected.positions();
+        if seen.iter().max() >= expected.last() {
+            let distinct: BTreeSet<u64> = seen.iter().copied().collect();
+            assert_eq!(
+                distinct, expected,
+                "the subscriber skipped events across the failover"
+            );
+            return seen.len() - distinct.len();
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the subscriber did not resume"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_promoted_standby_has_every_acknowledged_append_and_the_subscriber_resumes() {
+    let (primary, standby, store) = clusters().await;
+    let subscriber = Subscription::new(&store, "through-failover", Query::all())
+        .unwrap()
+        .with_options(SubscriptionOptions::default().poll_interval(Duration::from_millis(100)))
+        .unwrap();
+    let collected = common::Collect::default();
+    let (stop_subscriber, subscriber_stopped) = tokio::sync::oneshot::channel::<()>();
+    let subscribing = {
+        let mut handler = collected.clone();
+        tokio::spawn(async move {
+            subscriber
+                .run(&mut handler, async {
+                    let _ = subscriber_stopped.await;
+                })
+                .await
+        })
+    };
+    let stop = Arc::new(AtomicBool::new(false));
+    let writers: Vec<_> = (0..4)
+        .map(|w| tokio::spawn(write_until(store.clone(), w, stop.clone())))
+        .collect();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    crash_with_replication_stalled(&primary).await;
+    standby.promote().unwrap();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    stop.store(true, Ordering::Relaxed);
+
+    let mut outcomes = Vec::new();
+    let mut errors: BTreeMap<String, usize> = BTreeMap::new();
+    for writer in writers {
+        let (o, e) = writer.await.unwrap();
+        outcomes.extend(o);
+        for (kind, count) in e {
+            *errors.entry(format!("{kind:?}")).or_default() += count;
+        }
+    }
+    // The store now reads the new primary.
+    let log = store
+        .read(&Query::all(), ReadOptions::default())
+        .await
+        .unwrap()
+        .events;
+    let (acknowledged, unknown_written) = check_appends(&outcomes, &log);
+    let acknowledged_after = outcomes
         .iter()
         .rev()
         .take_while(|(_, o)| matches!(o, Outcome::Acknowledged(_)))
@@ -240,36 +281,13 @@ async fn a_promoted_standby_has_every_acknowledged_append_and_the_subscriber_res
         !errors.is_empty(),
         "the writers never saw the primary go away"
     );
-
-    // The subscriber goes on from its checkpoint on the new primary and
-    // receives every event: at least once, so the batch in hand when the
-    // primary died comes again (delivery goes back to the checkpoint).
-    let expected: Vec<u64> = log.events.iter().map(|e| e.position.get()).collect();
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    let redelivered = loop {
-        let seen = collected.positions();
-        if seen.iter().max() >= expected.last() {
-            let redelivered =
-                seen.len() - seen.iter().collect::<std::collections::BTreeSet<_>>().len();
-            let distinct: std::collections::BTreeSet<u64> = seen.iter().copied().collect();
-            let all: std::collections::BTreeSet<u64> = expected.iter().copied().collect();
-            assert_eq!(
-                distinct, all,
-                "the subscriber skipped events across the failover"
-            );
-            break redelivered;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the subscriber did not resume"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let redelivered = received_all(&collected, &log).await;
     let _ = stop_subscriber.send(());
     subscribing.await.unwrap().unwrap();
     eprintln!(
-        "{} appends, {acknowledged} acknowledged, {unknown_written} of unknown outcome written, errors {errors:?}, {} events, {redelivered} delivered again",
+        "{} appends, {acknowledged} acknowledged, {unknown_written} of unknown outcome written, \
+         errors {errors:?}, {} events, {redelivered} delivered again",
         outcomes.len(),
-        expected.len()
+        log.len()
     );
 }
