@@ -44,6 +44,9 @@ pub(crate) fn db_error(context: &str, error: tokio_postgres::Error, phase: Phase
             closed_kind(phase)
         }
         Some(_) => StoreErrorKind::Other,
+        // A parameter or column the driver could not convert: nothing went
+        // to the server, and retrying sends the same value again.
+        None if is_conversion(&error) => StoreErrorKind::Other,
         None if error.is_closed() || phase == Phase::Commit => closed_kind(phase),
         None => StoreErrorKind::Unavailable,
     };
@@ -87,6 +90,14 @@ impl std::error::Error for DriverError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         Some(&self.0)
     }
+}
+
+/// Whether the driver failed to convert a parameter or a column (its
+/// error kinds are private; their messages are stable: "error serializing
+/// parameter N", "error deserializing column N").
+fn is_conversion(error: &tokio_postgres::Error) -> bool {
+    let text = error.to_string();
+    text.starts_with("error serializing") || text.starts_with("error deserializing")
 }
 
 fn closed_kind(phase: Phase) -> StoreErrorKind {

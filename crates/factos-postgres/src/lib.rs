@@ -167,8 +167,9 @@ pub use sql::{
 };
 pub use store::{PostgresStore, ReplicaOptions};
 pub use subscription::{
-    EventHandler, MAX_BATCH_SIZE, MAX_NAME_BYTES, MAX_PARKED_ERROR_BYTES, ParkedEvent,
-    PoisonPolicy, ProjectionHandler, Subscription, SubscriptionError, SubscriptionOptions,
+    EventHandler, MAX_BATCH_SIZE, MAX_NAME_BYTES, MAX_PARKED_ERROR_BYTES, MAX_PARTITIONS,
+    ParkedEvent, PartitionedSubscription, Partitioning, PoisonPolicy, ProjectionHandler,
+    Subscription, SubscriptionError, SubscriptionOptions,
 };
 
 /// The driver crates, re-exported so users can build pools and configurations

@@ -290,6 +290,34 @@ impl Templates {
         )
     }
 
+    /// A partition's events matching `$1` types, `$2` tags after `$3`
+    /// (limit `$4`; prefix, partition and partitions `$5`..`$7`).
+    fn read_query_partition(&self) -> String {
+        let matching = self.matching("$1", "$2", "> $3");
+        let in_partition = self.in_partition("$5", "$6", "$7");
+        self.fill(
+            sql_file!("statements", "read_query_partition"),
+            &[("matching", &matching), ("in_partition", &in_partition)],
+        )
+    }
+
+    /// A partition's events after `$1` (limit `$2`; prefix, partition and
+    /// partitions `$3`..`$5`).
+    fn read_all_partition(&self) -> String {
+        let in_partition = self.in_partition("$3", "$4", "$5");
+        self.fill(
+            sql_file!("statements", "read_all_partition"),
+            &[("in_partition", &in_partition)],
+        )
+    }
+
+    fn in_partition(&self, prefix: &str, index: &str, count: &str) -> String {
+        self.fill(
+            sql_file!("fragments", "in_partition"),
+            &[("prefix", prefix), ("index", index), ("count", count)],
+        )
+    }
+
     fn read_all(&self, direction: &str, bound: &str) -> String {
         self.fill(
             sql_file!("statements", "read_all"),
@@ -363,6 +391,12 @@ statements! {
         read_all_forwards(INT8, INT8) = t.read_all("ASC", "> $1");
         read_all_backwards(INT8, INT8) = t.read_all("DESC", "<= $1");
         read_stream(TEXT) = t.file(sql_file!("statements", "read_stream"));
+        /// A partition's events matching a query, forwards (partitioned subscribers).
+        read_query_partition(TEXT_ARRAY, TEXT_ARRAY, INT8, INT8, TEXT, INT4, INT4) = t.read_query_partition();
+        /// A partition's events, forwards (partitioned subscribers).
+        read_all_partition(INT8, INT8, TEXT, INT4, INT4) = t.read_all_partition();
+        /// Which member slots of a partitioned subscriber are held.
+        members_live(INT8_ARRAY, INT8_ARRAY) = t.file(sql_file!("statements", "members_live"));
         /// Append with a condition on all events after `$9` (also used
         /// without a condition, with `$9` at the maximum position).
         append_if_all(

@@ -20,7 +20,7 @@ mod effects;
 mod event_store;
 mod guard;
 pub(crate) mod hot;
-mod read;
+pub(crate) mod read;
 mod replay;
 pub(crate) mod replica;
 pub use replica::ReplicaOptions;

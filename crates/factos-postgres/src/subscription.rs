@@ -29,11 +29,13 @@ use futures_util::FutureExt;
 
 use crate::error::{Phase, db_error, pool_error};
 use crate::store::PostgresStore;
+use crate::store::read::ForwardRead;
 use crate::wakeup::Listening;
 
 mod delivery;
 mod handler;
 mod parked;
+mod partition;
 mod reset;
 
 use delivery::{Apply, AtLeastOnce, ExactlyOnce, Failure};
@@ -42,6 +44,8 @@ pub use factos::subscription::{
 };
 pub use handler::ProjectionHandler;
 pub use parked::{MAX_PARKED_ERROR_BYTES, ParkedEvent, PoisonPolicy};
+pub(crate) use partition::PartitionFilter;
+pub use partition::{MAX_PARTITIONS, PartitionedSubscription, Partitioning};
 
 /// A named, durable subscriber: a query and a checkpoint in PostgreSQL.
 ///
@@ -74,6 +78,8 @@ pub struct Subscription {
     query: Query,
     options: SubscriptionOptions,
     lock_key: i64,
+    /// The partition of a [`PartitionedSubscription`] this is, if one.
+    partition: Option<std::sync::Arc<PartitionFilter>>,
 }
 
 /// The active instance's connection (holding the subscriber's lock) and
@@ -118,6 +124,7 @@ impl Subscription {
             query,
             options: SubscriptionOptions::default(),
             lock_key: store.keys().subscriber(name),
+            partition: None,
         })
     }
 
@@ -340,7 +347,10 @@ impl Subscription {
             .map_err(|e| db_error("cannot read the checkpoint", e, Phase::BeforeCommit))?
             .try_get(0)
             .map_err(|e| crate::error::corrupt("unexpected checkpoint").with_source(e))?;
-        let ours = factos::snapshot::SnapshotKey::encode_query(&self.query);
+        let mut ours = factos::snapshot::SnapshotKey::encode_query(&self.query);
+        if let Some(partition) = &self.partition {
+            ours.push_str(&partition.describe());
+        }
         let recorded: Option<String> = client
             .query_one(&sql.subscriber_query, &[&self.name, &ours])
             .await
@@ -466,7 +476,11 @@ impl Subscription {
         let limit = i64::try_from(batch).unwrap_or(i64::MAX);
         let (mark, events, _) = self
             .store
-            .batch_read(&lease.client, &self.query, lease.checkpoint, Some(limit))
+            .batch_read(
+                &lease.client,
+                &ForwardRead::new(&self.query, lease.checkpoint, Some(limit))
+                    .of_partition(self.partition.as_deref()),
+            )
             .await?;
         let full = events.len() == batch;
         // Everything matching at or below the settled mark was read, unless

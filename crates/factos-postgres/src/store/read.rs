@@ -14,6 +14,7 @@ use crate::rows::{position, query_items, stored_event};
 use crate::store::PostgresStore;
 use crate::store::guard::{Boundary, Guard};
 use crate::store::session::Session;
+use crate::subscription::PartitionFilter;
 
 /// What a decision reads: its context after a position.
 pub(crate) struct Read<'a> {
@@ -212,19 +213,9 @@ impl PostgresStore {
     pub(crate) async fn settled_forward_read(
         &self,
         client: &deadpool_postgres::ClientWrapper,
-        query: &Query,
-        after: i64,
-        limit: Option<i64>,
+        read: &ForwardRead<'_>,
     ) -> Result<(i64, Vec<StoredEvent>, Option<Position>), StoreError> {
-        let (types, tags) = query_items(query);
-        let (text, params): (&str, Vec<&(dyn ToSql + Sync)>) = if query.is_all() {
-            (&self.sql().read_all_forwards, vec![&after, &limit])
-        } else {
-            (
-                &self.sql().read_query_forwards,
-                vec![&types, &tags, &after, &limit],
-            )
-        };
+        let (text, params) = read.statement(self.sql());
         let statement = client
             .prepare_cached(text)
             .await
@@ -247,6 +238,67 @@ impl PostgresStore {
         let rows = rows.map_err(|e| db_error("cannot read events", e, Phase::BeforeCommit))?;
         let (events, head) = read_rows(&rows, mark)?;
         Ok((mark, events, head))
+    }
+}
+
+/// A forwards read: a query after a position, with an optional limit, of
+/// one partition or of all events.
+pub(crate) struct ForwardRead<'a> {
+    all: bool,
+    types: Vec<String>,
+    tags: Vec<String>,
+    after: i64,
+    limit: Option<i64>,
+    partition: Option<&'a PartitionFilter>,
+}
+
+impl<'a> ForwardRead<'a> {
+    pub(crate) fn new(query: &Query, after: i64, limit: Option<i64>) -> Self {
+        let (types, tags) = query_items(query);
+        Self {
+            all: query.is_all(),
+            types,
+            tags,
+            after,
+            limit,
+            partition: None,
+        }
+    }
+
+    /// Only the events of `partition`.
+    pub(crate) fn of_partition(mut self, partition: Option<&'a PartitionFilter>) -> Self {
+        self.partition = partition;
+        self
+    }
+
+    /// The statement's text and parameters.
+    pub(crate) fn statement<'s>(
+        &'s self,
+        sql: &'s crate::sql::Statements,
+    ) -> (&'s str, Vec<&'s (dyn ToSql + Sync)>) {
+        match (self.all, self.partition) {
+            (true, None) => (&sql.read_all_forwards, vec![&self.after, &self.limit]),
+            (false, None) => (
+                &sql.read_query_forwards,
+                vec![&self.types, &self.tags, &self.after, &self.limit],
+            ),
+            (true, Some(p)) => (
+                &sql.read_all_partition,
+                vec![&self.after, &self.limit, &p.prefix, &p.index, &p.count],
+            ),
+            (false, Some(p)) => (
+                &sql.read_query_partition,
+                vec![
+                    &self.types,
+                    &self.tags,
+                    &self.after,
+                    &self.limit,
+                    &p.prefix,
+                    &p.index,
+                    &p.count,
+                ],
+            ),
+        }
     }
 }
 
@@ -309,9 +361,8 @@ impl PostgresStore {
                 .map_err(|e| db_error("cannot read events", e, Phase::BeforeCommit))?;
             read_rows(&rows, mark)?
         } else {
-            let (_, events, head) = self
-                .settled_forward_read(&client, query, bound(options), limit)
-                .await?;
+            let read = ForwardRead::new(query, bound(options), limit);
+            let (_, events, head) = self.settled_forward_read(&client, &read).await?;
             (events, head)
         };
         Ok(ReadResult { events, head })

@@ -26,7 +26,7 @@ use crate::connect::pooled;
 use crate::error::{Phase, db_error};
 use crate::rows::query_items;
 use crate::store::PostgresStore;
-use crate::store::read::{bound, read_rows, unexpected};
+use crate::store::read::{ForwardRead, bound, read_rows, unexpected};
 
 /// How many settled points a store keeps while its replica lags: more are
 /// thinned (every other one dropped), so a lagging replica still finds one
@@ -201,20 +201,10 @@ impl PostgresStore {
         &self,
         replica: &Replica,
         primary: &deadpool_postgres::ClientWrapper,
-        query: &Query,
-        after: i64,
-        limit: Option<i64>,
+        read: &ForwardRead<'_>,
     ) -> Result<(i64, Vec<StoredEvent>, Option<Position>), StoreError> {
         let client = pooled(&replica.pool, self.inner.options.pool_wait_timeout).await?;
-        let (types, tags) = query_items(query);
-        let (text, params): (&str, Vec<&(dyn ToSql + Sync)>) = if query.is_all() {
-            (&self.sql().read_all_forwards, vec![&after, &limit])
-        } else {
-            (
-                &self.sql().read_query_forwards,
-                vec![&types, &tags, &after, &limit],
-            )
-        };
+        let (text, params) = read.statement(self.sql());
         let read = client
             .prepare_cached(text)
             .await
@@ -279,9 +269,8 @@ impl PostgresStore {
         let primary = self.client().await?;
         let limit: Option<i64> = options.limit.map(|l| i64::try_from(l).unwrap_or(i64::MAX));
         if !options.backwards {
-            let (_, events, head) = self
-                .replica_forward_read(replica, &primary, query, bound(options), limit)
-                .await?;
+            let read = ForwardRead::new(query, bound(options), limit);
+            let (_, events, head) = self.replica_forward_read(replica, &primary, &read).await?;
             return Ok(ReadResult { events, head });
         }
         // Backwards, the mark bounds the read from above (so the limit counts
@@ -344,19 +333,11 @@ impl PostgresStore {
     pub(crate) async fn batch_read(
         &self,
         primary: &deadpool_postgres::ClientWrapper,
-        query: &Query,
-        after: i64,
-        limit: Option<i64>,
+        read: &ForwardRead<'_>,
     ) -> Result<(i64, Vec<StoredEvent>, Option<Position>), StoreError> {
         match &self.replica {
-            Some(replica) => {
-                self.replica_forward_read(replica, primary, query, after, limit)
-                    .await
-            }
-            None => {
-                self.settled_forward_read(primary, query, after, limit)
-                    .await
-            }
+            Some(replica) => self.replica_forward_read(replica, primary, read).await,
+            None => self.settled_forward_read(primary, read).await,
         }
     }
 }

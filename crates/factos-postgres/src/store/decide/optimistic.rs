@@ -9,6 +9,7 @@ use crate::store::PostgresStore;
 use crate::store::append::{AppendFailure, Ending, Write};
 use crate::store::decide::decided_on;
 use crate::store::guard::Boundary;
+use crate::store::read::ForwardRead;
 use crate::store::replay::replay_or_conflict;
 use crate::store::retry::{Attempts, contention};
 use crate::store::session::Session;
@@ -34,7 +35,7 @@ impl PostgresStore {
         while attempts.next().is_some() {
             let client = self.client().await?;
             let (mark, events, _) = self
-                .settled_forward_read(&client, query, seen_upto, None)
+                .settled_forward_read(&client, &ForwardRead::new(query, seen_upto, None))
                 .await?;
             fed_count += events.len();
             self.limits().check_context(fed_count)?;
