@@ -46,28 +46,26 @@ async fn log_bytes(store: &PostgresStore) -> Result<(i64, i64), BoxError> {
     Ok((row.get(0), row.get(1)))
 }
 
-pub(crate) async fn measure(
-    cluster: &TempCluster,
+/// `clients` tasks dispatch one event each on disjoint boundaries (a tag
+/// `{prefix}:{client}:{n mod 50}`) through one cached dispatcher for
+/// `duration`; how many events they committed.
+pub(crate) async fn dispatch_disjoint(
+    store: &PostgresStore,
+    clients: usize,
     duration: Duration,
-) -> Result<Vec<serde_json::Value>, BoxError> {
-    let store = PostgresStore::from_config(
-        cluster.config("postgres"),
-        CLIENTS + 4,
-        StoreOptions::default().schema(SchemaName::new("capacity")?),
-    )?;
-    store.migrate().await?;
-    let dispatcher = Arc::new(booking_dispatcher(&store));
-    let wal_before = wal_lsn(&store).await?;
-    let (events_before, mirror_before) = log_bytes(&store).await?;
+    prefix: &str,
+) -> Result<u64, BoxError> {
+    let dispatcher = Arc::new(booking_dispatcher(store));
     let done = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
-    let tasks: Vec<_> = (0..CLIENTS)
+    let tasks: Vec<_> = (0..clients)
         .map(|client| {
             let (dispatcher, done) = (dispatcher.clone(), done.clone());
+            let prefix = prefix.to_string();
             tokio::spawn(async move {
                 let mut n = 0usize;
                 while started.elapsed() < duration {
-                    let tag = format!("cap:{client}:{}", n % 50);
+                    let tag = format!("{prefix}:{client}:{}", n % 50);
                     let query = Query::tagged_with_all([Tag::new(tag.as_str())?]);
                     let stream = StreamId::new(tag.replace(':', "-"))?;
                     dispatcher
@@ -84,8 +82,24 @@ pub(crate) async fn measure(
     for task in tasks {
         task.await??;
     }
+    Ok(done.load(Ordering::Relaxed))
+}
+
+pub(crate) async fn measure(
+    cluster: &TempCluster,
+    duration: Duration,
+) -> Result<Vec<serde_json::Value>, BoxError> {
+    let store = PostgresStore::from_config(
+        cluster.config("postgres"),
+        CLIENTS + 4,
+        StoreOptions::default().schema(SchemaName::new("capacity")?),
+    )?;
+    store.migrate().await?;
+    let wal_before = wal_lsn(&store).await?;
+    let (events_before, mirror_before) = log_bytes(&store).await?;
+    let started = Instant::now();
+    let events = dispatch_disjoint(&store, CLIENTS, duration, "cap").await?;
     let seconds = started.elapsed().as_secs_f64();
-    let events = done.load(Ordering::Relaxed);
     let wal = wal_lsn(&store).await? - wal_before;
     let (events_after, mirror_after) = log_bytes(&store).await?;
     #[allow(clippy::cast_precision_loss)]

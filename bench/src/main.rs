@@ -32,6 +32,7 @@ mod courses;
 mod outbox;
 mod peer;
 mod profile;
+mod replicas;
 mod snapshots;
 mod sqlite;
 mod subscriptions;
@@ -532,6 +533,12 @@ async fn main() -> Result<(), BoxError> {
     }
     if outbox_only {
         outbox::measure(&cluster, repeats, duration).await?;
+        return Ok(());
+    }
+    // FACTOS_BENCH_REPLICAS=1 runs only the replica and partition figures
+    // (see replicas.rs).
+    if std::env::var_os("FACTOS_BENCH_REPLICAS").is_some() {
+        replicas::measure(&cluster, repeats, duration).await?;
         return Ok(());
     }
     // FACTOS_BENCH_CAPACITY=1 runs only the single-primary capacity figures
