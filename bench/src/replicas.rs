@@ -308,8 +308,10 @@ pub(crate) async fn measure(
     repeats: usize,
     duration: Duration,
 ) -> Result<Vec<serde_json::Value>, BoxError> {
+    // A standby needs at least the primary's max_connections (main.rs: 600).
     let standby = cluster.start_standby(&ClusterOptions {
         durable: true,
+        max_connections: 600,
         ..ClusterOptions::default()
     })?;
     let options = StoreOptions::default().schema(SchemaName::new("replicas")?);

@@ -218,7 +218,8 @@ impl TempCluster {
     /// `pg_basebackup -R` (it writes the connection to this cluster and the
     /// standby signal), streaming from this cluster over its unix socket,
     /// listening on a unix socket of its own. Reads run on it once it is
-    /// consistent (when this returns).
+    /// consistent (when this returns). Its `max_connections` must be at
+    /// least this cluster's (PostgreSQL refuses to start the standby else).
     pub fn start_standby(&self, options: &ClusterOptions) -> Result<Self, ThrowawayError> {
         let standby = Self::empty()?;
         let mut backup = standby.server_command("pg_basebackup");
