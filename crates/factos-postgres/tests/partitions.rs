@@ -266,6 +266,8 @@ fn partitioning_is_checked() {
 
 const CHILD_URL: &str = "FACTOS_PARTITION_CHILD_URL";
 const CHILD_SCHEMA: &str = "FACTOS_PARTITION_CHILD_SCHEMA";
+/// The child's `application_name`, so the parent can see its transactions.
+const CHILD_NAME: &str = "FACTOS_PARTITION_CHILD_NAME";
 
 /// Projects each event into `projected` (with the partition and the
 /// process) inside the checkpoint's transaction, pausing in it so kills
@@ -316,11 +318,17 @@ fn child_subscription(store: &PostgresStore) -> PartitionedSubscription {
 /// The child: runs its share of the partitioned projection until killed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn partition_child() {
-    let (Ok(url), Ok(schema)) = (std::env::var(CHILD_URL), std::env::var(CHILD_SCHEMA)) else {
+    let (Ok(url), Ok(schema), Ok(name)) = (
+        std::env::var(CHILD_URL),
+        std::env::var(CHILD_SCHEMA),
+        std::env::var(CHILD_NAME),
+    ) else {
         return;
     };
     let options = StoreOptions::default().schema(factos_postgres::SchemaName::new(schema).unwrap());
-    let store = PostgresStore::connect(&url, options).unwrap();
+    let mut config = factos_postgres::parse_connection_string(&url).unwrap();
+    config.application_name(&name);
+    let store = PostgresStore::from_config(config, 16, options).unwrap();
     let table = format!("{}.projected", store.options().schema.quoted());
     child_subscription(&store)
         .run_projection(
@@ -337,6 +345,7 @@ async fn partition_child() {
 fn spawn_child(
     database: &factos_postgres::throwaway::TestDatabase,
     store: &PostgresStore,
+    name: &str,
 ) -> std::process::Child {
     Command::new(std::env::current_exe().unwrap())
         .args([
@@ -348,10 +357,54 @@ fn spawn_child(
         ])
         .env(CHILD_URL, database.connection_string())
         .env(CHILD_SCHEMA, store.options().schema.as_str())
+        .env(CHILD_NAME, name)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .unwrap()
+}
+
+/// Waits until `wanted` rows are projected; (process, partition, position)
+/// of each row in commit order.
+async fn projected_when_complete(
+    client: &factos_postgres::deadpool_postgres::Object,
+    schema: &str,
+    wanted: usize,
+) -> Vec<(u32, u32, u64)> {
+    let start = Instant::now();
+    loop {
+        let rows: i64 = client
+            .query_one(&format!("SELECT count(*) FROM {schema}.projected"), &[])
+            .await
+            .unwrap()
+            .get(0);
+        if usize::try_from(rows).unwrap() >= wanted {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "{rows} of {wanted} projected"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let rows = client
+        .query(
+            &format!("SELECT partition, position, process FROM {schema}.projected ORDER BY seq"),
+            &[],
+        )
+        .await
+        .unwrap();
+    rows.iter()
+        .map(|row| {
+            let (partition, position, process): (i32, i64, i64) =
+                (row.get(0), row.get(1), row.get(2));
+            (
+                u32::try_from(process).unwrap(),
+                u32::try_from(partition).unwrap(),
+                u64::try_from(position).unwrap(),
+            )
+        })
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -373,63 +426,51 @@ async fn partitioned_projections_killed_mid_batch_apply_every_event_once_per_par
         ))
         .await
         .unwrap();
+    let client = store.pool().get().await.unwrap();
     let mut children = vec![
-        spawn_child(&database, &store),
-        spawn_child(&database, &store),
+        (
+            "child-0".to_string(),
+            spawn_child(&database, &store, "child-0"),
+        ),
+        (
+            "child-1".to_string(),
+            spawn_child(&database, &store, "child-1"),
+        ),
     ];
-    let mut kills = 0;
+    let (mut kills, mut kills_in_a_batch) = (0, 0);
     for round in 0..4u32 {
         append_events(&store, round * 150, 150).await;
-        tokio::time::sleep(Duration::from_millis(400)).await;
-        // Kill the oldest member mid-run; a new process joins.
-        let mut victim = children.remove(0);
+        // Kill the oldest member as soon as it has a batch open (its
+        // handler pauses in the batch's transaction), or after 2 s; a new
+        // process joins.
+        let (name, mut victim) = children.remove(0);
+        let mut open = 0;
+        let waiting = Instant::now();
+        while open == 0 && waiting.elapsed() < Duration::from_secs(2) {
+            open = client
+                .query_one(
+                    "SELECT count(*) FROM pg_stat_activity \
+                     WHERE application_name = $1 AND state = 'idle in transaction'",
+                    &[&name],
+                )
+                .await
+                .unwrap()
+                .get::<_, i64>(0);
+        }
         victim.kill().unwrap();
         victim.wait().unwrap();
         kills += 1;
-        children.push(spawn_child(&database, &store));
+        kills_in_a_batch += usize::from(open > 0);
+        let name = format!("child-{}", round + 2);
+        children.push((name.clone(), spawn_child(&database, &store, &name)));
     }
     let expected = expected_partitions(&store).await;
     let wanted: usize = expected.values().map(BTreeSet::len).sum();
-    let client = store.pool().get().await.unwrap();
-    let start = Instant::now();
-    loop {
-        let rows: i64 = client
-            .query_one(&format!("SELECT count(*) FROM {schema}.projected"), &[])
-            .await
-            .unwrap()
-            .get(0);
-        if usize::try_from(rows).unwrap() >= wanted {
-            break;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(60),
-            "{rows} of {wanted} projected"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    for mut child in children {
+    let projected = projected_when_complete(&client, &schema, wanted).await;
+    for (_, mut child) in children {
         child.kill().unwrap();
         child.wait().unwrap();
     }
-    let rows = client
-        .query(
-            &format!("SELECT partition, position, process FROM {schema}.projected ORDER BY seq"),
-            &[],
-        )
-        .await
-        .unwrap();
-    let projected: Vec<(u32, u32, u64)> = rows
-        .iter()
-        .map(|row| {
-            let (partition, position, process): (i32, i64, i64) =
-                (row.get(0), row.get(1), row.get(2));
-            (
-                u32::try_from(process).unwrap(),
-                u32::try_from(partition).unwrap(),
-                u64::try_from(position).unwrap(),
-            )
-        })
-        .collect();
     // Exactly once per partition: no (partition, event) twice.
     let distinct: BTreeSet<(u32, u64)> = projected.iter().map(|(_, p, e)| (*p, *e)).collect();
     assert_eq!(
@@ -445,8 +486,11 @@ async fn partitioned_projections_killed_mid_batch_apply_every_event_once_per_par
         processes.len() >= 3,
         "the work should pass between processes: {processes:?}"
     );
+    // A batch's transaction was open in the killed process at least once
+    // (its handler pauses inside it).
+    assert!(kills_in_a_batch > 0, "no kill landed inside a batch");
     eprintln!(
-        "{kills} kills, {} rows by {} processes",
+        "{kills} kills ({kills_in_a_batch} with a batch open), {} rows by {} processes",
         projected.len(),
         processes.len()
     );

@@ -111,7 +111,13 @@ impl PartitionFilter {
     }
 }
 
-/// A subscriber split into partitions; see the [module docs](self).
+/// A subscriber split into partitions by the tags starting with a prefix:
+/// each partition is a [`Subscription`] of its own (checkpoint, lock, parked
+/// events), the processes running it share the partitions and rebalance as
+/// they come and go, and a partition's events (so each key's) come in
+/// position order. An event goes to every partition one of its prefixed
+/// tags belongs to (the first 32 bits of the tag's MD5 modulo the count),
+/// and to partition 0 without one (`DESIGN.md`, "Partitioned subscribers").
 ///
 /// ```no_run
 /// use factos::{Query, StoredEvent};
