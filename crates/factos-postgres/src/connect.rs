@@ -23,7 +23,10 @@ pub(crate) async fn pooled(
     pool: &Pool,
     wait: std::time::Duration,
 ) -> Result<deadpool_postgres::Object, StoreError> {
-    match tokio::time::timeout(wait, pool.get()).await {
+    let started = std::time::Instant::now();
+    let got = tokio::time::timeout(wait, pool.get()).await;
+    crate::metrics::pool_waited(started);
+    match got {
         Ok(client) => client.map_err(pool_error),
         Err(_) => Err(StoreError::new(
             StoreErrorKind::Timeout,

@@ -136,6 +136,7 @@ mod connection;
 mod error;
 mod inspect;
 mod locks;
+mod metrics;
 mod migrate;
 mod options;
 mod outbox;

@@ -226,8 +226,13 @@ impl Outbox {
         self.options.check()?;
         let mut stop = pin!(stop.fuse());
         let mut commits = self.store.commits();
+        let mut counted_at: Option<std::time::Instant> = None;
         loop {
             commits.borrow_and_update();
+            if counted_at.is_none_or(|at| at.elapsed() >= self.options.poll_interval) {
+                counted_at = Some(std::time::Instant::now());
+                self.record_counts().await;
+            }
             let delivered = match self.deliver_batch(handler).await {
                 Ok(n) => n,
                 Err(OutboxError::Store(e)) if worker_can_continue(&e) => {
@@ -250,6 +255,19 @@ impl Outbox {
         }
     }
 
+    /// Sets the `factos_outbox_messages` gauges of every topic (a failure
+    /// to count is logged: the counts are for dashboards only).
+    async fn record_counts(&self) {
+        match self.store.outbox_topics().await {
+            Ok(topics) => {
+                for t in topics {
+                    crate::metrics::outbox_messages(&t.topic, t.waiting, t.leased, t.parked);
+                }
+            }
+            Err(e) => tracing::debug!(topic = %self.topic, error = %e, "cannot count the outbox"),
+        }
+    }
+
     /// One lease and its deliveries; returns how many messages the lease
     /// took (leased or parked).
     async fn deliver_batch<H: MessageHandler>(
@@ -259,13 +277,20 @@ impl Outbox {
         let Batch { leased, parked } = self.lease_batch().await?;
         for message in &leased {
             let outcome = match handler.deliver(message).await {
-                Ok(()) => self.ack(message).await,
+                Ok(()) => {
+                    crate::metrics::outbox_attempt(self.topic.as_str(), "delivered");
+                    self.ack(message).await
+                }
                 Err(e) => match self.fail(message, &e.to_string()).await {
                     Ok(FailOutcome::Parked) => {
+                        crate::metrics::outbox_attempt(self.topic.as_str(), "parked");
                         tracing::warn!(topic = %self.topic, id = message.id, error = %e, "outbox message parked");
                         Ok(())
                     }
-                    Ok(FailOutcome::RetryIn(_)) => Ok(()),
+                    Ok(FailOutcome::RetryIn(_)) => {
+                        crate::metrics::outbox_attempt(self.topic.as_str(), "failed");
+                        Ok(())
+                    }
                     Err(e) => Err(e),
                 },
             };

@@ -150,6 +150,7 @@ impl PostgresStore {
 
     /// Counts an attempt the store begins again on its own.
     pub(crate) fn retried(&self) {
+        crate::metrics::retried(self.inner.options.locking);
         self.inner
             .retries
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);

@@ -474,7 +474,7 @@ impl Subscription {
             None => self.options.batch_size,
         };
         let limit = i64::try_from(batch).unwrap_or(i64::MAX);
-        let (mark, events, _) = self
+        let (mark, events, head) = self
             .store
             .batch_read(
                 &lease.client,
@@ -489,6 +489,16 @@ impl Subscription {
             Some(last) if full => i64::try_from(last.position.get()).unwrap_or(i64::MAX),
             _ => mark.max(lease.checkpoint),
         };
+        let behind = head.map_or(0, |h| {
+            h.get()
+                .saturating_sub(u64::try_from(next.max(0)).unwrap_or(0))
+        });
+        crate::metrics::subscriber_batch(
+            &self.name,
+            events.len(),
+            behind,
+            events.last().map(|e| e.recorded_at),
+        );
         let (Some(first), Some(last)) = (events.first(), events.last()) else {
             if next != lease.checkpoint {
                 self.advance(&lease.client, lease.checkpoint, next).await?;
@@ -557,9 +567,11 @@ impl Subscription {
             match outcome {
                 Ok(()) => return Ok(Ok(())),
                 Err(Failure::Handler(source)) if attempt >= self.options.handler_attempts => {
+                    crate::metrics::handler_failed(&self.name);
                     return Ok(Err((attempt, source)));
                 }
                 Err(Failure::Handler(e)) => {
+                    crate::metrics::handler_failed(&self.name);
                     tracing::warn!(subscriber = %self.name, attempt, error = %e, "handler failed; retrying");
                     tokio::time::sleep(self.options.delay(attempt)).await;
                 }

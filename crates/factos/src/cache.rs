@@ -43,7 +43,11 @@ impl<S: Clone> ContextCache<S> {
 
     pub(crate) fn get(&mut self, query: &Query) -> Option<(S, Folded)> {
         self.tick += 1;
-        let entry = self.entries.get_mut(query)?;
+        let Some(entry) = self.entries.get_mut(query) else {
+            crate::metrics::cache_miss();
+            return None;
+        };
+        crate::metrics::cache_hit();
         self.by_use.remove(&entry.used);
         entry.used = self.tick;
         self.by_use.insert(self.tick, query.clone());
@@ -72,6 +76,7 @@ impl<S: Clone> ContextCache<S> {
                     break;
                 };
                 self.entries.remove(&oldest);
+                crate::metrics::cache_eviction();
             }
             self.entries.insert(
                 query.clone(),

@@ -560,6 +560,7 @@ where
         let Some(&first) = commands.first() else {
             return Vec::new();
         };
+        crate::metrics::batch(commands.len());
         if commands.len() == 1 {
             return vec![self.alone(query, first).await];
         }

@@ -67,6 +67,7 @@ mod effect;
 mod event;
 mod event_store;
 mod memory;
+pub mod metrics;
 mod names;
 pub mod outbox;
 mod position;

@@ -12,13 +12,13 @@ use crate::options::LockingStrategy;
 use crate::store::PostgresStore;
 use crate::store::guard::Boundary;
 
-pub(crate) fn record_outcome<T, E>(
+/// Records how a dispatch or append ended on its span and returns the word
+/// (for the metrics).
+pub(crate) fn record_outcome<T>(
     span: &tracing::Span,
     outcome: &Result<Committed, T>,
-    describe: impl Fn(&T) -> E,
-) where
-    E: std::fmt::Display,
-{
+    describe: impl Fn(&T) -> &'static str,
+) -> &'static str {
     match outcome {
         Ok(committed) => {
             span.record("outcome", "committed");
@@ -26,9 +26,12 @@ pub(crate) fn record_outcome<T, E>(
             if let Some(p) = committed.position {
                 span.record("position", p.get());
             }
+            "committed"
         }
         Err(e) => {
-            span.record("outcome", tracing::field::display(describe(e)));
+            let word = describe(e);
+            span.record("outcome", word);
+            word
         }
     }
 }
@@ -99,6 +102,7 @@ impl EventStore for PostgresStore {
         events: Vec<NewEvent>,
         condition: AppendCondition,
     ) -> Result<Committed, AppendError> {
+        let started = std::time::Instant::now();
         let span = tracing::info_span!("factos.append", stream = %stream, outcome = tracing::field::Empty, events = tracing::field::Empty, position = tracing::field::Empty);
         let outcome = async {
             self.limits().check(&events).map_err(AppendError::Invalid)?;
@@ -106,12 +110,13 @@ impl EventStore for PostgresStore {
         }
         .instrument(span.clone())
         .await;
-        record_outcome(&span, &outcome, |e: &AppendError| match e {
+        let ended = record_outcome(&span, &outcome, |e: &AppendError| match e {
             AppendError::Invalid(_) => "invalid",
             AppendError::ConditionFailed(_) => "condition failed",
             AppendError::Store(_) => "store error",
             _ => "error",
         });
+        crate::metrics::dispatched(self.inner.options.locking, "append", ended, started);
         outcome
     }
 
@@ -121,6 +126,7 @@ impl EventStore for PostgresStore {
         query: &Query,
         process: &mut P,
     ) -> Result<Committed, DecisionError<P::Error>> {
+        let started = std::time::Instant::now();
         let span = tracing::info_span!("factos.dispatch", kind = "query", stream = %stream, query = %query, outcome = tracing::field::Empty, events = tracing::field::Empty, position = tracing::field::Empty);
         let outcome = match self.replay_before_deciding(stream, process).await {
             Ok(Some(replayed)) => Ok(replayed),
@@ -136,7 +142,8 @@ impl EventStore for PostgresStore {
                     .await
             }
         };
-        record_outcome(&span, &outcome, describe_decision);
+        let ended = record_outcome(&span, &outcome, describe_decision);
+        crate::metrics::dispatched(self.inner.options.locking, "query", ended, started);
         outcome
     }
 
@@ -147,6 +154,7 @@ impl EventStore for PostgresStore {
         condition: &Query,
         process: &mut P,
     ) -> Result<Committed, DecisionError<P::Error>> {
+        let started = std::time::Instant::now();
         let span = tracing::info_span!("factos.dispatch", kind = "condition", stream = %stream, query = %query, outcome = tracing::field::Empty, events = tracing::field::Empty, position = tracing::field::Empty);
         let outcome = match self.replay_before_deciding(stream, process).await {
             Ok(Some(replayed)) => Ok(replayed),
@@ -158,7 +166,8 @@ impl EventStore for PostgresStore {
                     .await
             }
         };
-        record_outcome(&span, &outcome, describe_decision);
+        let ended = record_outcome(&span, &outcome, describe_decision);
+        crate::metrics::dispatched(self.inner.options.locking, "condition", ended, started);
         outcome
     }
 
@@ -169,6 +178,7 @@ impl EventStore for PostgresStore {
         process: &mut P,
         folded: Folded,
     ) -> Result<Committed, DecisionError<P::Error>> {
+        let started = std::time::Instant::now();
         let span = tracing::info_span!("factos.dispatch", kind = "cached", stream = %stream, query = %query, outcome = tracing::field::Empty, events = tracing::field::Empty, position = tracing::field::Empty);
         let outcome = match self.replay_before_deciding(stream, process).await {
             Ok(Some(replayed)) => Ok(replayed),
@@ -179,7 +189,8 @@ impl EventStore for PostgresStore {
                     .await
             }
         };
-        record_outcome(&span, &outcome, describe_decision);
+        let ended = record_outcome(&span, &outcome, describe_decision);
+        crate::metrics::dispatched(self.inner.options.locking, "cached", ended, started);
         outcome
     }
 
@@ -198,6 +209,7 @@ impl EventStore for PostgresStore {
         stream: &StreamId,
         process: &mut P,
     ) -> Result<Committed, DecisionError<P::Error>> {
+        let started = std::time::Instant::now();
         let span = tracing::info_span!("factos.dispatch", kind = "stream", stream = %stream, outcome = tracing::field::Empty, events = tracing::field::Empty, position = tracing::field::Empty);
         let outcome = match self.replay_before_deciding(stream, process).await {
             Ok(Some(replayed)) => Ok(replayed),
@@ -208,7 +220,8 @@ impl EventStore for PostgresStore {
                     .await
             }
         };
-        record_outcome(&span, &outcome, describe_decision);
+        let ended = record_outcome(&span, &outcome, describe_decision);
+        crate::metrics::dispatched(self.inner.options.locking, "stream", ended, started);
         outcome
     }
 }

@@ -31,7 +31,11 @@ impl PostgresStore {
         // A decision that fails or breaks the limits on a state that may be
         // stale is not final: the pessimistic path decides it again on the
         // current context.
-        if !self.inner.hot.is_hot(query)
+        let hot = self.inner.hot.is_hot(query);
+        if hot {
+            crate::metrics::hot_fallback();
+        }
+        if !hot
             && let Ok(decided) = process.decide()
             && self.limits().check(&decided).is_ok()
         {
