@@ -227,6 +227,10 @@ pub(crate) async fn run(
             outbox(&migrated(url.as_deref(), &schema).await?, action).await
         }
         Command::Verify(args) => verify(&migrated(url.as_deref(), &schema).await?, &args).await,
+        Command::Ui(args) => {
+            crate::ui::serve(migrated(url.as_deref(), &schema).await?, args).await?;
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
 

@@ -6,6 +6,7 @@
 //! factos events --tag event:e1     # list events (table, or --json lines)
 //! factos tail --type TicketSold    # follow new events
 //! factos verify                    # check positions, revisions and the tag mirror
+//! factos ui                        # admin web pages on http://127.0.0.1:7474/
 //! ```
 //!
 //! The connection comes from `--database-url` or `DATABASE_URL`. To try factos
@@ -15,6 +16,7 @@
 mod commands;
 mod output;
 mod sqlite;
+mod ui;
 
 use std::process::ExitCode;
 
@@ -65,6 +67,9 @@ enum Command {
     },
     /// Check that positions increase, stream revisions are contiguous and the tag mirror matches.
     Verify(commands::VerifyArgs),
+    /// Serve the admin web pages (events, subscriptions, outbox, store,
+    /// chart) on loopback; read-only unless --allow-writes.
+    Ui(ui::UiArgs),
 }
 
 fn main() -> ExitCode {

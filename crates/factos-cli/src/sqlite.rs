@@ -43,6 +43,10 @@ pub(crate) async fn run(command: Command, path: &str) -> Result<ExitCode, String
             action: Some(action),
         } => subscriber(&store, action).await,
         Command::Outbox { action } => crate::commands::outbox(&store, action).await,
+        Command::Ui(_) => Err(
+            "`factos ui` serves PostgreSQL stores only; for a SQLite file use `factos status`, `events`, `subscriptions` and `outbox`"
+                .to_string(),
+        ),
     }
 }
 

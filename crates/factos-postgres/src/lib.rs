@@ -131,6 +131,7 @@ mod guide_testing {}
 #[doc = include_str!("../../../docs/src/operations.md")]
 mod guide_operations {}
 
+mod browse;
 mod connect;
 mod connection;
 mod error;
@@ -148,6 +149,7 @@ mod subscription;
 pub mod throwaway;
 mod wakeup;
 
+pub use browse::{EventFilter, MAX_BROWSE_PAGE, PageStart, ParkedMessage};
 pub use connect::DEFAULT_POOL_SIZE;
 pub use connection::{InvalidConnectionString, parse_connection_string};
 pub use inspect::{

@@ -311,6 +311,15 @@ impl Templates {
         )
     }
 
+    /// A page of events for admin tools, ordered by `direction`.
+    fn browse_events(&self, direction: &str) -> String {
+        let filter = self.file(sql_file!("fragments", "browse_filter"));
+        self.fill(
+            sql_file!("statements", "browse_events"),
+            &[("filter", &filter), ("direction", direction)],
+        )
+    }
+
     fn in_partition(&self, prefix: &str, index: &str, count: &str) -> String {
         self.fill(
             sql_file!("fragments", "in_partition"),
@@ -469,6 +478,16 @@ statements! {
         outbox_parked(TEXT) = t.file(sql_file!("statements", "outbox_parked"));
         /// Schema version, counts, head and sizes ([`crate::inspect`]).
         inspect_status() = t.file(sql_file!("statements", "inspect_status"));
+        /// A page of events, newest first (admin tools).
+        browse_newest_first(TEXT, TEXT, TEXT, INT8, INT8, INT8) = t.browse_events("DESC");
+        /// A page of events, oldest first (admin tools).
+        browse_oldest_first(TEXT, TEXT, TEXT, INT8, INT8, INT8) = t.browse_events("ASC");
+        /// A topic's parked outbox messages with their errors.
+        browse_parked_messages(TEXT, INT8) = t.file(sql_file!("statements", "browse_parked_messages"));
+        /// Events per time bucket (admin tools' chart).
+        browse_append_rate(INT8, INT8) = t.file(sql_file!("statements", "browse_append_rate"));
+        /// Connections to the database.
+        browse_connections() = t.file(sql_file!("statements", "browse_connections"));
         /// The highest position, 0 when there are no events.
         inspect_head() = t.file(sql_file!("statements", "inspect_head"));
         /// Event tags without a mirror row, for positions in `($1, $2]`.
