@@ -76,7 +76,8 @@ const HEIGHT: f64 = 200.0;
 
 /// Bars of `values` (one per bucket, oldest first) scaled to the chart.
 fn bars(id: &str, values: &[u64], label: &str) -> String {
-    let top = values.iter().copied().max().unwrap_or(0).max(1);
+    let seen = values.iter().copied().max().unwrap_or(0);
+    let top = seen.max(1);
     #[allow(clippy::cast_precision_loss)]
     let width = WIDTH / values.len().max(1) as f64;
     let mut svg = format!(
@@ -99,7 +100,7 @@ fn bars(id: &str, values: &[u64], label: &str) -> String {
     }
     let _ = write!(
         svg,
-        "<text x=\"0\" y=\"{}\" font-size=\"12\">max {top} per {} s · {}</text></svg>",
+        "<text x=\"0\" y=\"{}\" font-size=\"12\">max {seen} per {} s · {}</text></svg>",
         HEIGHT + 16.0,
         BUCKET.as_secs(),
         escape(label)
@@ -119,7 +120,8 @@ fn lines(samples: &[(SystemTime, BTreeMap<String, u64>)]) -> String {
     let mut names: Vec<(String, u64)> = furthest.into_iter().collect();
     names.sort_by_key(|(_, lag)| std::cmp::Reverse(*lag));
     names.truncate(MAX_LINES);
-    let top = names.iter().map(|(_, lag)| *lag).max().unwrap_or(0).max(1);
+    let seen = names.iter().map(|(_, lag)| *lag).max().unwrap_or(0);
+    let top = seen.max(1);
     let mut svg = format!(
         "<svg id=\"lag\" width=\"{WIDTH}\" height=\"{}\" viewBox=\"0 0 {WIDTH} {}\" role=\"img\" aria-label=\"subscriber lag\">",
         HEIGHT + 20.0,
@@ -154,7 +156,7 @@ fn lines(samples: &[(SystemTime, BTreeMap<String, u64>)]) -> String {
     }
     let _ = write!(
         svg,
-        "<text x=\"0\" y=\"{}\" font-size=\"12\">max {top} positions behind · a sample every {} s</text></svg>",
+        "<text x=\"0\" y=\"{}\" font-size=\"12\">max {seen} positions behind · a sample every {} s</text></svg>",
         HEIGHT + 16.0,
         SAMPLE_EVERY.as_secs()
     );
