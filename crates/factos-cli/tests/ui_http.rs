@@ -25,7 +25,10 @@ async fn every_page_on_known_data() {
     let total = SALES + 2; // and the blob and the mail
     // The root sends to the events.
     let root = get(a, "/");
-    assert_eq!((root.status, root.header("location")), (303, Some("/events")));
+    assert_eq!(
+        (root.status, root.header("location")),
+        (303, Some("/events"))
+    );
     // Events: newest first, 50 a page, paging both ways.
     let first = get(a, "/events");
     assert_eq!(first.status, 200);

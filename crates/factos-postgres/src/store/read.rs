@@ -341,31 +341,44 @@ impl PostgresStore {
                 self.settled_position(&client)
             );
             let mark = mark?;
-            let upper = bound(options).min(mark);
-            let (types, tags) = query_items(query);
-            let (text, params): (&str, Vec<&(dyn ToSql + Sync)>) = if query.is_all() {
-                (&self.sql().read_all_backwards, vec![&upper, &limit])
-            } else {
-                (
-                    &self.sql().read_query_backwards,
-                    vec![&types, &tags, &upper, &limit],
-                )
-            };
-            let statement = client
-                .prepare_cached(text)
-                .await
-                .map_err(|e| db_error("cannot prepare the read", e, Phase::BeforeCommit))?;
-            let rows = client
-                .query(&statement, &params)
-                .await
-                .map_err(|e| db_error("cannot read events", e, Phase::BeforeCommit))?;
-            read_rows(&rows, mark)?
+            self.backward_read(&client, query, bound(options).min(mark), limit, mark)
+                .await?
         } else {
             let read = ForwardRead::new(query, bound(options), limit);
             let (_, events, head) = self.settled_forward_read(&client, &read).await?;
             (events, head)
         };
         Ok(ReadResult { events, head })
+    }
+
+    /// Reads `query` backwards from `upper` (inclusive) on `client`, at most
+    /// `limit` events, keeping those at or below `mark`; (events, head).
+    pub(crate) async fn backward_read(
+        &self,
+        client: &deadpool_postgres::ClientWrapper,
+        query: &Query,
+        upper: i64,
+        limit: Option<i64>,
+        mark: i64,
+    ) -> Result<(Vec<StoredEvent>, Option<Position>), StoreError> {
+        let (types, tags) = query_items(query);
+        let (text, params): (&str, Vec<&(dyn ToSql + Sync)>) = if query.is_all() {
+            (&self.sql().read_all_backwards, vec![&upper, &limit])
+        } else {
+            (
+                &self.sql().read_query_backwards,
+                vec![&types, &tags, &upper, &limit],
+            )
+        };
+        let statement = client
+            .prepare_cached(text)
+            .await
+            .map_err(|e| db_error("cannot prepare the read", e, Phase::BeforeCommit))?;
+        let rows = client
+            .query(&statement, &params)
+            .await
+            .map_err(|e| db_error("cannot read events", e, Phase::BeforeCommit))?;
+        read_rows(&rows, mark)
     }
 
     /// Every event of `stream`, in revision order.

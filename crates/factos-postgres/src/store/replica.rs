@@ -24,7 +24,6 @@ use tokio_postgres::types::ToSql;
 
 use crate::connect::pooled;
 use crate::error::{Phase, db_error};
-use crate::rows::query_items;
 use crate::store::PostgresStore;
 use crate::store::read::{ForwardRead, bound, read_rows, unexpected};
 
@@ -295,25 +294,9 @@ impl PostgresStore {
             replay_at = point.wal_bytes;
         }
         let mark = replica.readable_mark(point, replay_at);
-        let upper = bound(options).min(mark);
-        let (types, tags) = query_items(query);
-        let (text, params): (&str, Vec<&(dyn ToSql + Sync)>) = if query.is_all() {
-            (&self.sql().read_all_backwards, vec![&upper, &limit])
-        } else {
-            (
-                &self.sql().read_query_backwards,
-                vec![&types, &tags, &upper, &limit],
-            )
-        };
-        let statement = client
-            .prepare_cached(text)
-            .await
-            .map_err(|e| db_error("cannot prepare the replica read", e, Phase::BeforeCommit))?;
-        let rows = client
-            .query(&statement, &params)
-            .await
-            .map_err(|e| db_error("cannot read from the replica", e, Phase::BeforeCommit))?;
-        let (events, head) = read_rows(&rows, mark)?;
+        let (events, head) = self
+            .backward_read(&client, query, bound(options).min(mark), limit, mark)
+            .await?;
         Ok(ReadResult { events, head })
     }
 
