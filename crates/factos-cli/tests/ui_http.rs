@@ -17,6 +17,24 @@ fn positions(body: &str) -> Vec<u64> {
         .collect()
 }
 
+/// An event page: JSON pretty-printed (and escaped); bytes as hex.
+fn one_event(a: &str) -> (ui_support::Reply, ui_support::Reply) {
+    let json = get(a, "/events/1");
+    assert!(
+        json.body.contains("id=\"payload-kind\">JSON")
+            && json.body.contains("&lt;b&gt;x&lt;/b&gt;"),
+        "{}",
+        json.body
+    );
+    let blob = get(a, &format!("/events/{}", SALES + 1));
+    assert!(
+        blob.body.contains("not UTF-8") && blob.body.contains("ff fe 00 41"),
+        "{}",
+        blob.body
+    );
+    (json, blob)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_page_on_known_data() {
     let (database, _store) = seeded().await;
@@ -60,20 +78,7 @@ async fn every_page_on_known_data() {
         (none.status, none.body.contains("No events match")),
         (200, true)
     );
-    // One event: JSON pretty-printed (and escaped), bytes as hex.
-    let json = get(a, "/events/1");
-    assert!(
-        json.body.contains("id=\"payload-kind\">JSON")
-            && json.body.contains("&lt;b&gt;x&lt;/b&gt;"),
-        "{}",
-        json.body
-    );
-    let blob = get(a, &format!("/events/{}", SALES + 1));
-    assert!(
-        blob.body.contains("not UTF-8") && blob.body.contains("ff fe 00 41"),
-        "{}",
-        blob.body
-    );
+    let (json, blob) = one_event(a);
     // Subscriptions: the caught-up one and the one with a parked refund.
     let subscriptions = get(a, "/subscriptions");
     assert_eq!(subscriptions.rows("subscriptions"), 2);
@@ -115,6 +120,7 @@ async fn every_page_on_known_data() {
     for page in [
         &first,
         &json,
+        &blob,
         &subscriptions,
         &refunds,
         &outbox,

@@ -92,12 +92,16 @@ impl std::error::Error for DriverError {
     }
 }
 
-/// Whether the driver failed to convert a parameter or a column (its
-/// error kinds are private; their messages are stable: "error serializing
-/// parameter N", "error deserializing column N").
+/// Whether the driver refused the statement's values before sending it: a
+/// parameter or a column it could not convert, or the wrong number of
+/// parameters (its error kinds are private; their messages are stable:
+/// "error serializing parameter N", "error deserializing column N",
+/// "expected N parameters but got M").
 fn is_conversion(error: &tokio_postgres::Error) -> bool {
     let text = error.to_string();
-    text.starts_with("error serializing") || text.starts_with("error deserializing")
+    text.starts_with("error serializing")
+        || text.starts_with("error deserializing")
+        || (text.starts_with("expected ") && text.contains(" parameters but got "))
 }
 
 fn closed_kind(phase: Phase) -> StoreErrorKind {

@@ -53,17 +53,10 @@ pub(crate) fn pool_waited(started: Instant) {
         .record(started.elapsed().as_secs_f64());
 }
 
-/// After a subscriber's batch: `handled` events, `behind` positions left
-/// to the settled head, and the last handled event's time when behind.
-pub(crate) fn subscriber_batch(
-    subscriber: &str,
-    handled: usize,
-    behind: u64,
-    last_recorded: Option<SystemTime>,
-) {
+/// After a subscriber's read: `behind` positions left to the settled head,
+/// and the last read event's time when behind.
+pub(crate) fn subscriber_lag(subscriber: &str, behind: u64, last_recorded: Option<SystemTime>) {
     let name = subscriber.to_string();
-    metrics::counter!(names::SUBSCRIBER_EVENTS, "subscriber" => name.clone())
-        .increment(u64::try_from(handled).unwrap_or(u64::MAX));
     #[allow(clippy::cast_precision_loss)]
     metrics::gauge!(names::SUBSCRIBER_LAG_EVENTS, "subscriber" => name.clone()).set(behind as f64);
     let age = match last_recorded {
@@ -73,6 +66,13 @@ pub(crate) fn subscriber_batch(
         _ => 0.0,
     };
     metrics::gauge!(names::SUBSCRIBER_LAG_SECONDS, "subscriber" => name).set(age);
+}
+
+/// A subscriber's handler took `handled` events (its batch committed or
+/// was acknowledged).
+pub(crate) fn subscriber_handled(subscriber: &str, handled: usize) {
+    metrics::counter!(names::SUBSCRIBER_EVENTS, "subscriber" => subscriber.to_string())
+        .increment(u64::try_from(handled).unwrap_or(u64::MAX));
 }
 
 pub(crate) fn handler_failed(subscriber: &str) {

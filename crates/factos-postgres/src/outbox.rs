@@ -118,6 +118,7 @@ impl Outbox {
             if parked {
                 let id: i64 = row.try_get("id").map_err(unexpected_row)?;
                 tracing::warn!(topic = %self.topic, id, "outbox message parked: its last lease ran out");
+                crate::metrics::outbox_attempt(self.topic.as_str(), "parked");
                 batch.parked += 1;
             } else {
                 batch.leased.push(leased_message(&row, token)?);
@@ -227,11 +228,12 @@ impl Outbox {
         let mut stop = pin!(stop.fuse());
         let mut commits = self.store.commits();
         let mut counted_at: Option<std::time::Instant> = None;
+        let mut counted_topics = std::collections::HashSet::new();
         loop {
             commits.borrow_and_update();
             if counted_at.is_none_or(|at| at.elapsed() >= self.options.poll_interval) {
                 counted_at = Some(std::time::Instant::now());
-                self.record_counts().await;
+                self.record_counts(&mut counted_topics).await;
             }
             let delivered = match self.deliver_batch(handler).await {
                 Ok(n) => n,
@@ -257,12 +259,19 @@ impl Outbox {
 
     /// Sets the `factos_outbox_messages` gauges of every topic (a failure
     /// to count is logged: the counts are for dashboards only).
-    async fn record_counts(&self) {
+    async fn record_counts(&self, counted: &mut std::collections::HashSet<String>) {
         match self.store.outbox_topics().await {
             Ok(topics) => {
+                let now: std::collections::HashSet<String> =
+                    topics.iter().map(|t| t.topic.clone()).collect();
+                // A topic whose last message went has no row: its gauges go to 0.
+                for gone in counted.difference(&now) {
+                    crate::metrics::outbox_messages(gone, 0, 0, 0);
+                }
                 for t in topics {
                     crate::metrics::outbox_messages(&t.topic, t.waiting, t.leased, t.parked);
                 }
+                *counted = now;
             }
             Err(e) => tracing::debug!(topic = %self.topic, error = %e, "cannot count the outbox"),
         }

@@ -463,6 +463,7 @@ impl Subscription {
         apply: &mut A,
     ) -> Result<Step, SubscriptionError> {
         let retried = self.retry_requeued(lease, apply).await?;
+        crate::metrics::subscriber_handled(&self.name, retried);
         if lease
             .narrow_until
             .is_some_and(|until| lease.checkpoint >= until)
@@ -493,12 +494,7 @@ impl Subscription {
             h.get()
                 .saturating_sub(u64::try_from(next.max(0)).unwrap_or(0))
         });
-        crate::metrics::subscriber_batch(
-            &self.name,
-            events.len(),
-            behind,
-            events.last().map(|e| e.recorded_at),
-        );
+        crate::metrics::subscriber_lag(&self.name, behind, events.last().map(|e| e.recorded_at));
         let (Some(first), Some(last)) = (events.first(), events.last()) else {
             if next != lease.checkpoint {
                 self.advance(&lease.client, lease.checkpoint, next).await?;
@@ -542,6 +538,7 @@ impl Subscription {
             }
         }
         lease.checkpoint = next;
+        crate::metrics::subscriber_handled(&self.name, handled);
         Ok(Step {
             handled: handled + retried,
             full,

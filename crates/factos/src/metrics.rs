@@ -5,7 +5,7 @@
 //!
 //! | name | kind | labels | what |
 //! |---|---|---|---|
-//! | `factos_dispatch_seconds` | histogram | `store`, `strategy`, `kind`, `outcome` | a dispatch's time in the store, by how it ended (`committed`, `refused`, `invalid`, `condition_failed`, `store_error`) |
+//! | `factos_dispatch_seconds` | histogram | `store`, `strategy`, `kind`, `outcome` | a dispatch's time in the store, by how it ended (`committed`, `refused`, `invalid`, `condition_failed`, `store_error`; `error` for a kind added later) |
 //! | `factos_condition_failures_total` | counter | `store`, `strategy` | decisions and appends whose condition failed (a conflicting event appeared) |
 //! | `factos_retries_total` | counter | `store`, `strategy` | attempts the store began again on its own |
 //! | `factos_hot_fallbacks_total` | counter | `store` | cached decisions sent straight to the pessimistic path because their query's fast path failed recently |
@@ -14,7 +14,7 @@
 //! | `factos_cache_evictions_total` | counter | | contexts dropped from a full cache |
 //! | `factos_batch_decisions` | histogram | | commands a combining dispatcher decided together (1: one alone) |
 //! | `factos_pool_wait_seconds` | histogram | `store` | waits for a pooled connection |
-//! | `factos_subscriber_events_total` | counter | `subscriber` | events handed to a subscriber's handler |
+//! | `factos_subscriber_events_total` | counter | `subscriber` | events a subscriber's handler took (the batch committed, or was acknowledged; a parked event is not counted) |
 //! | `factos_subscriber_lag_events` | gauge | `subscriber` | positions between the subscriber's checkpoint and the settled head after its last batch (0 when caught up) |
 //! | `factos_subscriber_lag_seconds` | gauge | `subscriber` | age of the last event it handled while behind (0 when caught up) |
 //! | `factos_subscriber_handler_failures_total` | counter | `subscriber` | failed handler attempts |
@@ -111,10 +111,7 @@ pub fn describe() {
         Unit::Seconds,
         "Waits for a pooled connection."
     );
-    describe_counter!(
-        SUBSCRIBER_EVENTS,
-        "Events handed to a subscriber's handler."
-    );
+    describe_counter!(SUBSCRIBER_EVENTS, "Events a subscriber's handler took.");
     describe_gauge!(
         SUBSCRIBER_LAG_EVENTS,
         "Positions between a subscriber's checkpoint and the settled head."

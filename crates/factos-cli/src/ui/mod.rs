@@ -28,8 +28,8 @@ pub(crate) struct UiArgs {
     /// Address to listen on; beyond loopback a token is required.
     #[arg(long, default_value = "127.0.0.1:7474")]
     bind: SocketAddr,
-    /// A secret (16 characters or more) every request must carry; opening a
-    /// page with `?token=...` once sets a cookie.
+    /// A secret (16 or more of A-Z a-z 0-9 - . _ ~) every request must
+    /// carry; opening a page with `?token=...` once sets a cookie.
     #[arg(long, env = "FACTOS_UI_TOKEN", hide_env_values = true)]
     token: Option<String>,
     /// Allow requeueing parked outbox messages and resetting subscribers.
@@ -78,10 +78,17 @@ pub(crate) fn store_failed(error: &factos::StoreError, ui: &Ui) -> Response {
 /// Serves the pages until Ctrl-C.
 pub(crate) async fn serve(store: PostgresStore, args: UiArgs) -> Result<(), String> {
     let loopback = args.bind.ip().is_loopback();
-    if let Some(token) = &args.token
-        && token.chars().count() < 16
-    {
-        return Err("the UI token must be 16 characters or more".to_string());
+    if let Some(token) = &args.token {
+        if token.chars().count() < 16 {
+            return Err("the UI token must be 16 characters or more".to_string());
+        }
+        // It travels in a URL and a cookie as it is.
+        if !token
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_' | '~'))
+        {
+            return Err("the UI token may hold ASCII letters, digits and - . _ ~ only".to_string());
+        }
     }
     if !loopback && args.token.is_none() {
         return Err(format!(

@@ -64,12 +64,13 @@ impl ReplicaOptions {
     }
 }
 
-/// A position settled on the primary and the primary's WAL insert position
-/// taken after it (bytes since `0/0`).
+/// A position settled on the primary, the primary's WAL insert position
+/// taken after it (bytes since `0/0`), and the primary's timeline then.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct SettledPoint {
     pub(crate) mark: i64,
     pub(crate) wal_bytes: i64,
+    pub(crate) timeline: i64,
 }
 
 /// The replica connections of a store and the settled points it has seen.
@@ -78,7 +79,10 @@ pub(crate) struct Replica {
     options: ReplicaOptions,
     /// The settings sent before each read (the pool was given, not opened by factos).
     session_settings: String,
-    /// Points not yet replayed, and the newest replayed one; ordered by WAL position.
+    /// Points of the current timeline, ordered by WAL position, each with a
+    /// higher mark than every point before it (a point that another with a
+    /// lower or equal WAL position and a higher or equal mark dominates is
+    /// of no use to any reader).
     points: Mutex<Vec<SettledPoint>>,
 }
 
@@ -95,38 +99,44 @@ impl Replica {
     /// Remembers `fresh` and returns the highest mark among the points the
     /// replica has replayed (`replayed`: its replay position), or 0 when it
     /// has replayed none of them yet (a read at 0 returns no events).
+    ///
+    /// A fresh point of another timeline (the primary was replaced: a
+    /// promoted standby) drops every point of the old one: under
+    /// asynchronous replication the old primary's settled events may be
+    /// lost and their positions given again, and WAL positions of two
+    /// timelines do not compare.
     pub(crate) fn readable_mark(&self, fresh: SettledPoint, replayed: i64) -> i64 {
         let mut points = self
             .points
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if points.first().is_some_and(|p| p.timeline != fresh.timeline) {
+            points.clear();
+        }
         let at = points.partition_point(|p| p.wal_bytes <= fresh.wal_bytes);
         points.insert(at, fresh);
-        let chosen = points
-            .iter()
-            .filter(|p| p.wal_bytes <= replayed)
-            .map(|p| p.mark)
-            .max();
-        // Replayed points below the chosen mark are of no further use.
-        if let Some(mark) = chosen {
-            let mut kept_replayed = false;
-            points.retain(|p| {
-                if p.wal_bytes > replayed {
-                    return true;
-                }
-                let keep = p.mark == mark && !kept_replayed;
-                kept_replayed |= keep;
-                keep
-            });
-        }
+        // Keep the staircase: marks rising with WAL positions.
+        let mut highest = i64::MIN;
+        points.retain(|p| {
+            let keep = p.mark > highest;
+            highest = highest.max(p.mark);
+            keep
+        });
         if points.len() > MAX_SETTLED_POINTS {
+            // Thin out (keep the oldest and every other one), so a replica
+            // far behind still finds a point close to its replay position.
             let mut index = 0;
             points.retain(|_| {
                 index += 1;
                 index == 1 || index % 2 == 0
             });
         }
-        chosen.unwrap_or(0)
+        points
+            .iter()
+            .take_while(|p| p.wal_bytes <= replayed)
+            .map(|p| p.mark)
+            .last()
+            .unwrap_or(0)
     }
 }
 
@@ -163,6 +173,20 @@ impl PostgresStore {
         }
     }
 
+    /// A fresh settled point: on `primary` when the caller holds a
+    /// connection to it, else on a pooled one given back at once (not held
+    /// while the read waits for the replica).
+    async fn fresh_point(
+        &self,
+        primary: Option<&deadpool_postgres::ClientWrapper>,
+    ) -> Result<SettledPoint, StoreError> {
+        if let Some(client) = primary {
+            return self.settled_point(client).await;
+        }
+        let client = self.client().await?;
+        self.settled_point(&client).await
+    }
+
     /// The primary's settled point, on `primary` (a connection to it).
     async fn settled_point(
         &self,
@@ -180,11 +204,16 @@ impl PostgresStore {
         );
         let row =
             row.map_err(|e| db_error("cannot read the settled point", e, Phase::BeforeCommit))?;
+        let timeline: String = row
+            .try_get("timeline")
+            .map_err(unexpected("settled point"))?;
         Ok(SettledPoint {
             mark: row.try_get("mark").map_err(unexpected("settled point"))?,
             wal_bytes: row
                 .try_get("wal_bytes")
                 .map_err(unexpected("settled point"))?,
+            timeline: i64::from_str_radix(&timeline, 16)
+                .map_err(|_| crate::error::corrupt(format!("unexpected timeline {timeline:?}")))?,
         })
     }
 
@@ -199,7 +228,7 @@ impl PostgresStore {
     pub(crate) async fn replica_forward_read(
         &self,
         replica: &Replica,
-        primary: &deadpool_postgres::ClientWrapper,
+        primary: Option<&deadpool_postgres::ClientWrapper>,
         read: &ForwardRead<'_>,
     ) -> Result<(i64, Vec<StoredEvent>, Option<Position>), StoreError> {
         let client = pooled(&replica.pool, self.inner.options.pool_wait_timeout).await?;
@@ -222,7 +251,7 @@ impl PostgresStore {
                 rows.map_err(|e| db_error("cannot read from the replica", e, Phase::BeforeCommit))?;
             Ok::<_, StoreError>((replayed, rows))
         };
-        let (point, first) = futures_util::join!(self.settled_point(primary), read_once());
+        let (point, first) = futures_util::join!(self.fresh_point(primary), read_once());
         let point = point?;
         let (mut replay_at, mut rows) = first?;
         if replay_at < point.wal_bytes
@@ -265,11 +294,10 @@ impl PostgresStore {
         query: &Query,
         options: ReadOptions,
     ) -> Result<ReadResult, StoreError> {
-        let primary = self.client().await?;
         let limit: Option<i64> = options.limit.map(|l| i64::try_from(l).unwrap_or(i64::MAX));
         if !options.backwards {
             let read = ForwardRead::new(query, bound(options), limit);
-            let (_, events, head) = self.replica_forward_read(replica, &primary, &read).await?;
+            let (_, events, head) = self.replica_forward_read(replica, None, &read).await?;
             return Ok(ReadResult { events, head });
         }
         // Backwards, the mark bounds the read from above (so the limit counts
@@ -278,7 +306,7 @@ impl PostgresStore {
         let client = pooled(&replica.pool, self.inner.options.pool_wait_timeout).await?;
         let replayed_statement = self.prepare_replayed(&client).await?;
         let (point, (_, replayed)) = futures_util::join!(
-            self.settled_point(&primary),
+            self.fresh_point(None),
             futures_util::future::join(
                 replica_settings(&client, replica),
                 client.query_one(&replayed_statement, &[])
@@ -319,7 +347,10 @@ impl PostgresStore {
         read: &ForwardRead<'_>,
     ) -> Result<(i64, Vec<StoredEvent>, Option<Position>), StoreError> {
         match &self.replica {
-            Some(replica) => self.replica_forward_read(replica, primary, read).await,
+            Some(replica) => {
+                self.replica_forward_read(replica, Some(primary), read)
+                    .await
+            }
             None => self.settled_forward_read(primary, read).await,
         }
     }
@@ -368,7 +399,11 @@ mod tests {
     }
 
     fn point(mark: i64, wal_bytes: i64) -> SettledPoint {
-        SettledPoint { mark, wal_bytes }
+        SettledPoint {
+            mark,
+            wal_bytes,
+            timeline: 1,
+        }
     }
 
     #[test]
@@ -383,6 +418,31 @@ mod tests {
         // Replay never goes back, but a second replica behind a pool may
         // be behind the first: it gets what it has replayed, not more.
         assert_eq!(replica.readable_mark(point(20, 500), 320), 12);
+    }
+
+    #[test]
+    fn a_reader_behind_another_still_finds_its_point() {
+        let replica = replica();
+        replica.readable_mark(point(5, 100), 50);
+        // Reader A has replayed far; it must not drop the point reader B,
+        // whose replay position is lower, can still use.
+        assert_eq!(replica.readable_mark(point(9, 200), 250), 9);
+        assert_eq!(replica.readable_mark(point(7, 150), 120), 5);
+    }
+
+    #[test]
+    fn a_new_timeline_forgets_the_old_primary_s_points() {
+        let replica = replica();
+        assert_eq!(replica.readable_mark(point(50, 1000), 2000), 50);
+        // The standby was promoted (timeline 2): its WAL positions passing
+        // 1000 say nothing about the old primary's mark 50.
+        let promoted = SettledPoint {
+            mark: 30,
+            wal_bytes: 5000,
+            timeline: 2,
+        };
+        assert_eq!(replica.readable_mark(promoted, 3000), 0);
+        assert_eq!(replica.readable_mark(promoted, 5000), 30);
     }
 
     #[test]

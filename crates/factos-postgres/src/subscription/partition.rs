@@ -104,8 +104,10 @@ impl PartitionFilter {
     /// What the partition's recorded query says beyond the query itself, so a
     /// changed prefix is refused like a changed query.
     pub(crate) fn describe(&self) -> String {
+        // Plain text, not Rust's `{:?}` (its escaping may change with the
+        // toolchain, and a changed text is a changed query).
         format!(
-            " partition {} of {} by {:?}",
+            " partition {} of {} by tag prefix {}",
             self.index, self.count, self.prefix
         )
     }
