@@ -165,6 +165,20 @@ async fn bad_inputs_get_a_clear_400_and_unknown_things_404() {
         assert!(reply.body.contains(says), "{path}: {}", reply.body);
         assert!(!reply.body.contains(SECRET));
     }
+    // A body that is not a form gets the page too (nothing is written).
+    let not_a_form = request(
+        a,
+        "POST",
+        "/outbox/requeue",
+        &[("Content-Type", "text/plain")],
+        "id=1",
+    );
+    assert_eq!(not_a_form.status, 400);
+    assert!(
+        not_a_form.body.contains("The form is malformed"),
+        "{}",
+        not_a_form.body
+    );
     // A rebound domain pointing at 127.0.0.1 is not served.
     let rebound = request(a, "GET", "/events", &[("Host", "evil.example:7474")], "");
     assert_eq!(rebound.status, 403);

@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::sync::Arc;
 
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Response};
@@ -176,8 +177,12 @@ fn row(event: &StoredEvent) -> Vec<String> {
 /// `GET /events`.
 pub(crate) async fn list(
     State(ui): State<Arc<Ui>>,
-    Query(params): Query<HashMap<String, String>>,
+    params: Result<Query<HashMap<String, String>>, QueryRejection>,
 ) -> Response {
+    let params = match super::query_params(params) {
+        Ok(p) => p,
+        Err(message) => return refuse(StatusCode::BAD_REQUEST, &message, &ui),
+    };
     let wanted = match wanted(&params) {
         Ok(w) => w,
         Err(message) => return refuse(StatusCode::BAD_REQUEST, &message, &ui),

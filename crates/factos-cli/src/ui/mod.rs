@@ -13,6 +13,7 @@ mod outbox;
 mod store_page;
 mod subscriptions;
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -64,6 +65,29 @@ pub(crate) fn refuse(status: StatusCode, message: &str, ui: &Ui) -> Response {
         html::escape(message)
     );
     (status, Html(html::page(title, &body, ui.mode(), None))).into_response()
+}
+
+/// A query string's or a form's pairs.
+pub(crate) type Params = HashMap<String, String>;
+
+/// The query string's pairs, or why they cannot be read (invalid
+/// percent-encoding or UTF-8), for a 400 page instead of axum's plain text.
+pub(crate) fn query_params(
+    given: Result<axum::extract::Query<Params>, axum::extract::rejection::QueryRejection>,
+) -> Result<Params, String> {
+    given
+        .map(|axum::extract::Query(params)| params)
+        .map_err(|e| format!("The query string is malformed: {}", e.body_text()))
+}
+
+/// The form's fields, or why they cannot be read (not a urlencoded form,
+/// malformed), for a 400 page.
+pub(crate) fn form_fields(
+    given: Result<axum::extract::Form<Params>, axum::extract::rejection::FormRejection>,
+) -> Result<Params, String> {
+    given
+        .map(|axum::extract::Form(fields)| fields)
+        .map_err(|e| format!("The form is malformed: {}", e.body_text()))
 }
 
 /// A store error as a page (its message never holds the connection string).

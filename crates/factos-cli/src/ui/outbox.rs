@@ -4,6 +4,8 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use axum::extract::rejection::FormRejection;
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{Form, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Redirect, Response};
@@ -52,8 +54,12 @@ fn topic(given: Option<&String>) -> Result<Topic, String> {
 /// `GET /outbox/topic?topic=…`.
 pub(crate) async fn parked(
     State(ui): State<Arc<Ui>>,
-    Query(params): Query<HashMap<String, String>>,
+    params: Result<Query<HashMap<String, String>>, QueryRejection>,
 ) -> Response {
+    let params = match super::query_params(params) {
+        Ok(p) => p,
+        Err(message) => return refuse(StatusCode::BAD_REQUEST, &message, &ui),
+    };
     let topic = match topic(params.get("topic")) {
         Ok(t) => t,
         Err(message) => return refuse(StatusCode::BAD_REQUEST, &message, &ui),
@@ -109,8 +115,12 @@ pub(crate) async fn parked(
 pub(crate) async fn requeue(
     State(ui): State<Arc<Ui>>,
     headers: HeaderMap,
-    Form(form): Form<HashMap<String, String>>,
+    form: Result<Form<HashMap<String, String>>, FormRejection>,
 ) -> Response {
+    let form = match super::form_fields(form) {
+        Ok(f) => f,
+        Err(message) => return refuse(StatusCode::BAD_REQUEST, &message, &ui),
+    };
     if let Some(refused) = guard::refuse_write(&ui, &headers, form.get("csrf").map(String::as_str))
     {
         return refused;

@@ -6,6 +6,8 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use axum::extract::rejection::FormRejection;
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{Form, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Redirect, Response};
@@ -60,8 +62,12 @@ pub(crate) async fn list(State(ui): State<Arc<Ui>>) -> Response {
 /// `GET /subscription?name=…`.
 pub(crate) async fn detail(
     State(ui): State<Arc<Ui>>,
-    Query(params): Query<HashMap<String, String>>,
+    params: Result<Query<HashMap<String, String>>, QueryRejection>,
 ) -> Response {
+    let params = match super::query_params(params) {
+        Ok(p) => p,
+        Err(message) => return refuse(StatusCode::BAD_REQUEST, &message, &ui),
+    };
     let Some(name) = params.get("name").filter(|n| !n.is_empty()) else {
         return refuse(StatusCode::BAD_REQUEST, "name: which subscriber?", &ui);
     };
@@ -129,8 +135,12 @@ pub(crate) async fn detail(
 pub(crate) async fn reset(
     State(ui): State<Arc<Ui>>,
     headers: HeaderMap,
-    Form(form): Form<HashMap<String, String>>,
+    form: Result<Form<HashMap<String, String>>, FormRejection>,
 ) -> Response {
+    let form = match super::form_fields(form) {
+        Ok(f) => f,
+        Err(message) => return refuse(StatusCode::BAD_REQUEST, &message, &ui),
+    };
     if let Some(refused) = guard::refuse_write(&ui, &headers, form.get("csrf").map(String::as_str))
     {
         return refused;

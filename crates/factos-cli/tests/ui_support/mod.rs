@@ -267,11 +267,13 @@ pub(crate) fn request(
         let _ = write!(head, "{name}: {value}\r\n");
     }
     if method == "POST" {
-        let _ = write!(
-            head,
-            "Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n",
-            body.len()
-        );
+        if !extra
+            .iter()
+            .any(|(n, _)| n.eq_ignore_ascii_case("content-type"))
+        {
+            head.push_str("Content-Type: application/x-www-form-urlencoded\r\n");
+        }
+        let _ = write!(head, "Content-Length: {}\r\n", body.len());
     }
     head.push_str("\r\n");
     stream.write_all(head.as_bytes()).unwrap();
