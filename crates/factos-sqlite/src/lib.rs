@@ -293,6 +293,7 @@ impl SqliteStore {
     }
 
     fn retried(&self) {
+        factos::metrics::record_retry(METRICS_STORE, METRICS_STRATEGY);
         self.inner.retries.fetch_add(1, Ordering::Relaxed);
     }
 
@@ -388,25 +389,10 @@ impl EventStore for SqliteStore {
         events: Vec<NewEvent>,
         condition: AppendCondition,
     ) -> Result<Committed, AppendError> {
-        self.limits().check(&events).map_err(AppendError::Invalid)?;
-        let write = write::Write::plain(stream.clone(), events, condition);
-        match self.append_grouped(write).await? {
-            write::Outcome::Committed(committed) => Ok(committed),
-            write::Outcome::Failed(failure) => Err(AppendError::ConditionFailed(failure)),
-            write::Outcome::IdsStored { new, stored } => {
-                if stored.len() == new.len() && factos::store::is_same_append(stream, &new, &stored)
-                {
-                    return Ok(factos::store::replayed(
-                        stream,
-                        stored,
-                        factos::Folded::default(),
-                    ));
-                }
-                Err(AppendError::Store(factos::store::event_id_conflict(
-                    &new, &stored,
-                )))
-            }
-        }
+        let started = std::time::Instant::now();
+        let outcome = self.append_once(stream, events, condition).await;
+        record(started, "append", factos::metrics::append_outcome(&outcome));
+        outcome
     }
 
     async fn decide_with_query<P: DecisionProcess>(
@@ -415,9 +401,17 @@ impl EventStore for SqliteStore {
         query: &Query,
         process: &mut P,
     ) -> Result<Committed, DecisionError<P::Error>> {
+        let started = std::time::Instant::now();
         let scope = decide::Scope::Query(query.clone());
-        self.decide(stream, scope, process, factos::Folded::default())
-            .await
+        let outcome = self
+            .decide(stream, scope, process, factos::Folded::default())
+            .await;
+        record(
+            started,
+            "query",
+            factos::metrics::decision_outcome(&outcome),
+        );
+        outcome
     }
 
     async fn decide_with_query_after<P: DecisionProcess>(
@@ -427,8 +421,15 @@ impl EventStore for SqliteStore {
         process: &mut P,
         folded: factos::Folded,
     ) -> Result<Committed, DecisionError<P::Error>> {
+        let started = std::time::Instant::now();
         let scope = decide::Scope::Query(query.clone());
-        self.decide(stream, scope, process, folded).await
+        let outcome = self.decide(stream, scope, process, folded).await;
+        record(
+            started,
+            "cached",
+            factos::metrics::decision_outcome(&outcome),
+        );
+        outcome
     }
 
     async fn decide_on_stream<P: DecisionProcess>(
@@ -436,13 +437,21 @@ impl EventStore for SqliteStore {
         stream: &StreamId,
         process: &mut P,
     ) -> Result<Committed, DecisionError<P::Error>> {
-        self.decide(
-            stream,
-            decide::Scope::Stream,
-            process,
-            factos::Folded::default(),
-        )
-        .await
+        let started = std::time::Instant::now();
+        let outcome = self
+            .decide(
+                stream,
+                decide::Scope::Stream,
+                process,
+                factos::Folded::default(),
+            )
+            .await;
+        record(
+            started,
+            "stream",
+            factos::metrics::decision_outcome(&outcome),
+        );
+        outcome
     }
 
     fn can_record_effects(&self) -> bool {
@@ -604,5 +613,49 @@ impl SqliteStore {
             Ok(faults)
         })
         .await
+    }
+}
+
+/// The `store` and `strategy` labels of SQLite's metrics: one writer thread
+/// per store instance decides every write.
+const METRICS_STORE: &str = "sqlite";
+const METRICS_STRATEGY: &str = "writer";
+
+fn record(started: std::time::Instant, kind: &'static str, outcome: &'static str) {
+    factos::metrics::record_dispatch(
+        METRICS_STORE,
+        METRICS_STRATEGY,
+        kind,
+        outcome,
+        started.elapsed(),
+    );
+}
+
+impl SqliteStore {
+    async fn append_once(
+        &self,
+        stream: &StreamId,
+        events: Vec<NewEvent>,
+        condition: AppendCondition,
+    ) -> Result<Committed, AppendError> {
+        self.limits().check(&events).map_err(AppendError::Invalid)?;
+        let write = write::Write::plain(stream.clone(), events, condition);
+        match self.append_grouped(write).await? {
+            write::Outcome::Committed(committed) => Ok(committed),
+            write::Outcome::Failed(failure) => Err(AppendError::ConditionFailed(failure)),
+            write::Outcome::IdsStored { new, stored } => {
+                if stored.len() == new.len() && factos::store::is_same_append(stream, &new, &stored)
+                {
+                    return Ok(factos::store::replayed(
+                        stream,
+                        stored,
+                        factos::Folded::default(),
+                    ));
+                }
+                Err(AppendError::Store(factos::store::event_id_conflict(
+                    &new, &stored,
+                )))
+            }
+        }
     }
 }

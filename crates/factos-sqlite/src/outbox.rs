@@ -112,6 +112,9 @@ impl Outbox {
             .await?;
         if batch.parked > 0 {
             tracing::warn!(topic = %self.topic, parked = batch.parked, "outbox messages parked: their last lease ran out");
+            for _ in 0..batch.parked {
+                factos::metrics::record_outbox_attempt(self.topic.as_str(), "parked");
+            }
         }
         Ok(batch)
     }
@@ -292,14 +295,22 @@ impl Outbox {
     ) -> Result<usize, OutboxError> {
         let Batch { leased, parked } = self.lease_batch().await?;
         for message in &leased {
+            let topic = self.topic.as_str();
             let outcome = match handler.deliver(message).await {
-                Ok(()) => self.ack(message).await,
+                Ok(()) => {
+                    factos::metrics::record_outbox_attempt(topic, "delivered");
+                    self.ack(message).await
+                }
                 Err(e) => match self.fail(message, &e.to_string()).await {
                     Ok(FailOutcome::Parked) => {
+                        factos::metrics::record_outbox_attempt(topic, "parked");
                         tracing::warn!(topic = %self.topic, id = message.id, error = %e, "outbox message parked");
                         Ok(())
                     }
-                    Ok(FailOutcome::RetryIn(_)) => Ok(()),
+                    Ok(FailOutcome::RetryIn(_)) => {
+                        factos::metrics::record_outbox_attempt(topic, "failed");
+                        Ok(())
+                    }
                     Err(e) => Err(e),
                 },
             };

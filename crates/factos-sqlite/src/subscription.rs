@@ -542,6 +542,15 @@ impl Subscription {
             Some(last) if full => rows::sql_position(last.position),
             _ => head.map_or(0, rows::sql_position).max(lease.checkpoint),
         };
+        let behind = head.map_or(0, |h| {
+            h.get()
+                .saturating_sub(u64::try_from(next.max(0)).unwrap_or(0))
+        });
+        factos::metrics::record_subscriber_lag(
+            &self.name,
+            behind,
+            events.last().map(|e| e.recorded_at),
+        );
         let (Some(first), Some(last)) = (events.first(), events.last()) else {
             let renew = lease.renewed.elapsed() >= self.lease / 3;
             if next != lease.checkpoint || renew {
@@ -557,6 +566,7 @@ impl Subscription {
             match apply.apply(self, lease, next, &events).await {
                 Ok(()) => break,
                 Err(Failure::Handler(source)) if attempt >= self.options.handler_attempts => {
+                    factos::metrics::record_handler_failure(&self.name);
                     return Err(SubscriptionError::Handler {
                         first,
                         last,
@@ -565,12 +575,14 @@ impl Subscription {
                     });
                 }
                 Err(Failure::Handler(e)) => {
+                    factos::metrics::record_handler_failure(&self.name);
                     tracing::warn!(subscriber = %self.name, attempt, error = %e, "handler failed; retrying");
                     tokio::time::sleep(self.options.delay(attempt)).await;
                 }
                 Err(Failure::Subscription(e)) => return Err(e),
             }
         }
+        factos::metrics::record_subscriber_handled(&self.name, events.len());
         Ok(Step {
             handled: events.len(),
             full,

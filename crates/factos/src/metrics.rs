@@ -3,9 +3,16 @@
 //! recorder (a Prometheus exporter, for instance) and chooses where values
 //! go. Without one installed, recording costs next to nothing.
 //!
+//! The PostgreSQL store records every metric below (`store="postgres"`,
+//! `strategy` its locking strategy); the SQLite store the dispatch,
+//! condition, retry, subscriber and outbox-attempt ones (`store="sqlite"`,
+//! `strategy="writer"`); the dispatcher records the cache and batch ones on
+//! any store. The `record_*` functions are for store implementations, so
+//! every store uses the same names and label values.
+//!
 //! | name | kind | labels | what |
 //! |---|---|---|---|
-//! | `factos_dispatch_seconds` | histogram | `store`, `strategy`, `kind`, `outcome` | a dispatch's time in the store, by how it ended (`committed`, `refused`, `invalid`, `condition_failed`, `store_error`; `error` for a kind added later) |
+//! | `factos_dispatch_seconds` | histogram | `store`, `strategy`, `kind`, `outcome` | a dispatch's time in the store, by how it ended (`committed`, `refused`, `invalid`, `condition_failed`, `store_error`) |
 //! | `factos_condition_failures_total` | counter | `store`, `strategy` | decisions and appends whose condition failed (a conflicting event appeared) |
 //! | `factos_retries_total` | counter | `store`, `strategy` | attempts the store began again on its own |
 //! | `factos_hot_fallbacks_total` | counter | `store` | cached decisions sent straight to the pessimistic path because their query's fast path failed recently |
@@ -147,4 +154,97 @@ pub(crate) fn cache_eviction() {
 pub(crate) fn batch(commands: usize) {
     #[allow(clippy::cast_precision_loss)]
     metrics::histogram!(BATCH_DECISIONS).record(commands as f64);
+}
+
+/// How a decision ended, as the `outcome` label says it.
+pub fn decision_outcome<T, E>(result: &Result<T, crate::store::DecisionError<E>>) -> &'static str {
+    use crate::store::DecisionError;
+    match result {
+        Ok(_) => "committed",
+        Err(DecisionError::Process(_)) => "refused",
+        Err(DecisionError::Invalid(_)) => "invalid",
+        Err(DecisionError::ConditionFailed(_)) => "condition_failed",
+        Err(DecisionError::Store(_)) => "store_error",
+    }
+}
+
+/// How an append ended, as the `outcome` label says it.
+pub fn append_outcome<T>(result: &Result<T, crate::AppendError>) -> &'static str {
+    use crate::AppendError;
+    match result {
+        Ok(_) => "committed",
+        Err(AppendError::Invalid(_)) => "invalid",
+        Err(AppendError::ConditionFailed(_)) => "condition_failed",
+        Err(AppendError::Store(_)) => "store_error",
+    }
+}
+
+/// For stores: a dispatch (or an append, `kind` `append`) that took
+/// `elapsed` and ended with `outcome`; a failed condition is counted too.
+pub fn record_dispatch(
+    store: &'static str,
+    strategy: &'static str,
+    kind: &'static str,
+    outcome: &'static str,
+    elapsed: std::time::Duration,
+) {
+    metrics::histogram!(DISPATCH_SECONDS, "store" => store, "strategy" => strategy, "kind" => kind, "outcome" => outcome)
+        .record(elapsed.as_secs_f64());
+    if outcome == "condition_failed" {
+        metrics::counter!(CONDITION_FAILURES, "store" => store, "strategy" => strategy)
+            .increment(1);
+    }
+}
+
+/// For stores: an attempt the store began again on its own.
+pub fn record_retry(store: &'static str, strategy: &'static str) {
+    metrics::counter!(RETRIES, "store" => store, "strategy" => strategy).increment(1);
+}
+
+/// For stores: after a subscriber's read, `behind` positions to the settled
+/// head and the last read event's time (its age is the lag in seconds while
+/// behind; 0 when caught up).
+pub fn record_subscriber_lag(
+    subscriber: &str,
+    behind: u64,
+    last_recorded: Option<std::time::SystemTime>,
+) {
+    let name = subscriber.to_string();
+    #[allow(clippy::cast_precision_loss)]
+    metrics::gauge!(SUBSCRIBER_LAG_EVENTS, "subscriber" => name.clone()).set(behind as f64);
+    let age = match last_recorded {
+        Some(at) if behind > 0 => std::time::SystemTime::now()
+            .duration_since(at)
+            .map_or(0.0, |d| d.as_secs_f64()),
+        _ => 0.0,
+    };
+    metrics::gauge!(SUBSCRIBER_LAG_SECONDS, "subscriber" => name).set(age);
+}
+
+/// For stores: a subscriber's handler took `handled` events.
+pub fn record_subscriber_handled(subscriber: &str, handled: usize) {
+    metrics::counter!(SUBSCRIBER_EVENTS, "subscriber" => subscriber.to_string())
+        .increment(u64::try_from(handled).unwrap_or(u64::MAX));
+}
+
+/// For stores: a subscriber's handler failed an attempt.
+pub fn record_handler_failure(subscriber: &str) {
+    metrics::counter!(SUBSCRIBER_HANDLER_FAILURES, "subscriber" => subscriber.to_string())
+        .increment(1);
+}
+
+/// For stores: an outbox delivery attempt that ended `outcome`
+/// (`delivered`, `failed`, `parked`).
+pub fn record_outbox_attempt(topic: &str, outcome: &'static str) {
+    metrics::counter!(OUTBOX_ATTEMPTS, "topic" => topic.to_string(), "outcome" => outcome)
+        .increment(1);
+}
+
+/// For stores: a topic's messages by state.
+pub fn record_outbox_messages(topic: &str, waiting: u64, leased: u64, parked: u64) {
+    for (state, count) in [("waiting", waiting), ("leased", leased), ("parked", parked)] {
+        #[allow(clippy::cast_precision_loss)]
+        metrics::gauge!(OUTBOX_MESSAGES, "topic" => topic.to_string(), "state" => state)
+            .set(count as f64);
+    }
 }

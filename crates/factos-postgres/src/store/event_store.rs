@@ -12,13 +12,12 @@ use crate::options::LockingStrategy;
 use crate::store::PostgresStore;
 use crate::store::guard::Boundary;
 
-/// Records how a dispatch or append ended on its span and returns the word
-/// (for the metrics).
+/// Records how a dispatch or append ended on its span.
 pub(crate) fn record_outcome<T>(
     span: &tracing::Span,
     outcome: &Result<Committed, T>,
     describe: impl Fn(&T) -> &'static str,
-) -> &'static str {
+) {
     match outcome {
         Ok(committed) => {
             span.record("outcome", "committed");
@@ -26,12 +25,9 @@ pub(crate) fn record_outcome<T>(
             if let Some(p) = committed.position {
                 span.record("position", p.get());
             }
-            "committed"
         }
         Err(e) => {
-            let word = describe(e);
-            span.record("outcome", word);
-            word
+            span.record("outcome", describe(e));
         }
     }
 }
@@ -110,12 +106,13 @@ impl EventStore for PostgresStore {
         }
         .instrument(span.clone())
         .await;
-        let ended = record_outcome(&span, &outcome, |e: &AppendError| match e {
+        record_outcome(&span, &outcome, |e: &AppendError| match e {
             AppendError::Invalid(_) => "invalid",
             AppendError::ConditionFailed(_) => "condition failed",
             AppendError::Store(_) => "store error",
             _ => "error",
         });
+        let ended = factos::metrics::append_outcome(&outcome);
         crate::metrics::dispatched(self.inner.options.locking, "append", ended, started);
         outcome
     }
@@ -142,7 +139,8 @@ impl EventStore for PostgresStore {
                     .await
             }
         };
-        let ended = record_outcome(&span, &outcome, describe_decision);
+        record_outcome(&span, &outcome, describe_decision);
+        let ended = factos::metrics::decision_outcome(&outcome);
         crate::metrics::dispatched(self.inner.options.locking, "query", ended, started);
         outcome
     }
@@ -166,7 +164,8 @@ impl EventStore for PostgresStore {
                     .await
             }
         };
-        let ended = record_outcome(&span, &outcome, describe_decision);
+        record_outcome(&span, &outcome, describe_decision);
+        let ended = factos::metrics::decision_outcome(&outcome);
         crate::metrics::dispatched(self.inner.options.locking, "condition", ended, started);
         outcome
     }
@@ -189,7 +188,8 @@ impl EventStore for PostgresStore {
                     .await
             }
         };
-        let ended = record_outcome(&span, &outcome, describe_decision);
+        record_outcome(&span, &outcome, describe_decision);
+        let ended = factos::metrics::decision_outcome(&outcome);
         crate::metrics::dispatched(self.inner.options.locking, "cached", ended, started);
         outcome
     }
@@ -220,7 +220,8 @@ impl EventStore for PostgresStore {
                     .await
             }
         };
-        let ended = record_outcome(&span, &outcome, describe_decision);
+        record_outcome(&span, &outcome, describe_decision);
+        let ended = factos::metrics::decision_outcome(&outcome);
         crate::metrics::dispatched(self.inner.options.locking, "stream", ended, started);
         outcome
     }
