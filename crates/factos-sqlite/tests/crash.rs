@@ -282,7 +282,22 @@ async fn a_projection_killed_mid_run_applies_every_event_exactly_once() {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        tokio::time::sleep(Duration::from_millis(400 + 100 * round)).await;
+        // Kill the child as soon as it has committed a batch of this round
+        // (its checkpoint moved), while most of the round is still ahead
+        // of it; a fixed sleep let a fast child finish first (CI, once).
+        let before = checkpoints.last().copied().unwrap_or(0);
+        let started = std::time::Instant::now();
+        while started.elapsed() < Duration::from_secs(10) {
+            let at = subscription
+                .checkpoint()
+                .await
+                .unwrap()
+                .map_or(0, |p| i64::try_from(p.get()).unwrap());
+            if at > before {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
         child.kill().unwrap();
         child.wait().unwrap();
         let checkpoint = subscription
