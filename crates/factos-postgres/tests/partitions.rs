@@ -258,6 +258,7 @@ fn partitioning_is_checked() {
     assert!(Partitioning::by_tag_prefix("account:", 0).is_err());
     assert!(Partitioning::by_tag_prefix("account:", factos_postgres::MAX_PARTITIONS + 1).is_err());
     assert!(Partitioning::by_tag_prefix(&"a".repeat(129), 4).is_err());
+    assert!(Partitioning::by_tag_prefix("account:\0", 4).is_err());
     let split = Partitioning::by_tag_prefix("account:", 8).unwrap();
     assert_eq!((split.tag_prefix(), split.partitions()), ("account:", 8));
 }

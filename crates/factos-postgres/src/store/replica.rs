@@ -110,11 +110,16 @@ impl Replica {
             .points
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if points.first().is_some_and(|p| p.timeline != fresh.timeline) {
+        let current = points.first().map(|p| p.timeline);
+        if current.is_some_and(|t| t < fresh.timeline) {
             points.clear();
         }
-        let at = points.partition_point(|p| p.wal_bytes <= fresh.wal_bytes);
-        points.insert(at, fresh);
+        // A point of an older timeline arriving late (its statement reached
+        // the old primary before it went) is not kept.
+        if current.is_none_or(|t| t <= fresh.timeline) {
+            let at = points.partition_point(|p| p.wal_bytes <= fresh.wal_bytes);
+            points.insert(at, fresh);
+        }
         // Keep the staircase: marks rising with WAL positions.
         let mut highest = i64::MIN;
         points.retain(|p| {
@@ -123,12 +128,14 @@ impl Replica {
             keep
         });
         if points.len() > MAX_SETTLED_POINTS {
-            // Thin out (keep the oldest and every other one), so a replica
-            // far behind still finds a point close to its replay position.
+            // Thin out (keep the oldest, the newest and every other one),
+            // so a replica far behind still finds a point close to its
+            // replay position.
+            let last = points.len();
             let mut index = 0;
             points.retain(|_| {
                 index += 1;
-                index == 1 || index % 2 == 0
+                index == 1 || index == last || index % 2 == 0
             });
         }
         points
@@ -443,6 +450,10 @@ mod tests {
         };
         assert_eq!(replica.readable_mark(promoted, 3000), 0);
         assert_eq!(replica.readable_mark(promoted, 5000), 30);
+        // A point of the old timeline arriving late changes nothing.
+        let late = point(60, 1100);
+        assert_eq!(replica.readable_mark(late, 5000), 30);
+        assert_eq!(replica.readable_mark(late, 2000), 0);
     }
 
     #[test]

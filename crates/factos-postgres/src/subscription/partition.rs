@@ -64,6 +64,11 @@ impl Partitioning {
     /// Splits by the tags starting with `tag_prefix` (not empty, at most
     /// 128 bytes) into `partitions` (1 to [`MAX_PARTITIONS`]).
     pub fn by_tag_prefix(tag_prefix: &str, partitions: u32) -> Result<Self, SubscriptionError> {
+        if tag_prefix.chars().any(char::is_control) {
+            return Err(SubscriptionError::InvalidOptions(
+                "a partition tag prefix has no control characters".to_string(),
+            ));
+        }
         if tag_prefix.is_empty() || tag_prefix.len() > 128 {
             return Err(SubscriptionError::InvalidOptions(format!(
                 "a partition tag prefix is 1 to 128 bytes, not {}",
