@@ -163,16 +163,17 @@ struct Member {
     slot: usize,
 }
 
-/// A partition's run, as the loop holds it.
-type PartitionRun<'a> =
-    Pin<Box<dyn Future<Output = (u32, Result<(), SubscriptionError>)> + Send + 'a>>;
-
 /// A partition's run with its number.
 type TrackedRun<'a> =
     Pin<Box<dyn Future<Output = (u32, u64, Result<(), SubscriptionError>)> + Send + 'a>>;
 
 /// A partition's stop: when the loop tells it, or drops its sender.
 type Told = tokio::sync::oneshot::Receiver<()>;
+
+/// `told` as the stop future a subscription's run takes.
+async fn stopped(told: Told) {
+    let _ = told.await;
+}
 
 impl PartitionedSubscription {
     /// A subscriber `name` of the events matching `query`, split by
@@ -238,17 +239,10 @@ impl PartitionedSubscription {
         handlers: impl FnMut(u32) -> H + Send,
         stop: impl Future<Output = ()>,
     ) -> Result<(), SubscriptionError> {
-        let mut handlers = handlers;
         self.run_partitions(
-            |partition: &Subscription, index, stop| {
-                let mut handler = handlers(index);
-                let partition = partition.clone();
-                Box::pin(async move {
-                    let stop = async move {
-                        let _ = stop.await;
-                    };
-                    (index, partition.run(&mut handler, stop).await)
-                }) as PartitionRun<'_>
+            handlers,
+            |partition, mut handler, told| async move {
+                partition.run(&mut handler, stopped(told)).await
             },
             stop,
         )
@@ -262,28 +256,28 @@ impl PartitionedSubscription {
         handlers: impl FnMut(u32) -> P + Send,
         stop: impl Future<Output = ()>,
     ) -> Result<(), SubscriptionError> {
-        let mut handlers = handlers;
         self.run_partitions(
-            |partition: &Subscription, index, stop| {
-                let mut handler = handlers(index);
-                let partition = partition.clone();
-                Box::pin(async move {
-                    let stop = async move {
-                        let _ = stop.await;
-                    };
-                    (index, partition.run_projection(&mut handler, stop).await)
-                }) as PartitionRun<'_>
+            handlers,
+            |partition, mut handler, told| async move {
+                partition.run_projection(&mut handler, stopped(told)).await
             },
             stop,
         )
         .await
     }
 
-    async fn run_partitions<'a>(
+    /// The membership loop: starts `run(partition, handlers(index), told)`
+    /// for each partition this process should run, tells the others to stop.
+    async fn run_partitions<'a, H, R>(
         &'a self,
-        mut start: impl FnMut(&Subscription, u32, Told) -> PartitionRun<'a> + Send,
+        mut handlers: impl FnMut(u32) -> H + Send,
+        run: impl Fn(Subscription, H, Told) -> R + Send,
         stop: impl Future<Output = ()>,
-    ) -> Result<(), SubscriptionError> {
+    ) -> Result<(), SubscriptionError>
+    where
+        H: Send + 'a,
+        R: Future<Output = Result<(), SubscriptionError>> + Send + 'a,
+    {
         self.options.check()?;
         let mut stop = pin!(stop.fuse());
         // Each run is numbered, so a run that ends after its partition was
@@ -302,11 +296,13 @@ impl PartitionedSubscription {
                         }
                         let (tell, told) = tokio::sync::oneshot::channel();
                         runs += 1;
-                        let run = runs;
-                        stops.insert(index, (run, tell));
-                        let partition = start(&self.partitions[index as usize], index, told);
+                        let number = runs;
+                        stops.insert(index, (number, tell));
+                        let partition = self.partitions[index as usize].clone();
+                        let handler = handlers(index);
                         running.push(Box::pin(
-                            partition.map(move |(index, outcome)| (index, run, outcome)),
+                            run(partition, handler, told)
+                                .map(move |outcome| (index, number, outcome)),
                         ));
                     }
                 }
