@@ -167,6 +167,26 @@ pub(crate) fn refuse_write(ui: &Ui, headers: &HeaderMap, csrf: Option<&str>) -> 
     None
 }
 
+/// A write's form fields once the write may go ahead; else the page to send
+/// (400 for a body that is not a form, [`refuse_write`]'s refusal).
+pub(crate) fn write_form(
+    ui: &Ui,
+    headers: &HeaderMap,
+    form: Result<axum::extract::Form<super::Params>, axum::extract::rejection::FormRejection>,
+) -> Result<super::Params, Box<Response>> {
+    let form = super::form_fields(form).map_err(|message| {
+        Box::new(super::refuse(
+            axum::http::StatusCode::BAD_REQUEST,
+            &message,
+            ui,
+        ))
+    })?;
+    match refuse_write(ui, headers, form.get("csrf").map(String::as_str)) {
+        Some(refused) => Err(Box::new(refused)),
+        None => Ok(form),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

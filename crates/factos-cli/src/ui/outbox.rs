@@ -117,14 +117,10 @@ pub(crate) async fn requeue(
     headers: HeaderMap,
     form: Result<Form<HashMap<String, String>>, FormRejection>,
 ) -> Response {
-    let form = match super::form_fields(form) {
+    let form = match guard::write_form(&ui, &headers, form) {
         Ok(f) => f,
-        Err(message) => return refuse(StatusCode::BAD_REQUEST, &message, &ui),
+        Err(refused) => return *refused,
     };
-    if let Some(refused) = guard::refuse_write(&ui, &headers, form.get("csrf").map(String::as_str))
-    {
-        return refused;
-    }
     let topic = match topic(form.get("topic")) {
         Ok(t) => t,
         Err(message) => return refuse(StatusCode::BAD_REQUEST, &message, &ui),

@@ -137,14 +137,10 @@ pub(crate) async fn reset(
     headers: HeaderMap,
     form: Result<Form<HashMap<String, String>>, FormRejection>,
 ) -> Response {
-    let form = match super::form_fields(form) {
+    let form = match guard::write_form(&ui, &headers, form) {
         Ok(f) => f,
-        Err(message) => return refuse(StatusCode::BAD_REQUEST, &message, &ui),
+        Err(refused) => return *refused,
     };
-    if let Some(refused) = guard::refuse_write(&ui, &headers, form.get("csrf").map(String::as_str))
-    {
-        return refused;
-    }
     let Some(name) = form.get("name").filter(|n| !n.is_empty()) else {
         return refuse(StatusCode::BAD_REQUEST, "name: which subscriber?", &ui);
     };
